@@ -1,0 +1,23 @@
+"""Tarry: durable workflows as a gRPC service. This package is what workflow authors import."""
+
+from tarry.engine import (
+    Chain,
+    Flow,
+    JoinMode,
+    Output,
+    RetryPolicy,
+    SleepContext,
+    StepContext,
+    Workflow,
+)
+
+__all__ = [
+    "Chain",
+    "Flow",
+    "JoinMode",
+    "Output",
+    "RetryPolicy",
+    "SleepContext",
+    "StepContext",
+    "Workflow",
+]

@@ -1,0 +1,144 @@
+"""What a step sees: its input, the shared state, resume / suspend data, and signals."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from ._schema import JSON
+
+
+@dataclass(frozen=True)
+class Output:
+    """Return this from a step to pick outgoing edges by `action` (Flowcraft's `{output, action}`).
+
+    Any other return value is the node's output with no action.
+    """
+
+    value: Any = None
+    action: str | None = None
+
+
+class SuspendSignal(BaseException):
+    """Raised by `StepContext.suspend`; the engine turns it into a suspension.
+
+    A BaseException so that a step's `except Exception` does not swallow it.
+    """
+
+    def __init__(self, reason: str, data: JSON) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.data = data
+
+
+class Signals:
+    """Requests from outside a running execution, readable from any thread."""
+
+    def __init__(self) -> None:
+        self.suspend_reason: str | None = None
+        self.cancel_reason: str | None = None
+        self.event = threading.Event()
+
+    def request_suspend(self, reason: str) -> None:
+        self.suspend_reason = reason
+        self.event.set()
+
+    def request_cancel(self, reason: str) -> None:
+        self.cancel_reason = reason
+        self.event.set()
+
+
+class SleepContext:
+    """What a sleep duration function sees: the workflow input, shared state and node input."""
+
+    def __init__(self, *, input: JSON, state: dict[str, JSON], node_input: JSON) -> None:  # noqa: A002
+        self.input = input
+        self.node_input = node_input
+        self._state = state
+
+    def get(self, key: str, default: JSON = None) -> JSON:
+        return copy.deepcopy(self._state.get(key, default))
+
+
+class StepContext:
+    """The argument every step function receives.
+
+    - `input`: the workflow's input; `data` / `node_input`: the predecessor's output
+      (for the first node, the workflow input; for a join, `{predecessor: output}`).
+    - `get` / `set`: the execution's shared state. Changes are saved atomically with the
+      step's result, and discarded if the step fails or is suspended.
+    - `resume_data` / `suspend_data`: set when this step runs again after a Resume.
+    - `suspend(reason, data)`: stop here; Resume runs this step again from its start.
+    - `attempt`: 1 on the first try, +1 on each retry or re-run after a crash.
+    - `suspend_requested` / `cancel_requested` / `stop_requested`: requests from outside.
+    """
+
+    def __init__(
+        self,
+        *,
+        execution_id: str,
+        workflow: str,
+        node_id: str,
+        input: JSON,  # noqa: A002
+        node_input: JSON,
+        state: dict[str, JSON],
+        attempt: int,
+        resume_data: JSON = None,
+        suspend_data: JSON = None,
+        signals: Signals | None = None,
+    ) -> None:
+        self.execution_id = execution_id
+        self.workflow = workflow
+        self.node_id = node_id
+        self.input = input
+        self.node_input = node_input
+        self.attempt = attempt
+        self.resume_data = resume_data
+        self.suspend_data = suspend_data
+        self._state = state
+        self._signals = signals or Signals()
+        self.changes: dict[str, JSON] = {}
+
+    @property
+    def data(self) -> JSON:
+        """The predecessor's output (VoltAgent's `data`)."""
+        return self.node_input
+
+    @property
+    def state(self) -> dict[str, JSON]:
+        """A copy of the whole shared state."""
+        return copy.deepcopy(self._state)
+
+    def get(self, key: str, default: JSON = None) -> JSON:
+        return copy.deepcopy(self._state.get(key, default))
+
+    def set(self, key: str, value: JSON) -> None:
+        from ._schema import to_json
+
+        value = to_json(value)
+        self._state[key] = value
+        self.changes[key] = value
+
+    def suspend(self, reason: str = "", data: JSON = None) -> NoReturn:
+        """Suspend the execution here. `data` is checked against the step's suspend schema."""
+        raise SuspendSignal(reason, data)
+
+    @property
+    def suspend_requested(self) -> bool:
+        return self._signals.suspend_reason is not None
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._signals.cancel_reason is not None
+
+    @property
+    def stop_requested(self) -> threading.Event:
+        """Set when a suspension or cancellation is requested; `wait()` on it in plain steps."""
+        return self._signals.event
+
+    def suspend_if_requested(self) -> None:
+        """Suspend now, at this point of the step, if a suspension was requested from outside."""
+        if self._signals.suspend_reason is not None:
+            raise SuspendSignal(self._signals.suspend_reason, None)

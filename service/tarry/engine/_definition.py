@@ -1,0 +1,391 @@
+"""Workflow definitions: nodes, edges and the two authoring styles.
+
+Graph style (Flowcraft)::
+
+    flow = Flow("expense-approval")
+    flow.step("submit", submit)
+    flow.wait("manager-approval", key="approval")
+    flow.step("process", process)
+    flow.edge("submit", "manager-approval")
+    flow.edge("manager-approval", "process")
+    workflow = flow.build()
+
+Chain style (VoltAgent) is sugar over a linear graph::
+
+    workflow = Chain("simple-approval", input=Item).then("wait-for-approval", fn).build()
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from ._errors import DefinitionError
+from ._schema import JSON, json_schema
+
+if TYPE_CHECKING:
+    from ._context import SleepContext, StepContext
+
+StepFn = Callable[["StepContext"], Any | Awaitable[Any]]
+"""A step: plain or async function taking the step context."""
+
+SleepSpec = float | timedelta | datetime | Callable[["SleepContext"], float | timedelta | datetime]
+"""Seconds, a timedelta, an absolute (aware) datetime, or a function of the state giving one."""
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+DEFAULT_MAX_VISITS = 100
+
+
+class NodeKind(StrEnum):
+    STEP = "step"
+    WAIT = "wait"
+    SLEEP = "sleep"
+
+
+class JoinMode(StrEnum):
+    ALL = "all"
+    ANY = "any"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often a failing step is tried, and how long to wait in between.
+
+    The wait before attempt n+1 is `initial_interval * backoff_coefficient ** (n-1)` seconds,
+    capped at `max_interval`. Errors whose class name (or a base class name) is listed in
+    `non_retryable` fail the step at once.
+    """
+
+    max_attempts: int = 1
+    initial_interval: float = 1.0
+    backoff_coefficient: float = 2.0
+    max_interval: float | None = None
+    non_retryable: tuple[str | type[BaseException], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise DefinitionError("retry max_attempts must be at least 1")
+        if self.initial_interval < 0 or self.backoff_coefficient < 1:
+            raise DefinitionError("retry intervals must be >= 0 and the coefficient >= 1")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt `attempt` (1-based)."""
+        d = self.initial_interval * self.backoff_coefficient ** (attempt - 1)
+        return min(d, self.max_interval) if self.max_interval is not None else d
+
+    def retryable(self, exc: BaseException) -> bool:
+        names = {c.__name__ for c in type(exc).__mro__}
+        for item in self.non_retryable:
+            if isinstance(item, str) and item in names:
+                return False
+            if isinstance(item, type) and isinstance(exc, item):
+                return False
+        return True
+
+
+@dataclass(frozen=True)
+class Node:
+    id: str
+    kind: NodeKind
+    fn: StepFn | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    resume_schema: type[BaseModel] | None = None
+    suspend_schema: type[BaseModel] | None = None
+    key: str | None = None
+    sleep: SleepSpec | None = None
+    join: JoinMode = JoinMode.ALL
+    max_visits: int | None = None
+    description: str = ""
+
+    @property
+    def is_async(self) -> bool:
+        return self.fn is not None and inspect.iscoroutinefunction(self.fn)
+
+
+@dataclass(frozen=True)
+class Edge:
+    source: str
+    target: str
+    action: str | None = None
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A built, immutable workflow definition."""
+
+    name: str
+    version: str
+    nodes: dict[str, Node]
+    edges: tuple[Edge, ...]
+    start: tuple[str, ...]
+    input_schema: type[BaseModel] | None = None
+    result_schema: type[BaseModel] | None = None
+    resume_schema: type[BaseModel] | None = None
+    suspend_schema: type[BaseModel] | None = None
+    max_visits: int = DEFAULT_MAX_VISITS
+    description: str = ""
+    _out: dict[str, tuple[Edge, ...]] = field(default_factory=dict, repr=False, compare=False)
+    _preds: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        out: dict[str, list[Edge]] = {n: [] for n in self.nodes}
+        preds: dict[str, list[str]] = {n: [] for n in self.nodes}
+        for e in self.edges:
+            out[e.source].append(e)
+            if e.source not in preds[e.target]:
+                preds[e.target].append(e.source)
+        self._out.update({k: tuple(v) for k, v in out.items()})
+        self._preds.update({k: tuple(v) for k, v in preds.items()})
+
+    def outgoing(self, node: str) -> tuple[Edge, ...]:
+        return self._out[node]
+
+    def predecessors(self, node: str) -> tuple[str, ...]:
+        return self._preds[node]
+
+    def is_join(self, node: str) -> bool:
+        return len(self._preds[node]) > 1
+
+    def next_nodes(self, node: str, action: str | None) -> list[str]:
+        """Targets of the edges taken when `node` finishes with `action`.
+
+        Edges labelled with the action win; unlabelled edges are the default when no labelled
+        edge matches. An action that matches nothing and no default edge ends the branch.
+        """
+        edges = self._out[node]
+        chosen = [e.target for e in edges if action is not None and e.action == action]
+        if not chosen:
+            chosen = [e.target for e in edges if e.action is None]
+        return list(dict.fromkeys(chosen))
+
+    def actions(self, node: str) -> list[str]:
+        return sorted({e.action for e in self._out[node] if e.action is not None})
+
+    def resume_schema_for(self, node: str) -> type[BaseModel] | None:
+        return self.nodes[node].resume_schema or self.resume_schema
+
+    def suspend_schema_for(self, node: str) -> type[BaseModel] | None:
+        return self.nodes[node].suspend_schema or self.suspend_schema
+
+    def max_visits_for(self, node: str) -> int:
+        return self.nodes[node].max_visits or self.max_visits
+
+    def schemas(self) -> dict[str, Any]:
+        """Every schema as JSON Schema: the workflow's and each node's."""
+        return {
+            "input": json_schema(self.input_schema),
+            "result": json_schema(self.result_schema),
+            "resume": json_schema(self.resume_schema),
+            "suspend": json_schema(self.suspend_schema),
+            "nodes": {
+                n.id: {
+                    "resume": json_schema(n.resume_schema),
+                    "suspend": json_schema(n.suspend_schema),
+                }
+                for n in self.nodes.values()
+                if n.resume_schema or n.suspend_schema
+            },
+        }
+
+
+class Flow:
+    """Graph-style builder: named nodes, edges (optionally with an action), joins, cycles."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        version: str = "1",
+        input: type[BaseModel] | None = None,  # noqa: A002 - the seed libraries' word
+        result: type[BaseModel] | None = None,
+        resume: type[BaseModel] | None = None,
+        suspend: type[BaseModel] | None = None,
+        max_visits: int = DEFAULT_MAX_VISITS,
+        start: str | None = None,
+        description: str = "",
+    ) -> None:
+        _check_id(name, "workflow name")
+        self.name = name
+        self.version = version
+        self._schemas = (input, result, resume, suspend)
+        self._max_visits = max_visits
+        self._start = start
+        self._description = description
+        self._nodes: dict[str, Node] = {}
+        self._edges: list[Edge] = []
+
+    def _add(self, node: Node) -> Flow:
+        _check_id(node.id, "node id")
+        if node.id in self._nodes:
+            raise DefinitionError(f"node {node.id!r} is defined twice in {self.name!r}")
+        self._nodes[node.id] = node
+        return self
+
+    def step(
+        self,
+        id: str,  # noqa: A002
+        fn: StepFn,
+        *,
+        retry: RetryPolicy | None = None,
+        resume: type[BaseModel] | None = None,
+        suspend: type[BaseModel] | None = None,
+        join: JoinMode | str = JoinMode.ALL,
+        max_visits: int | None = None,
+        description: str = "",
+    ) -> Flow:
+        """A node that runs `fn` (async functions on the loop, plain ones in a thread)."""
+        if not callable(fn):
+            raise DefinitionError(f"step {id!r} needs a callable")
+        return self._add(
+            Node(id, NodeKind.STEP, fn=fn, retry=retry or RetryPolicy(), resume_schema=resume,
+                 suspend_schema=suspend, join=JoinMode(join), max_visits=max_visits,
+                 description=description or (fn.__doc__ or "").strip())
+        )
+
+    def wait(
+        self,
+        id: str,  # noqa: A002
+        *,
+        key: str | None = None,
+        resume: type[BaseModel] | None = None,
+        join: JoinMode | str = JoinMode.ALL,
+        max_visits: int | None = None,
+        description: str = "",
+    ) -> Flow:
+        """A node that pauses until Resume delivers data; the data is kept in state[key or id]."""
+        return self._add(
+            Node(id, NodeKind.WAIT, key=key, resume_schema=resume, join=JoinMode(join),
+                 max_visits=max_visits, description=description)
+        )
+
+    def sleep(
+        self,
+        id: str,  # noqa: A002
+        duration: SleepSpec,
+        *,
+        join: JoinMode | str = JoinMode.ALL,
+        max_visits: int | None = None,
+        description: str = "",
+    ) -> Flow:
+        """A node that pauses until a durable timer fires; passes its input through."""
+        if isinstance(duration, datetime) and duration.tzinfo is None:
+            raise DefinitionError(f"sleep {id!r}: an absolute time needs a timezone")
+        return self._add(
+            Node(id, NodeKind.SLEEP, sleep=duration, join=JoinMode(join),
+                 max_visits=max_visits, description=description)
+        )
+
+    def edge(self, source: str, target: str, *, action: str | None = None) -> Flow:
+        self._edges.append(Edge(source, target, action))
+        return self
+
+    def build(self) -> Workflow:
+        for e in self._edges:
+            for end in (e.source, e.target):
+                if end not in self._nodes:
+                    raise DefinitionError(f"edge {e.source!r} -> {e.target!r}: no node {end!r}")
+        if not self._nodes:
+            raise DefinitionError(f"workflow {self.name!r} has no nodes")
+        if self._start is not None:
+            if self._start not in self._nodes:
+                raise DefinitionError(f"start node {self._start!r} is not defined")
+            start: tuple[str, ...] = (self._start,)
+        else:
+            targets = {e.target for e in self._edges}
+            start = tuple(n for n in self._nodes if n not in targets) or (next(iter(self._nodes)),)
+        inp, res, resume, susp = self._schemas
+        return Workflow(
+            name=self.name, version=self.version, nodes=dict(self._nodes),
+            edges=tuple(self._edges), start=start, input_schema=inp, result_schema=res,
+            resume_schema=resume, suspend_schema=susp, max_visits=self._max_visits,
+            description=self._description,
+        )
+
+
+class Chain:
+    """Chain-style builder (VoltAgent's `createWorkflowChain`): steps run one after another.
+
+    Each step's return value is the next step's `ctx.data`; the last one is the result.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        version: str = "1",
+        input: type[BaseModel] | None = None,  # noqa: A002
+        result: type[BaseModel] | None = None,
+        resume: type[BaseModel] | None = None,
+        suspend: type[BaseModel] | None = None,
+        max_visits: int = DEFAULT_MAX_VISITS,
+        description: str = "",
+    ) -> None:
+        self._flow = Flow(name, version=version, input=input, result=result, resume=resume,
+                          suspend=suspend, max_visits=max_visits, description=description)
+        self._last: str | None = None
+
+    def _link(self, node_id: str) -> Chain:
+        if self._last is not None:
+            self._flow.edge(self._last, node_id)
+        self._last = node_id
+        return self
+
+    def then(
+        self,
+        id: str,  # noqa: A002
+        fn: StepFn,
+        *,
+        retry: RetryPolicy | None = None,
+        resume: type[BaseModel] | None = None,
+        suspend: type[BaseModel] | None = None,
+        description: str = "",
+    ) -> Chain:
+        self._flow.step(id, fn, retry=retry, resume=resume, suspend=suspend,
+                        description=description)
+        return self._link(id)
+
+    def wait(
+        self,
+        id: str,  # noqa: A002
+        *,
+        key: str | None = None,
+        resume: type[BaseModel] | None = None,
+    ) -> Chain:
+        self._flow.wait(id, key=key, resume=resume)
+        return self._link(id)
+
+    def sleep(self, id: str, duration: SleepSpec) -> Chain:  # noqa: A002
+        self._flow.sleep(id, duration)
+        return self._link(id)
+
+    def build(self) -> Workflow:
+        return self._flow.build()
+
+
+def _check_id(value: str, what: str) -> None:
+    if not _ID.match(value):
+        raise DefinitionError(
+            f"{what} {value!r} must be 1-128 characters of letters, digits, '_', '.', '-'"
+        )
+
+
+__all__ = [
+    "JSON",
+    "Chain",
+    "Edge",
+    "Flow",
+    "JoinMode",
+    "Node",
+    "NodeKind",
+    "RetryPolicy",
+    "SleepSpec",
+    "StepFn",
+    "Workflow",
+]

@@ -1,0 +1,272 @@
+"""A Driver runs one execution in this process while it holds the execution's lease.
+
+It starts the steps that are due, waits for them (and for its sleeps and retry backoffs),
+and commits every outcome as one transition. A Suspend request is honoured at the next node
+boundary; a Cancel, or another process taking the lease over, makes the next commit fail on
+its version check, and the driver stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from ._context import Output, Signals, StepContext, SuspendSignal
+from ._definition import Workflow
+from ._errors import Conflict
+from ._machine import Txn
+from ._model import Activation, Doc, ErrorInfo, Status, now_ms
+from ._schema import JSON, to_json, validate
+from ._store import Committed, Existing, Stored, SuspendRequested
+
+if TYPE_CHECKING:
+    from ._engine import Engine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Done:
+    output: JSON
+    action: str | None
+    changes: dict[str, JSON]
+
+
+@dataclass(frozen=True)
+class _Suspended:
+    reason: str
+    data: JSON
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
+
+
+_Outcome = _Done | _Suspended | _Failed
+
+
+class Lost(Exception):
+    """The execution is no longer ours to drive (cancelled, or taken over)."""
+
+
+class Driver:
+    def __init__(self, engine: Engine, wf: Workflow, stored: Stored, *, restart: bool) -> None:
+        self.engine = engine
+        self.wf = wf
+        self.stored = stored
+        self.doc = Doc.loads(stored.doc)
+        self.id = self.doc.id
+        self.restart = restart
+        self.signals = Signals()
+        self.sreq = stored.suspend_request
+        if self.sreq is not None:
+            self.signals.request_suspend(self.sreq)
+        self.poke = asyncio.Event()
+        self.seen_seq = stored.seq
+        self.tasks: dict[str, tuple[Activation, asyncio.Task[_Outcome]]] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    # -- the loop --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            if self.restart:
+                await self.transition(self._restart)
+            while self.stored.status is Status.RUNNING:
+                if self._due():
+                    await self.transition(self._fire_due)
+                    continue
+                self._start_tasks()
+                timeout = self._next_wake()
+                if not self.tasks and timeout is None:
+                    await self.transition(lambda t: None)  # re-derive the status
+                    continue
+                poked = asyncio.ensure_future(self.poke.wait())
+                waiting: list[asyncio.Future[Any]] = [t for _, t in self.tasks.values()]
+                await asyncio.wait([*waiting, poked], timeout=timeout,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                poked.cancel()
+                for node, (act, task) in list(self.tasks.items()):
+                    if task.done() and self.stored.status is Status.RUNNING:
+                        del self.tasks[node]
+                        await self._outcome(act, task.result())
+                if self.poke.is_set():
+                    self.poke.clear()
+                    await self._on_poke()
+        except Lost:
+            pass
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("driver of execution %s stopped; its lease will expire", self.id)
+        finally:
+            for _, task in self.tasks.values():
+                task.cancel()
+            self.engine._driver_done(self)
+
+    def _start_tasks(self) -> None:
+        for node, act in self.doc.running.items():
+            if node not in self.tasks:
+                task = asyncio.create_task(self._run_step(act), name=f"tarry:{self.id}:{node}")
+                self.tasks[node] = (act, task)
+
+    def _due(self) -> bool:
+        now = now_ms()
+        return any(w.kind != "wait" and w.wake_at is not None and w.wake_at <= now
+                   for w in self.doc.waits.values())
+
+    def _next_wake(self) -> float | None:
+        wakes = [w.wake_at for w in self.doc.waits.values()
+                 if w.kind != "wait" and w.wake_at is not None]
+        if not wakes:
+            return None
+        return max(0.0, (min(wakes) - now_ms()) / 1000)
+
+    async def _on_poke(self) -> None:
+        """Someone else wrote to this execution: a Suspend request, or a Cancel."""
+        if self.seen_seq <= self.stored.seq:
+            return
+        stored, _ = await self.engine.store.load(self.id)
+        if stored is None or stored.version != self.stored.version:
+            raise Lost
+        self.stored = stored
+        if stored.suspend_request is not None and self.sreq is None:
+            self.sreq = stored.suspend_request
+            self.signals.request_suspend(self.sreq)
+            if not self.tasks:
+                await self.transition(lambda t: None)
+
+    # -- transitions -----------------------------------------------------------------
+
+    def _restart(self, t: Txn) -> None:
+        """After taking the lease over: run interrupted steps again, with attempt + 1."""
+        for act in list(t.doc.running.values()):
+            act.attempt += 1
+            t.emit("node_started", node=act.node, attempt=act.attempt, restarted=True)
+        self._fire_due(t)
+
+    @staticmethod
+    def _fire_due(t: Txn) -> None:
+        for w in t.due():
+            if w.kind == "sleep":
+                t.sleep_fired(w.node)
+            else:
+                t.retry_due(w.node)
+
+    async def transition(self, mutate: Callable[[Txn], None]) -> None:
+        """Apply `mutate` to the last committed document and commit it."""
+        while True:
+            base = self.stored
+            doc = Doc.loads(base.doc)
+            t = Txn(self.wf, doc, base.status, now_ms())
+            clear = self.sreq is not None
+            if self.sreq is not None and doc.suspension is None:
+                t.request_suspension(self.sreq)
+            mutate(t)
+            status = t.settle()
+            commit = self.engine.commit_for(self.wf, base, t, status, check_suspend_request=not clear,
+                                            clear_suspend_request=clear)
+            try:
+                outcome = await self.engine.store.commit(commit)
+            except Conflict:
+                raise Lost from None
+            if isinstance(outcome, SuspendRequested):
+                self.sreq = outcome.reason
+                self.signals.request_suspend(outcome.reason)
+                continue
+            assert not isinstance(outcome, Existing)
+            self._committed(outcome, status, commit.doc, doc, clear)
+            return
+
+    def _committed(self, outcome: Committed, status: Status, raw: str, doc: Doc,
+                   cleared: bool) -> None:
+        sreq = None if cleared else self.stored.suspend_request
+        self.stored = Stored(outcome.version, status, outcome.seq, sreq, raw)
+        self.doc = doc
+        if cleared:
+            self.sreq = None
+        self.engine.after_commit(self.id, outcome.seq, doc)
+
+    # -- steps -----------------------------------------------------------------------
+
+    async def _run_step(self, act: Activation) -> _Outcome:
+        node = self.wf.nodes[act.node]
+        ctx = StepContext(
+            execution_id=self.id, workflow=self.wf.name, node_id=act.node, input=self.doc.input,
+            node_input=act.input, state=json.loads(json.dumps(self.doc.state)),
+            attempt=act.attempt, resume_data=act.resume_data, suspend_data=act.suspend_data,
+            signals=self.signals,
+        )
+        assert node.fn is not None
+        try:
+            if node.is_async:
+                value = await node.fn(ctx)
+            else:
+                loop = asyncio.get_running_loop()
+                value = await loop.run_in_executor(self.engine.executor, node.fn, ctx)
+            if inspect.isawaitable(value):
+                value = await value
+        except SuspendSignal as sig:
+            return _Suspended(sig.reason, sig.data)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            return _Failed(exc)
+        if isinstance(value, Output):
+            return _Done(value.value, value.action, ctx.changes)
+        return _Done(value, None, ctx.changes)
+
+    async def _outcome(self, act: Activation, outcome: _Outcome) -> None:
+        node = self.wf.nodes[act.node]
+        if isinstance(outcome, _Done):
+            try:
+                output = to_json(outcome.output)
+            except TypeError as exc:
+                outcome = _Failed(InvalidOutput(f"step {act.node!r} returned a value that is not JSON: {exc}"))
+            else:
+                out, action, changes = output, outcome.action, outcome.changes
+                await self.transition(lambda t: t.step_done(act.node, out, action, changes))
+                return
+        if isinstance(outcome, _Suspended):
+            try:
+                data = validate(self.wf.suspend_schema_for(act.node), to_json(outcome.data))
+            except (ValidationError, TypeError) as exc:
+                outcome = _Failed(InvalidSuspendData(f"suspend data of step {act.node!r}: {exc}"))
+            else:
+                reason = outcome.reason
+                await self.transition(lambda t: t.step_suspended(act, reason, data))
+                return
+        exc = outcome.error
+        policy = node.retry
+        retry_in = None
+        if (not isinstance(exc, _NonRetryable) and policy.retryable(exc)
+                and act.attempt < policy.max_attempts):
+            retry_in = policy.delay(act.attempt)
+        error = ErrorInfo(type(exc).__name__, str(exc), act.node, act.attempt)
+        if retry_in is None:
+            log.info("step %s of %s failed for good: %r", act.node, self.id, exc)
+        await self.transition(lambda t: t.step_failed(act, error, retry_in))
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+
+class _NonRetryable(Exception):
+    """Step errors that a retry cannot fix."""
+
+
+class InvalidOutput(_NonRetryable):
+    """A step returned something that is not JSON."""
+
+
+class InvalidSuspendData(_NonRetryable):
+    """A step suspended with data that fails its suspend schema."""

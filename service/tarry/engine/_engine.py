@@ -1,0 +1,540 @@
+"""The engine: the requests (Run, Resume, Suspend, Cancel), reads, and background loops.
+
+Every request reads the execution, builds one transition with the state machine, and commits
+it with a version check: two racing requests cannot both apply. Executions that have a step
+to run get a `Driver` in the process that committed the transition, holding the lease.
+Background loops fire due timers, take over executions whose lease expired, renew this
+process's leases, and relay commit notifications from other processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from ._definition import NodeKind, Workflow
+from ._driver import Driver
+from ._errors import (
+    Conflict,
+    ExecutionNotFound,
+    FieldViolation,
+    InvalidArgument,
+    InvalidInput,
+    InvalidResumeData,
+    NodeNotWaiting,
+    StoreUnavailable,
+    WrongState,
+)
+from ._machine import ALLOWED, Txn
+from ._model import Doc, Event, Execution, Status, now_ms
+from ._registry import Registry
+from ._schema import JSON, validate, violations
+from ._store import Commit, Committed, Existing, Store, Stored
+
+log = logging.getLogger(__name__)
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
+_IDEMPOTENCY_NS = uuid.UUID("6b1d3c1e-3f0c-4c55-9a59-7d1f0c2b7a10")
+
+
+def _default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    owner: str = field(default_factory=_default_owner)
+    lease_ttl: float = 10.0
+    """Seconds before another process may take over an execution whose driver went silent."""
+    timer_poll: float = 1.0
+    """Longest pause between looks at the shared timer set (local timers wake it at once)."""
+    step_threads: int = 32
+    """Threads for plain (non-async) steps."""
+
+
+class _Hub:
+    """Wakes local waiters when an execution gets new events."""
+
+    def __init__(self) -> None:
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+
+    @contextlib.contextmanager
+    def listen(self, execution_id: str) -> Iterator[asyncio.Event]:
+        ev = asyncio.Event()
+        self._waiters.setdefault(execution_id, set()).add(ev)
+        try:
+            yield ev
+        finally:
+            waiters = self._waiters.get(execution_id)
+            if waiters is not None:
+                waiters.discard(ev)
+                if not waiters:
+                    del self._waiters[execution_id]
+
+    def publish(self, execution_id: str) -> None:
+        for ev in self._waiters.get(execution_id, ()):
+            ev.set()
+
+
+class Engine:
+    def __init__(self, registry: Registry, store: Store, config: EngineConfig | None = None
+                 ) -> None:
+        self.registry = registry
+        self.store = store
+        self.config = config or EngineConfig()
+        self.executor = ThreadPoolExecutor(self.config.step_threads,
+                                           thread_name_prefix="tarry-step")
+        self.hub = _Hub()
+        self._drivers: dict[str, Driver] = {}
+        self._loops: list[asyncio.Task[None]] = []
+        self._claims: set[asyncio.Task[None]] = set()
+        self._timer_poke = asyncio.Event()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loops = [
+            asyncio.create_task(self._forever(self._timer_pass, self._timer_poke),
+                                name="tarry:timers"),
+            asyncio.create_task(self._forever(self._recovery_pass), name="tarry:recovery"),
+            asyncio.create_task(self._forever(self._heartbeat_pass), name="tarry:heartbeat"),
+            asyncio.create_task(self._notify_loop(), name="tarry:notify"),
+        ]
+
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop the loops; let running drivers finish for up to `grace` seconds, then cut
+        them off and hand their executions to whichever process starts next."""
+        for t in self._loops:
+            t.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        if grace > 0 and self._drivers:
+            tasks = [d.task for d in self._drivers.values() if d.task is not None]
+            await asyncio.wait(tasks, timeout=grace)
+        left = list(self._drivers.values())
+        for d in left:
+            d.stop()
+        await asyncio.gather(*(d.task for d in left if d.task is not None),
+                             return_exceptions=True)
+        for t in self._claims:
+            t.cancel()
+        if left:
+            with contextlib.suppress(StoreUnavailable):
+                # Expire our leases now, so a restart does not wait for them to run out.
+                await self.store.renew_leases([d.id for d in left], 0)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- requests --------------------------------------------------------------------
+
+    async def run(
+        self,
+        workflow: str,
+        input: JSON = None,  # noqa: A002
+        *,
+        version: str | None = None,
+        execution_id: str | None = None,
+        request_id: str | None = None,
+    ) -> Execution:
+        """Start an execution. The same `request_id` (or `execution_id`) twice gives the
+        same execution, not a second one."""
+        wf = self.registry.get(workflow, version)
+        if wf.input_schema is not None and input is None:
+            input = {}  # noqa: A001
+        try:
+            data = validate(wf.input_schema, input)
+        except ValidationError as exc:
+            raise InvalidInput(f"input does not match the input schema of {wf.name!r}",
+                               violations=violations(exc, "input")) from None
+        if execution_id:
+            _check_id(execution_id, "execution_id")
+            eid = execution_id
+        elif request_id:
+            eid = uuid.uuid5(_IDEMPOTENCY_NS, f"{wf.name}\n{request_id}").hex
+        else:
+            eid = uuid.uuid4().hex
+        now = now_ms()
+        doc = Doc(eid, wf.name, wf.version, data, now, now)
+        t = Txn(wf, doc, Status.RUNNING, now)
+        t.start()
+        status = t.settle()
+        base = Stored(0, Status.RUNNING, 0, None, "")
+        outcome = await self.store.commit(self.commit_for(wf, base, t, status, created=True))
+        if isinstance(outcome, Existing):
+            return self.snapshot(outcome.stored)
+        stored = self._after(wf, outcome, status, doc)
+        return self.snapshot(stored)
+
+    async def resume(
+        self,
+        execution_id: str,
+        data: JSON = None,
+        *,
+        node: str | None = None,
+        action: str | None = None,
+        from_step: str | None = None,
+        request_id: str | None = None,
+    ) -> Execution:
+        stored, answer = await self.store.load(execution_id, request_id)
+        if answer is not None:
+            return self.snapshot(answer)
+        stored = self._found(execution_id, stored)
+        wf = self._workflow_of(stored)
+        doc = Doc.loads(stored.doc)
+        _allowed("resume", stored.status, execution_id)
+        if from_step is not None and (from_step not in wf.nodes
+                                      or wf.nodes[from_step].kind is not NodeKind.STEP):
+            raise InvalidArgument(
+                f"from_step {from_step!r} is not a step of workflow {wf.name!r}",
+                violations=[FieldViolation("from_step", "must name a step node of the workflow")],
+            )
+        mutate: Callable[[Txn], None]
+        if stored.status is Status.SUSPENDED:
+            mutate = self._resume_suspended(wf, doc, data, node, action, from_step)
+        else:
+            if from_step is not None:
+                raise InvalidArgument(
+                    "from_step applies to SUSPENDED executions; this one is AWAITING",
+                    violations=[FieldViolation("from_step", "only for SUSPENDED executions")],
+                )
+            target = _waiting_node(doc, node, execution_id)
+            value = _check_resume(wf, target, data)
+            mutate = lambda t: t.wait_resumed(target, value, action)  # noqa: E731
+        return self.snapshot(await self._apply(wf, stored, mutate, request_id))
+
+    def _resume_suspended(self, wf: Workflow, doc: Doc, data: JSON, node: str | None,
+                          action: str | None, from_step: str | None) -> Callable[[Txn], None]:
+        sus = doc.suspension
+        assert sus is not None
+        target = from_step or (sus.node if sus.by == "step" else None)
+        if target is not None:
+            value = _check_resume(wf, target, data)
+            if target == sus.node or target not in doc.inputs:
+                node_input = sus.input
+            else:
+                node_input = doc.inputs[target]
+
+            def rerun(t: Txn) -> None:
+                t.unsuspend()
+                if from_step is not None:
+                    t.doc.ready.clear()  # from_step replaces where the execution stood
+                t.rerun(target, node_input, value, sus.data)
+
+            return rerun
+        # Suspended from outside: continue where it stopped, and deliver data to a wait
+        # node if the caller names one (or sends data while exactly one waits).
+        wait = None
+        if node is not None or data is not None:
+            wait = _waiting_node(doc, node, doc.id)
+            value = _check_resume(wf, wait, data)
+
+        def cont(t: Txn) -> None:
+            t.unsuspend()
+            if wait is not None:
+                t.wait_resumed(wait, value, action)
+
+        return cont
+
+    async def suspend(self, execution_id: str, reason: str = "", *,
+                      request_id: str | None = None) -> Execution:
+        """AWAITING: suspend now. RUNNING: at the next node boundary. SUSPENDED: unchanged."""
+        for _ in range(8):
+            stored, answer = await self.store.load(execution_id, request_id)
+            if answer is not None:
+                return self.snapshot(answer)
+            stored = self._found(execution_id, stored)
+            _allowed("suspend", stored.status, execution_id)
+            if stored.status is Status.SUSPENDED:
+                return self.snapshot(stored)
+            if stored.status is Status.RUNNING:
+                event = _event_json({"reason": reason, "time": now_ms()})
+                after = await self.store.request_suspend(execution_id, reason, event, request_id)
+                if after is None:
+                    continue  # it stopped RUNNING meanwhile: look again
+                driver = self._drivers.get(execution_id)
+                if driver is not None:
+                    driver.seen_seq = max(driver.seen_seq, after.seq)
+                    driver.poke.set()
+                return self.snapshot(after)
+            wf = self._workflow_of(stored)
+            try:
+                new = await self._apply(wf, stored, lambda t: t.suspend_now(reason), request_id)
+            except Conflict:
+                continue
+            return self.snapshot(new)
+        raise Conflict(f"execution {execution_id!r} kept changing; try again")
+
+    async def cancel(self, execution_id: str, reason: str = "", *,
+                     request_id: str | None = None) -> Execution:
+        for _ in range(8):
+            stored, answer = await self.store.load(execution_id, request_id)
+            if answer is not None:
+                return self.snapshot(answer)
+            stored = self._found(execution_id, stored)
+            _allowed("cancel", stored.status, execution_id)
+            if stored.status is Status.CANCELLED:
+                return self.snapshot(stored)
+            wf = self._workflow_of(stored)
+            try:
+                new = await self._apply(wf, stored, lambda t: t.cancel(reason), request_id)
+            except Conflict:
+                continue
+            driver = self._drivers.get(execution_id)
+            if driver is not None:
+                driver.signals.request_cancel(reason)
+                driver.stop()
+            return self.snapshot(new)
+        raise Conflict(f"execution {execution_id!r} kept changing; try again")
+
+    # -- reads -----------------------------------------------------------------------
+
+    async def get(self, execution_id: str) -> Execution:
+        stored, _ = await self.store.load(execution_id)
+        return self.snapshot(self._found(execution_id, stored))
+
+    async def events(self, execution_id: str, after: int = 0, limit: int = 100) -> list[Event]:
+        events = await self.store.events(execution_id, after, limit)
+        if not events:
+            await self.get(execution_id)  # NOT_FOUND for an unknown id
+        return events
+
+    async def list(self, *, workflow: str | None = None, status: Status | None = None,
+                   limit: int = 50, cursor: str | None = None
+                   ) -> tuple[list[Execution], str | None]:
+        rows, nxt = await self.store.list_executions(workflow, status, limit, cursor)
+        return [self.snapshot(r) for r in rows], nxt
+
+    async def wait(self, execution_id: str, *, timeout: float | None = None,
+                   until: Callable[[Execution], bool] | None = None) -> Execution:
+        """Wait until `until(execution)` holds (default: it is no longer RUNNING)."""
+        done = until or (lambda e: e.status is not Status.RUNNING)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        with self.hub.listen(execution_id) as ev:
+            while True:
+                ev.clear()
+                ex = await self.get(execution_id)
+                left = None if deadline is None else deadline - loop.time()
+                if done(ex) or (left is not None and left <= 0):
+                    return ex
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ev.wait(), left)
+
+    def snapshot(self, stored: Stored) -> Execution:
+        return Execution.of(Doc.loads(stored.doc), status=stored.status,
+                            version=stored.version, seq=stored.seq, sreq=stored.suspend_request)
+
+    # -- transitions -----------------------------------------------------------------
+
+    async def _apply(self, wf: Workflow, stored: Stored, mutate: Callable[[Txn], None],
+                     request_id: str | None) -> Stored:
+        doc = Doc.loads(stored.doc)
+        t = Txn(wf, doc, stored.status, now_ms())
+        mutate(t)
+        status = t.settle()
+        outcome = await self.store.commit(
+            self.commit_for(wf, stored, t, status, request_id=request_id)
+        )
+        if isinstance(outcome, Existing):
+            return outcome.stored
+        assert isinstance(outcome, Committed)
+        return self._after(wf, outcome, status, doc, sreq=stored.suspend_request)
+
+    def _after(self, wf: Workflow, outcome: Committed, status: Status, doc: Doc,
+               sreq: str | None = None) -> Stored:
+        stored = Stored(outcome.version, status, outcome.seq, sreq, doc.dumps())
+        self.after_commit(doc.id, outcome.seq, doc)
+        if status is Status.RUNNING:
+            self._spawn(wf, stored, restart=False)
+        return stored
+
+    def commit_for(self, wf: Workflow, base: Stored, t: Txn, status: Status, *,
+                   created: bool = False, request_id: str | None = None,
+                   check_suspend_request: bool = False,
+                   clear_suspend_request: bool = False) -> Commit:
+        """The store's view of transition `t`: document, events, timers and lease."""
+        doc = t.doc
+        sleeps = {w.node: w.wake_at for w in doc.waits.values()
+                  if w.kind == "sleep" and w.wake_at is not None}
+        timers = sleeps if status in (Status.RUNNING, Status.AWAITING) else {}
+        old = set() if created else {w.node for w in Doc.loads(base.doc).waits.values()
+                                     if w.kind == "sleep"} if base.doc else set()
+        running = status is Status.RUNNING
+        if timers:
+            self._timer_poke.set()
+        return Commit(
+            execution_id=doc.id, workflow=wf.name,
+            expected_version=0 if created else base.version,
+            prev_status=base.status, status=status, doc=doc.dumps(), created_at=doc.created_at,
+            events=[(kind, _event_json(data)) for kind, data in t.events],
+            timers_set=sorted(timers.items()), timers_clear=sorted(old - timers.keys()),
+            lease="hold" if running else "release", owner=self.config.owner,
+            lease_until=now_ms() + int(self.config.lease_ttl * 1000) if running else 0,
+            check_suspend_request=check_suspend_request,
+            clear_suspend_request=clear_suspend_request, request_id=request_id,
+        )
+
+    def after_commit(self, execution_id: str, seq: int, doc: Doc) -> None:
+        self.hub.publish(execution_id)
+
+    # -- drivers ---------------------------------------------------------------------
+
+    def _spawn(self, wf: Workflow, stored: Stored, *, restart: bool) -> None:
+        d = Driver(self, wf, stored, restart=restart)
+        old = self._drivers.get(d.id)
+        if old is not None:
+            old.stop()  # stale: its next commit would fail anyway
+        self._drivers[d.id] = d
+        d.task = asyncio.create_task(d.run(), name=f"tarry:drive:{d.id}")
+
+    def _driver_done(self, d: Driver) -> None:
+        if self._drivers.get(d.id) is d:
+            del self._drivers[d.id]
+        self.hub.publish(d.id)
+
+    def _workflow_of(self, stored: Stored) -> Workflow:
+        doc = Doc.loads(stored.doc)
+        return self.registry.get(doc.workflow, doc.workflow_version)
+
+    @staticmethod
+    def _found(execution_id: str, stored: Stored | None) -> Stored:
+        if stored is None:
+            raise ExecutionNotFound(f"no execution with id {execution_id!r}",
+                                    metadata={"execution_id": execution_id})
+        return stored
+
+    async def _claim(self, execution_id: str, timer_node: str | None) -> None:
+        now = now_ms()
+        until = now + int(self.config.lease_ttl * 1000)
+        stored = await self.store.claim(execution_id, self.config.owner, until, timer_node, now)
+        if stored is None:
+            return
+        try:
+            wf = self._workflow_of(stored)
+        except Exception:
+            log.error("execution %s runs a workflow this server does not have", execution_id)
+            return
+        self._spawn(wf, stored, restart=True)
+
+    def _claim_later(self, execution_id: str, timer_node: str | None) -> None:
+        task = asyncio.create_task(self._claim(execution_id, timer_node))
+        self._claims.add(task)
+        task.add_done_callback(self._claims.discard)
+
+    # -- background loops ------------------------------------------------------------
+
+    async def _forever(self, one_pass: Callable[[], Awaitable[float]],
+                       wake: asyncio.Event | None = None) -> None:
+        """Run `one_pass` again and again; it returns how long to pause (`wake` cuts it short)."""
+        wake = wake or asyncio.Event()
+        while True:
+            try:
+                pause = await one_pass()
+            except StoreUnavailable:
+                pause = 0.5
+            except Exception:
+                log.exception("background pass failed")
+                pause = 1.0
+            if pause > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), pause)
+
+    async def _timer_pass(self) -> float:
+        """Claim due timers; return how long until the next one (or the poll interval)."""
+        self._timer_poke.clear()
+        now = now_ms()
+        due, nxt = await self.store.due_timers(now, 256)
+        for execution_id, node in due:
+            self._claim_later(execution_id, node)
+        if due:
+            await asyncio.gather(*self._claims, return_exceptions=True)
+            return 0.0
+        if nxt is None:
+            return self.config.timer_poll
+        return max(0.0, min(self.config.timer_poll, (nxt - now_ms()) / 1000))
+
+    async def _recovery_pass(self) -> float:
+        for execution_id in await self.store.expired_leases(now_ms(), 100):
+            if execution_id not in self._drivers:
+                self._claim_later(execution_id, None)
+        return self.config.lease_ttl / 2
+
+    async def _heartbeat_pass(self) -> float:
+        if self._drivers:
+            until = now_ms() + int(self.config.lease_ttl * 1000)
+            await self.store.renew_leases(list(self._drivers), until)
+        return self.config.lease_ttl / 3
+
+    async def _notify_loop(self) -> None:
+        async for execution_id, seq in self.store.notifications():
+            self.hub.publish(execution_id)
+            driver = self._drivers.get(execution_id)
+            if driver is not None and seq > driver.seen_seq:
+                driver.seen_seq = seq
+                driver.poke.set()
+
+
+def _allowed(request: str, status: Status, execution_id: str) -> None:
+    if status not in ALLOWED[request]:
+        raise WrongState(
+            f"cannot {request} execution {execution_id!r}: it is {status.value}",
+            metadata={"execution_id": execution_id, "status": status.value},
+        )
+
+
+def _waiting_node(doc: Doc, node: str | None, execution_id: str) -> str:
+    waiting = sorted(n for n, w in doc.waits.items() if w.kind == "wait")
+    if node is not None:
+        if node not in waiting:
+            raise NodeNotWaiting(
+                f"node {node!r} of execution {execution_id!r} is not waiting for input"
+                + (f"; waiting: {', '.join(waiting)}" if waiting else ""),
+                metadata={"execution_id": execution_id, "node": node,
+                          "waiting": ",".join(waiting)},
+            )
+        return node
+    if len(waiting) == 1:
+        return waiting[0]
+    if not waiting:
+        raise WrongState(
+            f"execution {execution_id!r} has no node waiting for input (only timers)",
+            metadata={"execution_id": execution_id},
+        )
+    raise InvalidArgument(
+        f"several nodes are waiting ({', '.join(waiting)}); name the one to resume",
+        violations=[FieldViolation("node_id", f"required: one of {', '.join(waiting)}")],
+        metadata={"waiting": ",".join(waiting)},
+    )
+
+
+def _check_resume(wf: Workflow, node: str, data: JSON) -> JSON:
+    schema = wf.resume_schema_for(node)
+    try:
+        return validate(schema, data)
+    except ValidationError as exc:
+        raise InvalidResumeData(
+            f"resume data does not match the resume schema of {node!r}",
+            violations=violations(exc, "data"), metadata={"node": node},
+        ) from None
+
+
+def _check_id(value: str, field_name: str) -> None:
+    if not _ID.match(value):
+        raise InvalidArgument(
+            f"{field_name} must be 1-128 characters of letters, digits, '_', '.', ':', '-'",
+            violations=[FieldViolation(field_name, "invalid characters or length")],
+        )
+
+
+def _event_json(data: dict[str, Any]) -> str:
+    return json.dumps(data, separators=(",", ":"))

@@ -1,0 +1,336 @@
+"""The execution state machine: pure transitions over an execution's `Doc`.
+
+A `Txn` is one transition under construction. The engine builds it from the last committed
+document, applies one mutator (start, step finished, step failed, step suspended, wait
+resumed, sleep fired, retry due, suspend, resume, cancel), calls `settle()` to derive the
+new status, and hands the result to the store to commit atomically. Nothing here does I/O.
+
+Routing rules:
+- a finished node follows the edges labelled with its action; unlabelled edges are the
+  default when no labelled edge matches; a branch whose node picks no edge ends there;
+- a node with several predecessors is a join. An `all` join runs once every predecessor
+  that can still reach it has arrived; predecessors on branches not taken do not block it.
+  An `any` join runs on the first arrival and drops the later ones of that round;
+- every activation counts a visit; more than `max_visits` fails the execution, which turns
+  a runaway loop into FAILED instead of spinning forever.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from ._context import SleepContext
+from ._definition import JoinMode, NodeKind, Workflow
+from ._model import Activation, Doc, ErrorInfo, Status, Suspension, Waiting
+from ._schema import JSON, to_json, validate
+
+# The transition table: which statuses each request may start from. Step / timer
+# transitions happen only while RUNNING (or AWAITING for timers) under the lease.
+ALLOWED: dict[str, frozenset[Status]] = {
+    "resume": frozenset({Status.AWAITING, Status.SUSPENDED}),
+    "suspend": frozenset({Status.RUNNING, Status.AWAITING, Status.SUSPENDED}),
+    "cancel": frozenset({Status.RUNNING, Status.AWAITING, Status.SUSPENDED, Status.CANCELLED}),
+    "timer": frozenset({Status.RUNNING, Status.AWAITING}),
+}
+
+
+class Txn:
+    """One transition of one execution."""
+
+    def __init__(self, wf: Workflow, doc: Doc, status: Status, now: int) -> None:
+        self.wf = wf
+        self.doc = doc
+        self.prev = status
+        self.now = now
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.failed = False
+
+    def emit(self, event_type: str, /, **data: Any) -> None:
+        data["time"] = self.now
+        self.events.append((event_type, data))
+
+    # -- activations ---------------------------------------------------------------
+
+    def start(self) -> None:
+        self.emit("status", status=Status.RUNNING.value)
+        for node in self.wf.start:
+            self.activate(node, self.doc.input)
+
+    def activate(self, node_id: str, node_input: JSON) -> None:
+        if self.failed:
+            return
+        doc, node = self.doc, self.wf.nodes[node_id]
+        visits = doc.visits.get(node_id, 0) + 1
+        doc.visits[node_id] = visits
+        limit = self.wf.max_visits_for(node_id)
+        if visits > limit:
+            self.fail(ErrorInfo(
+                "MaxVisitsExceeded",
+                f"node {node_id!r} was entered more than {limit} times; "
+                "a loop in the workflow does not end (raise max_visits if it should run longer)",
+                node_id, None,
+            ))
+            return
+        doc.inputs[node_id] = node_input
+        if node.kind is NodeKind.STEP:
+            self.run_step(Activation(node_id, node_input, 1))
+        elif node.kind is NodeKind.WAIT:
+            doc.waits[node_id] = Waiting(node_id, "wait", node_input)
+            self.emit("node_waiting", node=node_id, kind="wait")
+        else:
+            try:
+                wake = self._wake_time(node_id, node_input)
+            except Exception as exc:  # a user duration function raised
+                self.fail(ErrorInfo(type(exc).__name__, f"sleep duration: {exc}", node_id, None))
+                return
+            doc.waits[node_id] = Waiting(node_id, "sleep", node_input, wake)
+            self.emit("node_waiting", node=node_id, kind="sleep", wake_at=wake)
+
+    def run_step(self, act: Activation) -> None:
+        """Start a step now, or hold it while a suspension is pending."""
+        if self.doc.suspending is not None:
+            self.doc.ready.append(act)
+            return
+        if act.node in self.doc.running:  # already running: run again after it
+            self.doc.ready.append(act)
+            return
+        self.doc.running[act.node] = act
+        self.emit("node_started", node=act.node, attempt=act.attempt)
+
+    def _wake_time(self, node_id: str, node_input: JSON) -> int:
+        spec: Any = self.wf.nodes[node_id].sleep
+        if callable(spec):
+            spec = spec(SleepContext(input=self.doc.input, state=self.doc.state,
+                                     node_input=node_input))
+        if isinstance(spec, datetime):
+            if spec.tzinfo is None:
+                raise ValueError("an absolute wake time needs a timezone")
+            return int(spec.timestamp() * 1000)
+        if isinstance(spec, timedelta):
+            spec = spec.total_seconds()
+        if isinstance(spec, int | float) and not isinstance(spec, bool):
+            return self.now + max(0, int(float(spec) * 1000))
+        raise TypeError(f"a sleep needs seconds, a timedelta or a datetime, not {spec!r}")
+
+    # -- routing -------------------------------------------------------------------
+
+    def finish(self, node_id: str, output: JSON, action: str | None) -> None:
+        """A node finished: follow its edges."""
+        self.emit("node_finished", node=node_id, action=action)
+        targets = self.wf.next_nodes(node_id, action)
+        if not targets:
+            self.doc.last_output = output
+        for target in targets:
+            self._arrive(target, node_id, output)
+        self._check_joins()
+
+    def _arrive(self, target: str, source: str, output: JSON) -> None:
+        if not self.wf.is_join(target):
+            self.activate(target, output)
+            return
+        if self.wf.nodes[target].join is JoinMode.ANY:
+            dropped = self.doc.discard.get(target, [])
+            if source in dropped:
+                dropped.remove(source)
+                if not dropped:
+                    del self.doc.discard[target]
+                return
+            live = [p for p in self.wf.predecessors(target)
+                    if p != source and self._live(p, target)]
+            if live:
+                self.doc.discard[target] = live
+            self.activate(target, {source: output})
+            return
+        self.doc.arrivals.setdefault(target, {})[source] = output
+
+    def _check_joins(self) -> None:
+        changed = True
+        while changed and not self.failed:
+            changed = False
+            for join, arrived in list(self.doc.arrivals.items()):
+                preds = self.wf.predecessors(join)
+                if all(p in arrived or not self._live(p, join) for p in preds):
+                    del self.doc.arrivals[join]
+                    self.activate(join, dict(arrived))
+                    changed = True
+
+    def _live(self, pred: str, join: str) -> bool:
+        """Can `pred` still finish and reach `join`? Search from every active point."""
+        doc = self.doc
+        frontier = deque(
+            n for n in (*doc.running, *(a.node for a in doc.ready), *doc.waits, *doc.arrivals)
+            if n != join
+        )
+        seen = set(frontier)
+        while frontier:
+            n = frontier.popleft()
+            if n == pred:
+                return True
+            for e in self.wf.outgoing(n):
+                if e.target != join and e.target not in seen:
+                    seen.add(e.target)
+                    frontier.append(e.target)
+        return False
+
+    # -- step outcomes ---------------------------------------------------------------
+
+    def step_done(self, node_id: str, output: JSON, action: str | None,
+                  changes: dict[str, JSON]) -> None:
+        self.doc.running.pop(node_id, None)
+        self.doc.state.update(changes)
+        self.finish(node_id, output, action)
+
+    def step_failed(self, act: Activation, error: ErrorInfo, retry_in: float | None) -> None:
+        """A step raised. `retry_in` is the backoff in seconds, or None when out of attempts."""
+        self.doc.running.pop(act.node, None)
+        if retry_in is None:
+            self.emit("node_failed", node=act.node, attempt=act.attempt,
+                      error={"type": error.type, "message": error.message})
+            self.fail(error)
+            return
+        wake = self.now + int(retry_in * 1000)
+        self.doc.waits[act.node] = Waiting(act.node, "retry", act.input, wake, act.attempt + 1)
+        self.emit("node_failed", node=act.node, attempt=act.attempt, retry_at=wake,
+                  error={"type": error.type, "message": error.message})
+
+    def step_suspended(self, act: Activation, reason: str, data: JSON) -> None:
+        self.doc.running.pop(act.node, None)
+        self.doc.suspending = Suspension(reason, self.now, "step", act.node, data, act.input)
+        self.emit("node_suspended", node=act.node, reason=reason)
+
+    def retry_due(self, node_id: str) -> None:
+        w = self.doc.waits.pop(node_id)
+        self.run_step(Activation(node_id, w.input, w.attempt))
+
+    def sleep_fired(self, node_id: str) -> None:
+        w = self.doc.waits.pop(node_id)
+        self.finish(node_id, w.input, None)
+
+    def wait_resumed(self, node_id: str, data: JSON, action: str | None) -> None:
+        self.doc.waits.pop(node_id)
+        _put(self.doc.state, self.wf.nodes[node_id].key or node_id, data)
+        self.finish(node_id, data, action)
+
+    def due(self) -> list[Waiting]:
+        """Sleeps and retries whose time has come, earliest first."""
+        due = [w for w in self.doc.waits.values()
+               if w.kind != "wait" and w.wake_at is not None and w.wake_at <= self.now]
+        return sorted(due, key=lambda w: w.wake_at or 0)
+
+    # -- requests ------------------------------------------------------------------
+
+    def request_suspension(self, reason: str) -> None:
+        """A Suspend request seen while steps run: stop at the next node boundary."""
+        if self.doc.suspending is None:
+            self.doc.suspending = Suspension(reason, self.now, "request")
+
+    def suspend_now(self, reason: str) -> None:
+        self.doc.suspending = Suspension(reason, self.now, "request")
+
+    def unsuspend(self) -> Suspension:
+        sus = self.doc.suspension
+        assert sus is not None
+        self.doc.suspension = None
+        self.emit("resumed", by=sus.by, node=sus.node)
+        held, self.doc.ready = self.doc.ready, []
+        for act in held:
+            self.run_step(act)
+        return sus
+
+    def rerun(self, node_id: str, node_input: JSON, resume_data: JSON,
+              suspend_data: JSON) -> None:
+        """Run a step again after a Resume (the suspended one, or a chosen `from_step`)."""
+        self.doc.visits[node_id] = self.doc.visits.get(node_id, 0) + 1
+        self.doc.inputs[node_id] = node_input
+        self.run_step(Activation(node_id, node_input, 1, resume_data, suspend_data))
+
+    def cancel(self, reason: str) -> None:
+        doc = self.doc
+        for node in doc.running:
+            self.emit("node_cancelled", node=node)
+        doc.running.clear()
+        doc.ready.clear()
+        doc.waits.clear()
+        doc.arrivals.clear()
+        doc.suspending = None
+        doc.cancellation = {"reason": reason, "at": self.now}
+
+    def fail(self, error: ErrorInfo) -> None:
+        self.failed = True
+        doc = self.doc
+        for node in doc.running:
+            self.emit("node_cancelled", node=node)
+        doc.running.clear()
+        doc.ready.clear()
+        doc.waits.clear()
+        doc.arrivals.clear()
+        doc.suspending = None
+        doc.error = error
+
+    # -- status --------------------------------------------------------------------
+
+    def settle(self) -> Status:
+        """Derive the status from the document and emit a status event if it changed."""
+        doc = self.doc
+        if doc.cancellation is not None:
+            status = Status.CANCELLED
+        elif doc.error is not None:
+            status = Status.FAILED
+        elif doc.running or (doc.ready and doc.suspending is None):
+            status = Status.RUNNING
+        elif doc.suspending is not None:
+            doc.suspension, doc.suspending = doc.suspending, None
+            status = Status.SUSPENDED
+        elif doc.suspension is not None:
+            status = Status.SUSPENDED
+        elif any(w.kind == "retry" for w in doc.waits.values()):
+            status = Status.RUNNING
+        elif doc.waits:
+            status = Status.AWAITING
+        else:
+            status = Status.COMPLETED
+            try:
+                doc.result = validate(self.wf.result_schema, to_json(doc.last_output))
+            except (ValidationError, TypeError) as exc:
+                doc.error = ErrorInfo("InvalidResult", f"the result does not fit the result "
+                                      f"schema: {exc}", None, None)
+                status = Status.FAILED
+        doc.updated_at = self.now
+        if status is not self.prev:
+            self.emit("status", **self._status_details(status))
+            if status is Status.RUNNING:  # running again: say so before the node events
+                self.events.insert(0, self.events.pop())
+        return status
+
+    def _status_details(self, status: Status) -> dict[str, Any]:
+        doc = self.doc
+        d: dict[str, Any] = {"status": status.value}
+        if status is Status.SUSPENDED and doc.suspension is not None:
+            d["reason"] = doc.suspension.reason
+            d["node"] = doc.suspension.node
+        elif status is Status.AWAITING:
+            d["waiting"] = sorted(doc.waits)
+        elif status is Status.COMPLETED:
+            d["result"] = doc.result
+        elif status is Status.FAILED and doc.error is not None:
+            d["error"] = {"type": doc.error.type, "message": doc.error.message,
+                          "node": doc.error.node, "attempt": doc.error.attempt}
+        elif status is Status.CANCELLED and doc.cancellation is not None:
+            d["reason"] = doc.cancellation["reason"]
+        return d
+
+
+def _put(state: dict[str, JSON], key: str, value: JSON) -> None:
+    """state[key] = value, where a dotted key (`reviews.technical`) names nested objects."""
+    *parents, last = key.split(".")
+    target = state
+    for part in parents:
+        child = target.get(part)
+        if not isinstance(child, dict):
+            child = target[part] = {}
+        target = child
+    target[last] = value

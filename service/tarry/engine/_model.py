@@ -1,0 +1,173 @@
+"""Execution values: the status enum, the stored document, events and the public snapshot."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from ._schema import JSON
+
+
+class Status(StrEnum):
+    RUNNING = "RUNNING"
+    AWAITING = "AWAITING"
+    SUSPENDED = "SUSPENDED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class Activation:
+    """A node that is running, or ready to run, with what it was given."""
+
+    node: str
+    input: JSON = None
+    attempt: int = 1
+    resume_data: JSON = None
+    suspend_data: JSON = None
+
+
+@dataclass
+class Waiting:
+    """A node paused for input (`wait`), for a timer (`sleep`), or for a retry backoff."""
+
+    node: str
+    kind: str  # "wait" | "sleep" | "retry"
+    input: JSON = None
+    wake_at: int | None = None  # ms since the epoch, for sleep and retry
+    attempt: int = 1  # the attempt a retry will run
+
+
+@dataclass
+class Suspension:
+    reason: str
+    at: int
+    by: str  # "step" | "request"
+    node: str | None = None
+    data: JSON = None
+    input: JSON = None
+
+
+@dataclass
+class ErrorInfo:
+    type: str
+    message: str
+    node: str | None = None
+    attempt: int | None = None
+
+
+@dataclass
+class Doc:
+    """Everything about one execution that the engine needs to continue it.
+
+    Stored as JSON in Redis; the store keeps `version`, `status` and the event sequence beside
+    it so that its scripts can check them without decoding this document.
+    """
+
+    id: str
+    workflow: str
+    workflow_version: str
+    input: JSON
+    created_at: int
+    updated_at: int
+    state: dict[str, JSON] = field(default_factory=dict)
+    running: dict[str, Activation] = field(default_factory=dict)
+    ready: list[Activation] = field(default_factory=list)
+    waits: dict[str, Waiting] = field(default_factory=dict)
+    arrivals: dict[str, dict[str, JSON]] = field(default_factory=dict)
+    discard: dict[str, list[str]] = field(default_factory=dict)
+    visits: dict[str, int] = field(default_factory=dict)
+    inputs: dict[str, JSON] = field(default_factory=dict)
+    last_output: JSON = None
+    suspending: Suspension | None = None
+    suspension: Suspension | None = None
+    cancellation: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
+    result: JSON = None
+
+    def dumps(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def loads(cls, raw: str | bytes) -> Doc:
+        d = json.loads(raw)
+        d["running"] = {k: Activation(**v) for k, v in d["running"].items()}
+        d["ready"] = [Activation(**v) for v in d["ready"]]
+        d["waits"] = {k: Waiting(**v) for k, v in d["waits"].items()}
+        for key in ("suspending", "suspension"):
+            if d[key] is not None:
+                d[key] = Suspension(**d[key])
+        if d["error"] is not None:
+            d["error"] = ErrorInfo(**d["error"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of an execution's event log. `sequence` only grows."""
+
+    sequence: int
+    type: str
+    time: int
+    data: dict[str, JSON]
+
+
+@dataclass(frozen=True)
+class WaitingPoint:
+    node: str
+    kind: str
+    wake_at: int | None
+    attempt: int | None = None
+
+
+@dataclass(frozen=True)
+class Execution:
+    """A read-only snapshot of an execution, as callers see it."""
+
+    id: str
+    workflow: str
+    workflow_version: str
+    status: Status
+    input: JSON
+    state: dict[str, JSON]
+    result: JSON
+    error: ErrorInfo | None
+    waiting: tuple[WaitingPoint, ...]
+    running: tuple[str, ...]
+    suspension: Suspension | None
+    suspend_requested: str | None
+    cancellation: dict[str, Any] | None
+    created_at: int
+    updated_at: int
+    last_sequence: int
+    version: int
+
+    @classmethod
+    def of(cls, doc: Doc, *, status: Status, version: int, seq: int, sreq: str | None) -> Execution:
+        return cls(
+            id=doc.id, workflow=doc.workflow, workflow_version=doc.workflow_version,
+            status=status, input=doc.input, state=doc.state, result=doc.result, error=doc.error,
+            waiting=tuple(
+                WaitingPoint(w.node, w.kind, w.wake_at, w.attempt if w.kind == "retry" else None)
+                for w in doc.waits.values()
+            ),
+            running=tuple(doc.running),
+            suspension=doc.suspension, suspend_requested=sreq, cancellation=doc.cancellation,
+            created_at=doc.created_at, updated_at=doc.updated_at, last_sequence=seq,
+            version=version,
+        )

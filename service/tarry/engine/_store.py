@@ -1,0 +1,123 @@
+"""The port the engine needs from a state store. `tarry.store` holds the Redis adapter."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from ._model import Event, Status
+
+
+@dataclass(frozen=True)
+class Stored:
+    """An execution as stored: the document plus the fields the store's scripts check."""
+
+    version: int
+    status: Status
+    seq: int
+    suspend_request: str | None
+    doc: str
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One atomic transition: applied only if the stored version is still `expected_version`.
+
+    `expected_version` 0 creates the execution (only if the id is free). Events get the next
+    sequence numbers. `timers_set` / `timers_clear` name sleep nodes of this execution.
+    """
+
+    execution_id: str
+    workflow: str
+    expected_version: int
+    prev_status: Status
+    status: Status
+    doc: str
+    created_at: int
+    events: Sequence[tuple[str, str]]
+    timers_set: Sequence[tuple[str, int]] = ()
+    timers_clear: Sequence[str] = ()
+    lease: Literal["hold", "release", "keep"] = "keep"
+    owner: str = ""
+    lease_until: int = 0
+    check_suspend_request: bool = False
+    clear_suspend_request: bool = False
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Committed:
+    version: int
+    seq: int
+
+
+@dataclass(frozen=True)
+class SuspendRequested:
+    """The commit was refused: a Suspend request arrived since the document was read."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Existing:
+    """Create refused: the id exists (returned as stored), or a request id was seen before."""
+
+    stored: Stored
+
+
+CommitOutcome = Committed | SuspendRequested | Existing
+
+
+class Store(Protocol):
+    async def load(self, execution_id: str, request_id: str | None = None
+                   ) -> tuple[Stored | None, Stored | None]:
+        """The execution, and the answer already given to `request_id` if any."""
+        ...
+
+    async def commit(self, c: Commit) -> CommitOutcome:
+        """Apply `c` atomically; raise `Conflict` if the version moved on."""
+        ...
+
+    async def request_suspend(self, execution_id: str, reason: str, event: str,
+                              request_id: str | None) -> Stored | None:
+        """Mark a RUNNING execution for suspension at its next node boundary.
+
+        Returns the execution after the request, or None if it is no longer RUNNING.
+        """
+        ...
+
+    async def claim(self, execution_id: str, owner: str, lease_until: int,
+                    timer_node: str | None, now: int) -> Stored | None:
+        """Take the lease: for a due timer (`timer_node`), or for a lease that expired.
+
+        None when there is nothing to do: not due, gone, or leased by a live process.
+        """
+        ...
+
+    async def due_timers(self, now: int, limit: int) -> tuple[list[tuple[str, str]], int | None]:
+        """(execution id, node) of due timers, and when the next one is due."""
+        ...
+
+    async def expired_leases(self, now: int, limit: int) -> list[str]: ...
+
+    async def renew_leases(self, execution_ids: Sequence[str], lease_until: int) -> None: ...
+
+    async def events(self, execution_id: str, after: int, limit: int) -> list[Event]:
+        """Events with sequence > `after`; `CursorOutOfRange` if some were trimmed."""
+        ...
+
+    async def list_executions(self, workflow: str | None, status: Status | None, limit: int,
+                              cursor: str | None) -> tuple[list[Stored], str | None]: ...
+
+    def notifications(self) -> AsyncIterator[tuple[str, int]]:
+        """(execution id, last sequence) for every commit, from any process."""
+        ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+__all__ = ["Commit", "CommitOutcome", "Committed", "Existing", "Store", "Stored",
+           "SuspendRequested"]

@@ -1,0 +1,56 @@
+"""Every Redis key Tarry uses, built in this one module.
+
+Keys of one execution share the hash tag `{<id>}` so that a transition's keys live in one
+Redis Cluster slot. The timer, lease and listing indexes are global sorted sets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+NOTIFY_CHANNEL = "events"
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "tarry:v1"
+
+    def state(self, execution_id: str) -> str:
+        return f"{self.prefix}:{{{execution_id}}}:state"
+
+    def events(self, execution_id: str) -> str:
+        return f"{self.prefix}:{{{execution_id}}}:events"
+
+    def request(self, execution_id: str, request_id: str) -> str:
+        return f"{self.prefix}:{{{execution_id}}}:req:{request_id}"
+
+    @property
+    def timers(self) -> str:
+        return f"{self.prefix}:timers"
+
+    @property
+    def leases(self) -> str:
+        return f"{self.prefix}:leases"
+
+    @property
+    def all(self) -> str:
+        return f"{self.prefix}:idx:all"
+
+    def by_status(self, status: str) -> str:
+        return f"{self.prefix}:idx:status:{status}"
+
+    def by_workflow(self, workflow: str) -> str:
+        return f"{self.prefix}:idx:wf:{workflow}"
+
+    @property
+    def channel(self) -> str:
+        return f"{self.prefix}:{NOTIFY_CHANNEL}"
+
+    @staticmethod
+    def timer_member(execution_id: str, node: str) -> str:
+        return f"{execution_id}\n{node}"
+
+    @staticmethod
+    def split_timer_member(member: str) -> tuple[str, str]:
+        execution_id, _, node = member.partition("\n")
+        return execution_id, node

@@ -1,0 +1,304 @@
+"""The Redis adapter of the engine's `Store` port.
+
+Each transition is one EVALSHA of a Lua script (see `lua/`), so a transition is one round
+trip and either happens whole or not at all. Redis errors become domain errors here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from importlib import resources
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from tarry.engine import (
+    Commit,
+    CommitOutcome,
+    Committed,
+    Conflict,
+    CursorOutOfRange,
+    Event,
+    Existing,
+    Status,
+    Stored,
+    StoreUnavailable,
+    SuspendRequested,
+)
+
+from ._keys import Keys
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def _script(name: str) -> str:
+    return resources.files("tarry.store").joinpath(f"lua/{name}.lua").read_text()
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _stored(v: Any, st: Any, seq: Any, sreq: Any, doc: Any) -> Stored:
+    return Stored(int(v), Status(_s(st)), int(seq or 0), _s(sreq) if sreq else None, _s(doc))
+
+
+def _answer(raw: Any) -> Stored:
+    a = json.loads(_s(raw))
+    return _stored(a["v"], a["st"], a["seq"], a["sreq"] or None, a["doc"])
+
+
+class RedisStore:
+    """State, events, timers and leases in one Redis (standalone; see README for Cluster)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "tarry:v1",
+        events_maxlen: int = 10_000,
+        request_ttl: int = 86_400,
+        max_connections: int = 64,
+    ) -> None:
+        self.keys = Keys(prefix)
+        self._url = url
+        self._events_maxlen = events_maxlen
+        self._request_ttl = request_ttl
+        self._redis = aioredis.Redis.from_url(
+            url, max_connections=max_connections, socket_connect_timeout=2,
+            health_check_interval=30,
+        )
+        self._commit = self._redis.register_script(_script("commit"))
+        self._claim = self._redis.register_script(_script("claim"))
+        self._sreq = self._redis.register_script(_script("suspend_request"))
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        return self._redis
+
+    async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await fn()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise StoreUnavailable("the state store (Redis) is unreachable") from exc
+        except RedisError as exc:
+            log.exception("redis error")
+            raise StoreUnavailable("the state store (Redis) failed the request") from exc
+
+    async def ping(self) -> None:
+        await self._call(self._redis.ping)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    async def load(self, execution_id: str, request_id: str | None = None
+                   ) -> tuple[Stored | None, Stored | None]:
+        k = self.keys
+
+        async def go() -> tuple[Stored | None, Stored | None]:
+            async with self._redis.pipeline(transaction=False) as p:
+                p.hmget(k.state(execution_id), "v", "st", "seq", "sreq", "doc")
+                if request_id:
+                    p.get(k.request(execution_id, request_id))
+                res = await p.execute()
+            h = res[0]
+            stored = None if h[0] is None else _stored(*h)
+            answer = _answer(res[1]) if request_id and res[1] else None
+            return stored, answer
+
+        return await self._call(go)
+
+    async def commit(self, c: Commit) -> CommitOutcome:
+        k = self.keys
+        rid = c.request_id
+        keys = [
+            k.state(c.execution_id), k.events(c.execution_id), k.timers, k.leases, k.all,
+            k.by_status(c.prev_status.value), k.by_status(c.status.value),
+            k.by_workflow(c.workflow),
+            k.request(c.execution_id, rid) if rid else k.state(c.execution_id),
+        ]
+        args: list[Any] = [
+            c.expected_version, c.status.value, c.doc, c.owner, c.lease, c.lease_until,
+            int(c.check_suspend_request), int(c.clear_suspend_request), c.created_at,
+            c.execution_id, c.workflow, self._events_maxlen, int(bool(rid)), self._request_ttl,
+            k.channel, len(c.events),
+        ]
+        for kind, payload in c.events:
+            args += [kind, payload]
+        args.append(len(c.timers_set))
+        for node, due in c.timers_set:
+            args += [k.timer_member(c.execution_id, node), due]
+        args.append(len(c.timers_clear))
+        args += [k.timer_member(c.execution_id, node) for node in c.timers_clear]
+        res = await self._call(lambda: self._commit(keys=keys, args=args))
+        tag = _s(res[0])
+        if tag == "OK":
+            return Committed(int(res[1]), int(res[2]))
+        if tag == "SREQ":
+            return SuspendRequested(_s(res[1]))
+        if tag == "DUP":
+            return Existing(_answer(res[1]))
+        if tag == "EXISTS":
+            if _s(res[6]) != c.workflow:
+                from tarry.engine import ExecutionExists
+
+                raise ExecutionExists(
+                    f"execution {c.execution_id!r} exists and runs workflow {_s(res[6])!r}",
+                    metadata={"execution_id": c.execution_id},
+                )
+            return Existing(_stored(*res[1:6]))
+        raise Conflict(
+            f"execution {c.execution_id!r} was changed by a concurrent request; read it again",
+            metadata={"execution_id": c.execution_id},
+        )
+
+    async def request_suspend(self, execution_id: str, reason: str, event: str,
+                              request_id: str | None) -> Stored | None:
+        k = self.keys
+        keys = [k.state(execution_id), k.events(execution_id),
+                k.request(execution_id, request_id) if request_id else k.state(execution_id)]
+        args = [reason, event, self._events_maxlen, k.channel, execution_id,
+                int(bool(request_id)), self._request_ttl]
+        res = await self._call(lambda: self._sreq(keys=keys, args=args))
+        tag = _s(res[0])
+        if tag == "DUP":
+            return _answer(res[1])
+        if tag == "OK":
+            return _stored(*res[1:6])
+        return None
+
+    async def claim(self, execution_id: str, owner: str, lease_until: int,
+                    timer_node: str | None, now: int) -> Stored | None:
+        k = self.keys
+        member = k.timer_member(execution_id, timer_node) if timer_node else ""
+        keys = [k.state(execution_id), k.timers, k.leases]
+        args = [execution_id, member, owner, now, lease_until]
+        res = await self._call(lambda: self._claim(keys=keys, args=args))
+        if _s(res[0]) != "OK":
+            return None
+        return _stored(res[1], res[2], res[3], res[4], res[5])
+
+    async def due_timers(self, now: int, limit: int) -> tuple[list[tuple[str, str]], int | None]:
+        k = self.keys
+
+        async def go() -> tuple[list[tuple[str, str]], int | None]:
+            async with self._redis.pipeline(transaction=False) as p:
+                p.zrangebyscore(k.timers, "-inf", now, start=0, num=limit)
+                p.zrange(k.timers, 0, 0, withscores=True)
+                due, first = await p.execute()
+            nxt = int(first[0][1]) if first else None
+            return [k.split_timer_member(_s(m)) for m in due], nxt
+
+        return await self._call(go)
+
+    async def expired_leases(self, now: int, limit: int) -> list[str]:
+        res = await self._call(
+            lambda: self._redis.zrangebyscore(self.keys.leases, "-inf", now, start=0, num=limit)
+        )
+        return [_s(m) for m in res]
+
+    async def renew_leases(self, execution_ids: Sequence[str], lease_until: int) -> None:
+        if execution_ids:
+            mapping: dict[str | bytes, float] = {i: lease_until for i in execution_ids}
+            await self._call(lambda: self._redis.zadd(self.keys.leases, mapping, xx=True))
+
+    async def events(self, execution_id: str, after: int, limit: int) -> list[Event]:
+        key = self.keys.events(execution_id)
+        res = await self._call(
+            lambda: self._redis.xrange(key, min=f"{after + 1}-0", max="+", count=limit)
+        )
+        out = []
+        for entry_id, fields in res:
+            seq = int(_s(entry_id).split("-")[0])
+            data = json.loads(_s(fields[b"d"]))
+            out.append(Event(seq, _s(fields[b"t"]), int(data.pop("time", 0)), data))
+        if out and out[0].sequence > after + 1 and after > 0:
+            raise CursorOutOfRange(
+                f"events after sequence {after} are no longer kept; the oldest kept is "
+                f"{out[0].sequence}",
+                metadata={"oldest_sequence": str(out[0].sequence)},
+            )
+        return out
+
+    async def list_executions(self, workflow: str | None, status: Status | None, limit: int,
+                              cursor: str | None) -> tuple[list[Stored], str | None]:
+        k = self.keys
+        if status is not None:
+            index = k.by_status(status.value)
+        elif workflow is not None:
+            index = k.by_workflow(workflow)
+        else:
+            index = k.all
+        # Newest first. The cursor is the (score, id) of the last row given.
+        max_score: str = "+inf"
+        after_id: str | None = None
+        if cursor:
+            score, _, after_id = cursor.partition(":")
+            max_score = score
+        out: list[Stored] = []
+        last: tuple[int, str] | None = None
+        offset = 0
+        while len(out) < limit:
+            batch_size = max(limit * 2, 50)
+            rows = await self._call(
+                lambda o=offset: self._redis.zrevrangebyscore(  # type: ignore[misc]
+                    index, max_score, "-inf", start=o, num=batch_size, withscores=True)
+            )
+            if not rows:
+                last = None
+                break
+            offset += len(rows)
+            ids = [(_s(m), int(s)) for m, s in rows]
+            if after_id is not None:
+                # Skip rows up to and including the cursor's row (same score, ids at or above).
+                ids = [(i, s) for i, s in ids
+                       if s < int(max_score) or i < after_id]
+            stored = await self._read_many([i for i, _ in ids])
+            for (i, s), (st, wf) in zip(ids, stored, strict=True):
+                if st is None or (workflow is not None and wf != workflow):
+                    continue
+                out.append(st)
+                last = (s, i)
+                if len(out) == limit:
+                    break
+            if len(rows) < batch_size:
+                if len(out) < limit:
+                    last = None
+                break
+        next_cursor = f"{last[0]}:{last[1]}" if last and len(out) == limit else None
+        return out, next_cursor
+
+    async def _read_many(self, ids: list[str]) -> list[tuple[Stored | None, str | None]]:
+        async def go() -> list[tuple[Stored | None, str | None]]:
+            async with self._redis.pipeline(transaction=False) as p:
+                for i in ids:
+                    p.hmget(self.keys.state(i), "v", "st", "seq", "sreq", "doc", "wf")
+                res = await p.execute()
+            return [(None, None) if h[0] is None else (_stored(*h[:5]), _s(h[5])) for h in res]
+
+        return await self._call(go)
+
+    async def notifications(self) -> AsyncIterator[tuple[str, int]]:
+        """Every commit's (execution id, sequence), reconnecting when Redis goes away."""
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.keys.channel)
+                while True:
+                    msg = await pubsub.get_message(timeout=1.0)
+                    if msg is None or msg.get("type") != "message":
+                        continue
+                    execution_id, _, seq = _s(msg["data"]).rpartition(" ")
+                    yield execution_id, int(seq)
+            except (RedisError, OSError):
+                log.warning("lost the Redis notification channel; reconnecting")
+                await asyncio.sleep(0.5)
+            finally:
+                await pubsub.aclose()
