@@ -264,7 +264,11 @@ class Processed(BaseModel):
 
 
 async def process_items(ctx: StepContext) -> dict[str, int]:
-    for _ in range(ctx.data["items"]):
+    """Process items one by one. Asked to suspend, it stops between two items and keeps its
+    progress in the suspend data; on Resume it carries on from there."""
+    done = (ctx.suspend_data or {}).get("processed", 0)
+    for i in range(done, ctx.data["items"]):
+        ctx.suspend_if_requested({"processed": i})
         await asyncio.sleep(ctx.data["seconds_per_item"])
     return {"processed": ctx.data["items"]}
 

@@ -68,7 +68,7 @@ class StepContext:
     - `input`: the workflow's input; `data` / `node_input`: the predecessor's output
       (for the first node, the workflow input; for a join, `{predecessor: output}`).
     - `get` / `set`: the execution's shared state. Changes are saved atomically with the
-      step's result, and discarded if the step fails or is suspended.
+      step's result (or its suspension), and discarded if the step fails.
     - `resume_data` / `suspend_data`: set when this step runs again after a Resume.
     - `suspend(reason, data)`: stop here; Resume runs this step again from its start.
     - `attempt`: 1 on the first try, +1 on each retry or re-run after a crash.
@@ -138,7 +138,14 @@ class StepContext:
         """Set when a suspension or cancellation is requested; `wait()` on it in plain steps."""
         return self._signals.event
 
-    def suspend_if_requested(self) -> None:
-        """Suspend now, at this point of the step, if a suspension was requested from outside."""
+    @property
+    def suspend_request_reason(self) -> str | None:
+        return self._signals.suspend_reason
+
+    def suspend_if_requested(self, data: JSON = None) -> None:
+        """Suspend here if a suspension was requested from outside, with the request's reason.
+
+        The step runs again on Resume, with `suspend_data` = `data` (e.g. its progress).
+        """
         if self._signals.suspend_reason is not None:
-            raise SuspendSignal(self._signals.suspend_reason, None)
+            raise SuspendSignal(self._signals.suspend_reason, data)

@@ -43,6 +43,7 @@ class _Done:
 class _Suspended:
     reason: str
     data: JSON
+    changes: dict[str, JSON]
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,7 @@ class Driver:
             if inspect.isawaitable(value):
                 value = await value
         except SuspendSignal as sig:
-            return _Suspended(sig.reason, sig.data)
+            return _Suspended(sig.reason, sig.data, ctx.changes)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -241,8 +242,8 @@ class Driver:
             except (ValidationError, TypeError) as exc:
                 outcome = _Failed(InvalidSuspendData(f"suspend data of step {act.node!r}: {exc}"))
             else:
-                reason = outcome.reason
-                await self.transition(lambda t: t.step_suspended(act, reason, data))
+                reason, changes = outcome.reason, outcome.changes
+                await self.transition(lambda t: t.step_suspended(act, reason, data, changes))
                 return
         exc = outcome.error
         policy = node.retry

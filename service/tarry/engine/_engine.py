@@ -327,8 +327,7 @@ class Engine:
                 left = None if deadline is None else deadline - loop.time()
                 if done(ex) or (left is not None and left <= 0):
                     return ex
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(ev.wait(), left)
+                await _wait(ev, left)
 
     def snapshot(self, stored: Stored) -> Execution:
         return Execution.of(Doc.loads(stored.doc), status=stored.status,
@@ -440,14 +439,14 @@ class Engine:
         while True:
             try:
                 pause = await one_pass()
-            except StoreUnavailable:
+            except Exception as exc:
+                _reraise_if_cancelling()
+                if not isinstance(exc, StoreUnavailable):
+                    log.exception("background pass failed")
                 pause = 0.5
-            except Exception:
-                log.exception("background pass failed")
-                pause = 1.0
+            _reraise_if_cancelling()
             if pause > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), pause)
+                await _wait(wake, pause)
 
     async def _timer_pass(self) -> float:
         """Claim due timers; return how long until the next one (or the poll interval)."""
@@ -476,12 +475,30 @@ class Engine:
         return self.config.lease_ttl / 3
 
     async def _notify_loop(self) -> None:
+        # The store's iterator reconnects by itself; it ends only when this task is cancelled.
         async for execution_id, seq in self.store.notifications():
+            _reraise_if_cancelling()
             self.hub.publish(execution_id)
             driver = self._drivers.get(execution_id)
             if driver is not None and seq > driver.seen_seq:
                 driver.seen_seq = seq
                 driver.poke.set()
+
+
+async def _wait(event: asyncio.Event, timeout: float | None) -> None:
+    """Wait for `event`, at most `timeout` seconds. (Not `asyncio.wait_for`: on Python 3.11
+    a cancellation that meets its timeout can leave the caller stuck.)"""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()
+
+
+def _reraise_if_cancelling() -> None:
+    """A Redis client may swallow a cancellation that lands mid-command (returning normally or
+    raising a connection error); loops call this so that a stop request always wins."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _allowed(request: str, status: Status, execution_id: str) -> None:

@@ -197,8 +197,10 @@ class Txn:
         self.emit("node_failed", node=act.node, attempt=act.attempt, retry_at=wake,
                   error={"type": error.type, "message": error.message})
 
-    def step_suspended(self, act: Activation, reason: str, data: JSON) -> None:
+    def step_suspended(self, act: Activation, reason: str, data: JSON,
+                       changes: dict[str, JSON]) -> None:
         self.doc.running.pop(act.node, None)
+        self.doc.state.update(changes)
         self.doc.suspending = Suspension(reason, self.now, "step", act.node, data, act.input)
         self.emit("node_suspended", node=act.node, reason=reason)
 
@@ -282,6 +284,11 @@ class Txn:
             status = Status.FAILED
         elif doc.running or (doc.ready and doc.suspending is None):
             status = Status.RUNNING
+        elif (doc.suspending is not None and doc.suspending.by == "request"
+              and not doc.ready and not doc.waits):
+            # Asked to suspend, but nothing is left to run: the execution is done.
+            doc.suspending = None
+            return self.settle()
         elif doc.suspending is not None:
             doc.suspension, doc.suspending = doc.suspending, None
             status = Status.SUSPENDED

@@ -292,12 +292,18 @@ class RedisStore:
             try:
                 await pubsub.subscribe(self.keys.channel)
                 while True:
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise asyncio.CancelledError
                     msg = await pubsub.get_message(timeout=1.0)
                     if msg is None or msg.get("type") != "message":
                         continue
                     execution_id, _, seq = _s(msg["data"]).rpartition(" ")
                     yield execution_id, int(seq)
             except (RedisError, OSError):
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError from None
                 log.warning("lost the Redis notification channel; reconnecting")
                 await asyncio.sleep(0.5)
             finally:
