@@ -1,0 +1,63 @@
+"""One frozen configuration builds the store, the engine and the server. No globals."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+DEFAULT_WORKFLOWS = ("examples.pausing", "examples.suspend_resume")
+
+
+@dataclass(frozen=True)
+class Config:
+    address: str = "localhost:50051"
+    """Where the gRPC server listens (`host:port`; port 0 picks a free one)."""
+    redis_url: str | None = None
+    """Redis to use. None: start and manage a local redis-server with its data in `data_dir`."""
+    data_dir: str = "var/redis"
+    """Where a managed redis-server keeps its data (AOF on)."""
+    workflow_modules: tuple[str, ...] = DEFAULT_WORKFLOWS
+    """Python modules whose top-level `Workflow`s are served."""
+    log_level: str = "INFO"
+    key_prefix: str = "tarry:v1"
+    lease_ttl: float = 10.0
+    """Seconds before another server may take over an execution whose server went silent."""
+    reflection: bool = True
+    """Serve gRPC server reflection."""
+    default_deadline: float = 30.0
+    """Cap, in seconds, on calls that come without a deadline (Run/Resume waits, watches
+    excepted)."""
+    max_watch_seconds: float = 3600.0
+    """A watch stream with no deadline ends (OK, resumable) after this long."""
+    shutdown_grace: float = 10.0
+    """Seconds a SIGTERM leaves running steps to finish before their executions are handed on."""
+    events_maxlen: int = 10_000
+    """Events kept per execution (older ones are trimmed; their cursors get OUT_OF_RANGE)."""
+    owner: str | None = None
+    """This server's name in leases (default: host:pid:random)."""
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Config:
+        """Settings from TARRY_* / REDIS_URL environment variables, then explicit overrides
+        (flags). Overrides that are None are ignored."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        if "TARRY_ADDRESS" in env:
+            values["address"] = env["TARRY_ADDRESS"]
+        if env.get("REDIS_URL"):
+            values["redis_url"] = env["REDIS_URL"]
+        if "TARRY_DATA_DIR" in env:
+            values["data_dir"] = env["TARRY_DATA_DIR"]
+        if env.get("TARRY_WORKFLOWS"):
+            values["workflow_modules"] = tuple(
+                m.strip() for m in env["TARRY_WORKFLOWS"].split(",") if m.strip())
+        if "TARRY_LOG_LEVEL" in env:
+            values["log_level"] = env["TARRY_LOG_LEVEL"]
+        if "TARRY_REFLECTION" in env:
+            values["reflection"] = env["TARRY_REFLECTION"].lower() not in ("0", "false", "no")
+        if "TARRY_LEASE_TTL" in env:
+            values["lease_ttl"] = float(env["TARRY_LEASE_TTL"])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
