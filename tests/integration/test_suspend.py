@@ -149,7 +149,8 @@ async def test_resume_from_an_earlier_step_keeps_the_data(make_engine: EngineFac
     await engine.resume(ex.id, {"approved": True})
     done = await settled(engine, ex.id)
     assert done.result == {"approved": False}
-    assert len(started(await all_events(engine, ex.id), "step-1-legal")) == 3  # run, resume, from_step
+    # Run, the Resume, and the from_step Resume.
+    assert len(started(await all_events(engine, ex.id), "step-1-legal")) == 3
 
 
 async def test_from_step_must_be_a_step(make_engine: EngineFactory) -> None:

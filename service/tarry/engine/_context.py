@@ -53,7 +53,7 @@ class Signals:
 class SleepContext:
     """What a sleep duration function sees: the workflow input, shared state and node input."""
 
-    def __init__(self, *, input: JSON, state: dict[str, JSON], node_input: JSON) -> None:  # noqa: A002
+    def __init__(self, *, input: JSON, state: dict[str, JSON], node_input: JSON) -> None:
         self.input = input
         self.node_input = node_input
         self._state = state
@@ -81,7 +81,7 @@ class StepContext:
         execution_id: str,
         workflow: str,
         node_id: str,
-        input: JSON,  # noqa: A002
+        input: JSON,
         node_input: JSON,
         state: dict[str, JSON],
         attempt: int,

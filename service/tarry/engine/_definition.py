@@ -203,7 +203,7 @@ class Flow:
         name: str,
         *,
         version: str = "1",
-        input: type[BaseModel] | None = None,  # noqa: A002 - the seed libraries' word
+        input: type[BaseModel] | None = None,
         result: type[BaseModel] | None = None,
         resume: type[BaseModel] | None = None,
         suspend: type[BaseModel] | None = None,
@@ -230,7 +230,7 @@ class Flow:
 
     def step(
         self,
-        id: str,  # noqa: A002
+        id: str,
         fn: StepFn,
         *,
         retry: RetryPolicy | None = None,
@@ -251,7 +251,7 @@ class Flow:
 
     def wait(
         self,
-        id: str,  # noqa: A002
+        id: str,
         *,
         key: str | None = None,
         resume: type[BaseModel] | None = None,
@@ -267,7 +267,7 @@ class Flow:
 
     def sleep(
         self,
-        id: str,  # noqa: A002
+        id: str,
         duration: SleepSpec,
         *,
         join: JoinMode | str = JoinMode.ALL,
@@ -320,7 +320,7 @@ class Chain:
         name: str,
         *,
         version: str = "1",
-        input: type[BaseModel] | None = None,  # noqa: A002
+        input: type[BaseModel] | None = None,
         result: type[BaseModel] | None = None,
         resume: type[BaseModel] | None = None,
         suspend: type[BaseModel] | None = None,
@@ -339,7 +339,7 @@ class Chain:
 
     def then(
         self,
-        id: str,  # noqa: A002
+        id: str,
         fn: StepFn,
         *,
         retry: RetryPolicy | None = None,
@@ -353,7 +353,7 @@ class Chain:
 
     def wait(
         self,
-        id: str,  # noqa: A002
+        id: str,
         *,
         key: str | None = None,
         resume: type[BaseModel] | None = None,
@@ -361,7 +361,7 @@ class Chain:
         self._flow.wait(id, key=key, resume=resume)
         return self._link(id)
 
-    def sleep(self, id: str, duration: SleepSpec) -> Chain:  # noqa: A002
+    def sleep(self, id: str, duration: SleepSpec) -> Chain:
         self._flow.sleep(id, duration)
         return self._link(id)
 

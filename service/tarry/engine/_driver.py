@@ -173,7 +173,8 @@ class Driver:
                 t.request_suspension(self.sreq)
             mutate(t)
             status = t.settle()
-            commit = self.engine.commit_for(self.wf, base, t, status, check_suspend_request=not clear,
+            commit = self.engine.commit_for(self.wf, base, t, status,
+                                            check_suspend_request=not clear,
                                             clear_suspend_request=clear)
             try:
                 outcome = await self.engine.store.commit(commit)
@@ -230,8 +231,9 @@ class Driver:
         if isinstance(outcome, _Done):
             try:
                 output = to_json(outcome.output)
-            except TypeError as exc:
-                outcome = _Failed(InvalidOutput(f"step {act.node!r} returned a value that is not JSON: {exc}"))
+            except TypeError as err:
+                outcome = _Failed(InvalidOutput(
+                    f"step {act.node!r} returned a value that is not JSON: {err}"))
             else:
                 out, action, changes = output, outcome.action, outcome.changes
                 await self.transition(lambda t: t.step_done(act.node, out, action, changes))
@@ -239,8 +241,8 @@ class Driver:
         if isinstance(outcome, _Suspended):
             try:
                 data = validate(self.wf.suspend_schema_for(act.node), to_json(outcome.data))
-            except (ValidationError, TypeError) as exc:
-                outcome = _Failed(InvalidSuspendData(f"suspend data of step {act.node!r}: {exc}"))
+            except (ValidationError, TypeError) as err:
+                outcome = _Failed(InvalidSuspendData(f"suspend data of step {act.node!r}: {err}"))
             else:
                 reason, changes = outcome.reason, outcome.changes
                 await self.transition(lambda t: t.step_suspended(act, reason, data, changes))

@@ -140,7 +140,7 @@ class Engine:
     async def run(
         self,
         workflow: str,
-        input: JSON = None,  # noqa: A002
+        input: JSON = None,
         *,
         version: str | None = None,
         execution_id: str | None = None,
@@ -150,7 +150,7 @@ class Engine:
         same execution, not a second one."""
         wf = self.registry.get(workflow, version)
         if wf.input_schema is not None and input is None:
-            input = {}  # noqa: A001
+            input = {}
         try:
             data = validate(wf.input_schema, input)
         except ValidationError as exc:
@@ -172,6 +172,7 @@ class Engine:
         outcome = await self.store.commit(self.commit_for(wf, base, t, status, created=True))
         if isinstance(outcome, Existing):
             return self.snapshot(outcome.stored)
+        assert isinstance(outcome, Committed)
         stored = self._after(wf, outcome, status, doc)
         return self.snapshot(stored)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import importlib
 
-from ._errors import DefinitionError, WorkflowNotFound
 from ._definition import Workflow
+from ._errors import DefinitionError, WorkflowNotFound
 
 
 class Registry:
@@ -17,7 +17,8 @@ class Registry:
     def add(self, wf: Workflow) -> None:
         versions = self._by_name.setdefault(wf.name, {})
         if wf.version in versions and versions[wf.version] is not wf:
-            raise DefinitionError(f"workflow {wf.name!r} version {wf.version!r} is registered twice")
+            raise DefinitionError(
+                f"workflow {wf.name!r} version {wf.version!r} is registered twice")
         versions[wf.version] = wf
 
     def get(self, name: str, version: str | None = None) -> Workflow:

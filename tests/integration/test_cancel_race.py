@@ -1,0 +1,182 @@
+"""Behaviours 11 and 12: cancellation, racing resumes, repeated request ids."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from examples.pausing import delayed_notification, expense_approval, parallel_review
+from examples.suspend_resume import long_process, simple_approval
+from tarry import Chain, StepContext
+from tarry.engine import Conflict, NodeNotWaiting, Status, TarryError, WrongState
+from tarry.store import RedisStore
+from tests.conftest import EngineFactory
+from tests.integration.helpers import all_events, settled, started, statuses, until
+
+
+async def test_cancel_a_running_async_step(make_engine: EngineFactory) -> None:
+    engine = await make_engine(long_process)
+    ex = await engine.run("long-process", {"items": 100, "seconds_per_item": 0.05})
+    await asyncio.sleep(0.1)
+    gone = await engine.cancel(ex.id, "User requested stop")
+    assert gone.status is Status.CANCELLED
+    assert gone.cancellation is not None and gone.cancellation["reason"] == "User requested stop"
+    await asyncio.sleep(0.2)
+    after = await engine.get(ex.id)
+    assert after.status is Status.CANCELLED and after.result is None
+    events = await all_events(engine, ex.id)
+    assert [e.data["node"] for e in events if e.type == "node_cancelled"] == ["process-items"]
+    assert statuses(events)[-1] == "CANCELLED"
+    assert not [e for e in events if e.type == "node_finished"]
+    with pytest.raises(WrongState):
+        await engine.resume(ex.id, {})
+    with pytest.raises(WrongState):
+        await engine.suspend(ex.id, "no")
+
+
+async def test_cancelled_plain_step_is_not_started_again(make_engine: EngineFactory) -> None:
+    calls: list[int] = []
+    entered = threading.Event()
+
+    def blocking(ctx: StepContext) -> str:
+        calls.append(ctx.attempt)
+        entered.set()
+        time.sleep(0.3)
+        return "finished anyway"
+
+    wf = Chain("blocking").then("work", blocking).then("after", lambda ctx: "after").build()
+    engine = await make_engine(wf, lease_ttl=0.3)
+    ex = await engine.run("blocking")
+    await asyncio.to_thread(entered.wait, 5)
+    await engine.cancel(ex.id, "stop")
+    await asyncio.sleep(1.0)  # past the thread's end and past a lease period
+    after = await engine.get(ex.id)
+    assert after.status is Status.CANCELLED
+    assert calls == [1]
+    assert started(await all_events(engine, ex.id), "after") == []
+
+
+async def test_cancel_suspended_and_awaiting(make_engine: EngineFactory) -> None:
+    engine = await make_engine(simple_approval, delayed_notification)
+    sus = await settled(engine, (await engine.run("simple-approval", {"item": "laptop"})).id)
+    assert sus.status is Status.SUSPENDED
+    assert (await engine.cancel(sus.id, "No longer needed")).status is Status.CANCELLED
+
+    sleeping = await settled(engine, (await engine.run("delayed-notification",
+                                                       {"delay_seconds": 0.3})).id)
+    assert sleeping.status is Status.AWAITING
+    done = await engine.cancel(sleeping.id, "not needed")
+    assert done.status is Status.CANCELLED and done.waiting == ()
+    store = engine.store
+    assert isinstance(store, RedisStore)
+    assert await store.redis.zcard(store.keys.timers) == 0  # the timer is dropped
+    await asyncio.sleep(0.5)
+    assert (await engine.get(sleeping.id)).status is Status.CANCELLED
+    assert started(await all_events(engine, sleeping.id), "send") == []
+
+
+async def test_cancel_keeps_state_and_is_idempotent(make_engine: EngineFactory) -> None:
+    engine = await make_engine(expense_approval)
+    ex = await settled(engine, (await engine.run("expense-approval")).id)
+    first = await engine.cancel(ex.id, "changed my mind")
+    second = await engine.cancel(ex.id, "again")
+    assert first.state["request"] == {"user": "Alice", "amount": 1500}
+    assert second.cancellation == first.cancellation  # unchanged, first reason kept
+    assert second.version == first.version
+
+
+async def test_completed_cannot_be_cancelled(make_engine: EngineFactory) -> None:
+    engine = await make_engine(expense_approval)
+    ex = await settled(engine, (await engine.run("expense-approval")).id)
+    await engine.resume(ex.id, {"approved": True})
+    await settled(engine, ex.id)
+    with pytest.raises(WrongState):
+        await engine.cancel(ex.id, "late")
+
+
+async def test_two_racing_resumes_exactly_one_applies(make_engine: EngineFactory) -> None:
+    a = await make_engine(expense_approval)
+    b = await make_engine(expense_approval)  # a second "process" on the same Redis
+    for _ in range(10):
+        ex = await settled(a, (await a.run("expense-approval")).id)
+        results = await asyncio.gather(
+            a.resume(ex.id, {"approved": True, "who": "a"}),
+            b.resume(ex.id, {"approved": False, "who": "b"}),
+            return_exceptions=True,
+        )
+        ok = [r for r in results if not isinstance(r, BaseException)]
+        refused = [r for r in results if isinstance(r, BaseException)]
+        assert len(ok) == 1 and len(refused) == 1
+        assert isinstance(refused[0], Conflict | NodeNotWaiting | WrongState)
+        done = await settled(a, ex.id)
+        events = await all_events(a, ex.id)
+        assert len(started(events, "process")) == 1
+        winner = done.state["approval"]["who"]
+        assert done.result == ("Expense approved and processed" if winner == "a"
+                               else "Expense rejected")
+
+
+async def test_repeated_request_id_returns_the_first_answer(make_engine: EngineFactory) -> None:
+    engine = await make_engine(parallel_review)
+    ex = await settled(engine, (await engine.run("parallel-review")).id)
+    first = await engine.resume(ex.id, {"approved": True, "comments": "ok"},
+                                node="technical-review", request_id="req-1")
+    await settled(engine, ex.id)
+    before = await all_events(engine, ex.id)
+    again = await engine.resume(ex.id, {"approved": True, "comments": "ok"},
+                                node="technical-review", request_id="req-1")
+    assert again == first
+    assert await all_events(engine, ex.id) == before  # nothing applied twice
+
+
+async def test_run_with_the_same_request_id_is_one_execution(make_engine: EngineFactory) -> None:
+    engine = await make_engine(expense_approval)
+    one = await engine.run("expense-approval", request_id="order-42")
+    two = await engine.run("expense-approval", request_id="order-42")
+    assert one.id == two.id
+    other = await engine.run("expense-approval", request_id="order-43")
+    assert other.id != one.id
+    rows, _ = await engine.list(workflow="expense-approval")
+    assert sorted(r.id for r in rows) == sorted({one.id, other.id})
+
+
+async def test_execution_id_taken_by_another_workflow(make_engine: EngineFactory) -> None:
+    engine = await make_engine(expense_approval, parallel_review)
+    await engine.run("expense-approval", execution_id="order-1")
+    same = await engine.run("expense-approval", execution_id="order-1")
+    assert same.id == "order-1"
+    with pytest.raises(TarryError) as err:
+        await engine.run("parallel-review", execution_id="order-1")
+    assert err.value.reason == "EXECUTION_EXISTS"
+
+
+async def test_racing_suspend_and_cancel(make_engine: EngineFactory) -> None:
+    engine = await make_engine(expense_approval)
+    ex = await settled(engine, (await engine.run("expense-approval")).id)
+    results = await asyncio.gather(engine.suspend(ex.id, "s"), engine.cancel(ex.id, "c"),
+                                   return_exceptions=True)
+    final = await engine.get(ex.id)
+    assert final.status is Status.CANCELLED
+    assert all(not isinstance(r, BaseException) or isinstance(r, WrongState) for r in results)
+
+
+async def test_list_by_status_and_pages(make_engine: EngineFactory) -> None:
+    engine = await make_engine(expense_approval)
+    ids = [(await engine.run("expense-approval")).id for _ in range(7)]
+    for i in ids:
+        await settled(engine, i)
+    await engine.cancel(ids[0], "x")
+    awaiting, _ = await engine.list(status=Status.AWAITING, limit=100)
+    assert sorted(e.id for e in awaiting) == sorted(ids[1:])
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page, cursor = await engine.list(workflow="expense-approval", limit=3, cursor=cursor)
+        seen += [e.id for e in page]
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(ids) and len(seen) == len(set(seen))
+    await until(engine, ids[0], Status.CANCELLED)
