@@ -195,7 +195,7 @@ class Driver:
         self.doc = doc
         if cleared:
             self.sreq = None
-        self.engine.after_commit(self.id, outcome.seq, doc)
+        self.engine.after_commit(self.id)
 
     # -- steps -----------------------------------------------------------------------
 

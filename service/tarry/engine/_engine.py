@@ -353,7 +353,7 @@ class Engine:
     def _after(self, wf: Workflow, outcome: Committed, status: Status, doc: Doc,
                sreq: str | None = None) -> Stored:
         stored = Stored(outcome.version, status, outcome.seq, sreq, doc.dumps())
-        self.after_commit(doc.id, outcome.seq, doc)
+        self.after_commit(doc.id)
         if status is Status.RUNNING:
             self._spawn(wf, stored, restart=False)
         return stored
@@ -367,8 +367,7 @@ class Engine:
         sleeps = {w.node: w.wake_at for w in doc.waits.values()
                   if w.kind == "sleep" and w.wake_at is not None}
         timers = sleeps if status in (Status.RUNNING, Status.AWAITING) else {}
-        old = set() if created else {w.node for w in Doc.loads(base.doc).waits.values()
-                                     if w.kind == "sleep"} if base.doc else set()
+        old = t.sleeps_before
         running = status is Status.RUNNING
         if timers:
             self._timer_poke.set()
@@ -384,7 +383,7 @@ class Engine:
             clear_suspend_request=clear_suspend_request, request_id=request_id,
         )
 
-    def after_commit(self, execution_id: str, seq: int, doc: Doc) -> None:
+    def after_commit(self, execution_id: str) -> None:
         self.hub.publish(execution_id)
 
     # -- drivers ---------------------------------------------------------------------

@@ -48,6 +48,8 @@ class Txn:
         self.now = now
         self.events: list[tuple[str, dict[str, Any]]] = []
         self.failed = False
+        # Sleep timers the store holds for this execution now; the commit clears the stale.
+        self.sleeps_before = {n for n, w in doc.waits.items() if w.kind == "sleep"}
 
     def emit(self, event_type: str, /, **data: Any) -> None:
         data["time"] = self.now
