@@ -66,15 +66,19 @@ class RedisStore:
         events_maxlen: int = 10_000,
         request_ttl: int = 86_400,
         max_connections: int = 64,
+        pool_timeout: float = 10.0,
     ) -> None:
         self.keys = Keys(prefix)
         self._url = url
         self._events_maxlen = events_maxlen
         self._request_ttl = request_ttl
-        self._redis = aioredis.Redis.from_url(
-            url, max_connections=max_connections, socket_connect_timeout=2,
-            health_check_interval=30,
+        # A blocking pool: when every connection is busy a caller waits for one (up to
+        # `pool_timeout`) instead of failing at once, as redis-py's default pool does.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=pool_timeout,
+            socket_connect_timeout=2, health_check_interval=30,
         )
+        self._redis = aioredis.Redis.from_pool(pool)  # owns the pool: closed with the client
         self._commit = self._redis.register_script(_script("commit"))
         self._claim = self._redis.register_script(_script("claim"))
         self._sreq = self._redis.register_script(_script("suspend_request"))
