@@ -22,7 +22,7 @@ from ._context import Output, Signals, StepContext, SuspendSignal
 from ._definition import Workflow
 from ._errors import Conflict
 from ._machine import Txn
-from ._model import Activation, Doc, ErrorInfo, Status, now_ms
+from ._model import Activation, Doc, ErrorInfo, Execution, Status, now_ms
 from ._schema import JSON, to_json, validate
 from ._store import Committed, Existing, Stored, SuspendRequested
 
@@ -74,6 +74,8 @@ class Driver:
         self.seen_seq = stored.seq
         self.tasks: dict[str, tuple[Activation, asyncio.Task[_Outcome]]] = {}
         self.task: asyncio.Task[None] | None = None
+        self.final: Execution | None = None
+        """The execution as this driver left it, when it stopped with the execution settled."""
 
     # -- the loop --------------------------------------------------------------------
 
@@ -102,6 +104,9 @@ class Driver:
                 if self.poke.is_set():
                     self.poke.clear()
                     await self._on_poke()
+            st = self.stored
+            self.final = Execution.of(self.doc, status=st.status, version=st.version,
+                                      seq=st.seq, sreq=st.suspend_request)
         except Lost:
             pass
         except asyncio.CancelledError:
