@@ -207,3 +207,15 @@ async def test_no_timer_is_left_behind(make_engine: EngineFactory, delay: float)
     assert await store.redis.zcard(store.keys.timers) == 0
     assert await store.redis.zcard(store.keys.leases) == 0
 
+
+
+async def test_a_timer_set_by_another_server_wakes_this_one(make_engine: EngineFactory) -> None:
+    """Server A polls the timer set only every 30 s; the commit notification of server B's
+    timer must wake it, so the sleep fires although B stops before it is due."""
+    a = await make_engine(delayed_notification, timer_poll=30.0)
+    await asyncio.sleep(0.2)  # A's first look at the (empty) timer set is done
+    b = await make_engine(delayed_notification, timer_poll=30.0)
+    ex = await settled(b, (await b.run("delayed-notification", {"delay_seconds": 0.3})).id)
+    await b.stop()
+    done = await until(a, ex.id, Status.COMPLETED, timeout=10)
+    assert done.result == "Notification sent"

@@ -101,6 +101,7 @@ class Engine:
         self._loops: list[asyncio.Task[None]] = []
         self._claims: set[asyncio.Task[None]] = set()
         self._timer_poke = asyncio.Event()
+        self._timer_next = 0  # when the timer loop looks next (ms)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -377,8 +378,8 @@ class Engine:
         timers = sleeps if status in (Status.RUNNING, Status.AWAITING) else {}
         old = t.sleeps_before
         running = status is Status.RUNNING
-        if timers:
-            self._timer_poke.set()
+        if timers and min(timers.values()) < self._timer_next:
+            self._timer_poke.set()  # sooner than the notification round trip
         return Commit(
             execution_id=doc.id, workflow=wf.name,
             expected_version=0 if created else base.version,
@@ -466,9 +467,11 @@ class Engine:
         if due:
             await asyncio.gather(*self._claims, return_exceptions=True)
             return 0.0
-        if nxt is None:
-            return self.config.timer_poll
-        return max(0.0, min(self.config.timer_poll, (nxt - now_ms()) / 1000))
+        pause = self.config.timer_poll
+        if nxt is not None:
+            pause = max(0.0, min(pause, (nxt - now_ms()) / 1000))
+        self._timer_next = now_ms() + int(pause * 1000)
+        return pause
 
     async def _recovery_pass(self) -> float:
         for execution_id in await self.store.expired_leases(now_ms(), 100):
@@ -484,13 +487,15 @@ class Engine:
 
     async def _notify_loop(self) -> None:
         # The store's iterator reconnects by itself; it ends only when this task is cancelled.
-        async for execution_id, seq in self.store.notifications():
+        async for note in self.store.notifications():
             _reraise_if_cancelling()
-            self.hub.publish(execution_id)
-            driver = self._drivers.get(execution_id)
-            if driver is not None and seq > driver.seen_seq:
-                driver.seen_seq = seq
+            self.hub.publish(note.execution_id)
+            driver = self._drivers.get(note.execution_id)
+            if driver is not None and note.seq > driver.seen_seq:
+                driver.seen_seq = note.seq
                 driver.poke.set()
+            if note.timer_due is not None and note.timer_due < self._timer_next:
+                self._timer_poke.set()  # a timer (maybe another server's) due before we look
 
 
 async def _wait(event: asyncio.Event, timeout: float | None) -> None:

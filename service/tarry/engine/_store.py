@@ -69,6 +69,15 @@ class Existing:
 CommitOutcome = Committed | SuspendRequested | Existing
 
 
+@dataclass(frozen=True)
+class Notification:
+    """A commit happened: the execution's last sequence, and the earliest timer it set."""
+
+    execution_id: str
+    seq: int
+    timer_due: int | None = None
+
+
 class Store(Protocol):
     async def load(self, execution_id: str, request_id: str | None = None
                    ) -> tuple[Stored | None, Stored | None]:
@@ -110,8 +119,8 @@ class Store(Protocol):
     async def list_executions(self, workflow: str | None, status: Status | None, limit: int,
                               cursor: str | None) -> tuple[list[Stored], str | None]: ...
 
-    def notifications(self) -> AsyncIterator[tuple[str, int]]:
-        """(execution id, last sequence) for every commit, from any process."""
+    def notifications(self) -> AsyncIterator[Notification]:
+        """One for every commit, from any process."""
         ...
 
     async def ping(self) -> None: ...
@@ -119,5 +128,5 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
-__all__ = ["Commit", "CommitOutcome", "Committed", "Existing", "Store", "Stored",
-           "SuspendRequested"]
+__all__ = ["Commit", "CommitOutcome", "Committed", "Existing", "Notification", "Store",
+           "Stored", "SuspendRequested"]

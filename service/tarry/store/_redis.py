@@ -26,6 +26,7 @@ from tarry.engine import (
     CursorOutOfRange,
     Event,
     Existing,
+    Notification,
     Status,
     Stored,
     StoreUnavailable,
@@ -290,8 +291,8 @@ class RedisStore:
 
         return await self._call(go)
 
-    async def notifications(self) -> AsyncIterator[tuple[str, int]]:
-        """Every commit's (execution id, sequence), reconnecting when Redis goes away."""
+    async def notifications(self) -> AsyncIterator[Notification]:
+        """Every commit's notification, reconnecting when Redis goes away."""
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
@@ -303,8 +304,8 @@ class RedisStore:
                     msg = await pubsub.get_message(timeout=1.0)
                     if msg is None or msg.get("type") != "message":
                         continue
-                    execution_id, _, seq = _s(msg["data"]).rpartition(" ")
-                    yield execution_id, int(seq)
+                    execution_id, seq, *due = _s(msg["data"]).split(" ")
+                    yield Notification(execution_id, int(seq), int(due[0]) if due else None)
             except (RedisError, OSError):
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():

@@ -68,8 +68,11 @@ end
 
 n = tonumber(ARGV[i])
 i = i + 1
+local earliest = nil
 for _ = 1, n do
   redis.call('ZADD', KEYS[3], ARGV[i + 1], ARGV[i])
+  local due = tonumber(ARGV[i + 1])
+  if (not earliest) or due < earliest then earliest = due end
   i = i + 2
 end
 n = tonumber(ARGV[i])
@@ -84,5 +87,9 @@ if ARGV[13] == '1' then
   redis.call('SET', KEYS[9], cjson.encode({v = s[1], st = s[2], seq = s[3], sreq = s[4], doc = s[5]}),
              'EX', ARGV[14])
 end
-redis.call('PUBLISH', ARGV[15], ARGV[10] .. ' ' .. seq)
+-- "<id> <seq>", plus " <due ms>" when timers were set, so that every server's timer loop
+-- wakes in time, not only this one's.
+local note = ARGV[10] .. ' ' .. seq
+if earliest then note = note .. ' ' .. string.format('%d', earliest) end
+redis.call('PUBLISH', ARGV[15], note)
 return {'OK', nv, seq}
