@@ -1,0 +1,461 @@
+"""`python -m bench`: start a redis-server and a Tarry server, run each scenario bounded in
+time, and print a Markdown table (JSON to bench/results.json) in which every figure sits
+beside the limit it is measured against in the same run.
+
+Scenarios: an empty unary RPC (the limit for RPC rates); Run -> COMPLETED over three
+trivial steps; Run -> AWAITING -> Resume -> COMPLETED; Redis work per execution; 1,000 open
+watches; sleep timers; 100,000 AWAITING executions. `--quick` shrinks every size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import redis.asyncio as aioredis
+from google.protobuf import json_format, struct_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bench.workflows import one_wait, three_steps
+from tarry.engine import Engine, EngineConfig, Registry
+from tarry.localredis import LocalRedis, free_port
+from tarry.store import RedisStore
+from tarry_api.v1 import execution_pb2, workflow_service_pb2, workflow_service_pb2_grpc
+
+ws = workflow_service_pb2
+COMPLETED = execution_pb2.EXECUTION_STATUS_COMPLETED
+AWAITING = execution_pb2.EXECUTION_STATUS_AWAITING
+PREFIX = "bench:v1"
+
+
+@dataclass
+class Row:
+    scenario: str
+    figure: str
+    value: float
+    unit: str
+    limit: str = ""
+    limit_value: float | None = None
+    ratio: float | None = None
+    target: str = ""
+    met: bool | None = None
+
+
+def pct(samples: list[float], p: float) -> float:
+    if not samples:
+        return float("nan")
+    s = sorted(samples)
+    return s[min(len(s) - 1, int(p / 100 * len(s)))]
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
+
+
+async def closed_loop(call: Callable[[], Awaitable[None]], callers: int, seconds: float
+                      ) -> tuple[float, list[float]]:
+    """`callers` loops calling `call` back to back for `seconds`: (calls/s, latencies s)."""
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def caller() -> None:
+        while time.perf_counter() < deadline:
+            t = time.perf_counter()
+            await call()
+            latencies.append(time.perf_counter() - t)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(callers)))
+    return len(latencies) / (time.perf_counter() - start), latencies
+
+
+async def bounded(n: int, concurrency: int, make: Callable[[int], Awaitable[Any]]) -> list[Any]:
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> Any:
+        async with sem:
+            return await make(i)
+
+    return await asyncio.gather(*(one(i) for i in range(n)))
+
+
+class Counting(RedisStore):
+    """A RedisStore that counts its round trips to Redis."""
+
+    round_trips = 0
+
+    async def _call(self, fn: Callable[[], Awaitable[Any]]) -> Any:
+        self.round_trips += 1
+        return await super()._call(fn)
+
+
+class Bench:
+    def __init__(self, target: str, redis_url: str, quick: bool) -> None:
+        self.quick = quick
+        self.redis_url = redis_url
+        self.channel = grpc.aio.insecure_channel(target)
+        self.stub = workflow_service_pb2_grpc.WorkflowServiceStub(self.channel)
+        self.health = health_pb2_grpc.HealthStub(self.channel)
+        self.redis = aioredis.Redis.from_url(redis_url)
+        self.rows: list[Row] = []
+        self.empty: dict[str, float] = {}
+
+    def size(self, full: int, quick: int) -> int:
+        return quick if self.quick else full
+
+    def add(self, row: Row) -> None:
+        if row.limit_value not in (None, 0) and row.ratio is None:
+            row.ratio = round(row.value / row.limit_value, 3)  # type: ignore[operator]
+        self.rows.append(row)
+        print(f"  {row.scenario}: {row.figure} = {row.value} {row.unit}"
+              + (f"  (limit {row.limit} = {row.limit_value}, ratio {row.ratio})"
+                 if row.limit else ""), flush=True)
+
+    # -- helpers over the API ----------------------------------------------------------
+
+    async def run(self, workflow: str, data: dict[str, Any] | None = None,
+                  wait: bool = False) -> execution_pb2.Execution:
+        req = ws.RunRequest(workflow=workflow, wait_until_settled=wait)
+        if data is not None:
+            req.input.CopyFrom(json_format.ParseDict(data, struct_pb2.Value()))
+        return (await self.stub.Run(req, timeout=30)).execution
+
+    async def resume(self, execution_id: str) -> execution_pb2.Execution:
+        req = ws.ResumeRequest(execution_id=execution_id, wait_until_settled=True)
+        return (await self.stub.Resume(req, timeout=30)).execution
+
+    async def empty_rpc(self) -> None:
+        await self.health.Check(health_pb2.HealthCheckRequest(), timeout=10)
+
+    # -- scenarios -----------------------------------------------------------------------
+
+    async def baseline(self) -> None:
+        secs = self.size(4, 1)
+        for callers in (1, 64):
+            rate, lat = await closed_loop(self.empty_rpc, callers, secs)
+            self.empty[f"rate{callers}"] = rate
+            self.empty[f"p50_{callers}"] = ms(pct(lat, 50))
+            self.empty[f"p99_{callers}"] = ms(pct(lat, 99))
+            self.add(Row("empty unary RPC (health Check)", f"{callers} caller(s): calls/s",
+                         round(rate), "1/s"))
+            self.add(Row("empty unary RPC (health Check)", f"{callers} caller(s): p50 / p99",
+                         ms(pct(lat, 50)), f"ms (p99 {ms(pct(lat, 99))} ms)"))
+
+    async def run_completed(self) -> None:
+        secs = self.size(5, 1)
+        failures = 0
+
+        async def call() -> None:
+            nonlocal failures
+            ex = await self.run("bench-three", wait=True)
+            failures += ex.status != COMPLETED
+
+        for callers in (1, 64):
+            rate, lat = await closed_loop(call, callers, secs)
+            limit = self.empty[f"rate{callers}"]
+            target = "≥ 0.25" if callers == 64 else ""
+            self.add(Row("Run → COMPLETED (3 steps)", f"{callers} caller(s): executions/s",
+                         round(rate, 1), "1/s", f"empty RPC calls/s, {callers} caller(s)",
+                         round(limit), target=target,
+                         met=(rate / limit >= 0.25) if callers == 64 else None))
+            self.add(Row("Run → COMPLETED (3 steps)", f"{callers} caller(s): p50 latency",
+                         ms(pct(lat, 50)), "ms", "empty RPC p50", self.empty[f"p50_{callers}"]))
+            self.add(Row("Run → COMPLETED (3 steps)", f"{callers} caller(s): p99 latency",
+                         ms(pct(lat, 99)), "ms", "empty RPC p99", self.empty[f"p99_{callers}"]))
+        if failures:
+            self.add(Row("Run → COMPLETED (3 steps)", "not COMPLETED", failures, "executions",
+                         target="0", met=False))
+
+    async def resume_cycle(self) -> None:
+        secs = self.size(5, 1)
+        resumes: list[float] = []
+        failures = 0
+
+        async def cycle() -> None:
+            nonlocal failures
+            ex = await self.run("bench-wait", wait=True)
+            t = time.perf_counter()
+            done = await self.resume(ex.id)
+            resumes.append(time.perf_counter() - t)
+            failures += done.status != COMPLETED
+
+        for callers in (1, 64):
+            resumes.clear()
+            rate, _ = await closed_loop(cycle, callers, secs)
+            p50, p99 = ms(pct(resumes, 50)), ms(pct(resumes, 99))
+            self.add(Row("Run → AWAITING → Resume → COMPLETED", f"{callers} caller(s): cycles/s",
+                         round(rate, 1), "1/s", f"empty RPC calls/s, {callers} caller(s)",
+                         round(self.empty[f"rate{callers}"])))
+            one = callers == 1
+            self.add(Row("Run → AWAITING → Resume → COMPLETED",
+                         f"{callers} caller(s): Resume p50", p50, "ms",
+                         f"empty RPC p50, {callers} caller(s)", self.empty[f"p50_{callers}"],
+                         target="≤ 3" if one else "",
+                         met=(p50 / self.empty["p50_1"] <= 3) if one else None))
+            self.add(Row("Run → AWAITING → Resume → COMPLETED",
+                         f"{callers} caller(s): Resume p99", p99, "ms",
+                         "5 ms" if one else "", 5.0 if one else None,
+                         target="< 5 ms" if one else "", met=(p99 < 5) if one else None))
+        if failures:
+            self.add(Row("Run → AWAITING → Resume → COMPLETED", "not COMPLETED", failures,
+                         "executions", target="0", met=False))
+
+    async def redis_work(self) -> None:
+        """Redis commands and round trips per completed 3-step execution, in-process."""
+        n = self.size(300, 50)
+        store = Counting(self.redis_url, prefix="benchwork:v1")
+        engine = Engine(Registry([three_steps]), store, EngineConfig())
+        await engine.start()
+        try:
+            for _ in range(5):
+                await engine.wait((await engine.run("bench-three")).id, timeout=10)
+            await self.redis.config_resetstat()
+            store.round_trips = 0
+            for _ in range(n):
+                await engine.wait((await engine.run("bench-three")).id, timeout=10)
+            trips = store.round_trips / n
+            stats = await self.redis.info("commandstats")
+            commands = sum(v["calls"] for k, v in stats.items() if "config" not in k) / n
+        finally:
+            await engine.stop()
+            await store.close()
+        transitions = 4  # start (with the first step), and each step's end
+        self.add(Row("Redis work per 3-step execution", "round trips", round(trips, 2),
+                     "per execution", "1 round trip per node transition (4)", transitions,
+                     target="≤ 1", met=trips / transitions <= 1))
+        self.add(Row("Redis work per 3-step execution", "Redis commands (incl. in scripts)",
+                     round(commands, 1), "per execution"))
+
+    async def watch_fanout(self) -> None:
+        n = self.size(1000, 100)
+        execs = await bounded(n, 64, lambda _: self.run("bench-wait", wait=True))
+        probe = execs[0].id
+
+        async def unary() -> None:
+            await self.stub.GetExecution(ws.GetExecutionRequest(execution_id=probe), timeout=10)
+
+        _, quiet = await closed_loop(unary, 4, self.size(3, 1))
+        latencies: list[float] = []
+        opened = asyncio.Event()
+        ready = 0
+
+        async def watch(ex: execution_pb2.Execution) -> None:
+            nonlocal ready
+            call = self.stub.WatchExecution(ws.WatchExecutionRequest(
+                execution_id=ex.id, after_sequence=ex.last_sequence), timeout=120)
+            ready += 1
+            if ready == n:
+                opened.set()
+            first = True
+            async for msg in call:
+                if msg.WhichOneof("payload") == "event" and first:
+                    first = False
+                    sent = msg.event.event_time.ToMilliseconds() / 1000
+                    latencies.append(time.time() - sent)
+
+        watchers = [asyncio.create_task(watch(ex)) for ex in execs]
+        await opened.wait()
+        await asyncio.sleep(self.size(3, 1))  # let every stream reach the server
+        clients = (await self.redis.info("clients"))["connected_clients"]
+        _, busy = await closed_loop(unary, 4, self.size(3, 1))
+        await bounded(n, 64, lambda i: self.resume(execs[i].id))
+        await asyncio.wait_for(asyncio.gather(*watchers), 120)
+        p50, p99 = ms(pct(latencies, 50)), ms(pct(latencies, 99))
+        sc = f"watch fan-out ({n} open watches)"
+        self.add(Row(sc, "delivery p50", p50, "ms"))
+        self.add(Row(sc, "delivery p99", p99, "ms", "100 ms", 100.0, target="< 100 ms",
+                     met=p99 < 100))
+        self.add(Row(sc, "events delivered", len(latencies), "watches", "watches opened", n,
+                     target="all", met=len(latencies) == n))
+        self.add(Row(sc, "unary p99 while open", ms(pct(busy, 99)), "ms",
+                     "unary p99 with no watches", ms(pct(quiet, 99)), target="≤ 2",
+                     met=pct(busy, 99) <= 2 * pct(quiet, 99)))
+        self.add(Row(sc, "Redis connections (all clients)", clients, "connections",
+                     "watches open", n, target="not one per watcher", met=clients < n / 4))
+
+    async def _sleepers(self, ats: list[int], concurrency: int) -> list[execution_pb2.Execution]:
+        return await bounded(len(ats), concurrency,
+                             lambda i: self.run("bench-sleep", {"at_ms": ats[i]}))
+
+    async def _lateness(self, ids: list[str], ats: list[int]) -> tuple[list[float], int, int, int]:
+        """(lateness ms of each fired timer, early, lost, fired twice)."""
+        got = await bounded(len(ids), 64, lambda i: self.stub.GetExecution(
+            ws.GetExecutionRequest(execution_id=ids[i]), timeout=30))
+        late, early, lost = [], 0, 0
+        for res, at in zip(got, ats, strict=True):
+            ex = res.execution
+            if ex.status != COMPLETED:
+                lost += 1
+                continue
+            fired = json_format.MessageToDict(ex.result)["fired_at_ms"]
+            late.append(fired - at)
+            early += fired < at
+        twice = 0
+        for i in range(0, len(ids), 500):
+            async with self.redis.pipeline(transaction=False) as p:
+                for eid in ids[i:i + 500]:
+                    p.xrange(f"{PREFIX}:{{{eid}}}:events")
+                for entries in await p.execute():
+                    starts = sum(1 for _, f in entries if f[b"t"] == b"node_started"
+                                 and b'"fired"' in f[b"d"])
+                    twice += starts > 1
+        return late, early, lost, twice
+
+    async def timers(self) -> None:
+        # Single sleeps: one falls due every 25 ms, so each fires on its own.
+        n = self.size(200, 20)
+        t0 = int(time.time() * 1000) + 1000
+        ats = [t0 + 25 * i for i in range(n)]
+        ids = [ex.id for ex in await self._sleepers(ats, 16)]
+        await asyncio.sleep(max(0, (ats[-1] - time.time() * 1000) / 1000) + 1.5)
+        late, early, lost, twice = await self._lateness(ids, ats)
+        sc = f"timers: {n} single sleeps"
+        self.add(Row(sc, "lateness p50", round(pct(late, 50), 2), "ms"))
+        self.add(Row(sc, "lateness p99", round(pct(late, 99), 2), "ms", "5 ms", 5.0,
+                     target="< 5 ms", met=pct(late, 99) < 5))
+        self.add(Row(sc, "lateness max", round(max(late, default=0), 2), "ms", "0", 0.0))
+        self.add(Row(sc, "early / lost / twice", early + lost + twice, "timers", "0", 0.0,
+                     target="0", met=early + lost + twice == 0))
+
+        # Many sleeps spread over a window.
+        n, window = self.size(10_000, 1000), self.size(10, 2)
+        start = int(time.time() * 1000) + self.size(12_000, 3000)
+        ats = [start + random.randrange(window * 1000) for _ in range(n)]
+        ids = [ex.id for ex in await self._sleepers(ats, 64)]
+        created_late = max(0.0, time.time() * 1000 - start)
+        await asyncio.sleep(max(0, (start + window * 1000 - time.time() * 1000) / 1000) + 3)
+        late, early, lost, twice = await self._lateness(ids, ats)
+        sc = f"timers: {n} sleeps over {window} s"
+        if created_late:
+            self.add(Row(sc, "creation overran the start by", round(created_late), "ms"))
+        self.add(Row(sc, "lateness p50", round(pct(late, 50), 2), "ms"))
+        self.add(Row(sc, "lateness p99", round(pct(late, 99), 2), "ms", "20 ms", 20.0,
+                     target="< 20 ms", met=pct(late, 99) < 20))
+        self.add(Row(sc, "lateness max", round(max(late, default=0), 2), "ms", "0", 0.0))
+        self.add(Row(sc, "early / lost / twice", f"{early} / {lost} / {twice}",  # type: ignore[arg-type]
+                     "timers", target="0 / 0 / 0", met=early + lost + twice == 0))
+
+    async def _resume_p50(self, ids: list[str]) -> float:
+        lat = []
+        for eid in ids:
+            t = time.perf_counter()
+            await self.resume(eid)
+            lat.append(time.perf_counter() - t)
+        return ms(pct(lat, 50))
+
+    async def scale(self) -> None:
+        """Memory per AWAITING execution, and Resume p50 with 100 vs 100,000 of them."""
+        small = [ex.id for ex in await bounded(100, 16, lambda _: self.run("bench-wait",
+                                                                          wait=True))]
+        p50_small = await self._resume_p50(small)
+        n = self.size(100_000, 2000)
+        store = RedisStore(self.redis_url, prefix=PREFIX)
+        engine = Engine(Registry([one_wait]), store, EngineConfig())  # loops not started
+        before = (await self.redis.info("memory"))["used_memory"]
+        made: list[str] = []
+
+        async def make(_: int) -> None:
+            made.append((await engine.run("bench-wait")).id)
+
+        t = time.perf_counter()
+        await bounded(n, 64, make)
+        took = time.perf_counter() - t
+        after = (await self.redis.info("memory"))["used_memory"]
+        await store.close()
+        per = (after - before) / n
+        p50_big = await self._resume_p50(random.sample(made, 200 if not self.quick else 50))
+        sc = f"scale: {n} AWAITING executions"
+        self.add(Row(sc, "Redis memory per execution", round(per), "bytes", "2 KB", 2048.0,
+                     target="< 2 KB", met=per < 2048))
+        self.add(Row(sc, "created (in-process, 64 at a time)", round(n / took), "1/s"))
+        self.add(Row(sc, f"Resume p50 at {n}", p50_big, "ms", "Resume p50 at 100", p50_small,
+                     target="≤ 1.2", met=p50_big <= 1.2 * p50_small))
+
+    async def close(self) -> None:
+        await self.channel.close()
+        await self.redis.aclose()
+
+
+def versions(redis_info: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "redis": redis_info.get("redis_version"),
+        "grpcio": grpc.__version__,
+        "cores": os.cpu_count(),
+        "machine": platform.machine(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
+    out = [f"Python {meta['python']}, Redis {meta['redis']}, grpcio {meta['grpcio']}, "
+           f"{meta['cores']} cores ({meta['machine']}), {meta['date']}", "",
+           "| scenario | figure | value | limit (same run) | ratio | target | met |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        limit = f"{r.limit}: {r.limit_value}" if r.limit else ""
+        met = "" if r.met is None else ("yes" if r.met else "**no**")
+        ratio = "" if r.ratio is None else f"{r.ratio}"
+        out.append(f"| {r.scenario} | {r.figure} | {r.value} {r.unit} | {limit} | {ratio} | "
+                   f"{r.target} | {met} |")
+    return "\n".join(out)
+
+
+async def main(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="tarry-bench-") as tmp, \
+            LocalRedis(Path(tmp) / "redis", appendonly=True) as redis_server:
+        port = free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "bench._server", f"127.0.0.1:{port}", redis_server.url,
+             PREFIX, *(["--uvloop"] if args.uvloop else [])],
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+        )
+        bench = Bench(f"127.0.0.1:{port}", redis_server.url, args.quick)
+        try:
+            await asyncio.wait_for(bench.channel.channel_ready(), 30)
+            await bench.empty_rpc()
+            meta = versions(await bench.redis.info("server"))
+            steps = {"baseline": bench.baseline, "scale": bench.scale,
+                     "run": bench.run_completed, "resume": bench.resume_cycle,
+                     "redis": bench.redis_work, "watch": bench.watch_fanout,
+                     "timers": bench.timers}
+            chosen = args.only.split(",") if args.only else list(steps)
+            if "baseline" not in chosen:
+                chosen.insert(0, "baseline")
+            for name in chosen:
+                print(f"== {name}", flush=True)
+                await steps[name]()
+        finally:
+            await bench.close()
+            server.terminate()
+            server.wait(30)
+    table = markdown(bench.rows, meta)
+    print("\n" + table)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in bench.rows]},
+                              indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
+    parser.add_argument("--only", help="comma-separated: baseline,scale,run,resume,redis,"
+                                       "watch,timers")
+    parser.add_argument("--out", default="bench/results.json")
+    parser.add_argument("--uvloop", action="store_true", help="serve on uvloop")
+    sys.exit(asyncio.run(main(parser.parse_args())))
