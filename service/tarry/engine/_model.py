@@ -102,28 +102,47 @@ class Doc:
 
     def dumps(self) -> str:
         # By hand rather than dataclasses.asdict, which deep-copies every value on the way
-        # and was the largest cost of a transition. The nested records are flat.
-        d = dict(vars(self))
-        d["running"] = {k: vars(v) for k, v in self.running.items()}
-        d["ready"] = [vars(a) for a in self.ready]
-        d["waits"] = {k: vars(v) for k, v in self.waits.items()}
+        # and was the largest cost of a transition. Fields at their default (None, or an
+        # empty collection) are left out: most executions use few of them, and every byte
+        # is kept in Redis for each waiting execution. `loads` fills the defaults back in.
+        d: dict[str, Any] = {k: v for k, v in vars(self).items() if v is not None or k == "input"}
+        for key in _COLLECTIONS:
+            if not d[key]:
+                del d[key]
+        if self.running:
+            d["running"] = {k: _record(v) for k, v in self.running.items()}
+        if self.ready:
+            d["ready"] = [_record(a) for a in self.ready]
+        if self.waits:
+            d["waits"] = {k: _record(v) for k, v in self.waits.items()}
         for key in ("suspending", "suspension", "error"):
-            if d[key] is not None:
-                d[key] = vars(d[key])
+            if key in d:
+                d[key] = _record(d[key])
         return json.dumps(d, separators=(",", ":"))
 
     @classmethod
     def loads(cls, raw: str | bytes) -> Doc:
         d = json.loads(raw)
-        d["running"] = {k: Activation(**v) for k, v in d["running"].items()}
-        d["ready"] = [Activation(**v) for v in d["ready"]]
-        d["waits"] = {k: Waiting(**v) for k, v in d["waits"].items()}
+        if "running" in d:
+            d["running"] = {k: Activation(**v) for k, v in d["running"].items()}
+        if "ready" in d:
+            d["ready"] = [Activation(**v) for v in d["ready"]]
+        if "waits" in d:
+            d["waits"] = {k: Waiting(**v) for k, v in d["waits"].items()}
         for key in ("suspending", "suspension"):
-            if d[key] is not None:
+            if key in d:
                 d[key] = Suspension(**d[key])
-        if d["error"] is not None:
+        if "error" in d:
             d["error"] = ErrorInfo(**d["error"])
         return cls(**d)
+
+
+_COLLECTIONS = ("state", "running", "ready", "waits", "arrivals", "discard", "visits", "inputs")
+
+
+def _record(obj: Any) -> dict[str, Any]:
+    """A flat record without its None fields (they are the defaults)."""
+    return {k: v for k, v in vars(obj).items() if v is not None}
 
 
 @dataclass(frozen=True)
