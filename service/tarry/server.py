@@ -1,0 +1,209 @@
+"""The gRPC server: one `Config` builds the store, the engine and the grpc.aio server.
+
+    server = Server(Config(address="127.0.0.1:0", redis_url="redis://..."))
+    port = await server.start()
+    ...
+    await server.stop()
+
+`serve(config)` runs one until SIGTERM or SIGINT and then shuts it down gracefully: health
+NOT_SERVING, open watches end (OK, resumable), in-flight calls get `shutdown_grace` seconds,
+running steps as long again before their executions are handed to whichever server is next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
+from grpc_reflection.v1alpha import reflection  # type: ignore[import-untyped]
+
+from tarry.api import WorkflowService
+from tarry.config import Config
+from tarry.engine import Engine, EngineConfig, Registry, StoreUnavailable
+from tarry.localredis import LocalRedis
+from tarry.store import RedisStore
+from tarry_api.v1 import workflow_service_pb2, workflow_service_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME: str = workflow_service_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name
+HEALTH_INTERVAL = 1.0
+"""Seconds between two pings of Redis by the health checker."""
+HEALTH_PING_TIMEOUT = 2.0
+
+
+class Server:
+    """A Tarry server: its own store, registry, engine and grpc.aio server. No globals."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.port: int | None = None
+        self.local_redis: LocalRedis | None = None
+        self.store: RedisStore | None = None
+        self.engine: Engine | None = None
+        self.servicer: WorkflowService | None = None
+        self._grpc: grpc.aio.Server | None = None
+        self._health = health.aio.HealthServicer()
+        self._serving: bool | None = None
+        self._draining = False
+        self._health_task: asyncio.Task[None] | None = None
+        self._stopped = False
+
+    async def start(self) -> int:
+        """Start everything on the running event loop; return the port bound."""
+        try:
+            return await self._start()
+        except BaseException:
+            await self.stop(0)
+            raise
+
+    async def _start(self) -> int:
+        cfg = self.config
+        redis_url = cfg.redis_url
+        if redis_url is None:
+            # Starting redis-server waits on a socket; keep the event loop free meanwhile.
+            self.local_redis = await asyncio.to_thread(
+                LocalRedis(Path(cfg.data_dir), appendonly=True).start)
+            redis_url = self.local_redis.url
+            log.info("started a managed redis-server on port %d (data in %s)",
+                     self.local_redis.port, cfg.data_dir)
+        self.store = RedisStore(redis_url, prefix=cfg.key_prefix,
+                                events_maxlen=cfg.events_maxlen)
+        registry = Registry()
+        for module in cfg.workflow_modules:
+            found = registry.load_module(module)
+            log.info("serving %s from %s", ", ".join(f"{w.name}@{w.version}" for w in found),
+                     module)
+        engine_cfg = (EngineConfig(lease_ttl=cfg.lease_ttl, owner=cfg.owner) if cfg.owner
+                      else EngineConfig(lease_ttl=cfg.lease_ttl))
+        self.engine = Engine(registry, self.store, engine_cfg)
+        await self.engine.start()
+
+        # so_reuseport off: a second server on a taken port must fail, not share it.
+        self._grpc = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        self.servicer = WorkflowService(self.engine, cfg)
+        workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(self.servicer,
+                                                                        self._grpc)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
+        if cfg.reflection:
+            reflection.enable_server_reflection(
+                (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc)
+        try:
+            port = self._grpc.add_insecure_port(cfg.address)
+        except RuntimeError as exc:
+            raise OSError(f"cannot listen on {cfg.address}: {exc}") from None
+        if port == 0:
+            raise OSError(f"cannot listen on {cfg.address}")
+        self.port = port
+        await self._check_health()  # answer health checks truthfully from the first one
+        await self._grpc.start()
+        self._health_task = asyncio.create_task(self._watch_health(), name="tarry:health")
+        log.info("listening on %s (port %d)", cfg.address, port)
+        return port
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Shut down: NOT_SERVING, end watches, finish in-flight calls within `grace`
+        seconds (default `config.shutdown_grace`), stop the engine, the managed Redis."""
+        if self._stopped:
+            return
+        self._stopped = True
+        grace = self.config.shutdown_grace if grace is None else grace
+        self._draining = True
+        await self._health.enter_graceful_shutdown()
+        if self.servicer is not None:
+            self.servicer.watches.close()
+        if self._grpc is not None:
+            await self._grpc.stop(grace)
+        if self._health_task is not None:
+            self._health_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health_task
+        if self.engine is not None:
+            await self.engine.stop(grace=grace)
+        if self.store is not None:
+            await self.store.close()
+        if self.local_redis is not None:
+            await asyncio.to_thread(self.local_redis.stop)
+        log.info("stopped")
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- health ------------------------------------------------------------------------
+
+    async def _watch_health(self) -> None:
+        while True:
+            await asyncio.sleep(HEALTH_INTERVAL)
+            try:
+                await self._check_health()
+            except Exception:
+                log.exception("health check failed")
+
+    async def _check_health(self) -> None:
+        """SERVING while Redis answers; NOT_SERVING while it does not, or while draining."""
+        assert self.store is not None
+        try:
+            async with asyncio.timeout(HEALTH_PING_TIMEOUT):
+                await self.store.ping()
+            reachable = True
+        except (StoreUnavailable, TimeoutError):
+            reachable = False
+        serving = reachable and not self._draining
+        if serving == self._serving:
+            return
+        if self._serving is not None:
+            if serving:
+                log.info("Redis answers again: SERVING")
+            else:
+                log.warning("Redis is unreachable: NOT_SERVING")
+        self._serving = serving
+        status = (health_pb2.HealthCheckResponse.SERVING if serving
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        for service in ("", SERVICE_NAME):
+            await self._health.set(service, status)
+
+
+async def serve(config: Config) -> None:
+    """Run a server until SIGTERM or SIGINT, then shut it down gracefully."""
+    logging.basicConfig(level=config.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server = Server(config)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+        log.info("shutting down (grace %g s)", config.shutdown_grace)
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        await server.stop()
+
+
+def run(config: Config, *, use_uvloop: bool = False) -> None:
+    """`serve(config)` on a fresh event loop (uvloop's when asked for and installed)."""
+    loop_factory = None
+    if use_uvloop:
+        try:
+            import uvloop  # optional dependency
+
+            loop_factory = uvloop.new_event_loop
+        except ImportError:
+            log.warning("uvloop is not installed; using the standard event loop")
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(serve(config))
+
+
+__all__ = ["SERVICE_NAME", "Server", "run", "serve"]

@@ -1,0 +1,37 @@
+"""Workflows the API tests need beyond the examples (served by the test servers)."""
+
+from __future__ import annotations
+
+from tarry import Flow, Output, RetryPolicy, StepContext
+
+
+def tick(ctx: StepContext) -> Output:
+    """Loop on itself `times` times: many events quickly (for the trimmed-log test)."""
+    count = (ctx.get("count") or 0) + 1
+    ctx.set("count", count)
+    return Output(count, action="again" if count < (ctx.input or {}).get("times", 1) else None)
+
+
+chatter = (
+    Flow("api-chatter", max_visits=1000, description="A step that loops on itself.")
+    .step("tick", tick)
+    .edge("tick", "tick", action="again")
+    .build()
+)
+
+
+class Kaput(ValueError):
+    pass
+
+
+def explode(ctx: StepContext) -> None:
+    raise Kaput(f"kaput on attempt {ctx.attempt}")
+
+
+boom = (
+    Flow("api-boom", description="A step that always raises, retried once.")
+    .step("explode", explode,
+          retry=RetryPolicy(max_attempts=2, initial_interval=0.01, backoff_coefficient=3.0,
+                            max_interval=5.0, non_retryable=("KeyError",)))
+    .build()
+)
