@@ -169,16 +169,16 @@ class Driver:
 
     async def transition(self, mutate: Callable[[Txn], None]) -> None:
         """Apply `mutate` to the last committed document and commit it."""
+        doc = self.doc  # changed in place: on a refused commit it is read again from JSON
         while True:
             base = self.stored
-            doc = Doc.loads(base.doc)
             t = Txn(self.wf, doc, base.status, now_ms())
             clear = self.sreq is not None
             if self.sreq is not None and doc.suspension is None:
                 t.request_suspension(self.sreq)
             mutate(t)
             status = t.settle()
-            commit = self.engine.commit_for(self.wf, base, t, status,
+            commit = self.engine.commit_for(self.wf, base, t, status, holding=True,
                                             check_suspend_request=not clear,
                                             clear_suspend_request=clear)
             try:
@@ -188,6 +188,7 @@ class Driver:
             if isinstance(outcome, SuspendRequested):
                 self.sreq = outcome.reason
                 self.signals.request_suspend(outcome.reason)
+                doc = self.doc = Doc.loads(base.doc)
                 continue
             assert not isinstance(outcome, Existing)
             self._committed(outcome, status, commit.doc, doc, clear)

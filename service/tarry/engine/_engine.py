@@ -170,12 +170,14 @@ class Engine:
         t.start()
         status = t.settle()
         base = Stored(0, Status.RUNNING, 0, None, "")
-        outcome = await self.store.commit(self.commit_for(wf, base, t, status, created=True))
+        commit = self.commit_for(wf, base, t, status, created=True)
+        outcome = await self.store.commit(commit)
         if isinstance(outcome, Existing):
             return self.snapshot(outcome.stored)
         assert isinstance(outcome, Committed)
-        stored = self._after(wf, outcome, status, doc)
-        return self.snapshot(stored)
+        stored = self._after(wf, outcome, status, doc, commit.doc)
+        return Execution.of(doc, status=status, version=stored.version, seq=stored.seq,
+                            sreq=None)
 
     async def resume(
         self,
@@ -212,7 +214,7 @@ class Engine:
             target = _waiting_node(doc, node, execution_id)
             value = _check_resume(wf, target, data)
             mutate = lambda t: t.wait_resumed(target, value, action)  # noqa: E731
-        return self.snapshot(await self._apply(wf, stored, mutate, request_id))
+        return await self._apply(wf, stored, mutate, request_id)
 
     def _resume_suspended(self, wf: Workflow, doc: Doc, data: JSON, node: str | None,
                           action: str | None, from_step: str | None) -> Callable[[Txn], None]:
@@ -270,10 +272,10 @@ class Engine:
                 return self.snapshot(after)
             wf = self._workflow_of(stored)
             try:
-                new = await self._apply(wf, stored, lambda t: t.suspend_now(reason), request_id)
+                return await self._apply(wf, stored, lambda t: t.suspend_now(reason),
+                                         request_id)
             except Conflict:
                 continue
-            return self.snapshot(new)
         raise Conflict(f"execution {execution_id!r} kept changing; try again")
 
     async def cancel(self, execution_id: str, reason: str = "", *,
@@ -295,7 +297,7 @@ class Engine:
             if driver is not None:
                 driver.signals.request_cancel(reason)
                 driver.stop()
-            return self.snapshot(new)
+            return new
         raise Conflict(f"execution {execution_id!r} kept changing; try again")
 
     # -- reads -----------------------------------------------------------------------
@@ -346,29 +348,32 @@ class Engine:
     # -- transitions -----------------------------------------------------------------
 
     async def _apply(self, wf: Workflow, stored: Stored, mutate: Callable[[Txn], None],
-                     request_id: str | None) -> Stored:
+                     request_id: str | None) -> Execution:
+        """Commit one transition of `stored`; the execution as it is afterwards."""
         doc = Doc.loads(stored.doc)
         t = Txn(wf, doc, stored.status, now_ms())
         mutate(t)
         status = t.settle()
-        outcome = await self.store.commit(
-            self.commit_for(wf, stored, t, status, request_id=request_id)
-        )
+        commit = self.commit_for(wf, stored, t, status, request_id=request_id)
+        outcome = await self.store.commit(commit)
         if isinstance(outcome, Existing):
-            return outcome.stored
+            return self.snapshot(outcome.stored)
         assert isinstance(outcome, Committed)
-        return self._after(wf, outcome, status, doc, sreq=stored.suspend_request)
+        new = self._after(wf, outcome, status, doc, commit.doc, sreq=stored.suspend_request)
+        return Execution.of(doc, status=status, version=new.version, seq=new.seq,
+                            sreq=new.suspend_request)
 
-    def _after(self, wf: Workflow, outcome: Committed, status: Status, doc: Doc,
+    def _after(self, wf: Workflow, outcome: Committed, status: Status, doc: Doc, raw: str,
                sreq: str | None = None) -> Stored:
-        stored = Stored(outcome.version, status, outcome.seq, sreq, doc.dumps())
+        stored = Stored(outcome.version, status, outcome.seq, sreq, raw)
         self.after_commit(doc.id)
         if status is Status.RUNNING:
             self._spawn(wf, stored, restart=False)
         return stored
 
     def commit_for(self, wf: Workflow, base: Stored, t: Txn, status: Status, *,
-                   created: bool = False, request_id: str | None = None,
+                   created: bool = False, holding: bool = False,
+                   request_id: str | None = None,
                    check_suspend_request: bool = False,
                    clear_suspend_request: bool = False) -> Commit:
         """The store's view of transition `t`: document, events, timers and lease."""
@@ -386,7 +391,9 @@ class Engine:
             prev_status=base.status, status=status, doc=doc.dumps(), created_at=doc.created_at,
             events=[(kind, _event_json(data)) for kind, data in t.events],
             timers_set=sorted(timers.items()), timers_clear=sorted(old - timers.keys()),
-            lease="hold" if running else "release", owner=self.config.owner,
+            # A driver holds the lease already (the heartbeat renews it): no need to rewrite.
+            lease=("keep" if holding else "hold") if running else "release",
+            owner=self.config.owner,
             lease_until=now_ms() + int(self.config.lease_ttl * 1000) if running else 0,
             check_suspend_request=check_suspend_request,
             clear_suspend_request=clear_suspend_request, request_id=request_id,

@@ -25,7 +25,10 @@ from tarry.engine import (
     Conflict,
     CursorOutOfRange,
     Event,
+    ExecutionExists,
     Existing,
+    FieldViolation,
+    InvalidArgument,
     Notification,
     Status,
     Stored,
@@ -68,6 +71,7 @@ class RedisStore:
         request_ttl: int = 86_400,
         max_connections: int = 64,
         pool_timeout: float = 10.0,
+        socket_timeout: float = 5.0,
     ) -> None:
         self.keys = Keys(prefix)
         self._url = url
@@ -77,7 +81,7 @@ class RedisStore:
         # `pool_timeout`) instead of failing at once, as redis-py's default pool does.
         pool = aioredis.BlockingConnectionPool.from_url(
             url, max_connections=max_connections, timeout=pool_timeout,
-            socket_connect_timeout=2, health_check_interval=30,
+            socket_connect_timeout=2, socket_timeout=socket_timeout, health_check_interval=30,
         )
         self._redis = aioredis.Redis.from_pool(pool)  # owns the pool: closed with the client
         self._commit = self._redis.register_script(_script("commit"))
@@ -152,8 +156,6 @@ class RedisStore:
             return Existing(_answer(res[1]))
         if tag == "EXISTS":
             if _s(res[6]) != c.workflow:
-                from tarry.engine import ExecutionExists
-
                 raise ExecutionExists(
                     f"execution {c.execution_id!r} exists and runs workflow {_s(res[6])!r}",
                     metadata={"execution_id": c.execution_id},
@@ -247,6 +249,10 @@ class RedisStore:
         after_id: str | None = None
         if cursor:
             score, _, after_id = cursor.partition(":")
+            if not score.isdigit() or not after_id:
+                raise InvalidArgument(
+                    "page_token is not one this server gave out",
+                    violations=[FieldViolation("page_token", "malformed")])
             max_score = score
         out: list[Stored] = []
         last: tuple[int, str] | None = None
