@@ -1,0 +1,206 @@
+"""The asyncio client: the same methods as `Client`, awaited."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from types import TracebackType
+from typing import Self, TypeVar
+
+import grpc
+
+from tarry_api.v1 import workflow_service_pb2 as pb
+from tarry_api.v1 import workflow_service_pb2_grpc as pb_grpc
+
+from . import _requests as req
+from ._client import DEFAULT_TIMEOUT
+from ._convert import event_from_pb, execution_from_pb, workflow_from_pb
+from ._errors import from_rpc_error
+from ._retry import (
+    DEFAULT_RETRY,
+    DEFAULT_WATCH_RETRY,
+    NO_RETRY,
+    Retry,
+    WatchCursor,
+    unary_retry_delay,
+)
+from ._types import JSON, EventPage, Execution, ExecutionPage, Status, WatchItem, Workflow
+
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
+
+
+class AsyncClient:
+    """An asyncio client of a Tarry server; see `Client` for the arguments and errors.
+
+    Create it inside a running event loop (the channel binds to it), and `await close()` or
+    use `async with`.
+    """
+
+    def __init__(
+        self,
+        target: str | grpc.aio.Channel,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        retry: Retry | None = DEFAULT_RETRY,
+        watch_retry: Retry | None = DEFAULT_WATCH_RETRY,
+        credentials: grpc.ChannelCredentials | None = None,
+        options: Sequence[tuple[str, str | int]] = (),
+        metadata: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        if isinstance(target, str):
+            self._channel = (grpc.aio.secure_channel(target, credentials, options=list(options))
+                             if credentials else
+                             grpc.aio.insecure_channel(target, options=list(options)))
+            self._owns_channel = True
+        else:
+            self._channel, self._owns_channel = target, False
+        self._stub = pb_grpc.WorkflowServiceStub(self._channel)
+        self._timeout = timeout
+        self._retry = retry or NO_RETRY
+        self._watch_retry = watch_retry or NO_RETRY
+        self._metadata = tuple(metadata)
+
+    async def close(self) -> None:
+        """Close the channel if the client opened it."""
+        if self._owns_channel:
+            await self._channel.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    # -- mutations --------------------------------------------------------------------------
+
+    async def run(self, workflow: str, input: JSON = None, *, version: str | None = None,
+                  execution_id: str | None = None, request_id: str | None = None,
+                  wait: bool = False, timeout: float | None = None) -> Execution:
+        """See `Client.run`."""
+        request = req.run(workflow, input, version=version, execution_id=execution_id,
+                          request_id_=request_id, wait=wait)
+        return execution_from_pb((await self._unary(self._stub.Run, request, timeout)).execution)
+
+    async def resume(self, execution_id: str, data: JSON = None, *,
+                     node_id: str | None = None, action: str | None = None,
+                     from_step: str | None = None, request_id: str | None = None,
+                     wait: bool = False, timeout: float | None = None) -> Execution:
+        """See `Client.resume`."""
+        request = req.resume(execution_id, data, node_id=node_id, action=action,
+                             from_step=from_step, request_id_=request_id, wait=wait)
+        response = await self._unary(self._stub.Resume, request, timeout)
+        return execution_from_pb(response.execution)
+
+    async def suspend(self, execution_id: str, reason: str = "", *,
+                      request_id: str | None = None, timeout: float | None = None) -> Execution:
+        """See `Client.suspend`."""
+        request = req.suspend(execution_id, reason, request_id)
+        response = await self._unary(self._stub.Suspend, request, timeout)
+        return execution_from_pb(response.execution)
+
+    async def cancel(self, execution_id: str, reason: str = "", *,
+                     request_id: str | None = None, timeout: float | None = None) -> Execution:
+        """See `Client.cancel`."""
+        request = req.cancel(execution_id, reason, request_id)
+        response = await self._unary(self._stub.Cancel, request, timeout)
+        return execution_from_pb(response.execution)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def get(self, execution_id: str, *, timeout: float | None = None) -> Execution:
+        """See `Client.get`."""
+        request = pb.GetExecutionRequest(execution_id=execution_id)
+        response = await self._unary(self._stub.GetExecution, request, timeout)
+        return execution_from_pb(response.execution)
+
+    async def list_executions(self, workflow: str | None = None,
+                              status: Status | str | None = None, page_size: int | None = None,
+                              page_token: str | None = None, *,
+                              timeout: float | None = None) -> ExecutionPage:
+        """See `Client.list_executions`."""
+        request = req.list_executions(workflow, status, page_size, page_token)
+        response = await self._unary(self._stub.ListExecutions, request, timeout)
+        return ExecutionPage(tuple(execution_from_pb(e) for e in response.executions),
+                             response.next_page_token or None)
+
+    async def iter_executions(self, workflow: str | None = None,
+                              status: Status | str | None = None,
+                              page_size: int | None = None) -> AsyncIterator[Execution]:
+        """See `Client.iter_executions`."""
+        token: str | None = None
+        while True:
+            page = await self.list_executions(workflow, status, page_size, token)
+            for execution in page.executions:
+                yield execution
+            if not page.next_page_token:
+                return
+            token = page.next_page_token
+
+    async def events(self, execution_id: str, after_sequence: int = 0,
+                     page_size: int | None = None, *, timeout: float | None = None
+                     ) -> EventPage:
+        """See `Client.events`."""
+        request = req.events(execution_id, after_sequence, page_size)
+        response = await self._unary(self._stub.ListExecutionEvents, request, timeout)
+        return EventPage(tuple(event_from_pb(e) for e in response.events),
+                         response.next_after_sequence, response.has_more)
+
+    async def workflows(self, *, timeout: float | None = None) -> list[Workflow]:
+        """See `Client.workflows`."""
+        found: list[Workflow] = []
+        token = ""
+        while True:
+            response = await self._unary(self._stub.ListWorkflows,
+                                         pb.ListWorkflowsRequest(page_token=token), timeout)
+            found += (workflow_from_pb(w) for w in response.workflows)
+            if not response.next_page_token:
+                return found
+            token = response.next_page_token
+
+    async def describe(self, workflow: str, version: str | None = None, *,
+                       timeout: float | None = None) -> Workflow:
+        """See `Client.describe`."""
+        response = await self._unary(self._stub.DescribeWorkflow,
+                                     req.describe(workflow, version), timeout)
+        return workflow_from_pb(response.workflow)
+
+    async def watch(self, execution_id: str, after_sequence: int | None = None
+                    ) -> AsyncIterator[WatchItem]:
+        """See `Client.watch`: the same items, reconnecting the same way."""
+        cursor = WatchCursor(execution_id, after_sequence, self._watch_retry)
+        while not cursor.done:
+            call = self._stub.WatchExecution(cursor.request(), metadata=self._metadata)
+            try:
+                async for message in call:
+                    item = cursor.accept(message)
+                    if item is not None:
+                        yield item
+                        if cursor.done:
+                            return
+                delay = cursor.retry_after(None)
+            except grpc.RpcError as exc:
+                delay = cursor.retry_after(exc)
+            finally:
+                call.cancel()  # a no-op once the call is over; stops it when abandoned early
+            await asyncio.sleep(delay)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def _unary(self, method: grpc.aio.UnaryUnaryMultiCallable[_Req, _Resp],
+                     request: _Req, timeout: float | None) -> _Resp:
+        timeout = self._timeout if timeout is None else timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                return await method(request, timeout=remaining, metadata=self._metadata)
+            except grpc.RpcError as exc:
+                delay = unary_retry_delay(self._retry, attempt, exc, deadline)
+                if delay is None:
+                    raise from_rpc_error(exc) from exc
+            await asyncio.sleep(delay)

@@ -1,0 +1,64 @@
+"""Building the request messages, shared by `Client` and `AsyncClient`."""
+
+from __future__ import annotations
+
+import uuid
+
+from tarry_api.v1 import workflow_service_pb2 as pb
+
+from ._convert import status_to_pb, to_value
+from ._types import JSON, Status
+
+
+def request_id(given: str | None) -> str:
+    """The caller's idempotency key, or a fresh one: every mutating call carries one, so that
+    the client's own retries (and a caller's retry with the same key) are answered once."""
+    return given if given else str(uuid.uuid4())
+
+
+def run(workflow: str, input: JSON, *, version: str | None, execution_id: str | None,
+        request_id_: str | None, wait: bool) -> pb.RunRequest:
+    request = pb.RunRequest(
+        workflow=workflow, version=version or "", execution_id=execution_id or "",
+        request_id=request_id(request_id_), wait_until_settled=wait)
+    if input is not None:
+        request.input.CopyFrom(to_value(input))
+    return request
+
+
+def resume(execution_id: str, data: JSON, *, node_id: str | None, action: str | None,
+           from_step: str | None, request_id_: str | None, wait: bool) -> pb.ResumeRequest:
+    request = pb.ResumeRequest(
+        execution_id=execution_id, node_id=node_id or "", action=action or "",
+        from_step=from_step or "", request_id=request_id(request_id_), wait_until_settled=wait)
+    if data is not None:
+        request.data.CopyFrom(to_value(data))
+    return request
+
+
+def suspend(execution_id: str, reason: str, request_id_: str | None) -> pb.SuspendRequest:
+    return pb.SuspendRequest(execution_id=execution_id, reason=reason,
+                             request_id=request_id(request_id_))
+
+
+def cancel(execution_id: str, reason: str, request_id_: str | None) -> pb.CancelRequest:
+    return pb.CancelRequest(execution_id=execution_id, reason=reason,
+                            request_id=request_id(request_id_))
+
+
+def list_executions(workflow: str | None, status: Status | str | None, page_size: int | None,
+                    page_token: str | None) -> pb.ListExecutionsRequest:
+    return pb.ListExecutionsRequest(
+        workflow=workflow or "", status=status_to_pb(status),
+        page_size=page_size or 0, page_token=page_token or "")
+
+
+def events(execution_id: str, after_sequence: int, page_size: int | None
+           ) -> pb.ListExecutionEventsRequest:
+    return pb.ListExecutionEventsRequest(execution_id=execution_id,
+                                         after_sequence=after_sequence,
+                                         page_size=page_size or 0)
+
+
+def describe(workflow: str, version: str | None) -> pb.DescribeWorkflowRequest:
+    return pb.DescribeWorkflowRequest(workflow=workflow, version=version or "")

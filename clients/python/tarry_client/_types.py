@@ -1,0 +1,251 @@
+"""The values the client returns: frozen dataclasses, `str` enums, plain JSON, aware datetimes.
+
+They mirror the `tarry.v1` messages field for field, with three differences that make them
+pleasant in Python: enum prefixes are dropped (`Status.AWAITING`, not
+`EXECUTION_STATUS_AWAITING`), unset optional fields are `None` instead of empty messages, and
+`google.protobuf.Value` / `Struct` become the plain `dict` / `list` / `str` / number / `bool`
+/ `None` that `json.dumps` accepts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, TypeAlias
+
+JSON: TypeAlias = Any
+"""Plain JSON data: dict, list, str, int, float, bool or None. `Any` rather than a recursive
+union so that `execution.result["total"]` type-checks without casts."""
+
+
+class Status(StrEnum):
+    """Where an execution stands. The last three are terminal."""
+
+    RUNNING = "RUNNING"
+    AWAITING = "AWAITING"
+    SUSPENDED = "SUSPENDED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def terminal(self) -> bool:
+        """True for COMPLETED, FAILED and CANCELLED, which never change again."""
+        return self in (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+
+
+class WaitingKind(StrEnum):
+    """What a paused node waits for."""
+
+    WAIT = "WAIT"
+    """Data from Resume."""
+    SLEEP = "SLEEP"
+    """A timer (`wake_time`)."""
+    RETRY = "RETRY"
+    """The backoff before a failed step's next attempt (`wake_time`)."""
+
+
+class SuspensionSource(StrEnum):
+    """Who suspended an execution."""
+
+    STEP = "STEP"
+    """A step called suspend(); Resume re-runs it with the resume data."""
+    REQUEST = "REQUEST"
+    """A Suspend call; Resume continues where the execution stopped."""
+
+
+class NodeKind(StrEnum):
+    STEP = "STEP"
+    WAIT = "WAIT"
+    SLEEP = "SLEEP"
+
+
+class JoinMode(StrEnum):
+    ALL = "ALL"
+    ANY = "ANY"
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionError:
+    """Why an execution FAILED."""
+
+    type: str
+    """The error's type, e.g. the Python exception class name."""
+    message: str
+    node_id: str | None = None
+    """The step that raised, if a step raised."""
+    attempt: int | None = None
+    """The attempt (1-based) of that step that raised the final error."""
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingPoint:
+    """A node paused while the execution is AWAITING."""
+
+    node_id: str
+    kind: WaitingKind
+    wake_time: datetime | None = None
+    """When a SLEEP or RETRY point wakes by itself; None for WAIT."""
+    attempt: int | None = None
+    """For RETRY: the attempt that will run at `wake_time`."""
+    resume_schema: dict[str, JSON] | None = None
+    """For WAIT: the JSON Schema the resume data must match; None when anything goes."""
+    actions: tuple[str, ...] = ()
+    """For WAIT: the actions `resume(action=...)` may choose."""
+
+
+@dataclass(frozen=True, slots=True)
+class Suspension:
+    """A suspension in force."""
+
+    reason: str
+    by: SuspensionSource
+    suspend_time: datetime
+    node_id: str | None = None
+    """The step that suspended itself; None when suspended by a Suspend call."""
+    data: JSON = None
+    """What the step passed to suspend(); None from a Suspend call."""
+    resume_schema: dict[str, JSON] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cancellation:
+    reason: str
+    cancel_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """A read-only snapshot of one execution."""
+
+    id: str
+    workflow: str
+    workflow_version: str
+    status: Status
+    input: JSON
+    state: dict[str, JSON]
+    """The shared state the steps have written so far."""
+    result: JSON
+    """The workflow's result when COMPLETED, else None."""
+    error: ExecutionError | None
+    waiting_points: tuple[WaitingPoint, ...]
+    running_node_ids: tuple[str, ...]
+    suspension: Suspension | None
+    suspend_requested: str | None
+    """The reason of a Suspend call a RUNNING execution has not acted on yet."""
+    cancellation: Cancellation | None
+    create_time: datetime
+    update_time: datetime
+    last_sequence: int
+    """The sequence of the latest event: the cursor to continue from this snapshot."""
+
+    @property
+    def terminal(self) -> bool:
+        return self.status.terminal
+
+    @property
+    def sequence(self) -> int:
+        """The watch cursor of this snapshot (same as `last_sequence`), so that every item
+        `watch()` yields has a `sequence`."""
+        return self.last_sequence
+
+    @property
+    def waiting_node_ids(self) -> tuple[str, ...]:
+        """The nodes waiting for Resume data (WAIT points only)."""
+        return tuple(w.node_id for w in self.waiting_points if w.kind is WaitingKind.WAIT)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of an execution's event log."""
+
+    sequence: int
+    type: str
+    """"status", "node_started", "node_finished", "node_waiting", "node_failed",
+    "node_suspended", "node_cancelled", "suspend_requested", "resumed", or a newer type."""
+    event_time: datetime
+    status: Status | None = None
+    """The new status, on "status" events only."""
+    node_id: str | None = None
+    attempt: int | None = None
+    data: dict[str, JSON] | None = None
+    """Everything else the event records (action, reason, error, waiting nodes...)."""
+
+    @property
+    def terminal(self) -> bool:
+        """True for the status event that ends an execution (the last one of its log)."""
+        return self.status is not None and self.status.terminal
+
+
+WatchItem: TypeAlias = Execution | Event
+"""What `watch()` yields: a snapshot (first, unless a cursor was given) or an event."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionPage:
+    executions: tuple[Execution, ...]
+    next_page_token: str | None
+    """Pass as `page_token` for the next page; None on the last page."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    events: tuple[Event, ...]
+    next_after_sequence: int
+    """Pass as `after_sequence` to read on."""
+    has_more: bool
+    """More events are already logged beyond this page."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a failing step of a workflow is retried (as published by DescribeWorkflow)."""
+
+    max_attempts: int
+    initial_interval: timedelta
+    backoff_coefficient: float
+    max_interval: timedelta | None = None
+    non_retryable_error_types: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowNode:
+    id: str
+    kind: NodeKind
+    join_mode: JoinMode
+    description: str = ""
+    resume_schema: dict[str, JSON] | None = None
+    suspend_schema: dict[str, JSON] | None = None
+    retry_policy: RetryPolicy | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowEdge:
+    source: str
+    target: str
+    action: str | None = None
+    """The action that selects this edge; None for a default edge."""
+
+
+@dataclass(frozen=True, slots=True)
+class Workflow:
+    """A workflow definition: its graph and JSON Schemas."""
+
+    name: str
+    version: str
+    description: str
+    nodes: tuple[WorkflowNode, ...]
+    edges: tuple[WorkflowEdge, ...]
+    start_node_ids: tuple[str, ...]
+    input_schema: dict[str, JSON] | None = None
+    result_schema: dict[str, JSON] | None = None
+    resume_schema: dict[str, JSON] | None = None
+    suspend_schema: dict[str, JSON] | None = None
+
+    def node(self, node_id: str) -> WorkflowNode:
+        """The node with this id (KeyError if there is none)."""
+        for n in self.nodes:
+            if n.id == node_id:
+                return n
+        raise KeyError(node_id)

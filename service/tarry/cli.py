@@ -1,0 +1,388 @@
+"""The `tarry` command: run a server, or drive one from the shell.
+
+    tarry serve [--address HOST:PORT] [--redis-url URL] [--workflows mod1,mod2] ...
+    tarry run expense-approval --input '{"amount": 1500}' [--wait]
+    tarry watch ID                  # live view; --json for one JSON object per line
+    tarry resume ID --data '{"approved": true}' --action approve
+
+Client commands talk to `--target` (env TARRY_TARGET, default localhost:50051), read JSON
+(`--input` / `--data` as JSON text, `@file` or `-` for stdin) and print one JSON object on
+stdout. A failed call prints `error: CODE (REASON): message` (plus field violations) on
+stderr and exits 1; a usage error exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from tarry_client import (
+    Client,
+    Event,
+    Execution,
+    Status,
+    TarryError,
+    WaitingKind,
+    WatchItem,
+    as_json,
+)
+
+DEFAULT_TARGET = "localhost:50051"
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line `argv` (default: sys.argv[1:]); return the exit code."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+        handler: Handler = args.handler
+        return handler(args)
+    except SystemExit as exc:  # argparse: --help (0) and usage errors (2)
+        return exc.code if isinstance(exc.code, int) else 1
+    except TarryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `tarry watch ID | head`: the reader left, nothing to say
+        # Point stdout at /dev/null, or Python's flush at exit complains about the pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+# -- the parser -----------------------------------------------------------------------------
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tarry", description="Tarry: durable workflows as a gRPC service.")
+    # --target and --timeout are accepted before and after the command. The subcommands'
+    # copies default to SUPPRESS so they do not overwrite a value given before the command.
+    _client_options(parser, os.environ.get("TARRY_TARGET") or DEFAULT_TARGET, 30.0)
+    common = argparse.ArgumentParser(add_help=False)
+    _client_options(common, argparse.SUPPRESS, argparse.SUPPRESS)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    def command(name: str, handler: Handler, help_: str, *, client: bool = True
+                ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_, description=help_,
+                                  parents=[common] if client else [])
+        sub.set_defaults(handler=handler, parser=sub)
+        return sub
+
+    serve = command("serve", _serve, "Serve workflows over gRPC until SIGTERM / SIGINT.",
+                    client=False)
+    serve.add_argument("--address", help="host:port to listen on (env TARRY_ADDRESS; "
+                       "default localhost:50051)")
+    serve.add_argument("--redis-url", help="the Redis to use (env REDIS_URL); without one, "
+                       "a local redis-server is started and managed")
+    serve.add_argument("--data-dir", help="where a managed redis-server keeps its data "
+                       "(env TARRY_DATA_DIR)")
+    serve.add_argument("--workflows", metavar="MODULES", help="comma-separated Python "
+                       "modules whose workflows to serve (env TARRY_WORKFLOWS)")
+    serve.add_argument("--log-level", help="DEBUG, INFO, WARNING... (env TARRY_LOG_LEVEL)")
+    serve.add_argument("--no-reflection", action="store_true",
+                       help="do not serve gRPC server reflection")
+
+    run = command("run", _run, "Start an execution of a workflow.")
+    run.add_argument("workflow")
+    run.add_argument("--input", metavar="JSON", help="the input: JSON, @file, or - for stdin")
+    run.add_argument("--version", help="the workflow version (default: the latest)")
+    run.add_argument("--id", dest="execution_id", help="the execution id to use")
+    run.add_argument("--request-id", help="idempotency key (default: a fresh one)")
+    run.add_argument("--wait", action="store_true",
+                     help="answer once the execution is no longer RUNNING (or at --timeout)")
+
+    resume = command("resume", _resume, "Continue an AWAITING or SUSPENDED execution.")
+    resume.add_argument("execution_id", metavar="ID")
+    resume.add_argument("--data", metavar="JSON", help="the data: JSON, @file, or - for stdin")
+    resume.add_argument("--node", help="the waiting node (needed when several wait)")
+    resume.add_argument("--action", help="the action that picks the outgoing edges")
+    resume.add_argument("--from-step", help="re-run this step instead of the suspended one")
+    resume.add_argument("--request-id", help="idempotency key (default: a fresh one)")
+    resume.add_argument("--wait", action="store_true",
+                        help="answer once the execution is no longer RUNNING (or at --timeout)")
+
+    for name, handler, help_ in (("suspend", _suspend, "Suspend an execution."),
+                                 ("cancel", _cancel, "Cancel an execution.")):
+        sub = command(name, handler, help_)
+        sub.add_argument("execution_id", metavar="ID")
+        sub.add_argument("--reason", default="", help="why (kept with the execution)")
+        sub.add_argument("--request-id", help="idempotency key (default: a fresh one)")
+
+    get = command("get", _get, "Show an execution.")
+    get.add_argument("execution_id", metavar="ID")
+
+    ls = command("list", _list, "List executions, newest first.")
+    ls.add_argument("--workflow", help="only executions of this workflow")
+    ls.add_argument("--status", type=str.upper, choices=[s.value for s in Status],
+                    help="only executions with this status")
+    ls.add_argument("--page-size", type=_natural, help="executions per page")
+    ls.add_argument("--page-token", help="next_page_token of the previous page")
+
+    events = command("events", _events, "Show a page of an execution's event log.")
+    events.add_argument("execution_id", metavar="ID")
+    events.add_argument("--after", type=_natural, default=0, metavar="SEQ",
+                        help="only events after this sequence")
+    events.add_argument("--page-size", type=_natural, help="events per page")
+
+    watch = command("watch", _watch, "Follow an execution until it ends.")
+    watch.add_argument("execution_id", metavar="ID")
+    watch.add_argument("--after", type=_natural, metavar="SEQ",
+                       help="replay the events after this sequence instead of a snapshot")
+    watch.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    workflows = command("workflows", _workflows,
+                        "List the workflows served, or describe one.")
+    workflows.add_argument("name", nargs="?", help="the workflow to describe")
+    workflows.add_argument("--version", help="the version to describe (default: the latest)")
+    return parser
+
+
+def _client_options(parser: argparse.ArgumentParser, target: Any, timeout: Any) -> None:
+    parser.add_argument("--target", default=target, metavar="HOST:PORT",
+                        help=f"the server (env TARRY_TARGET; default {DEFAULT_TARGET})")
+    parser.add_argument("--timeout", type=float, default=timeout, metavar="SECONDS",
+                        help="deadline of each call (default 30)")
+
+
+def _natural(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def _json_arg(args: argparse.Namespace, option: str, text: str | None) -> Any:
+    """The JSON value of --input / --data: inline JSON, `@path` or `-` (stdin)."""
+    if text is None:
+        return None
+    source = text
+    try:
+        if text == "-":
+            source = sys.stdin.read()
+        elif text.startswith("@"):
+            source = Path(text[1:]).read_text(encoding="utf-8")
+        return json.loads(source)
+    except OSError as exc:
+        args.parser.error(f"{option}: cannot read {text[1:]!r}: {exc.strerror}")
+    except json.JSONDecodeError as exc:
+        args.parser.error(f"{option}: not valid JSON: {exc}")
+
+
+# -- serve ----------------------------------------------------------------------------------
+
+def _serve(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: client commands need none of the server's machinery.
+    import asyncio
+
+    from tarry.config import Config
+    from tarry.engine import TarryError as EngineError
+    from tarry.server import serve
+
+    # Like `python -m` (and uvicorn's --app-dir), find workflow modules in the current
+    # directory: the console script does not put it on sys.path by itself.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    modules = None
+    if args.workflows is not None:
+        modules = tuple(m.strip() for m in args.workflows.split(",") if m.strip())
+        if not modules:
+            args.parser.error("--workflows: name at least one module")
+    config = Config.from_env(
+        address=args.address, redis_url=args.redis_url, data_dir=args.data_dir,
+        workflow_modules=modules, log_level=args.log_level,
+        reflection=False if args.no_reflection else None)
+    try:
+        asyncio.run(serve(config))
+    except (OSError, ImportError, EngineError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# -- client commands ------------------------------------------------------------------------
+
+def _client(args: argparse.Namespace) -> Client:
+    return Client(args.target, timeout=args.timeout)
+
+
+def _print(value: object) -> None:
+    print(json.dumps(as_json(value), indent=2, ensure_ascii=False))
+
+
+def _run(args: argparse.Namespace) -> int:
+    data = _json_arg(args, "--input", args.input)
+    with _client(args) as client:
+        _print(client.run(args.workflow, data, version=args.version,
+                          execution_id=args.execution_id, request_id=args.request_id,
+                          wait=args.wait))
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    data = _json_arg(args, "--data", args.data)
+    with _client(args) as client:
+        _print(client.resume(args.execution_id, data, node_id=args.node, action=args.action,
+                             from_step=args.from_step, request_id=args.request_id,
+                             wait=args.wait))
+    return 0
+
+
+def _suspend(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        _print(client.suspend(args.execution_id, args.reason, request_id=args.request_id))
+    return 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        _print(client.cancel(args.execution_id, args.reason, request_id=args.request_id))
+    return 0
+
+
+def _get(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        _print(client.get(args.execution_id))
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        _print(client.list_executions(args.workflow, args.status, args.page_size,
+                                      args.page_token))
+    return 0
+
+
+def _events(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        _print(client.events(args.execution_id, args.after, args.page_size))
+    return 0
+
+
+def _workflows(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.name:
+            _print(client.describe(args.name, args.version))
+        else:
+            _print({"workflows": client.workflows()})
+    return 0
+
+
+def _watch(args: argparse.Namespace) -> int:
+    view = LiveView()
+    with _client(args) as client:
+        for item in client.watch(args.execution_id, args.after):
+            if args.json:  # the shape of WatchExecutionResponse: the cursor and one payload
+                key = "execution" if isinstance(item, Execution) else "event"
+                line = json.dumps({"sequence": item.sequence, key: as_json(item)},
+                                  ensure_ascii=False)
+            else:
+                line = view.line(item)
+            print(line, flush=True)  # live: one line as each item arrives
+    return 0
+
+
+# -- the live view --------------------------------------------------------------------------
+
+class LiveView:
+    """Renders watch items as the lines of `tarry watch`: local time, sequence, status, what
+    happened.
+
+        12:00:01.234  #5  AWAITING   waiting: manager-approval
+
+    Node events carry no status of their own; they show the one the last status event (or
+    the snapshot) set.
+    """
+
+    def __init__(self) -> None:
+        self.status = ""
+
+    def line(self, item: WatchItem) -> str:
+        if isinstance(item, Execution):
+            self.status = item.status.value
+            when, what = item.update_time, f"{item.workflow} {item.id}: {_snapshot_detail(item)}"
+        else:
+            if item.status is not None:
+                self.status = item.status.value
+            when, what = item.event_time, _event_detail(item)
+        stamp = when.astimezone().strftime("%H:%M:%S.%f")[:-3]
+        return f"{stamp}  {'#' + str(item.sequence):<3} {self.status:<10} {what}".rstrip()
+
+
+def _snapshot_detail(ex: Execution) -> str:
+    if ex.status is Status.AWAITING:
+        waits = [w.node_id for w in ex.waiting_points if w.kind is WaitingKind.WAIT]
+        timers = [w.node_id for w in ex.waiting_points if w.kind is not WaitingKind.WAIT]
+        parts = ([f"waiting: {', '.join(waits)}"] if waits else []) + (
+            [f"timers: {', '.join(timers)}"] if timers else [])
+        return "; ".join(parts)
+    if ex.status is Status.SUSPENDED and ex.suspension is not None:
+        at = f" (at {ex.suspension.node_id})" if ex.suspension.node_id else ""
+        return f"suspended: {ex.suspension.reason}{at}"
+    if ex.status is Status.RUNNING:
+        return "running: " + ", ".join(ex.running_node_ids)
+    if ex.status is Status.COMPLETED:
+        return f"result: {_compact(ex.result)}"
+    if ex.status is Status.FAILED and ex.error is not None:
+        return f"error: {ex.error.type}: {ex.error.message}"
+    if ex.cancellation is not None:
+        return f"cancelled: {ex.cancellation.reason}"
+    return ""
+
+
+def _event_detail(ev: Event) -> str:
+    data = ev.data or {}
+    node = ev.node_id or ""
+    attempt = f" (attempt {ev.attempt})" if ev.attempt and ev.attempt > 1 else ""
+    if ev.type == "status" and ev.status is not None:
+        return _status_detail(ev.status, data, first=ev.sequence == 1)
+    if ev.type == "node_started":
+        return f"{node} started{attempt}"
+    if ev.type == "node_finished":
+        return f"{node} finished" + (f" -> {data['action']}" if data.get("action") else "")
+    if ev.type == "node_waiting":
+        wake = data.get("wake_at")  # ms since the epoch, for sleep nodes
+        if isinstance(wake, int | float):
+            until = datetime.fromtimestamp(wake / 1000).strftime("%H:%M:%S.%f")[:-3]
+            return f"{node} sleeping until {until}"
+        return f"{node} waiting for input"
+    if ev.type == "node_failed":
+        error = data.get("error") or {}
+        retry = " (will retry)" if data.get("retry_at") else ""
+        return f"{node} failed{attempt}: {error.get('type')}: {error.get('message')}{retry}"
+    if ev.type == "node_suspended":
+        return f"{node} suspended: {data.get('reason', '')}"
+    if ev.type == "node_cancelled":
+        return f"{node} cancelled"
+    if ev.type == "suspend_requested":
+        return f"suspend requested: {data.get('reason', '')}"
+    if ev.type == "resumed":
+        return "resumed" + (f" {node}" if node else "")
+    return f"{ev.type} {node}".strip()  # a newer event type: say what it is
+
+
+def _status_detail(status: Status, data: dict[str, Any], *, first: bool) -> str:
+    if status is Status.AWAITING:
+        return "waiting: " + ", ".join(str(n) for n in data.get("waiting") or [])
+    if status is Status.SUSPENDED:
+        return f"suspended: {data.get('reason', '')}"
+    if status is Status.COMPLETED:
+        return f"result: {_compact(data.get('result'))}"
+    if status is Status.FAILED:
+        error = data.get("error") or {}
+        return f"error: {error.get('type')}: {error.get('message')}"
+    if status is Status.CANCELLED:
+        return f"cancelled: {data.get('reason', '')}"
+    return "started" if first else "running again"
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
