@@ -46,8 +46,8 @@ node_modules/.installed: package.json package-lock.json
 	touch node_modules/.installed
 
 lint: $(STAMP) node_modules/.installed
-	$(BIN)/ruff check service clients/python tests examples scripts
-	$(BIN)/mypy service clients/python tests examples
+	$(BIN)/ruff check service clients/python tests examples scripts bench
+	$(BIN)/mypy service clients/python tests examples bench
 	npx --no-install buf lint
 	$(BIN)/python scripts/gen_protos.py --check
 
