@@ -219,3 +219,63 @@ async def test_a_timer_set_by_another_server_wakes_this_one(make_engine: EngineF
     await b.stop()
     done = await until(a, ex.id, Status.COMPLETED, timeout=10)
     assert done.result == "Notification sent"
+
+
+def _wait_and_sleep() -> Flow:
+    return (
+        Flow("wait-and-sleep")
+        .step("fan", lambda ctx: "go")
+        .wait("ask")
+        .sleep("nap", 0.3)
+        .step("after-ask", lambda ctx: "asked")
+        .step("after-nap", lambda ctx: "napped")
+        .edge("fan", "ask").edge("fan", "nap")
+        .edge("ask", "after-ask").edge("nap", "after-nap")
+    )
+
+
+async def test_resume_while_a_timer_is_claimed_ahead(make_engine: EngineFactory) -> None:
+    engine = await make_engine(_wait_and_sleep().build(), timer_horizon=1.0)
+    ex = await settled(engine, (await engine.run("wait-and-sleep")).id)
+    await asyncio.sleep(0.1)  # the timer is now claimed ahead, its driver waiting
+    await engine.resume(ex.id, {"x": 1}, node="ask")
+    done = await until(engine, ex.id, Status.COMPLETED)
+    events = await all_events(engine, ex.id)
+    assert len(started(events, "after-nap")) == 1 and len(started(events, "after-ask")) == 1
+    assert done.waiting == ()
+
+
+async def test_cancel_while_a_timer_is_claimed_ahead(make_engine: EngineFactory) -> None:
+    engine = await make_engine(delayed_notification, timer_horizon=1.0)
+    ex = await settled(engine, (await engine.run("delayed-notification",
+                                                 {"delay_seconds": 0.4})).id)
+    await asyncio.sleep(0.1)
+    await engine.cancel(ex.id, "stop")
+    await asyncio.sleep(0.6)
+    assert (await engine.get(ex.id)).status is Status.CANCELLED
+    assert started(await all_events(engine, ex.id), "send") == []
+
+
+async def test_suspend_while_a_timer_is_claimed_ahead(make_engine: EngineFactory) -> None:
+    engine = await make_engine(delayed_notification, timer_horizon=1.0)
+    ex = await settled(engine, (await engine.run("delayed-notification",
+                                                 {"delay_seconds": 0.3})).id)
+    await asyncio.sleep(0.1)
+    await engine.suspend(ex.id, "hold")
+    await asyncio.sleep(0.5)
+    assert (await engine.get(ex.id)).status is Status.SUSPENDED
+    assert started(await all_events(engine, ex.id), "send") == []
+    await engine.resume(ex.id)
+    assert (await until(engine, ex.id, Status.COMPLETED)).result == "Notification sent"
+
+
+async def test_a_far_timer_is_not_held(make_engine: EngineFactory) -> None:
+    """Only timers within the horizon are claimed ahead: a later one leaves no lease held."""
+    engine = await make_engine(delayed_notification, timer_horizon=0.2)
+    ex = await settled(engine, (await engine.run("delayed-notification",
+                                                 {"delay_seconds": 30})).id)
+    await asyncio.sleep(0.3)
+    store = engine.store
+    assert isinstance(store, RedisStore)
+    assert await store.redis.zscore(store.keys.leases, ex.id) is None
+    assert (await engine.get(ex.id)).status is Status.AWAITING

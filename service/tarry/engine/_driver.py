@@ -66,6 +66,7 @@ class Driver:
         self.doc = Doc.loads(stored.doc)
         self.id = self.doc.id
         self.restart = restart
+        self.holding = restart  # a claim gave us the lease, whatever the status
         self.signals = Signals()
         self.sreq = stored.suspend_request
         if self.sreq is not None:
@@ -81,16 +82,19 @@ class Driver:
 
     async def run(self) -> None:
         try:
-            if self.restart:
+            if self.restart and self.doc.running:
                 await self.transition(self._restart)
-            while self.stored.status is Status.RUNNING:
+            while self.stored.status is Status.RUNNING or self._holding_for_timer():
                 if self._due():
                     await self.transition(self._fire_due)
                     continue
                 self._start_tasks()
                 timeout = self._next_wake()
-                if not self.tasks and timeout is None:
-                    await self.transition(lambda t: None)  # re-derive the status
+                if not self.tasks and (timeout is None or (
+                        self.stored.status is Status.AWAITING
+                        and timeout > 2 * self.engine.config.timer_horizon)):
+                    # Nothing to run or fire soon: settle the status (and free the lease).
+                    await self.transition(lambda t: None)
                     continue
                 poked = asyncio.ensure_future(self.poke.wait())
                 waiting: list[asyncio.Future[Any]] = [t for _, t in self.tasks.values()]
@@ -117,6 +121,10 @@ class Driver:
             for _, task in self.tasks.values():
                 task.cancel()
             self.engine._driver_done(self)
+
+    def _holding_for_timer(self) -> bool:
+        """AWAITING, with the lease claimed ahead of a timer that is about to fall due."""
+        return self.holding and self.stored.status is Status.AWAITING
 
     def _start_tasks(self) -> None:
         for node, act in self.doc.running.items():
@@ -178,7 +186,7 @@ class Driver:
                 t.request_suspension(self.sreq)
             mutate(t)
             status = t.settle()
-            commit = self.engine.commit_for(self.wf, base, t, status, holding=True,
+            commit = self.engine.commit_for(self.wf, base, t, status, holding=self.holding,
                                             check_suspend_request=not clear,
                                             clear_suspend_request=clear)
             try:
@@ -198,6 +206,7 @@ class Driver:
                    cleared: bool) -> None:
         sreq = None if cleared else self.stored.suspend_request
         self.stored = Stored(outcome.version, status, outcome.seq, sreq, raw)
+        self.holding = status is Status.RUNNING  # any other status released the lease
         self.doc = doc
         if cleared:
             self.sreq = None

@@ -62,6 +62,9 @@ class EngineConfig:
     """Longest pause between looks at the shared timer set (local timers wake it at once)."""
     step_threads: int = 32
     """Threads for plain (non-async) steps."""
+    timer_horizon: float = 0.2
+    """Timers due within this many seconds are claimed ahead; their execution's driver waits
+    for the exact time, so that at that time only the firing commit remains to be done."""
 
 
 class _Hub:
@@ -102,6 +105,7 @@ class Engine:
         self._claims: set[asyncio.Task[None]] = set()
         self._timer_poke = asyncio.Event()
         self._timer_next = 0  # when the timer loop looks next (ms)
+        self._horizon_ms = int(self.config.timer_horizon * 1000)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -383,7 +387,7 @@ class Engine:
         timers = sleeps if status in (Status.RUNNING, Status.AWAITING) else {}
         old = t.sleeps_before
         running = status is Status.RUNNING
-        if timers and min(timers.values()) < self._timer_next:
+        if timers and min(timers.values()) - self._horizon_ms < self._timer_next:
             self._timer_poke.set()  # sooner than the notification round trip
         return Commit(
             execution_id=doc.id, workflow=wf.name,
@@ -428,23 +432,22 @@ class Engine:
                                     metadata={"execution_id": execution_id})
         return stored
 
-    async def _claim(self, execution_id: str, timer_node: str | None) -> None:
-        now = now_ms()
-        until = now + int(self.config.lease_ttl * 1000)
-        stored = await self.store.claim(execution_id, self.config.owner, until, timer_node, now)
-        if stored is None:
-            return
+    def _take_over(self, stored: Stored) -> None:
+        """Drive an execution whose lease this process just claimed."""
         try:
             wf = self._workflow_of(stored)
         except Exception:
-            log.error("execution %s runs a workflow this server does not have", execution_id)
+            log.error("execution %s runs a workflow this server does not have",
+                      Doc.loads(stored.doc).id)
             return
         self._spawn(wf, stored, restart=True)
 
-    def _claim_later(self, execution_id: str, timer_node: str | None) -> None:
-        task = asyncio.create_task(self._claim(execution_id, timer_node))
-        self._claims.add(task)
-        task.add_done_callback(self._claims.discard)
+    async def _recover(self, execution_id: str) -> None:
+        now = now_ms()
+        stored = await self.store.claim(execution_id, self.config.owner,
+                                        now + int(self.config.lease_ttl * 1000), now)
+        if stored is not None:
+            self._take_over(stored)
 
     # -- background loops ------------------------------------------------------------
 
@@ -465,25 +468,36 @@ class Engine:
                 await _wait(wake, pause)
 
     async def _timer_pass(self) -> float:
-        """Claim due timers; return how long until the next one (or the poll interval)."""
+        """Claim the timers due within the horizon (their drivers wait for the exact time),
+        and return how long to pause before the next look."""
         self._timer_poke.clear()
+        horizon = self._horizon_ms
         now = now_ms()
-        due, nxt = await self.store.due_timers(now, 256)
-        for execution_id, node in due:
-            self._claim_later(execution_id, node)
+        limit = 256
+        due, later = await self.store.due_timers(now + horizon, limit)
         if due:
-            await asyncio.gather(*self._claims, return_exceptions=True)
-            return 0.0
+            claimed = await self.store.claim_timers(
+                due, self.config.owner, now + int(self.config.lease_ttl * 1000), now, horizon)
+            for stored in claimed:
+                if stored is not None:
+                    self._take_over(stored)
+            if len(due) == limit:
+                return 0.0  # more are due within the horizon: claim them now
+        # Look again when the next timer enters the horizon; claiming in batches at most
+        # every quarter horizon still leaves each timer claimed well before it is due.
         pause = self.config.timer_poll
-        if nxt is not None:
-            pause = max(0.0, min(pause, (nxt - now_ms()) / 1000))
+        if later is not None:
+            pause = min(pause, (later - horizon - now_ms()) / 1000)
+        pause = max(pause, self.config.timer_horizon / 4 if due else 0.0)
         self._timer_next = now_ms() + int(pause * 1000)
         return pause
 
     async def _recovery_pass(self) -> float:
         for execution_id in await self.store.expired_leases(now_ms(), 100):
             if execution_id not in self._drivers:
-                self._claim_later(execution_id, None)
+                task = asyncio.create_task(self._recover(execution_id))
+                self._claims.add(task)
+                task.add_done_callback(self._claims.discard)
         return self.config.lease_ttl / 2
 
     async def _heartbeat_pass(self) -> float:
@@ -501,7 +515,7 @@ class Engine:
             if driver is not None and note.seq > driver.seen_seq:
                 driver.seen_seq = note.seq
                 driver.poke.set()
-            if note.timer_due is not None and note.timer_due < self._timer_next:
+            if note.timer_due is not None and note.timer_due - self._horizon_ms < self._timer_next:
                 self._timer_poke.set()  # a timer (maybe another server's) due before we look
 
 

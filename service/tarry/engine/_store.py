@@ -96,16 +96,22 @@ class Store(Protocol):
         """
         ...
 
-    async def claim(self, execution_id: str, owner: str, lease_until: int,
-                    timer_node: str | None, now: int) -> Stored | None:
-        """Take the lease: for a due timer (`timer_node`), or for a lease that expired.
-
-        None when there is nothing to do: not due, gone, or leased by a live process.
-        """
+    async def claim(self, execution_id: str, owner: str, lease_until: int, now: int
+                    ) -> Stored | None:
+        """Take the lease of an execution whose lease expired. None: nothing to take."""
         ...
 
-    async def due_timers(self, now: int, limit: int) -> tuple[list[tuple[str, str]], int | None]:
-        """(execution id, node) of due timers, and when the next one is due."""
+    async def claim_timers(self, timers: Sequence[tuple[str, str]], owner: str,
+                           lease_until: int, now: int, horizon: int
+                           ) -> list[Stored | None]:
+        """Take the lease of each (execution id, sleep node) whose timer is due by
+        `now + horizon`, in one round trip. None where there is nothing to do: not due,
+        gone, suspended, or leased by a live process."""
+        ...
+
+    async def due_timers(self, until: int, limit: int) -> tuple[list[tuple[str, str]], int | None]:
+        """(execution id, node) of timers due by `until` (at most `limit`), and when the
+        first timer due after `until` is due."""
         ...
 
     async def expired_leases(self, now: int, limit: int) -> list[str]: ...

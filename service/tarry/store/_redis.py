@@ -54,6 +54,12 @@ def _stored(v: Any, st: Any, seq: Any, sreq: Any, doc: Any) -> Stored:
     return Stored(int(v), Status(_s(st)), int(seq or 0), _s(sreq) if sreq else None, _s(doc))
 
 
+def _claimed(res: Any) -> Stored | None:
+    if _s(res[0]) != "OK":
+        return None
+    return _stored(res[1], res[2], res[3], res[4], res[5])
+
+
 def _answer(raw: Any) -> Stored:
     a = json.loads(_s(raw))
     return _stored(a["v"], a["st"], a["seq"], a["sreq"] or None, a["doc"])
@@ -181,26 +187,37 @@ class RedisStore:
             return _stored(*res[1:6])
         return None
 
-    async def claim(self, execution_id: str, owner: str, lease_until: int,
-                    timer_node: str | None, now: int) -> Stored | None:
+    async def claim(self, execution_id: str, owner: str, lease_until: int, now: int
+                    ) -> Stored | None:
         k = self.keys
-        member = k.timer_member(execution_id, timer_node) if timer_node else ""
         keys = [k.state(execution_id), k.timers, k.leases]
-        args: list[Any] = [execution_id, member, owner, now, lease_until]
-        res = await self._call(lambda: self._claim(keys=keys, args=args))
-        if _s(res[0]) != "OK":
-            return None
-        return _stored(res[1], res[2], res[3], res[4], res[5])
+        args: list[Any] = [execution_id, "", owner, now, lease_until, 0]
+        return _claimed(await self._call(lambda: self._claim(keys=keys, args=args)))
 
-    async def due_timers(self, now: int, limit: int) -> tuple[list[tuple[str, str]], int | None]:
+    async def claim_timers(self, timers: Sequence[tuple[str, str]], owner: str,
+                           lease_until: int, now: int, horizon: int
+                           ) -> list[Stored | None]:
+        k = self.keys
+
+        async def go() -> list[Any]:
+            async with self._redis.pipeline(transaction=False) as p:
+                for execution_id, node in timers:
+                    await self._claim(keys=[k.state(execution_id), k.timers, k.leases],
+                                args=[execution_id, k.timer_member(execution_id, node), owner,
+                                      now, lease_until, horizon], client=p)
+                return await p.execute()
+
+        return [_claimed(r) for r in await self._call(go)]
+
+    async def due_timers(self, until: int, limit: int) -> tuple[list[tuple[str, str]], int | None]:
         k = self.keys
 
         async def go() -> tuple[list[tuple[str, str]], int | None]:
             async with self._redis.pipeline(transaction=False) as p:
-                p.zrangebyscore(k.timers, "-inf", now, start=0, num=limit)
-                p.zrange(k.timers, 0, 0, withscores=True)
-                due, first = await p.execute()
-            nxt = int(first[0][1]) if first else None
+                p.zrangebyscore(k.timers, "-inf", until, start=0, num=limit)
+                p.zrangebyscore(k.timers, f"({until}", "+inf", start=0, num=1, withscores=True)
+                due, after = await p.execute()
+            nxt = int(after[0][1]) if after else None
             return [k.split_timer_member(_s(m)) for m in due], nxt
 
         return await self._call(go)

@@ -1,6 +1,7 @@
 -- Take the lease of an execution, for a due timer or because its lease expired.
 -- KEYS: 1 state hash, 2 timers zset, 3 leases zset
--- ARGV: 1 execution id, 2 timer member ('' = lease recovery), 3 owner, 4 now ms, 5 lease expiry ms
+-- ARGV: 1 execution id, 2 timer member ('' = lease recovery), 3 owner, 4 now ms, 5 lease expiry ms,
+--       6 horizon ms: a timer due within it may be claimed early (its driver waits for it)
 local member = ARGV[2]
 local now = tonumber(ARGV[4])
 local st = redis.call('HGET', KEYS[1], 'st')
@@ -12,7 +13,7 @@ if (not st) or st == 'COMPLETED' or st == 'FAILED' or st == 'CANCELLED'
 end
 if member ~= '' then
   local due = redis.call('ZSCORE', KEYS[2], member)
-  if (not due) or tonumber(due) > now then return {'NOTDUE'} end
+  if (not due) or tonumber(due) > now + tonumber(ARGV[6]) then return {'NOTDUE'} end
 end
 local expiry = redis.call('ZSCORE', KEYS[3], ARGV[1])
 if expiry and tonumber(expiry) > now then
