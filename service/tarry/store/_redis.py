@@ -14,6 +14,11 @@ from importlib import resources
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
+
+try:
+    import hiredis
+except ImportError:  # pragma: no cover - redis[hiredis] is a dependency
+    hiredis = None  # type: ignore[assignment]
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -54,6 +59,18 @@ def _stored(v: Any, st: Any, seq: Any, sreq: Any, doc: Any) -> Stored:
     return Stored(int(v), Status(_s(st)), int(seq or 0), _s(sreq) if sreq else None, _s(doc))
 
 
+class _HiredisPacking:
+    """Encode commands with hiredis's C packer. redis-py's asyncio connections use a
+    pure-Python one, which was the largest single cost of a transition (a commit sends
+    some thirty arguments)."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if isinstance(args[0], str) and " " in args[0]:  # e.g. "SCRIPT LOAD"
+            args = (*args[0].split(), *args[1:])
+        assert hiredis is not None
+        return [hiredis.pack_command(args)]
+
+
 def _claimed(res: Any) -> Stored | None:
     if _s(res[0]) != "OK":
         return None
@@ -76,19 +93,22 @@ class RedisStore:
         events_maxlen: int = 10_000,
         request_ttl: int = 86_400,
         max_connections: int = 64,
-        pool_timeout: float = 10.0,
         socket_timeout: float = 5.0,
     ) -> None:
         self.keys = Keys(prefix)
         self._url = url
         self._events_maxlen = events_maxlen
         self._request_ttl = request_ttl
-        # A blocking pool: when every connection is busy a caller waits for one (up to
-        # `pool_timeout`) instead of failing at once, as redis-py's default pool does.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=pool_timeout,
+        # redis-py's pool fails at once when all its connections are busy; the semaphore
+        # makes callers wait for one instead (cheaper than its BlockingConnectionPool).
+        pool = aioredis.ConnectionPool.from_url(
+            url, max_connections=max_connections + 2,  # + pub/sub and a spare
             socket_connect_timeout=2, socket_timeout=socket_timeout, health_check_interval=30,
         )
+        self._slots = asyncio.Semaphore(max_connections)
+        if hiredis is not None:
+            base = pool.connection_class
+            pool.connection_class = type(f"Hiredis{base.__name__}", (_HiredisPacking, base), {})
         self._redis = aioredis.Redis.from_pool(pool)  # owns the pool: closed with the client
         self._commit = self._redis.register_script(_script("commit"))
         self._claim = self._redis.register_script(_script("claim"))
@@ -100,7 +120,8 @@ class RedisStore:
 
     async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
         try:
-            return await fn()
+            async with self._slots:
+                return await fn()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise StoreUnavailable("the state store (Redis) is unreachable") from exc
         except RedisError as exc:
