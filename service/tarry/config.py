@@ -26,8 +26,9 @@ class Config:
     reflection: bool = True
     """Serve gRPC server reflection."""
     default_deadline: float = 30.0
-    """Cap, in seconds, on calls that come without a deadline (Run/Resume waits, watches
-    excepted)."""
+    """Cap, in seconds, on calls that come without a deadline, Run / Resume waits included
+    (a wait then answers with the execution as it stands). Watches end after
+    `max_watch_seconds` instead."""
     max_watch_seconds: float = 3600.0
     """A watch stream with no deadline ends (OK, resumable) after this long."""
     shutdown_grace: float = 10.0

@@ -180,3 +180,11 @@ async def test_list_by_status_and_pages(make_engine: EngineFactory) -> None:
             break
     assert sorted(seen) == sorted(ids) and len(seen) == len(set(seen))
     await until(engine, ids[0], Status.CANCELLED)
+
+
+async def test_cancelled_execution_is_no_longer_suspended(make_engine: EngineFactory) -> None:
+    engine = await make_engine(simple_approval)
+    ex = await settled(engine, (await engine.run("simple-approval", {"item": "x"})).id)
+    assert ex.suspension is not None
+    gone = await engine.cancel(ex.id, "no")
+    assert gone.suspension is None and gone.status is Status.CANCELLED

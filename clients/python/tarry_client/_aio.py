@@ -180,6 +180,8 @@ class AsyncClient:
                         yield item
                         if cursor.done:
                             return
+                if not cursor.received and cursor.caught_up(await self.get(execution_id)):
+                    return
                 delay = cursor.retry_after(None)
             except grpc.RpcError as exc:
                 delay = cursor.retry_after(exc)

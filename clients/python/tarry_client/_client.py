@@ -205,6 +205,8 @@ class Client:
                         yield item
                         if cursor.done:
                             return
+                if not cursor.received and cursor.caught_up(self.get(execution_id)):
+                    return
                 delay = cursor.retry_after(None)
             except grpc.RpcError as exc:
                 delay = cursor.retry_after(exc)

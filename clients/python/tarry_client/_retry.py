@@ -15,7 +15,7 @@ from tarry_api.v1 import workflow_service_pb2 as pb
 
 from ._convert import event_from_pb, execution_from_pb
 from ._errors import Unavailable, from_rpc_error, rich_status
-from ._types import WatchItem
+from ._types import Execution, WatchItem
 
 
 @dataclass(frozen=True)
@@ -135,6 +135,20 @@ class WatchCursor:
         self.last = item.sequence
         self.done = item.terminal
         return item
+
+    @property
+    def received(self) -> bool:
+        """Whether the current connection brought any message."""
+        return self._received
+
+    def caught_up(self, execution: Execution) -> bool:
+        """After a stream that ended with nothing new: True when `execution` is over and the
+        cursor already holds its last event (a watch from the end of a finished execution),
+        so there is nothing to reconnect for."""
+        if not execution.terminal:
+            return False
+        self.done = (self.last or 0) >= execution.last_sequence
+        return self.done
 
     def retry_after(self, error: grpc.RpcError | None) -> float:
         """Seconds to wait before reconnecting after the stream failed with `error`, or ended

@@ -261,6 +261,7 @@ class Txn:
         doc.waits.clear()
         doc.arrivals.clear()
         doc.suspending = None
+        doc.suspension = None  # a cancelled execution is no longer suspended
         doc.cancellation = {"reason": reason, "at": self.now}
 
     def fail(self, error: ErrorInfo) -> None:

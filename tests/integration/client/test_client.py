@@ -241,3 +241,11 @@ def test_a_client_on_your_own_channel_leaves_it_open(server: TarryServer) -> Non
     with Client(channel) as again:  # still open after the first client closed
         assert again.get(ex.id).status is Status.AWAITING
     channel.close()
+
+
+def test_watch_from_the_end_of_a_finished_execution_ends_at_once(client: Client) -> None:
+    ex = client.run("expense-approval", wait=True)
+    client.resume(ex.id, {"approved": True}, wait=True)
+    done = client.get(ex.id)
+    assert done.status is Status.COMPLETED
+    assert list(client.watch(ex.id, after_sequence=done.last_sequence)) == []

@@ -38,8 +38,8 @@ class RunRequest(_message.Message):
     version: _builtins.str
     """The workflow version to run; empty for the latest registered one."""
     execution_id: _builtins.str
-    """The id for the new execution (1-128 letters, digits, '_', '.' or '-', starting with a
-    letter or digit); empty to let the server choose. Running the same workflow again with
+    """The id for the new execution (1-128 letters, digits, '_', '.', ':' or '-', starting
+    with a letter or digit); empty to let the server choose. Running the same workflow again with
     an id that exists returns that execution.
     """
     request_id: _builtins.str
