@@ -41,6 +41,7 @@ from tarry.engine import (
     SuspendRequested,
 )
 
+from ._batch import MAX_IN_FLIGHT, ScriptBatcher
 from ._keys import Keys
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,8 @@ class RedisStore:
         # redis-py's pool fails at once when all its connections are busy; the semaphore
         # makes callers wait for one instead (cheaper than its BlockingConnectionPool).
         pool = aioredis.ConnectionPool.from_url(
-            url, max_connections=max_connections + 2,  # + pub/sub and a spare
+            # + the group-commit pipelines, pub/sub and a spare
+            url, max_connections=max_connections + MAX_IN_FLIGHT + 2,
             socket_connect_timeout=2, socket_timeout=socket_timeout, health_check_interval=30,
         )
         self._slots = asyncio.Semaphore(max_connections)
@@ -110,7 +112,7 @@ class RedisStore:
             base = pool.connection_class
             pool.connection_class = type(f"Hiredis{base.__name__}", (_HiredisPacking, base), {})
         self._redis = aioredis.Redis.from_pool(pool)  # owns the pool: closed with the client
-        self._commit = self._redis.register_script(_script("commit"))
+        self._commit = ScriptBatcher(self._redis, _script("commit"))
         self._claim = self._redis.register_script(_script("claim"))
         self._sreq = self._redis.register_script(_script("suspend_request"))
 
@@ -118,8 +120,12 @@ class RedisStore:
     def redis(self) -> aioredis.Redis:
         return self._redis
 
-    async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
+    async def _call(self, fn: Callable[[], Awaitable[T]], *, slot: bool = True) -> T:
+        """Run one Redis exchange, with Redis errors turned into domain errors. `slot`:
+        take one of the connection slots (group commits have connections of their own)."""
         try:
+            if not slot:
+                return await fn()
             async with self._slots:
                 return await fn()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
@@ -173,7 +179,7 @@ class RedisStore:
             args += [k.timer_member(c.execution_id, node), due]
         args.append(len(c.timers_clear))
         args += [k.timer_member(c.execution_id, node) for node in c.timers_clear]
-        res = await self._call(lambda: self._commit(keys=keys, args=args))
+        res = await self._call(lambda: self._commit.call(keys, args), slot=False)
         tag = _s(res[0])
         if tag == "OK":
             return Committed(int(res[1]), int(res[2]))
