@@ -81,6 +81,7 @@ class Driver:
     # -- the loop --------------------------------------------------------------------
 
     async def run(self) -> None:
+        poked: asyncio.Future[Any] | None = None
         try:
             if self.restart and self.doc.running:
                 await self.transition(self._restart)
@@ -96,11 +97,11 @@ class Driver:
                     # Nothing to run or fire soon: settle the status (and free the lease).
                     await self.transition(lambda t: None)
                     continue
-                poked = asyncio.ensure_future(self.poke.wait())
+                if poked is None or poked.done():  # one waiter for many turns of the loop
+                    poked = asyncio.ensure_future(self.poke.wait())
                 waiting: list[asyncio.Future[Any]] = [t for _, t in self.tasks.values()]
                 await asyncio.wait([*waiting, poked], timeout=timeout,
                                    return_when=asyncio.FIRST_COMPLETED)
-                poked.cancel()
                 for node, (act, task) in list(self.tasks.items()):
                     if task.done() and self.stored.status is Status.RUNNING:
                         del self.tasks[node]
@@ -118,6 +119,8 @@ class Driver:
         except Exception:
             log.exception("driver of execution %s stopped; its lease will expire", self.id)
         finally:
+            if poked is not None:
+                poked.cancel()
             for _, task in self.tasks.values():
                 task.cancel()
             self.engine._driver_done(self)
