@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 import json
 import logging
 from collections.abc import Callable
@@ -145,7 +146,8 @@ class Driver:
                  if w.kind != "wait" and w.wake_at is not None]
         if not wakes:
             return None
-        return max(0.0, (min(wakes) - now_ms()) / 1000)
+        # Not now_ms(): rounded down, it would make every wake-up up to 1 ms late.
+        return max(0.0, min(wakes) / 1000 - time.time())
 
     async def _on_poke(self) -> None:
         """Someone else wrote to this execution: a Suspend request, or a Cancel."""

@@ -34,6 +34,7 @@ class ScriptBatcher:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((keys, args, fut))
         if self._in_flight < MAX_IN_FLIGHT:
+            # The task starts on the next turn of the loop: callers of this turn join it.
             self._in_flight += 1
             asyncio.get_running_loop().create_task(self._drain())
         return await fut
@@ -41,7 +42,6 @@ class ScriptBatcher:
     async def _drain(self) -> None:
         """Send what is pending, batch after batch, until nothing is left."""
         try:
-            await asyncio.sleep(0)  # let the callers of this loop iteration join the batch
             while self._pending:
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
                 await self._send(batch)
