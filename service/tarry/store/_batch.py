@@ -29,6 +29,7 @@ class ScriptBatcher:
         self._sha: str | None = None
         self._pending: list[tuple[Sequence[Any], Sequence[Any], asyncio.Future[Any]]] = []
         self._in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def call(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -36,7 +37,9 @@ class ScriptBatcher:
         if self._in_flight < MAX_IN_FLIGHT:
             # The task starts on the next turn of the loop: callers of this turn join it.
             self._in_flight += 1
-            asyncio.get_running_loop().create_task(self._drain())
+            task = asyncio.get_running_loop().create_task(self._drain())
+            self._tasks.add(task)  # a task nobody references may be collected mid-flight
+            task.add_done_callback(self._tasks.discard)
         return await fut
 
     async def _drain(self) -> None:
