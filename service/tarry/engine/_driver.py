@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import time
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
