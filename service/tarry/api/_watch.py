@@ -64,7 +64,7 @@ class Watches:
         end = loop.time() + max_seconds
         # Listen before the first read: a commit between that read and the first wait then
         # still sets the event, so nothing falls in between.
-        with self._engine.hub.listen(execution_id) as wake:
+        async with self._engine.hub.listen(execution_id) as wake:
             self._open.add(wake)
             try:
                 if after is None:

@@ -17,7 +17,7 @@ import os
 import re
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,17 +68,24 @@ class EngineConfig:
 
 
 class _Hub:
-    """Wakes local waiters when an execution gets new events."""
+    """Wakes local waiters when an execution gets new events; while anyone here listens,
+    the store notifies this process of that execution's commits from every process."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: Store) -> None:
+        self._store = store
         self._waiters: dict[str, set[asyncio.Event]] = {}
 
-    @contextlib.contextmanager
-    def listen(self, execution_id: str) -> Iterator[asyncio.Event]:
+    @contextlib.asynccontextmanager
+    async def listen(self, execution_id: str) -> AsyncIterator[asyncio.Event]:
         ev = asyncio.Event()
         self._waiters.setdefault(execution_id, set()).add(ev)
         try:
-            yield ev
+            await self._store.follow(execution_id)
+            try:
+                yield ev
+            finally:
+                with contextlib.suppress(Exception):
+                    await self._store.unfollow(execution_id)
         finally:
             waiters = self._waiters.get(execution_id)
             if waiters is not None:
@@ -90,6 +97,11 @@ class _Hub:
         for ev in self._waiters.get(execution_id, ()):
             ev.set()
 
+    def publish_all(self) -> None:
+        for waiters in self._waiters.values():
+            for ev in waiters:
+                ev.set()
+
 
 class Engine:
     def __init__(self, registry: Registry, store: Store, config: EngineConfig | None = None
@@ -99,7 +111,7 @@ class Engine:
         self.config = config or EngineConfig()
         self.executor = ThreadPoolExecutor(self.config.step_threads,
                                            thread_name_prefix="tarry-step")
-        self.hub = _Hub()
+        self.hub = _Hub(store)
         self._drivers: dict[str, Driver] = {}
         self._loops: list[asyncio.Task[None]] = []
         self._claims: set[asyncio.Task[None]] = set()
@@ -336,7 +348,7 @@ class Engine:
                     await asyncio.shield(driver.task)
             if driver.final is not None:
                 return driver.final
-        with self.hub.listen(execution_id) as ev:
+        async with self.hub.listen(execution_id) as ev:
             while True:
                 ev.clear()
                 ex = await self.get(execution_id)
@@ -510,13 +522,22 @@ class Engine:
         # The store's iterator reconnects by itself; it ends only when this task is cancelled.
         async for note in self.store.notifications():
             _reraise_if_cancelling()
+            if note.resync:  # the channel was down: anything may have happened meanwhile
+                self.hub.publish_all()
+                for each in self._drivers.values():
+                    each.seen_seq = each.stored.seq + 1
+                    each.poke.set()
+                self._timer_poke.set()
+                continue
+            if note.timer_due is not None:
+                if note.timer_due - self._horizon_ms < self._timer_next:
+                    self._timer_poke.set()  # a timer (maybe another server's) due before we look
+                continue
             self.hub.publish(note.execution_id)
             driver = self._drivers.get(note.execution_id)
             if driver is not None and note.seq > driver.seen_seq:
                 driver.seen_seq = note.seq
                 driver.poke.set()
-            if note.timer_due is not None and note.timer_due - self._horizon_ms < self._timer_next:
-                self._timer_poke.set()  # a timer (maybe another server's) due before we look
 
 
 async def _wait(event: asyncio.Event, timeout: float | None) -> None:

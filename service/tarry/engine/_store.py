@@ -71,11 +71,19 @@ CommitOutcome = Committed | SuspendRequested | Existing
 
 @dataclass(frozen=True)
 class Notification:
-    """A commit happened: the execution's last sequence, and the earliest timer it set."""
+    """Something happened that this process may have to act on.
 
-    execution_id: str
-    seq: int
+    - a commit of a followed execution (`execution_id`, `seq`);
+    - a cancellation or suspend request of any execution (`control`);
+    - timers were set, the earliest due at `timer_due` (ms);
+    - the channel was lost and is back (`resync`): anything may have been missed.
+    """
+
+    execution_id: str = ""
+    seq: int = 0
     timer_due: int | None = None
+    control: bool = False
+    resync: bool = False
 
 
 class Store(Protocol):
@@ -126,8 +134,14 @@ class Store(Protocol):
                               cursor: str | None) -> tuple[list[Stored], str | None]: ...
 
     def notifications(self) -> AsyncIterator[Notification]:
-        """One for every commit, from any process."""
+        """What happens, from every process (see `Notification`)."""
         ...
+
+    async def follow(self, execution_id: str) -> None:
+        """Notify every commit of this execution too (until as many `unfollow` calls)."""
+        ...
+
+    async def unfollow(self, execution_id: str) -> None: ...
 
     async def ping(self) -> None: ...
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-NOTIFY_CHANNEL = "events"
-
 
 @dataclass(frozen=True)
 class Keys:
@@ -42,9 +40,20 @@ class Keys:
     def by_workflow(self, workflow: str) -> str:
         return f"{self.prefix}:idx:wf:{workflow}"
 
+    def channel(self, execution_id: str) -> str:
+        """Each commit of the execution publishes its last sequence here."""
+        return f"{self.prefix}:{{{execution_id}}}:ch"
+
     @property
-    def channel(self) -> str:
-        return f"{self.prefix}:{NOTIFY_CHANNEL}"
+    def control_channel(self) -> str:
+        """`<id> <seq>` when an execution is cancelled or asked to suspend: whichever server
+        runs it must react."""
+        return f"{self.prefix}:ctl"
+
+    @property
+    def timers_channel(self) -> str:
+        """The earliest due time (ms) of the timers a commit set: every timer loop looks."""
+        return f"{self.prefix}:timers-set"
 
     @staticmethod
     def timer_member(execution_id: str, node: str) -> str:

@@ -7,6 +7,7 @@ trip and either happens whole or not at all. Redis errors become domain errors h
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -108,6 +109,9 @@ class RedisStore:
             socket_connect_timeout=2, socket_timeout=socket_timeout, health_check_interval=30,
         )
         self._slots = asyncio.Semaphore(max_connections)
+        self._pubsub: aioredis.client.PubSub | None = None
+        self._followed: dict[str, int] = {}
+        self._follow_lock = asyncio.Lock()
         if hiredis is not None:
             base = pool.connection_class
             pool.connection_class = type(f"Hiredis{base.__name__}", (_HiredisPacking, base), {})
@@ -170,7 +174,7 @@ class RedisStore:
             c.expected_version, c.status.value, c.doc, c.owner, c.lease, c.lease_until,
             int(c.check_suspend_request), int(c.clear_suspend_request), c.created_at,
             c.execution_id, c.workflow, self._events_maxlen, int(bool(rid)), self._request_ttl,
-            k.channel, len(c.events),
+            f"{k.channel(c.execution_id)} {k.control_channel} {k.timers_channel}", len(c.events),
         ]
         for kind, payload in c.events:
             args += [kind, payload]
@@ -204,7 +208,8 @@ class RedisStore:
         k = self.keys
         keys = [k.state(execution_id), k.events(execution_id),
                 k.request(execution_id, request_id) if request_id else k.state(execution_id)]
-        args: list[Any] = [reason, event, self._events_maxlen, k.channel, execution_id,
+        args: list[Any] = [reason, event, self._events_maxlen,
+                           f"{k.channel(execution_id)} {k.control_channel}", execution_id,
                 int(bool(request_id)), self._request_ttl]
         res = await self._call(lambda: self._sreq(keys=keys, args=args))
         tag = _s(res[0])
@@ -331,6 +336,16 @@ class RedisStore:
         next_cursor = f"{last[0]}:{last[1]}" if last and len(out) == limit else None
         return out, next_cursor
 
+    def _notification(self, channel: str, data: str) -> Notification:
+        k = self.keys
+        if channel == k.timers_channel:
+            return Notification(timer_due=int(data))
+        if channel == k.control_channel:
+            execution_id, seq = data.rsplit(" ", 1)
+            return Notification(execution_id, int(seq), control=True)
+        execution_id = channel[channel.index("{") + 1:channel.rindex("}")]
+        return Notification(execution_id, int(data))
+
     async def _read_many(self, ids: list[str]) -> list[tuple[Stored | None, str | None]]:
         async def go() -> list[tuple[Stored | None, str | None]]:
             async with self._redis.pipeline(transaction=False) as p:
@@ -341,12 +356,40 @@ class RedisStore:
 
         return await self._call(go)
 
+    async def follow(self, execution_id: str) -> None:
+        async with self._follow_lock:
+            self._followed[execution_id] = self._followed.get(execution_id, 0) + 1
+            if self._followed[execution_id] == 1 and self._pubsub is not None:
+                with contextlib.suppress(RedisError, OSError):  # resubscribed on reconnect
+                    await self._pubsub.subscribe(self.keys.channel(execution_id))
+
+    async def unfollow(self, execution_id: str) -> None:
+        async with self._follow_lock:
+            left = self._followed.get(execution_id, 0) - 1
+            if left > 0:
+                self._followed[execution_id] = left
+                return
+            self._followed.pop(execution_id, None)
+            if self._pubsub is not None:
+                with contextlib.suppress(RedisError, OSError):
+                    await self._pubsub.unsubscribe(self.keys.channel(execution_id))
+
     async def notifications(self) -> AsyncIterator[Notification]:
-        """Every commit's notification, reconnecting when Redis goes away."""
+        """Control and timer notices for all executions, and the commits of the followed
+        ones; reconnects when Redis goes away (then yields a `resync`)."""
+        k = self.keys
+        first = True
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self.keys.channel)
+                async with self._follow_lock:
+                    self._pubsub = pubsub
+                    await pubsub.subscribe(
+                        k.control_channel, k.timers_channel,
+                        *(k.channel(i) for i in self._followed))
+                if not first:
+                    yield Notification(resync=True)
+                first = False
                 while True:
                     task = asyncio.current_task()
                     if task is not None and task.cancelling():
@@ -354,8 +397,7 @@ class RedisStore:
                     msg = await pubsub.get_message(timeout=1.0)
                     if msg is None or msg.get("type") != "message":
                         continue
-                    execution_id, seq, *due = _s(msg["data"]).split(" ")
-                    yield Notification(execution_id, int(seq), int(due[0]) if due else None)
+                    yield self._notification(_s(msg["channel"]), _s(msg["data"]))
             except (RedisError, OSError):
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
@@ -363,4 +405,5 @@ class RedisStore:
                 log.warning("lost the Redis notification channel; reconnecting")
                 await asyncio.sleep(0.5)
             finally:
+                self._pubsub = None
                 await pubsub.aclose()  # type: ignore[no-untyped-call]

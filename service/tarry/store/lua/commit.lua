@@ -5,7 +5,8 @@
 -- ARGV: 1 expected version (0 = create), 2 new status, 3 document, 4 owner,
 --       5 lease mode (hold | release | keep), 6 lease expiry ms, 7 check suspend request,
 --       8 clear suspend request, 9 created ms (index score), 10 execution id, 11 workflow,
---       12 events maxlen, 13 has request id, 14 request answer ttl s, 15 channel,
+--       12 events maxlen, 13 has request id, 14 request answer ttl s,
+--       15 channels: "<execution channel> <control channel> <timers channel>",
 --       16 n events, then n (type, json) pairs, then n timers to set as (member, due ms),
 --       then n timers to clear as member
 local state = KEYS[1]
@@ -87,9 +88,10 @@ if ARGV[13] == '1' then
   redis.call('SET', KEYS[9], cjson.encode({v = s[1], st = s[2], seq = s[3], sreq = s[4], doc = s[5]}),
              'EX', ARGV[14])
 end
--- "<id> <seq>", plus " <due ms>" when timers were set, so that every server's timer loop
--- wakes in time, not only this one's.
-local note = ARGV[10] .. ' ' .. seq
-if earliest then note = note .. ' ' .. string.format('%d', earliest) end
-redis.call('PUBLISH', ARGV[15], note)
+-- Watchers and waiters follow the execution's channel; whoever runs it must hear of a
+-- cancellation; every timer loop must hear of a timer that may be due before it looks.
+local own_ch, ctl_ch, timers_ch = string.match(ARGV[15], '(%S+) (%S+) (%S+)')
+redis.call('PUBLISH', own_ch, seq)
+if status == 'CANCELLED' then redis.call('PUBLISH', ctl_ch, ARGV[10] .. ' ' .. seq) end
+if earliest then redis.call('PUBLISH', timers_ch, string.format('%d', earliest)) end
 return {'OK', nv, seq}

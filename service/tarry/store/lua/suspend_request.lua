@@ -1,6 +1,7 @@
 -- Ask a RUNNING execution to suspend at its next node boundary.
 -- KEYS: 1 state hash, 2 events stream, 3 request answer key
--- ARGV: 1 reason, 2 event json, 3 events maxlen, 4 channel, 5 execution id,
+-- ARGV: 1 reason, 2 event json, 3 events maxlen, 4 "<execution channel> <control channel>",
+--       5 execution id,
 --       6 has request id, 7 request answer ttl s
 local state = KEYS[1]
 if ARGV[6] == '1' then
@@ -14,7 +15,9 @@ if not redis.call('HGET', state, 'sreq') then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 't', 'suspend_requested',
              'd', ARGV[2])
   redis.call('HSET', state, 'sreq', ARGV[1], 'seq', seq)
-  redis.call('PUBLISH', ARGV[4], ARGV[5] .. ' ' .. seq)
+  local own_ch, ctl_ch = string.match(ARGV[4], '(%S+) (%S+)')
+  redis.call('PUBLISH', own_ch, seq)
+  redis.call('PUBLISH', ctl_ch, ARGV[5] .. ' ' .. seq)
 end
 local h = redis.call('HMGET', state, 'v', 'st', 'seq', 'sreq', 'doc')
 if ARGV[6] == '1' then
