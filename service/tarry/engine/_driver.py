@@ -60,11 +60,12 @@ class Lost(Exception):
 
 
 class Driver:
-    def __init__(self, engine: Engine, wf: Workflow, stored: Stored, *, restart: bool) -> None:
+    def __init__(self, engine: Engine, wf: Workflow, stored: Stored, *, restart: bool,
+                 doc: Doc | None = None) -> None:
         self.engine = engine
         self.wf = wf
         self.stored = stored
-        self.doc = Doc.loads(stored.doc)
+        self.doc = doc or Doc.loads(stored.doc)  # this driver's own: changed in place
         self.id = self.doc.id
         self.restart = restart
         self.holding = restart  # a claim gave us the lease, whatever the status

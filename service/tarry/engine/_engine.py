@@ -209,8 +209,8 @@ class Engine:
         if answer is not None:
             return self.snapshot(answer)
         stored = self._found(execution_id, stored)
-        wf = self._workflow_of(stored)
         doc = Doc.loads(stored.doc)
+        wf = self._workflow_of(doc)
         _allowed("resume", stored.status, execution_id)
         if from_step is not None and (from_step not in wf.nodes
                                       or wf.nodes[from_step].kind is not NodeKind.STEP):
@@ -230,7 +230,7 @@ class Engine:
             target = _waiting_node(doc, node, execution_id)
             value = _check_resume(wf, target, data)
             mutate = lambda t: t.wait_resumed(target, value, action)  # noqa: E731
-        return await self._apply(wf, stored, mutate, request_id)
+        return await self._apply(wf, stored, doc, mutate, request_id)
 
     def _resume_suspended(self, wf: Workflow, doc: Doc, data: JSON, node: str | None,
                           action: str | None, from_step: str | None) -> Callable[[Txn], None]:
@@ -286,10 +286,10 @@ class Engine:
                     driver.seen_seq = max(driver.seen_seq, after.seq)
                     driver.poke.set()
                 return self.snapshot(after)
-            wf = self._workflow_of(stored)
+            doc = Doc.loads(stored.doc)
             try:
-                return await self._apply(wf, stored, lambda t: t.suspend_now(reason),
-                                         request_id)
+                return await self._apply(self._workflow_of(doc), stored, doc,
+                                         lambda t: t.suspend_now(reason), request_id)
             except Conflict:
                 continue
         raise Conflict(f"execution {execution_id!r} kept changing; try again")
@@ -304,9 +304,10 @@ class Engine:
             _allowed("cancel", stored.status, execution_id)
             if stored.status is Status.CANCELLED:
                 return self.snapshot(stored)
-            wf = self._workflow_of(stored)
+            doc = Doc.loads(stored.doc)
             try:
-                new = await self._apply(wf, stored, lambda t: t.cancel(reason), request_id)
+                new = await self._apply(self._workflow_of(doc), stored, doc,
+                                        lambda t: t.cancel(reason), request_id)
             except Conflict:
                 continue
             driver = self._drivers.get(execution_id)
@@ -363,10 +364,10 @@ class Engine:
 
     # -- transitions -----------------------------------------------------------------
 
-    async def _apply(self, wf: Workflow, stored: Stored, mutate: Callable[[Txn], None],
-                     request_id: str | None) -> Execution:
-        """Commit one transition of `stored`; the execution as it is afterwards."""
-        doc = Doc.loads(stored.doc)
+    async def _apply(self, wf: Workflow, stored: Stored, doc: Doc,
+                     mutate: Callable[[Txn], None], request_id: str | None) -> Execution:
+        """Commit one transition of `stored` (whose document, parsed, is `doc`: it is
+        changed in place); the execution as it is afterwards."""
         t = Txn(wf, doc, stored.status, now_ms())
         mutate(t)
         status = t.settle()
@@ -384,6 +385,8 @@ class Engine:
         stored = Stored(outcome.version, status, outcome.seq, sreq, raw)
         self.after_commit(doc.id)
         if status is Status.RUNNING:
+            # The driver parses its own copy: it changes its document in place, and `doc`
+            # backs the snapshot returned to the caller.
             self._spawn(wf, stored, restart=False)
         return stored
 
@@ -420,8 +423,9 @@ class Engine:
 
     # -- drivers ---------------------------------------------------------------------
 
-    def _spawn(self, wf: Workflow, stored: Stored, *, restart: bool) -> None:
-        d = Driver(self, wf, stored, restart=restart)
+    def _spawn(self, wf: Workflow, stored: Stored, *, restart: bool, doc: Doc | None = None
+               ) -> None:
+        d = Driver(self, wf, stored, restart=restart, doc=doc)
         old = self._drivers.get(d.id)
         if old is not None:
             old.stop()  # stale: its next commit would fail anyway
@@ -433,8 +437,7 @@ class Engine:
             del self._drivers[d.id]
         self.hub.publish(d.id)
 
-    def _workflow_of(self, stored: Stored) -> Workflow:
-        doc = Doc.loads(stored.doc)
+    def _workflow_of(self, doc: Doc) -> Workflow:
         return self.registry.get(doc.workflow, doc.workflow_version)
 
     @staticmethod
@@ -446,13 +449,13 @@ class Engine:
 
     def _take_over(self, stored: Stored) -> None:
         """Drive an execution whose lease this process just claimed."""
+        doc = Doc.loads(stored.doc)
         try:
-            wf = self._workflow_of(stored)
+            wf = self._workflow_of(doc)
         except Exception:
-            log.error("execution %s runs a workflow this server does not have",
-                      Doc.loads(stored.doc).id)
+            log.error("execution %s runs a workflow this server does not have", doc.id)
             return
-        self._spawn(wf, stored, restart=True)
+        self._spawn(wf, stored, restart=True, doc=doc)
 
     async def _recover(self, execution_id: str) -> None:
         now = now_ms()
