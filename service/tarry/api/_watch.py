@@ -3,8 +3,10 @@
 The execution's Redis Stream is the source of truth; a watcher reads it from its cursor and
 then sleeps on the engine's notification hub, which wakes it on every commit of that
 execution, made by this process or (through Redis pub/sub) by any other. So an idle watcher
-holds no Redis connection and costs one asyncio.Event; it only re-reads on its own every
-few seconds, in case a notification was lost while the pub/sub connection was down.
+holds no Redis connection and costs one asyncio.Event. When the pub/sub connection drops
+and comes back, the engine wakes every watcher to re-read; besides that, a watcher re-reads
+on its own only every half minute, as a last safety net (with thousands of watches open,
+frequent re-reads would be a steady load of their own).
 
 Reads of all watchers share a few slots (a semaphore), so that a commit waking hundreds of
 watchers, or hundreds of watches opening at once, cannot take every Redis connection of the
@@ -35,7 +37,7 @@ class Watches:
         *,
         read_slots: int = 16,
         batch: int = 256,
-        safety_interval: float = 5.0,
+        safety_interval: float = 30.0,
     ) -> None:
         self._engine = engine
         self._snapshot = snapshot

@@ -149,10 +149,13 @@ class RedisStore:
         k = self.keys
 
         async def go() -> tuple[Stored | None, Stored | None]:
+            if not request_id:  # the common case: one command, no pipeline around it
+                h = await self._redis.hmget(k.state(execution_id), "v", "st", "seq", "sreq",
+                                            "doc")
+                return (None if h[0] is None else _stored(*h)), None
             async with self._redis.pipeline(transaction=False) as p:
                 p.hmget(k.state(execution_id), "v", "st", "seq", "sreq", "doc")
-                if request_id:
-                    p.get(k.request(execution_id, request_id))
+                p.get(k.request(execution_id, request_id))
                 res = await p.execute()
             h = res[0]
             stored = None if h[0] is None else _stored(*h)
