@@ -13,6 +13,7 @@ running steps as long again before their executions are handed to whichever serv
 from __future__ import annotations
 
 import asyncio
+import gc
 import contextlib
 import logging
 import signal
@@ -104,6 +105,7 @@ class Server:
         await self._grpc.start()
         self._health_task = asyncio.create_task(self._watch_health(), name="tarry:health")
         log.info("listening on %s (port %d)", cfg.address, port)
+        _tune_gc()
         return port
 
     async def stop(self, grace: float | None = None) -> None:
@@ -170,6 +172,16 @@ class Server:
                   else health_pb2.HealthCheckResponse.NOT_SERVING)
         for service in ("", SERVICE_NAME):
             await self._health.set(service, status)
+
+
+def _tune_gc() -> None:
+    """Keep the cyclic garbage collector's full passes short.
+
+    A full collection scans every live object, and what the server loaded (grpc, protobuf,
+    pydantic, the workflows) is most of them: under load such passes stalled the event loop
+    for 15-35 ms every couple of seconds, and every timer due meanwhile fired late. Frozen,
+    those objects are left out of the scans (measured: about 4 ms a pass)."""
+    gc.freeze()
 
 
 async def serve(config: Config) -> None:
