@@ -13,8 +13,8 @@ running steps as long again before their executions are handed to whichever serv
 from __future__ import annotations
 
 import asyncio
-import gc
 import contextlib
+import gc
 import logging
 import signal
 from pathlib import Path
