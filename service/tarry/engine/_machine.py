@@ -28,13 +28,13 @@ from ._definition import JoinMode, NodeKind, Workflow
 from ._model import Activation, Doc, ErrorInfo, Status, Suspension, Waiting
 from ._schema import JSON, to_json, validate
 
-# The transition table: which statuses each request may start from. Step / timer
-# transitions happen only while RUNNING (or AWAITING for timers) under the lease.
+# The transition table: which statuses each request may start from. Step and timer
+# transitions happen under the execution's lease, while RUNNING (or AWAITING, for a timer:
+# the claim script refuses timers of suspended or finished executions).
 ALLOWED: dict[str, frozenset[Status]] = {
     "resume": frozenset({Status.AWAITING, Status.SUSPENDED}),
     "suspend": frozenset({Status.RUNNING, Status.AWAITING, Status.SUSPENDED}),
     "cancel": frozenset({Status.RUNNING, Status.AWAITING, Status.SUSPENDED, Status.CANCELLED}),
-    "timer": frozenset({Status.RUNNING, Status.AWAITING}),
 }
 
 
@@ -235,7 +235,7 @@ class Txn:
     def suspend_now(self, reason: str) -> None:
         self.doc.suspending = Suspension(reason, self.now, "request")
 
-    def unsuspend(self) -> Suspension:
+    def unsuspend(self) -> None:
         sus = self.doc.suspension
         assert sus is not None
         self.doc.suspension = None
@@ -243,7 +243,6 @@ class Txn:
         held, self.doc.ready = self.doc.ready, []
         for act in held:
             self.run_step(act)
-        return sus
 
     def rerun(self, node_id: str, node_input: JSON, resume_data: JSON,
               suspend_data: JSON) -> None:
