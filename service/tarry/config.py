@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 DEFAULT_WORKFLOWS = ("examples.pausing", "examples.suspend_resume")
 
@@ -37,7 +37,6 @@ class Config:
     """Events kept per execution (older ones are trimmed; their cursors get OUT_OF_RANGE)."""
     owner: str | None = None
     """This server's name in leases (default: host:pid:random)."""
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Config:

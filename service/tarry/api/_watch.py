@@ -47,10 +47,6 @@ class Watches:
         self._open: set[asyncio.Event] = set()
         self._closing = False
 
-    @property
-    def open_count(self) -> int:
-        return len(self._open)
-
     def close(self) -> None:
         """End every open stream with OK at its next step (server shutdown): watchers
         reconnect with their cursor, to this server's successor or another replica."""

@@ -73,8 +73,8 @@ CommitOutcome = Committed | SuspendRequested | Existing
 class Notification:
     """Something happened that this process may have to act on.
 
-    - a commit of a followed execution (`execution_id`, `seq`);
-    - a cancellation or suspend request of any execution (`control`);
+    - a commit of a followed execution, or a cancellation or suspend request of any
+      execution (`execution_id`, `seq`);
     - timers were set, the earliest due at `timer_due` (ms);
     - the channel was lost and is back (`resync`): anything may have been missed.
     """
@@ -82,7 +82,6 @@ class Notification:
     execution_id: str = ""
     seq: int = 0
     timer_due: int | None = None
-    control: bool = False
     resync: bool = False
 
 

@@ -98,7 +98,6 @@ class RedisStore:
         socket_timeout: float = 5.0,
     ) -> None:
         self.keys = Keys(prefix)
-        self._url = url
         self._events_maxlen = events_maxlen
         self._request_ttl = request_ttl
         # redis-py's pool fails at once when all its connections are busy; the semaphore
@@ -345,7 +344,7 @@ class RedisStore:
             return Notification(timer_due=int(data))
         if channel == k.control_channel:
             execution_id, seq = data.rsplit(" ", 1)
-            return Notification(execution_id, int(seq), control=True)
+            return Notification(execution_id, int(seq))
         execution_id = channel[channel.index("{") + 1:channel.rindex("}")]
         return Notification(execution_id, int(data))
 
