@@ -23,8 +23,9 @@ MAX_IN_FLIGHT = 2
 class ScriptBatcher:
     """Calls one Lua script (by its SHA) for many callers, pipelined."""
 
-    def __init__(self, redis: aioredis.Redis, script: str) -> None:
+    def __init__(self, redis: aioredis.Redis, script: str, *, timeout: float) -> None:
         self._redis = redis
+        self._timeout = timeout  # seconds for one batch's round trip
         self._script = script
         self._sha: str | None = None
         self._pending: list[tuple[Sequence[Any], Sequence[Any], asyncio.Future[Any]]] = []
@@ -55,11 +56,11 @@ class ScriptBatcher:
                                             asyncio.Future[Any]]]) -> None:
         try:
             if self._sha is None:
-                self._sha = str(await self._redis.script_load(self._script))
+                await self._load_script()
             results = await self._pipeline(batch)
             if any(isinstance(r, NoScriptError) for r in results):
                 # Redis lost its script cache (restart, SCRIPT FLUSH): load it and send again.
-                self._sha = str(await self._redis.script_load(self._script))
+                await self._load_script()
                 results = await self._pipeline(batch)
         except BaseException as exc:  # the whole batch failed to travel
             for _, _, fut in batch:
@@ -76,9 +77,13 @@ class ScriptBatcher:
             else:
                 fut.set_result(result)
 
+    async def _load_script(self) -> None:
+        async with asyncio.timeout(self._timeout):
+            self._sha = str(await self._redis.script_load(self._script))
+
     async def _pipeline(self, batch: list[tuple[Sequence[Any], Sequence[Any],
                                                 asyncio.Future[Any]]]) -> list[Any]:
-        async with self._redis.pipeline(transaction=False) as p:
+        async with asyncio.timeout(self._timeout), self._redis.pipeline(transaction=False) as p:
             for keys, args, _ in batch:
                 p.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)
             return list(await p.execute(raise_on_error=False))

@@ -105,8 +105,11 @@ class RedisStore:
         pool = aioredis.ConnectionPool.from_url(
             # + the group-commit pipelines, pub/sub and a spare
             url, max_connections=max_connections + MAX_IN_FLIGHT + 2,
-            socket_connect_timeout=2, socket_timeout=socket_timeout, health_check_interval=30,
+            # No socket_timeout: redis-py would wrap every write in a task of its own
+            # (asyncio.wait_for). Each exchange has a deadline of its own instead (`_call`).
+            socket_connect_timeout=2, health_check_interval=30,
         )
+        self._timeout = socket_timeout
         self._slots = asyncio.Semaphore(max_connections)
         self._pubsub: aioredis.client.PubSub | None = None
         self._followed: dict[str, int] = {}
@@ -115,7 +118,7 @@ class RedisStore:
             base = pool.connection_class
             pool.connection_class = type(f"Hiredis{base.__name__}", (_HiredisPacking, base), {})
         self._redis = aioredis.Redis.from_pool(pool)  # owns the pool: closed with the client
-        self._commit = ScriptBatcher(self._redis, _script("commit"))
+        self._commit = ScriptBatcher(self._redis, _script("commit"), timeout=socket_timeout)
         self._claim = self._redis.register_script(_script("claim"))
         self._sreq = self._redis.register_script(_script("suspend_request"))
 
@@ -128,8 +131,8 @@ class RedisStore:
         take one of the connection slots (group commits have connections of their own)."""
         try:
             if not slot:
-                return await fn()
-            async with self._slots:
+                return await fn()  # the batcher has its own deadline
+            async with self._slots, asyncio.timeout(self._timeout):
                 return await fn()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise StoreUnavailable("the state store (Redis) is unreachable") from exc
@@ -363,7 +366,8 @@ class RedisStore:
             self._followed[execution_id] = self._followed.get(execution_id, 0) + 1
             if self._followed[execution_id] == 1 and self._pubsub is not None:
                 with contextlib.suppress(RedisError, OSError):  # resubscribed on reconnect
-                    await self._pubsub.subscribe(self.keys.channel(execution_id))
+                    async with asyncio.timeout(self._timeout):
+                        await self._pubsub.subscribe(self.keys.channel(execution_id))
 
     async def unfollow(self, execution_id: str) -> None:
         async with self._follow_lock:
@@ -374,7 +378,8 @@ class RedisStore:
             self._followed.pop(execution_id, None)
             if self._pubsub is not None:
                 with contextlib.suppress(RedisError, OSError):
-                    await self._pubsub.unsubscribe(self.keys.channel(execution_id))
+                    async with asyncio.timeout(self._timeout):
+                        await self._pubsub.unsubscribe(self.keys.channel(execution_id))
 
     async def notifications(self) -> AsyncIterator[Notification]:
         """Control and timer notices for all executions, and the commits of the followed
