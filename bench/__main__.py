@@ -359,11 +359,26 @@ class Bench:
             lat.append(time.perf_counter() - t)
         return ms(pct(lat, 50))
 
+    async def _create_awaiting(self, n: int) -> list[str]:
+        """`n` AWAITING executions, created by an engine in this process: the server has
+        not committed them, so its Resume reads each from Redis (as for executions left
+        by another server, or long ago)."""
+        store = RedisStore(self.redis_url, prefix=PREFIX)
+        engine = Engine(Registry([one_wait]), store, EngineConfig())  # loops not started
+        made: list[str] = []
+
+        async def make(_: int) -> None:
+            made.append((await engine.run("bench-wait")).id)
+
+        try:
+            await bounded(n, 64, make)
+        finally:
+            await store.close()
+        return made
+
     async def scale_small(self) -> None:
         """Resume p50 while the store holds about 100 executions (run first)."""
-        ids = [ex.id for ex in await bounded(100, 16, lambda _: self.run("bench-wait",
-                                                                        wait=True))]
-        self.p50_small = await self._resume_p50(ids)
+        self.p50_small = await self._resume_p50(await self._create_awaiting(100))
 
     async def scale(self) -> None:
         """Memory per AWAITING execution, and Resume p50 with 100,000 of them. Run last: its
@@ -372,19 +387,11 @@ class Bench:
             await self.scale_small()
         p50_small = self.p50_small or 0.0
         n = self.size(100_000, 2000)
-        store = RedisStore(self.redis_url, prefix=PREFIX)
-        engine = Engine(Registry([one_wait]), store, EngineConfig())  # loops not started
         before = (await self.redis.info("memory"))["used_memory"]
-        made: list[str] = []
-
-        async def make(_: int) -> None:
-            made.append((await engine.run("bench-wait")).id)
-
         t = time.perf_counter()
-        await bounded(n, 64, make)
+        made = await self._create_awaiting(n)
         took = time.perf_counter() - t
         after = (await self.redis.info("memory"))["used_memory"]
-        await store.close()
         per = (after - before) / n
         await self.quiet_redis()
         p50_big = await self._resume_p50(random.sample(made, 200 if not self.quick else 50))

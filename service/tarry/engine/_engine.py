@@ -17,6 +17,7 @@ import os
 import re
 import socket
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -65,6 +66,10 @@ class EngineConfig:
     timer_horizon: float = 0.2
     """Timers due within this many seconds are claimed ahead; their execution's driver waits
     for the exact time, so that at that time only the firing commit remains to be done."""
+    recent: int = 10_000
+    """How many executions this process left AWAITING or SUSPENDED it remembers as it
+    committed them, so that a Resume, Suspend or Cancel of one starts without reading Redis
+    (its commit checks the version: if another process changed it, it is read again)."""
 
 
 class _Hub:
@@ -115,6 +120,7 @@ class Engine:
         self._drivers: dict[str, Driver] = {}
         self._loops: list[asyncio.Task[None]] = []
         self._claims: set[asyncio.Task[None]] = set()
+        self._recent: OrderedDict[str, Stored] = OrderedDict()
         self._timer_poke = asyncio.Event()
         self._timer_next = 0  # when the timer loop looks next (ms)
         self._horizon_ms = int(self.config.timer_horizon * 1000)
@@ -205,11 +211,22 @@ class Engine:
         from_step: str | None = None,
         request_id: str | None = None,
     ) -> Execution:
+        recent = self._recent.pop(execution_id, None)
+        if recent is not None:
+            try:
+                return await self._resume(recent, data, node, action, from_step, request_id)
+            except (WrongState, InvalidArgument, Conflict):
+                pass  # maybe changed by another process since: answer from what Redis holds
         stored, answer = await self.store.load(execution_id, request_id)
         if answer is not None:
             return self.snapshot(answer)
         stored = self._found(execution_id, stored)
+        return await self._resume(stored, data, node, action, from_step, request_id)
+
+    async def _resume(self, stored: Stored, data: JSON, node: str | None, action: str | None,
+                      from_step: str | None, request_id: str | None) -> Execution:
         doc = Doc.loads(stored.doc)
+        execution_id = doc.id
         wf = self._workflow_of(doc)
         _allowed("resume", stored.status, execution_id)
         if from_step is not None and (from_step not in wf.nodes
@@ -268,11 +285,15 @@ class Engine:
     async def suspend(self, execution_id: str, reason: str = "", *,
                       request_id: str | None = None) -> Execution:
         """AWAITING: suspend now. RUNNING: at the next node boundary. SUSPENDED: unchanged."""
+        recent = self._recent.pop(execution_id, None)
         for _ in range(8):
-            stored, answer = await self.store.load(execution_id, request_id)
-            if answer is not None:
-                return self.snapshot(answer)
-            stored = self._found(execution_id, stored)
+            if recent is not None and recent.status is Status.AWAITING:
+                stored, recent = recent, None  # a stale one fails its commit: read below
+            else:
+                found, answer = await self.store.load(execution_id, request_id)
+                if answer is not None:
+                    return self.snapshot(answer)
+                stored = self._found(execution_id, found)
             _allowed("suspend", stored.status, execution_id)
             if stored.status is Status.SUSPENDED:
                 return self.snapshot(stored)
@@ -296,11 +317,15 @@ class Engine:
 
     async def cancel(self, execution_id: str, reason: str = "", *,
                      request_id: str | None = None) -> Execution:
+        recent = self._recent.pop(execution_id, None)  # AWAITING or SUSPENDED: commits
         for _ in range(8):
-            stored, answer = await self.store.load(execution_id, request_id)
-            if answer is not None:
-                return self.snapshot(answer)
-            stored = self._found(execution_id, stored)
+            if recent is not None:
+                stored, recent = recent, None  # a stale one fails its commit: read below
+            else:
+                found, answer = await self.store.load(execution_id, request_id)
+                if answer is not None:
+                    return self.snapshot(answer)
+                stored = self._found(execution_id, found)
             _allowed("cancel", stored.status, execution_id)
             if stored.status is Status.CANCELLED:
                 return self.snapshot(stored)
@@ -384,6 +409,7 @@ class Engine:
                sreq: str | None = None) -> Stored:
         stored = Stored(outcome.version, status, outcome.seq, sreq, raw)
         self.after_commit(doc.id)
+        self._remember(stored, doc.id)
         if status is Status.RUNNING:
             # The driver parses its own copy: it changes its document in place, and `doc`
             # backs the snapshot returned to the caller.
@@ -435,7 +461,20 @@ class Engine:
     def _driver_done(self, d: Driver) -> None:
         if self._drivers.get(d.id) is d:
             del self._drivers[d.id]
+            if d.final is not None:
+                self._remember(d.stored, d.id)
         self.hub.publish(d.id)
+
+    def _remember(self, stored: Stored, execution_id: str) -> None:
+        """Keep `stored`, just committed here, if a request may change it next."""
+        recent = self._recent
+        if stored.status in (Status.AWAITING, Status.SUSPENDED) and stored.suspend_request is None:
+            recent[execution_id] = stored
+            recent.move_to_end(execution_id)
+            while len(recent) > self.config.recent:
+                recent.popitem(last=False)
+        else:
+            recent.pop(execution_id, None)
 
     def _workflow_of(self, doc: Doc) -> Workflow:
         return self.registry.get(doc.workflow, doc.workflow_version)

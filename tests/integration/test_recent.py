@@ -1,0 +1,147 @@
+"""Requests on executions this process last left AWAITING or SUSPENDED start from what it
+committed, without reading Redis; when another process changed the execution since, the
+commit's version check catches it and the request is answered from what Redis holds."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tarry import Chain, StepContext
+from tarry.engine import (
+    Engine,
+    EngineConfig,
+    Execution,
+    NodeNotWaiting,
+    Registry,
+    Status,
+    WrongState,
+)
+from tarry.localredis import LocalRedis
+from tarry.store import RedisStore
+from tests.conftest import EngineFactory
+from tests.integration.helpers import all_events, settled
+
+
+async def _done(ctx: StepContext) -> dict[str, object]:
+    return {"first": ctx.get("first"), "second": ctx.get("second")}
+
+
+def _keep(name: str):  # type: ignore[no-untyped-def]
+    async def step(ctx: StepContext) -> None:
+        ctx.set(name, ctx.node_input)
+    return step
+
+
+two_waits = (Chain("two-waits").wait("first").then("keep-first", _keep("first"))
+             .wait("second").then("keep-second", _keep("second")).then("done", _done).build())
+
+
+class CountingStore(RedisStore):
+    """A real RedisStore that counts its reads of whole executions."""
+
+    loads = 0
+
+    async def load(self, execution_id: str, request_id: str | None = None):  # type: ignore[no-untyped-def]
+        self.loads += 1
+        return await super().load(execution_id, request_id)
+
+
+@pytest.fixture
+async def counted(redis_server: LocalRedis, prefix: str) -> AsyncIterator[Engine]:
+    engine = Engine(Registry([two_waits]), CountingStore(redis_server.url, prefix=prefix),
+                    EngineConfig(recent=2))
+    await engine.start()
+    yield engine
+    await engine.stop()
+    await engine.store.close()
+
+
+def _waiting(ex: Execution) -> list[str]:
+    return [w.node for w in ex.waiting]
+
+
+def _loads(engine: Engine) -> int:
+    assert isinstance(engine.store, CountingStore)
+    return engine.store.loads
+
+
+async def test_resume_of_an_execution_left_awaiting_here_reads_nothing(counted: Engine) -> None:
+    ex = await settled(counted, (await counted.run("two-waits")).id)
+    assert ex.status is Status.AWAITING
+    before = _loads(counted)
+    await counted.resume(ex.id, "a")
+    ex = await settled(counted, ex.id)
+    await counted.resume(ex.id, "b")
+    ex = await settled(counted, ex.id)
+    assert ex.status is Status.COMPLETED and ex.result == {"first": "a", "second": "b"}
+    assert _loads(counted) == before
+    # And Redis holds the same: the remembered state is only a starting point.
+    assert (await counted.get(ex.id)).result == {"first": "a", "second": "b"}
+
+
+async def test_only_the_most_recent_are_remembered(counted: Engine) -> None:
+    ids = [(await settled(counted, (await counted.run("two-waits")).id)).id for _ in range(3)]
+    before = _loads(counted)
+    await counted.resume(ids[0], "a")  # the oldest of three, with room for two: read
+    assert _loads(counted) == before + 1
+    await counted.resume(ids[2], "a")
+    assert _loads(counted) == before + 1
+
+
+async def test_resume_after_another_process_moved_it_on(make_engine: EngineFactory) -> None:
+    a = await make_engine(two_waits)
+    b = await make_engine(two_waits)
+    ex = await settled(a, (await a.run("two-waits")).id)
+    await b.resume(ex.id, "from b")
+    assert _waiting(await settled(b, ex.id)) == ["second"]
+    # A remembers the execution waiting at "first": its commit is refused, and A reads it again.
+    await a.resume(ex.id, "from a")
+    done = await settled(a, ex.id)
+    assert done.status is Status.COMPLETED and done.result == {"first": "from b",
+                                                               "second": "from a"}
+    finished = [e.data["node"] for e in await all_events(a, ex.id) if e.type == "node_finished"]
+    assert finished.count("first") == 1 and finished.count("second") == 1
+
+
+async def test_naming_the_node_another_process_moved_it_to(make_engine: EngineFactory) -> None:
+    a = await make_engine(two_waits)
+    b = await make_engine(two_waits)
+    ex = await settled(a, (await a.run("two-waits")).id)
+    await b.resume(ex.id, "from b")
+    await settled(b, ex.id)
+    # A remembers "first" waiting: Redis decides, both ways.
+    with pytest.raises(NodeNotWaiting, match="waiting: second"):
+        await a.resume(ex.id, "from a", node="first")
+    await a.resume(ex.id, "from a", node="second")
+    assert (await settled(a, ex.id)).status is Status.COMPLETED
+
+
+async def test_requests_after_another_process_finished_it(make_engine: EngineFactory) -> None:
+    a = await make_engine(two_waits)
+    b = await make_engine(two_waits)
+    ex = await settled(a, (await a.run("two-waits")).id)
+    await b.cancel(ex.id, "from b")
+    with pytest.raises(WrongState, match="it is CANCELLED"):
+        await a.resume(ex.id, "from a")
+    ex2 = await settled(a, (await a.run("two-waits")).id)
+    await b.cancel(ex2.id, "from b")
+    cancelled = await a.cancel(ex2.id, "from a")
+    assert cancelled.cancellation is not None and cancelled.cancellation["reason"] == "from b"
+    ex3 = await settled(a, (await a.run("two-waits")).id)
+    await b.suspend(ex3.id, "from b")
+    suspended = await a.suspend(ex3.id, "from a")
+    assert suspended.status is Status.SUSPENDED and suspended.suspension is not None
+    assert suspended.suspension.reason == "from b"
+
+
+async def test_the_same_request_id_again_gives_the_first_answer(make_engine: EngineFactory
+                                                                ) -> None:
+    a = await make_engine(two_waits)
+    ex = await settled(a, (await a.run("two-waits")).id)
+    first = await a.resume(ex.id, "a", request_id="r-1")
+    assert _waiting(await settled(a, ex.id)) == ["second"]  # remembered again, waiting
+    again = await a.resume(ex.id, "a", request_id="r-1")
+    assert again.version == first.version
+    assert _waiting(await a.get(ex.id)) == ["second"]
