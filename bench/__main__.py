@@ -185,6 +185,7 @@ class Bench:
         secs = self.size(5, 1)
         resumes: list[float] = []
         failures = 0
+        sc = "Run → AWAITING → Resume → COMPLETED"
 
         async def cycle() -> None:
             nonlocal failures
@@ -194,26 +195,38 @@ class Bench:
             resumes.append(time.perf_counter() - t)
             failures += done.status != COMPLETED
 
-        for callers in (1, 64):
+        # One caller: latency, measured in rounds, each right after its own empty-RPC limit;
+        # the rows give the round with the median ratio (a burst of noise on this shared
+        # machine moves one round, not the figure).
+        rounds = []
+        for _ in range(self.size(3, 1)):
+            _, empty = await closed_loop(self.empty_rpc, 1, secs / 2)
             resumes.clear()
-            rate, _ = await closed_loop(cycle, callers, secs)
-            p50, p99 = ms(pct(resumes, 50)), ms(pct(resumes, 99))
-            self.add(Row("Run → AWAITING → Resume → COMPLETED", f"{callers} caller(s): cycles/s",
-                         round(rate, 1), "1/s", f"empty RPC calls/s, {callers} caller(s)",
-                         round(self.empty[f"rate{callers}"])))
-            one = callers == 1
-            self.add(Row("Run → AWAITING → Resume → COMPLETED",
-                         f"{callers} caller(s): Resume p50", p50, "ms",
-                         f"empty RPC p50, {callers} caller(s)", self.empty[f"p50_{callers}"],
-                         target="≤ 3" if one else "",
-                         met=(p50 / self.empty["p50_1"] <= 3) if one else None))
-            self.add(Row("Run → AWAITING → Resume → COMPLETED",
-                         f"{callers} caller(s): Resume p99", p99, "ms",
-                         "5 ms" if one else "", 5.0 if one else None,
-                         target="< 5 ms" if one else "", met=(p99 < 5) if one else None))
+            rate, _ = await closed_loop(cycle, 1, secs)
+            e50, r50, r99 = ms(pct(empty, 50)), ms(pct(resumes, 50)), ms(pct(resumes, 99))
+            rounds.append((r50 / e50, r50, e50, r99, rate))
+        rounds.sort()
+        ratio, r50, e50, _, rate = rounds[len(rounds) // 2]
+        p99s = sorted(r[3] for r in rounds)
+        note = f"(rounds: {', '.join(f'{r[0]:.2f}' for r in rounds)})"
+        self.add(Row(sc, "1 caller(s): cycles/s", round(rate, 1), "1/s",
+                     "empty RPC calls/s, 1 caller(s)", round(self.empty["rate1"])))
+        self.add(Row(sc, "1 caller(s): Resume p50, median round", r50, f"ms {note}",
+                     "empty RPC p50 in that round", e50, round(ratio, 3), target="≤ 3",
+                     met=ratio <= 3))
+        self.add(Row(sc, "1 caller(s): Resume p99, median round", p99s[len(p99s) // 2],
+                     f"ms (rounds: {', '.join(f'{p:.2f}' for p in p99s)})", "5 ms", 5.0,
+                     target="< 5 ms", met=p99s[len(p99s) // 2] < 5))
+
+        resumes.clear()
+        rate, _ = await closed_loop(cycle, 64, secs)
+        self.add(Row(sc, "64 caller(s): cycles/s", round(rate, 1), "1/s",
+                     "empty RPC calls/s, 64 caller(s)", round(self.empty["rate64"])))
+        self.add(Row(sc, "64 caller(s): Resume p50", ms(pct(resumes, 50)), "ms",
+                     "empty RPC p50, 64 caller(s)", self.empty["p50_64"]))
+        self.add(Row(sc, "64 caller(s): Resume p99", ms(pct(resumes, 99)), "ms"))
         if failures:
-            self.add(Row("Run → AWAITING → Resume → COMPLETED", "not COMPLETED", failures,
-                         "executions", target="0", met=False))
+            self.add(Row(sc, "not COMPLETED", failures, "executions", target="0", met=False))
 
     async def redis_work(self) -> None:
         """Redis commands and round trips per completed 3-step execution, in-process."""
@@ -317,20 +330,52 @@ class Bench:
         return late, early, lost, twice
 
     async def timers(self) -> None:
-        # Single sleeps: one falls due every 25 ms, so each fires on its own.
+        sc = "timers: single sleeps"
+        # The machine's floor for a timer that fires after an idle pause: the event loop's
+        # own wake-up lateness, and one Redis round trip after 25 ms of quiet (the virtual
+        # CPUs sleep when idle; waking them is not free). Back to back for comparison.
+        wake, idle_rt, hot_rt = [], [], []
+        for _ in range(self.size(200, 20)):
+            due = time.perf_counter() + 0.025
+            await asyncio.sleep(0.025)
+            t = time.perf_counter()
+            wake.append(t - due)
+            await self.redis.ping()
+            idle_rt.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            await self.redis.ping()
+            hot_rt.append(time.perf_counter() - t)
+        self.add(Row(sc, "machine: event-loop wake-up lateness p50 / p99", ms(pct(wake, 50)),
+                     f"ms (p99 {ms(pct(wake, 99))} ms)"))
+        self.add(Row(sc, "machine: Redis PING after 25 ms idle p50 / p99", ms(pct(idle_rt, 50)),
+                     f"ms (p99 {ms(pct(idle_rt, 99))} ms; back to back: p50 "
+                     f"{ms(pct(hot_rt, 50))}, p99 {ms(pct(hot_rt, 99))} ms)"))
+
+        # Single sleeps: one falls due every 25 ms, so each fires on its own; in rounds,
+        # as above.
         n = self.size(200, 20)
-        t0 = int(time.time() * 1000) + 3000  # all created before the first falls due
-        ats = [t0 + 25 * i for i in range(n)]
-        ids = [ex.id for ex in await self._sleepers(ats, 16)]
-        await asyncio.sleep(max(0, (ats[-1] - time.time() * 1000) / 1000) + 1.5)
-        late, early, lost, twice = await self._lateness(ids, ats)
-        sc = f"timers: {n} single sleeps"
-        self.add(Row(sc, "lateness p50", round(pct(late, 50), 2), "ms"))
-        self.add(Row(sc, "lateness p99", round(pct(late, 99), 2), "ms", "5 ms", 5.0,
-                     target="< 5 ms", met=pct(late, 99) < 5))
-        self.add(Row(sc, "lateness max", round(max(late, default=0), 2), "ms", "0", 0.0))
-        self.add(Row(sc, "early / lost / twice", early + lost + twice, "timers", "0", 0.0,
-                     target="0", met=early + lost + twice == 0))
+        all_late: list[float] = []
+        p99s: list[float] = []
+        bad = 0
+        for _ in range(self.size(3, 1)):
+            t0 = int(time.time() * 1000) + 3000  # all created before the first falls due
+            ats = [t0 + 25 * i for i in range(n)]
+            ids = [ex.id for ex in await self._sleepers(ats, 16)]
+            await asyncio.sleep(max(0, (ats[-1] - time.time() * 1000) / 1000) + 1.5)
+            late, early, lost, twice = await self._lateness(ids, ats)
+            all_late += late
+            p99s.append(round(pct(late, 99), 2))
+            bad += early + lost + twice
+        p99s.sort()
+        p99 = p99s[len(p99s) // 2]
+        sc = f"timers: {len(p99s)} rounds of {n} single sleeps"
+        self.add(Row(sc, "lateness p50", round(pct(all_late, 50), 2), "ms"))
+        self.add(Row(sc, "lateness p99, median round", p99,
+                     f"ms (rounds: {', '.join(str(p) for p in p99s)})", "5 ms", 5.0,
+                     target="< 5 ms", met=p99 < 5))
+        self.add(Row(sc, "lateness max", round(max(all_late, default=0), 2), "ms", "0", 0.0))
+        self.add(Row(sc, "early / lost / twice", bad, "timers", "0", 0.0,
+                     target="0", met=bad == 0))
 
         # Many sleeps spread over a window.
         n, window = self.size(10_000, 1000), self.size(10, 2)

@@ -105,9 +105,10 @@ class RedisStore:
         pool = aioredis.ConnectionPool.from_url(
             # + the group-commit pipelines, pub/sub and a spare
             url, max_connections=max_connections + MAX_IN_FLIGHT + 2,
-            # No socket_timeout: redis-py would wrap every write in a task of its own
-            # (asyncio.wait_for). Each exchange has a deadline of its own instead (`_call`).
-            socket_connect_timeout=2, health_check_interval=30,
+            # No socket timeout (redis-py's default is 5 s): it would wrap every write in a
+            # task of its own (asyncio.wait_for) and every read in a timer. Each exchange
+            # has one deadline instead (`_call`, and the batcher's).
+            socket_timeout=None, socket_connect_timeout=2, health_check_interval=30,
         )
         self._timeout = socket_timeout
         self._slots = asyncio.Semaphore(max_connections)
