@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -18,6 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
+
+from tarry import _json
 
 from ._context import Output, Signals, StepContext, SuspendSignal
 from ._definition import Workflow
@@ -224,7 +225,7 @@ class Driver:
         node = self.wf.nodes[act.node]
         ctx = StepContext(
             execution_id=self.id, workflow=self.wf.name, node_id=act.node, input=self.doc.input,
-            node_input=act.input, state=json.loads(json.dumps(self.doc.state)),
+            node_input=act.input, state=_json.loads(_json.dumps(self.doc.state)),
             attempt=act.attempt, resume_data=act.resume_data, suspend_data=act.suspend_data,
             signals=self.signals,
         )

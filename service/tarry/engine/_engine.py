@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import re
@@ -24,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
+
+from tarry import _json
 
 from ._definition import NodeKind, Workflow
 from ._driver import Driver
@@ -651,4 +652,4 @@ def _check_id(value: str, field_name: str) -> None:
 
 
 def _event_json(data: dict[str, Any]) -> str:
-    return json.dumps(data, separators=(",", ":"))
+    return _json.dumps(data)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from tarry import _json
 
 from ._schema import JSON
 
@@ -118,11 +119,11 @@ class Doc:
         for key in ("suspending", "suspension", "error"):
             if key in d:
                 d[key] = _record(d[key])
-        return json.dumps(d, separators=(",", ":"))
+        return _json.dumps(d)
 
     @classmethod
     def loads(cls, raw: str | bytes) -> Doc:
-        d = json.loads(raw)
+        d = _json.loads(raw)
         if "running" in d:
             d["running"] = {k: Activation(**v) for k, v in d["running"].items()}
         if "ready" in d:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib import resources
@@ -24,6 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from tarry import _json
 from tarry.engine import (
     Commit,
     CommitOutcome,
@@ -80,7 +80,7 @@ def _claimed(res: Any) -> Stored | None:
 
 
 def _answer(raw: Any) -> Stored:
-    a = json.loads(_s(raw))
+    a = _json.loads(raw)
     return _stored(a["v"], a["st"], a["seq"], a["sreq"] or None, a["doc"])
 
 
@@ -280,7 +280,7 @@ class RedisStore:
         for entry_id, fields in res or ():
             assert fields is not None
             seq = int(_s(entry_id).split("-")[0])
-            data = json.loads(_s(fields[b"d"]))
+            data = _json.loads(fields[b"d"])
             out.append(Event(seq, _s(fields[b"t"]), int(data.pop("time", 0)), data))
         if out and out[0].sequence > after + 1 and after > 0:
             raise CursorOutOfRange(
