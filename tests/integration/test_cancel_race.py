@@ -59,6 +59,53 @@ async def test_cancelled_plain_step_is_not_started_again(make_engine: EngineFact
     assert started(await all_events(engine, ex.id), "after") == []
 
 
+async def test_a_plain_step_waiting_on_stop_requested_hears_a_cancel(
+        make_engine: EngineFactory) -> None:
+    seen: list[tuple[bool, bool]] = []
+    entered = threading.Event()
+
+    def watchful(ctx: StepContext) -> str:
+        entered.set()
+        stopped = ctx.stop_requested.wait(10)
+        seen.append((stopped, ctx.cancel_requested))
+        return "stopped"
+
+    wf = Chain("watchful").then("work", watchful).build()
+    engine = await make_engine(wf)
+    ex = await engine.run("watchful")
+    await asyncio.to_thread(entered.wait, 5)
+    await engine.cancel(ex.id, "stop")
+    for _ in range(100):
+        if seen:
+            break
+        await asyncio.sleep(0.05)
+    assert seen == [(True, True)]
+
+
+async def test_a_plain_step_asks_for_stop_requested_after_a_suspend_request(
+        make_engine: EngineFactory) -> None:
+    go_on = threading.Event()
+    entered = threading.Event()
+
+    def late(ctx: StepContext) -> str:
+        entered.set()
+        go_on.wait(5)
+        # The request came before the step looked: the event is set all the same.
+        if ctx.stop_requested.is_set():
+            ctx.suspend_if_requested({"left": "early"})
+        return "ran to the end"
+
+    wf = Chain("late").then("work", late).build()
+    engine = await make_engine(wf)
+    ex = await engine.run("late")
+    await asyncio.to_thread(entered.wait, 5)
+    await engine.suspend(ex.id, "pause")
+    await asyncio.sleep(0.1)
+    go_on.set()
+    paused = await until(engine, ex.id, Status.SUSPENDED)
+    assert paused.suspension is not None and paused.suspension.data == {"left": "early"}
+
+
 async def test_cancel_suspended_and_awaiting(make_engine: EngineFactory) -> None:
     engine = await make_engine(simple_approval, delayed_notification)
     sus = await settled(engine, (await engine.run("simple-approval", {"item": "laptop"})).id)

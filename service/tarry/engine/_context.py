@@ -36,18 +36,34 @@ class SuspendSignal(BaseException):
 class Signals:
     """Requests from outside a running execution, readable from any thread."""
 
+    _lock = threading.Lock()  # guards the creation of `event`, which few steps ever use
+
     def __init__(self) -> None:
         self.suspend_reason: str | None = None
         self.cancel_reason: str | None = None
-        self.event = threading.Event()
+        self._event: threading.Event | None = None
+
+    @property
+    def event(self) -> threading.Event:
+        with self._lock:
+            if self._event is None:
+                self._event = threading.Event()
+                if self.suspend_reason is not None or self.cancel_reason is not None:
+                    self._event.set()
+            return self._event
 
     def request_suspend(self, reason: str) -> None:
         self.suspend_reason = reason
-        self.event.set()
+        self._wake()
 
     def request_cancel(self, reason: str) -> None:
         self.cancel_reason = reason
-        self.event.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        with self._lock:
+            if self._event is not None:
+                self._event.set()
 
 
 class SleepContext:
