@@ -42,7 +42,7 @@ from tarry.engine import (
     SuspendRequested,
 )
 
-from ._batch import MAX_IN_FLIGHT, ScriptBatcher
+from ._batch import ScriptBatcher
 from ._keys import Keys
 
 log = logging.getLogger(__name__)
@@ -103,8 +103,8 @@ class RedisStore:
         # redis-py's pool fails at once when all its connections are busy; the semaphore
         # makes callers wait for one instead (cheaper than its BlockingConnectionPool).
         pool = aioredis.ConnectionPool.from_url(
-            # + the group-commit pipelines, pub/sub and a spare
-            url, max_connections=max_connections + MAX_IN_FLIGHT + 2,
+            # + pub/sub and a spare (group commits bring connections of their own)
+            url, max_connections=max_connections + 2,
             # No socket timeout (redis-py's default is 5 s): it would wrap every write in a
             # task of its own (asyncio.wait_for) and every read in a timer. Each exchange
             # has one deadline instead (`_call`, and the batcher's).
@@ -145,6 +145,7 @@ class RedisStore:
         await self._call(self._redis.ping)
 
     async def close(self) -> None:
+        await self._commit.aclose()
         await self._redis.aclose()
 
     async def load(self, execution_id: str, request_id: str | None = None
