@@ -4,6 +4,10 @@ It starts the steps that are due, waits for them (and for its sleeps and retry b
 and commits every outcome as one transition. A Suspend request is honoured at the next node
 boundary; a Cancel, or another process taking the lease over, makes the next commit fail on
 its version check, and the driver stops.
+
+A lone async step (a chain's usual case) runs in the driver's own task rather than in a task
+of its own; a notice from outside then makes the driver look at Redis beside the step, and
+stop it at once if the execution was cancelled or taken over.
 """
 
 from __future__ import annotations
@@ -78,6 +82,8 @@ class Driver:
         self.seen_seq = stored.seq
         self.tasks: dict[str, tuple[Activation, asyncio.Task[_Outcome]]] = {}
         self.task: asyncio.Task[None] | None = None
+        self.inline = False  # a step runs in this driver's task right now
+        self._looking: asyncio.Task[None] | None = None
         self.final: Execution | None = None
         """The execution as this driver left it, when it stopped with the execution settled."""
 
@@ -91,6 +97,10 @@ class Driver:
             while self.stored.status is Status.RUNNING or self._holding_for_timer():
                 if self._due():
                     await self.transition(self._fire_due)
+                    continue
+                lone = self._lone_async_step()
+                if lone is not None:
+                    await self._run_inline(lone)
                     continue
                 self._start_tasks()
                 timeout = self._next_wake()
@@ -127,6 +137,50 @@ class Driver:
             for _, task in self.tasks.values():
                 task.cancel()
             self.engine._driver_done(self)
+
+    def _lone_async_step(self) -> Activation | None:
+        """The one step to run, if it is async and nothing else is pending (the common case
+        of a chain): it can run in this driver's own task, with no task or wait of its own."""
+        if self.tasks or len(self.doc.running) != 1 or self.poke.is_set():
+            return None
+        act = next(iter(self.doc.running.values()))
+        if not self.wf.nodes[act.node].is_async or self._next_wake() is not None:
+            return None
+        return act
+
+    async def _run_inline(self, act: Activation) -> None:
+        self.inline = True
+        try:
+            outcome = await self._run_step(act)
+        finally:
+            self.inline = False
+        await self._outcome(act, outcome)
+        if self.poke.is_set():
+            self.poke.clear()
+            await self._on_poke()
+
+    def notify(self) -> None:
+        """Someone else wrote to this execution (a Suspend request, a Cancel, a takeover).
+        While a step runs inline, nobody waits on `poke`: look now, beside the step."""
+        self.poke.set()
+        if self.inline and self._looking is None:
+            self._looking = asyncio.create_task(self._look_while_inline())
+
+    async def _look_while_inline(self) -> None:
+        base = self.stored.version
+        try:
+            stored, _ = await self.engine.store.load(self.id)
+        except Exception:
+            log.warning("could not read execution %s while its step ran", self.id)
+            return
+        finally:
+            self._looking = None
+        if self.stored.version != base:
+            return  # this driver committed meanwhile: its next commit checks for itself
+        if stored is None or stored.version != base:
+            self.stop()  # cancelled or taken over: the step stops now
+        elif stored.suspend_request is not None:
+            self.signals.request_suspend(stored.suspend_request)
 
     def _holding_for_timer(self) -> bool:
         """AWAITING, with the lease claimed ahead of a timer that is about to fall due."""

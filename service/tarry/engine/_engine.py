@@ -306,7 +306,7 @@ class Engine:
                 driver = self._drivers.get(execution_id)
                 if driver is not None:
                     driver.seen_seq = max(driver.seen_seq, after.seq)
-                    driver.poke.set()
+                    driver.notify()
                 return self.snapshot(after)
             doc = Doc.loads(stored.doc)
             try:
@@ -569,7 +569,7 @@ class Engine:
                 self.hub.publish_all()
                 for each in self._drivers.values():
                     each.seen_seq = each.stored.seq + 1
-                    each.poke.set()
+                    each.notify()
                 self._timer_poke.set()
                 continue
             if note.timer_due is not None:
@@ -580,7 +580,7 @@ class Engine:
             driver = self._drivers.get(note.execution_id)
             if driver is not None and note.seq > driver.seen_seq:
                 driver.seen_seq = note.seq
-                driver.poke.set()
+                driver.notify()
 
 
 async def _wait(event: asyncio.Event, timeout: float | None) -> None:
