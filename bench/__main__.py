@@ -159,6 +159,7 @@ class Bench:
     async def run_completed(self) -> None:
         secs = self.size(5, 1)
         failures = 0
+        sc = "Run → COMPLETED (3 steps)"
 
         async def call() -> None:
             nonlocal failures
@@ -166,20 +167,27 @@ class Bench:
             failures += ex.status != COMPLETED
 
         for callers in (1, 64):
-            rate, lat = await closed_loop(call, callers, secs)
-            limit = self.empty[f"rate{callers}"]
-            target = "≥ 0.25" if callers == 64 else ""
-            self.add(Row("Run → COMPLETED (3 steps)", f"{callers} caller(s): executions/s",
-                         round(rate, 1), "1/s", f"empty RPC calls/s, {callers} caller(s)",
-                         round(limit), target=target,
-                         met=(rate / limit >= 0.25) if callers == 64 else None))
-            self.add(Row("Run → COMPLETED (3 steps)", f"{callers} caller(s): p50 latency",
-                         ms(pct(lat, 50)), "ms", "empty RPC p50", self.empty[f"p50_{callers}"]))
-            self.add(Row("Run → COMPLETED (3 steps)", f"{callers} caller(s): p99 latency",
-                         ms(pct(lat, 99)), "ms", "empty RPC p99", self.empty[f"p99_{callers}"]))
+            # In rounds, each right after its own empty-RPC limit; the rows give the round
+            # with the median ratio of rates.
+            rounds = []
+            for _ in range(self.size(3, 1)):
+                empty_rate, empty = await closed_loop(self.empty_rpc, callers, secs / 2)
+                rate, lat = await closed_loop(call, callers, secs)
+                rounds.append((rate / empty_rate, rate, empty_rate, lat, empty))
+            rounds.sort(key=lambda r: r[0])
+            ratio, rate, empty_rate, lat, empty = rounds[len(rounds) // 2]
+            note = f"(rounds: {', '.join(f'{r[0]:.3f}' for r in rounds)})"
+            many = callers == 64
+            self.add(Row(sc, f"{callers} caller(s): executions/s, median round", round(rate, 1),
+                         f"1/s {note}", f"empty RPC calls/s, {callers} caller(s), that round",
+                         round(empty_rate), round(ratio, 3), target="≥ 0.25" if many else "",
+                         met=(ratio >= 0.25) if many else None))
+            self.add(Row(sc, f"{callers} caller(s): p50 latency, that round", ms(pct(lat, 50)),
+                         "ms", "empty RPC p50, that round", ms(pct(empty, 50))))
+            self.add(Row(sc, f"{callers} caller(s): p99 latency, that round", ms(pct(lat, 99)),
+                         "ms", "empty RPC p99, that round", ms(pct(empty, 99))))
         if failures:
-            self.add(Row("Run → COMPLETED (3 steps)", "not COMPLETED", failures, "executions",
-                         target="0", met=False))
+            self.add(Row(sc, "not COMPLETED", failures, "executions", target="0", met=False))
 
     async def resume_cycle(self) -> None:
         secs = self.size(5, 1)
@@ -229,11 +237,12 @@ class Bench:
             self.add(Row(sc, "not COMPLETED", failures, "executions", target="0", met=False))
 
     async def redis_work(self) -> None:
-        """Redis commands and round trips per completed 3-step execution, in-process."""
+        """Redis commands and round trips per completed 3-step execution, in-process. The
+        engine's background passes (timers, lease renewals, take-overs) are not per execution
+        and are left out: its loops are not started, which these executions do not need."""
         n = self.size(300, 50)
         store = Counting(self.redis_url, prefix="benchwork:v1")
         engine = Engine(Registry([three_steps]), store, EngineConfig())
-        await engine.start()
         try:
             for _ in range(5):
                 await engine.wait((await engine.run("bench-three")).id, timeout=10)
@@ -377,24 +386,34 @@ class Bench:
         self.add(Row(sc, "early / lost / twice", bad, "timers", "0", 0.0,
                      target="0", met=bad == 0))
 
-        # Many sleeps spread over a window.
+        # Many sleeps spread over a window; in rounds too.
         n, window = self.size(10_000, 1000), self.size(10, 2)
-        start = int(time.time() * 1000) + self.size(12_000, 3000)
-        ats = [start + random.randrange(window * 1000) for _ in range(n)]
-        ids = [ex.id for ex in await self._sleepers(ats, 64)]
-        created_late = max(0.0, time.time() * 1000 - start)
-        await asyncio.sleep(max(0, (start + window * 1000 - time.time() * 1000) / 1000) + 3)
-        late, early, lost, twice = await self._lateness(ids, ats)
-        sc = f"timers: {n} sleeps over {window} s"
-        if created_late:
-            self.add(Row(sc, "creation overran the start by", round(created_late), "ms"))
-        self.add(Row(sc, "lateness p50", round(pct(late, 50), 2), "ms"))
-        self.add(Row(sc, "lateness p99", round(pct(late, 99), 2), "ms", "20 ms", 20.0,
-                     target="< 20 ms", met=pct(late, 99) < 20))
-        self.add(Row(sc, "lateness max", round(max(late, default=0), 2), "ms", "0", 0.0))
-        self.add(Row(sc, "early + lost + twice", early + lost + twice,
-                     f"timers ({early} early, {lost} lost, {twice} twice)", target="0",
-                     met=early + lost + twice == 0))
+        all_late, p99s, bad, counts, overran = [], [], 0, [0, 0, 0], 0.0
+        for _ in range(self.size(3, 1)):
+            start = int(time.time() * 1000) + self.size(14_000, 3000)
+            ats = [start + random.randrange(window * 1000) for _ in range(n)]
+            ids = [ex.id for ex in await self._sleepers(ats, 64)]
+            overran = max(overran, time.time() * 1000 - start)
+            await asyncio.sleep(max(0, (start + window * 1000 - time.time() * 1000) / 1000) + 3)
+            late, early, lost, twice = await self._lateness(ids, ats)
+            all_late += late
+            p99s.append(round(pct(late, 99), 2))
+            counts = [counts[0] + early, counts[1] + lost, counts[2] + twice]
+            await self.quiet_redis()  # or its append-only file grows into a rewrite mid-round
+        bad = sum(counts)
+        p99s.sort()
+        p99 = p99s[len(p99s) // 2]
+        sc = f"timers: {len(p99s)} rounds of {n} sleeps over {window} s"
+        if overran > 0:
+            self.add(Row(sc, "creation overran the start by", round(overran), "ms"))
+        self.add(Row(sc, "lateness p50", round(pct(all_late, 50), 2), "ms"))
+        self.add(Row(sc, "lateness p99, median round", p99,
+                     f"ms (rounds: {', '.join(str(p) for p in p99s)})", "20 ms", 20.0,
+                     target="< 20 ms", met=p99 < 20))
+        self.add(Row(sc, "lateness max", round(max(all_late, default=0), 2), "ms", "0", 0.0))
+        self.add(Row(sc, "early + lost + twice", bad,
+                     f"timers ({counts[0]} early, {counts[1]} lost, {counts[2]} twice)",
+                     target="0", met=bad == 0))
 
     async def _resume_p50(self, ids: list[str]) -> float:
         lat = []
