@@ -218,11 +218,18 @@ class Engine:
                 return await self._resume(recent, data, node, action, from_step, request_id)
             except (WrongState, InvalidArgument, Conflict):
                 pass  # maybe changed by another process since: answer from what Redis holds
-        stored, answer = await self.store.load(execution_id, request_id)
+        read = await self._read(execution_id, request_id)
+        if isinstance(read, Execution):
+            return read
+        return await self._resume(read, data, node, action, from_step, request_id)
+
+    async def _read(self, execution_id: str, request_id: str | None) -> Stored | Execution:
+        """The execution as Redis holds it; or, if `request_id` was applied already, the
+        answer it got then."""
+        found, answer = await self.store.load(execution_id, request_id)
         if answer is not None:
             return self.snapshot(answer)
-        stored = self._found(execution_id, stored)
-        return await self._resume(stored, data, node, action, from_step, request_id)
+        return self._found(execution_id, found)
 
     async def _resume(self, stored: Stored, data: JSON, node: str | None, action: str | None,
                       from_step: str | None, request_id: str | None) -> Execution:
@@ -290,11 +297,10 @@ class Engine:
         for _ in range(8):
             if recent is not None and recent.status is Status.AWAITING:
                 stored, recent = recent, None  # a stale one fails its commit: read below
+            elif isinstance(read := await self._read(execution_id, request_id), Execution):
+                return read  # the answer this request_id got before
             else:
-                found, answer = await self.store.load(execution_id, request_id)
-                if answer is not None:
-                    return self.snapshot(answer)
-                stored = self._found(execution_id, found)
+                stored = read
             _allowed("suspend", stored.status, execution_id)
             if stored.status is Status.SUSPENDED:
                 return self.snapshot(stored)
@@ -322,11 +328,10 @@ class Engine:
         for _ in range(8):
             if recent is not None:
                 stored, recent = recent, None  # a stale one fails its commit: read below
+            elif isinstance(read := await self._read(execution_id, request_id), Execution):
+                return read
             else:
-                found, answer = await self.store.load(execution_id, request_id)
-                if answer is not None:
-                    return self.snapshot(answer)
-                stored = self._found(execution_id, found)
+                stored = read
             _allowed("cancel", stored.status, execution_id)
             if stored.status is Status.CANCELLED:
                 return self.snapshot(stored)
