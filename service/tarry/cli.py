@@ -181,11 +181,9 @@ def _json_arg(args: argparse.Namespace, option: str, text: str | None) -> Any:
 
 def _serve(args: argparse.Namespace) -> int:
     # Imported here, not at the top: client commands need none of the server's machinery.
-    import asyncio
-
-    from tarry.config import Config
+    from tarry.config import Config, split_modules
     from tarry.engine import TarryError as EngineError
-    from tarry.server import serve
+    from tarry.server import run
 
     # Like `python -m` (and uvicorn's --app-dir), find workflow modules in the current
     # directory: the console script does not put it on sys.path by itself.
@@ -193,7 +191,7 @@ def _serve(args: argparse.Namespace) -> int:
         sys.path.insert(0, os.getcwd())
     modules = None
     if args.workflows is not None:
-        modules = tuple(m.strip() for m in args.workflows.split(",") if m.strip())
+        modules = split_modules(args.workflows)
         if not modules:
             args.parser.error("--workflows: name at least one module")
     config = Config.from_env(
@@ -201,7 +199,7 @@ def _serve(args: argparse.Namespace) -> int:
         workflow_modules=modules, log_level=args.log_level,
         reflection=False if args.no_reflection else None)
     try:
-        asyncio.run(serve(config))
+        run(config)
     except (OSError, ImportError, EngineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -51,8 +51,7 @@ class Config:
         if "TARRY_DATA_DIR" in env:
             values["data_dir"] = env["TARRY_DATA_DIR"]
         if env.get("TARRY_WORKFLOWS"):
-            values["workflow_modules"] = tuple(
-                m.strip() for m in env["TARRY_WORKFLOWS"].split(",") if m.strip())
+            values["workflow_modules"] = split_modules(env["TARRY_WORKFLOWS"])
         if "TARRY_LOG_LEVEL" in env:
             values["log_level"] = env["TARRY_LOG_LEVEL"]
         if "TARRY_REFLECTION" in env:
@@ -61,3 +60,8 @@ class Config:
             values["lease_ttl"] = float(env["TARRY_LEASE_TTL"])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+
+def split_modules(text: str) -> tuple[str, ...]:
+    """`"a.b, c"` -> `("a.b", "c")`: a comma-separated list of module names."""
+    return tuple(m.strip() for m in text.split(",") if m.strip())

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
+from google.protobuf import duration_pb2, struct_pb2
 from pydantic import BaseModel
 
 from tarry.engine import (
@@ -76,9 +76,14 @@ def to_value(data: JSON) -> struct_pb2.Value:
 
 def to_struct(data: Mapping[str, JSON]) -> struct_pb2.Struct:
     struct = struct_pb2.Struct()
-    for key, item in data.items():
-        _fill(struct.fields[key], item)
+    _fill_struct(struct, data)
     return struct
+
+
+def _fill_struct(target: struct_pb2.Struct, data: Mapping[str, JSON]) -> None:
+    target.SetInParent()  # an empty object is still an object
+    for key, item in data.items():
+        _fill(target.fields[str(key)], item)
 
 
 def _fill(target: struct_pb2.Value, data: JSON) -> None:
@@ -92,10 +97,7 @@ def _fill(target: struct_pb2.Value, data: JSON) -> None:
     elif isinstance(data, str):
         target.string_value = data
     elif isinstance(data, Mapping):
-        fields = target.struct_value.fields
-        target.struct_value.SetInParent()  # an empty object is still an object
-        for key, item in data.items():
-            _fill(fields[str(key)], item)
+        _fill_struct(target.struct_value, data)
     elif isinstance(data, list | tuple):
         values = target.list_value.values
         target.list_value.SetInParent()
@@ -128,12 +130,6 @@ def from_struct(struct: struct_pb2.Struct) -> dict[str, JSON]:
 
 
 # -- times -------------------------------------------------------------------------------
-
-
-def timestamp(ms: int) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromMilliseconds(ms)
-    return ts
 
 
 def duration(seconds: float) -> duration_pb2.Duration:
@@ -170,9 +166,7 @@ def execution_to_pb(ex: Execution, wf: Workflow | None) -> execution_pb2.Executi
         last_sequence=ex.last_sequence,
     )
     _fill(msg.input, ex.input)
-    msg.state.SetInParent()
-    for key, item in ex.state.items():
-        _fill(msg.state.fields[key], item)
+    _fill_struct(msg.state, ex.state)
     if ex.status is Status.COMPLETED:
         _fill(msg.result, ex.result)
     if ex.error is not None:
@@ -242,9 +236,7 @@ def event_to_pb(event: Event) -> execution_pb2.ExecutionEvent:
     attempt = rest.pop("attempt", None)
     if isinstance(attempt, int) and not isinstance(attempt, bool):
         msg.attempt = attempt
-    msg.data.SetInParent()
-    for key, item in rest.items():
-        _fill(msg.data.fields[key], item)
+    _fill_struct(msg.data, rest)
     return msg
 
 

@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from tarry import _json
+from tarry._tasks import reraise_if_cancelling
 
 from ._definition import NodeKind, Workflow
 from ._driver import Driver
@@ -519,11 +520,11 @@ class Engine:
             try:
                 pause = await one_pass()
             except Exception as exc:
-                _reraise_if_cancelling()
+                reraise_if_cancelling()
                 if not isinstance(exc, StoreUnavailable):
                     log.exception("background pass failed")
                 pause = 0.5
-            _reraise_if_cancelling()
+            reraise_if_cancelling()
             if pause > 0:
                 await _wait(wake, pause)
 
@@ -569,7 +570,7 @@ class Engine:
     async def _notify_loop(self) -> None:
         # The store's iterator reconnects by itself; it ends only when this task is cancelled.
         async for note in self.store.notifications():
-            _reraise_if_cancelling()
+            reraise_if_cancelling()
             if note.resync:  # the channel was down: anything may have happened meanwhile
                 self.hub.publish_all()
                 for each in self._drivers.values():
@@ -594,14 +595,6 @@ async def _wait(event: asyncio.Event, timeout: float | None) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(timeout):
             await event.wait()
-
-
-def _reraise_if_cancelling() -> None:
-    """A Redis client may swallow a cancellation that lands mid-command (returning normally or
-    raising a connection error); loops call this so that a stop request always wins."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def _allowed(request: str, status: Status, execution_id: str) -> None:

@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tarry import _json
+from tarry._tasks import reraise_if_cancelling
 from tarry.engine import (
     Commit,
     CommitOutcome,
@@ -57,6 +58,10 @@ def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
+_FIELDS = ("v", "st", "seq", "sreq", "doc")
+"""The state hash's fields that make a `Stored`, in `_stored`'s order."""
+
+
 def _stored(v: Any, st: Any, seq: Any, sreq: Any, doc: Any) -> Stored:
     return Stored(int(v), Status(_s(st)), int(seq or 0), _s(sreq) if sreq else None, _s(doc))
 
@@ -76,7 +81,7 @@ class _HiredisPacking:
 def _claimed(res: Any) -> Stored | None:
     if _s(res[0]) != "OK":
         return None
-    return _stored(res[1], res[2], res[3], res[4], res[5])
+    return _stored(*res[1:6])
 
 
 def _answer(raw: Any) -> Stored:
@@ -120,7 +125,9 @@ class RedisStore:
             pool.connection_class = type(f"Hiredis{base.__name__}", (_HiredisPacking, base), {})
         self._redis = aioredis.Redis.from_pool(pool)  # owns the pool: closed with the client
         self._commit = ScriptBatcher(self._redis, _script("commit"), timeout=socket_timeout)
-        self._claim = self._redis.register_script(_script("claim"))
+        # Claims go the same way: a plain pipeline of a registered Script would first ask
+        # Redis whether the script exists, a round trip of its own on every timer pass.
+        self._claim = ScriptBatcher(self._redis, _script("claim"), timeout=socket_timeout)
         self._sreq = self._redis.register_script(_script("suspend_request"))
 
     @property
@@ -146,6 +153,7 @@ class RedisStore:
 
     async def close(self) -> None:
         await self._commit.aclose()
+        await self._claim.aclose()
         await self._redis.aclose()
 
     async def load(self, execution_id: str, request_id: str | None = None
@@ -154,17 +162,14 @@ class RedisStore:
 
         async def go() -> tuple[Stored | None, Stored | None]:
             if not request_id:  # the common case: one command, no pipeline around it
-                h = await self._redis.hmget(k.state(execution_id), "v", "st", "seq", "sreq",
-                                            "doc")
+                h = await self._redis.hmget(k.state(execution_id), *_FIELDS)
                 return (None if h[0] is None else _stored(*h)), None
             async with self._redis.pipeline(transaction=False) as p:
-                p.hmget(k.state(execution_id), "v", "st", "seq", "sreq", "doc")
+                p.hmget(k.state(execution_id), *_FIELDS)
                 p.get(k.request(execution_id, request_id))
-                res = await p.execute()
-            h = res[0]
+                h, raw_answer = await p.execute()
             stored = None if h[0] is None else _stored(*h)
-            answer = _answer(res[1]) if request_id and res[1] else None
-            return stored, answer
+            return stored, (_answer(raw_answer) if raw_answer else None)
 
         return await self._call(go)
 
@@ -231,22 +236,18 @@ class RedisStore:
         k = self.keys
         keys = [k.state(execution_id), k.timers, k.leases]
         args: list[Any] = [execution_id, "", owner, now, lease_until, 0]
-        return _claimed(await self._call(lambda: self._claim(keys=keys, args=args)))
+        return _claimed(await self._call(lambda: self._claim.call(keys, args), slot=False))
 
     async def claim_timers(self, timers: Sequence[tuple[str, str]], owner: str,
                            lease_until: int, now: int, horizon: int
                            ) -> list[Stored | None]:
         k = self.keys
-
-        async def go() -> list[Any]:
-            async with self._redis.pipeline(transaction=False) as p:
-                for execution_id, node in timers:
-                    await self._claim(keys=[k.state(execution_id), k.timers, k.leases],
-                                args=[execution_id, k.timer_member(execution_id, node), owner,
-                                      now, lease_until, horizon], client=p)
-                return await p.execute()
-
-        return [_claimed(r) for r in await self._call(go)]
+        claims = [self._claim.call([k.state(execution_id), k.timers, k.leases],
+                                   [execution_id, k.timer_member(execution_id, node), owner,
+                                    now, lease_until, horizon])
+                  for execution_id, node in timers]  # one batch: they are sent together
+        return [_claimed(r) for r in await self._call(lambda: asyncio.gather(*claims),
+                                                      slot=False)]
 
     async def due_timers(self, until: int, limit: int) -> tuple[list[tuple[str, str]], int | None]:
         k = self.keys
@@ -313,14 +314,13 @@ class RedisStore:
         out: list[Stored] = []
         last: tuple[int, str] | None = None
         offset = 0
+        batch_size = max(limit * 2, 50)
         while len(out) < limit:
-            batch_size = max(limit * 2, 50)
             rows: list[Any] = await self._call(
                 lambda o=offset, n=batch_size: self._redis.zrevrangebyscore(  # type: ignore[misc]
                     index, max_score, "-inf", start=o, num=n, withscores=True)
             )
             if not rows:
-                last = None
                 break
             offset += len(rows)
             ids = [(_s(m), int(s)) for m, s in rows]
@@ -337,8 +337,6 @@ class RedisStore:
                 if len(out) == limit:
                     break
             if len(rows) < batch_size:
-                if len(out) < limit:
-                    last = None
                 break
         next_cursor = f"{last[0]}:{last[1]}" if last and len(out) == limit else None
         return out, next_cursor
@@ -357,7 +355,7 @@ class RedisStore:
         async def go() -> list[tuple[Stored | None, str | None]]:
             async with self._redis.pipeline(transaction=False) as p:
                 for i in ids:
-                    p.hmget(self.keys.state(i), "v", "st", "seq", "sreq", "doc", "wf")
+                    p.hmget(self.keys.state(i), *_FIELDS, "wf")
                 res = await p.execute()
             return [(None, None) if h[0] is None else (_stored(*h[:5]), _s(h[5])) for h in res]
 
@@ -400,17 +398,13 @@ class RedisStore:
                     yield Notification(resync=True)
                 first = False
                 while True:
-                    task = asyncio.current_task()
-                    if task is not None and task.cancelling():
-                        raise asyncio.CancelledError
+                    reraise_if_cancelling()
                     msg = await pubsub.get_message(timeout=1.0)
                     if msg is None or msg.get("type") != "message":
                         continue
                     yield self._notification(_s(msg["channel"]), _s(msg["data"]))
             except (RedisError, OSError):
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise asyncio.CancelledError from None
+                reraise_if_cancelling()
                 log.warning("lost the Redis notification channel; reconnecting")
                 await asyncio.sleep(0.5)
             finally:

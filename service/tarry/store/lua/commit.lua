@@ -84,9 +84,11 @@ for _ = 1, n do
 end
 
 if ARGV[13] == '1' then
-  local s = snapshot()
-  redis.call('SET', KEYS[9], cjson.encode({v = s[1], st = s[2], seq = s[3], sreq = s[4], doc = s[5]}),
-             'EX', ARGV[14])
+  -- The answer a repeated request gets: the execution as just written (as stored, in strings).
+  local sreq = false
+  if ARGV[8] ~= '1' then sreq = redis.call('HGET', state, 'sreq') or false end
+  redis.call('SET', KEYS[9], cjson.encode({v = tostring(nv), st = status, seq = tostring(seq),
+                                           sreq = sreq, doc = ARGV[3]}), 'EX', ARGV[14])
 end
 -- Watchers and waiters follow the execution's channel; whoever runs it must hear of a
 -- cancellation; every timer loop must hear of a timer that may be due before it looks.
