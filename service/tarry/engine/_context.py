@@ -7,7 +7,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from ._schema import JSON
+from ._schema import JSON, to_json
 
 
 @dataclass(frozen=True)
@@ -131,8 +131,6 @@ class StepContext:
         return copy.deepcopy(self._state.get(key, default))
 
     def set(self, key: str, value: JSON) -> None:
-        from ._schema import to_json
-
         value = to_json(value)
         self._state[key] = value
         self.changes[key] = value

@@ -194,12 +194,10 @@ class Driver:
 
     def _due(self) -> bool:
         now = now_ms()
-        return any(w.kind != "wait" and w.wake_at is not None and w.wake_at <= now
-                   for w in self.doc.waits.values())
+        return any(at <= now for at, _ in self.doc.timed_waits())
 
     def _next_wake(self) -> float | None:
-        wakes = [w.wake_at for w in self.doc.waits.values()
-                 if w.kind != "wait" and w.wake_at is not None]
+        wakes = [at for at, _ in self.doc.timed_waits()]
         if not wakes:
             return None
         # Not now_ms(): rounded down, it would make every wake-up up to 1 ms late.
@@ -238,9 +236,9 @@ class Driver:
 
     async def transition(self, mutate: Callable[[Txn], None]) -> None:
         """Apply `mutate` to the last committed document and commit it."""
-        doc = self.doc  # changed in place: on a refused commit it is read again from JSON
         while True:
             base = self.stored
+            doc = self.doc  # changed in place: on a refused commit it is read again from JSON
             t = Txn(self.wf, doc, base.status, now_ms())
             clear = self.sreq is not None
             if self.sreq is not None and doc.suspension is None:
@@ -257,18 +255,16 @@ class Driver:
             if isinstance(outcome, SuspendRequested):
                 self.sreq = outcome.reason
                 self.signals.request_suspend(outcome.reason)
-                doc = self.doc = Doc.loads(base.doc)
+                self.doc = Doc.loads(base.doc)
                 continue
             assert not isinstance(outcome, Existing)
-            self._committed(outcome, status, commit.doc, doc, clear)
+            self._committed(outcome, status, commit.doc, clear)
             return
 
-    def _committed(self, outcome: Committed, status: Status, raw: str, doc: Doc,
-                   cleared: bool) -> None:
+    def _committed(self, outcome: Committed, status: Status, raw: str, cleared: bool) -> None:
         sreq = None if cleared else self.stored.suspend_request
         self.stored = Stored(outcome.version, status, outcome.seq, sreq, raw)
         self.holding = status is Status.RUNNING  # any other status released the lease
-        self.doc = doc
         if cleared:
             self.sreq = None
         self.engine.after_commit(self.id)

@@ -20,7 +20,6 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -126,6 +125,7 @@ class Engine:
         self._timer_poke = asyncio.Event()
         self._timer_next = 0  # when the timer loop looks next (ms)
         self._horizon_ms = int(self.config.timer_horizon * 1000)
+        self._lease_ms = int(self.config.lease_ttl * 1000)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -194,7 +194,7 @@ class Engine:
         t.start()
         status = t.settle()
         base = Stored(0, Status.RUNNING, 0, None, "")
-        commit = self.commit_for(wf, base, t, status, created=True)
+        commit = self.commit_for(wf, base, t, status)
         outcome = await self.store.commit(commit)
         if isinstance(outcome, Existing):
             return self.snapshot(outcome.stored)
@@ -294,59 +294,69 @@ class Engine:
     async def suspend(self, execution_id: str, reason: str = "", *,
                       request_id: str | None = None) -> Execution:
         """AWAITING: suspend now. RUNNING: at the next node boundary. SUSPENDED: unchanged."""
-        recent = self._recent.pop(execution_id, None)
-        for _ in range(8):
-            if recent is not None and recent.status is Status.AWAITING:
-                stored, recent = recent, None  # a stale one fails its commit: read below
-            elif isinstance(read := await self._read(execution_id, request_id), Execution):
-                return read  # the answer this request_id got before
-            else:
-                stored = read
+
+        async def attempt(stored: Stored) -> Execution | None:
             _allowed("suspend", stored.status, execution_id)
             if stored.status is Status.SUSPENDED:
                 return self.snapshot(stored)
             if stored.status is Status.RUNNING:
-                event = _event_json({"reason": reason, "time": now_ms()})
+                event = _json.dumps({"reason": reason, "time": now_ms()})
                 after = await self.store.request_suspend(execution_id, reason, event, request_id)
                 if after is None:
-                    continue  # it stopped RUNNING meanwhile: look again
+                    return None  # it stopped RUNNING meanwhile: look again
                 driver = self._drivers.get(execution_id)
                 if driver is not None:
                     driver.seen_seq = max(driver.seen_seq, after.seq)
                     driver.notify()
                 return self.snapshot(after)
             doc = Doc.loads(stored.doc)
-            try:
-                return await self._apply(self._workflow_of(doc), stored, doc,
-                                         lambda t: t.suspend_now(reason), request_id)
-            except Conflict:
-                continue
-        raise Conflict(f"execution {execution_id!r} kept changing; try again")
+            return await self._apply(self._workflow_of(doc), stored, doc,
+                                     lambda t: t.request_suspension(reason), request_id)
+
+        recent = self._recent.pop(execution_id, None)
+        if recent is not None and recent.status is not Status.AWAITING:
+            recent = None  # SUSPENDED already: answered without a commit, so read it
+        return await self._until_applied(execution_id, request_id, recent, attempt)
 
     async def cancel(self, execution_id: str, reason: str = "", *,
                      request_id: str | None = None) -> Execution:
-        recent = self._recent.pop(execution_id, None)  # AWAITING or SUSPENDED: commits
-        for _ in range(8):
-            if recent is not None:
-                stored, recent = recent, None  # a stale one fails its commit: read below
-            elif isinstance(read := await self._read(execution_id, request_id), Execution):
-                return read
-            else:
-                stored = read
+
+        async def attempt(stored: Stored) -> Execution:
             _allowed("cancel", stored.status, execution_id)
             if stored.status is Status.CANCELLED:
                 return self.snapshot(stored)
             doc = Doc.loads(stored.doc)
-            try:
-                new = await self._apply(self._workflow_of(doc), stored, doc,
-                                        lambda t: t.cancel(reason), request_id)
-            except Conflict:
-                continue
+            new = await self._apply(self._workflow_of(doc), stored, doc,
+                                    lambda t: t.cancel(reason), request_id)
             driver = self._drivers.get(execution_id)
             if driver is not None:
                 driver.signals.request_cancel(reason)
                 driver.stop()
             return new
+
+        recent = self._recent.pop(execution_id, None)  # AWAITING or SUSPENDED: commits
+        return await self._until_applied(execution_id, request_id, recent, attempt)
+
+    async def _until_applied(self, execution_id: str, request_id: str | None,
+                             recent: Stored | None,
+                             attempt: Callable[[Stored], Awaitable[Execution | None]]
+                             ) -> Execution:
+        """Run `attempt` on the execution as it stands (first on `recent`, the state this
+        process remembers, if any) until it gives an answer; read again after a refused
+        commit (Conflict) or a None."""
+        for _ in range(8):
+            if recent is not None:
+                stored, recent = recent, None  # a stale one fails its commit: read below
+            elif isinstance(read := await self._read(execution_id, request_id), Execution):
+                return read  # the answer this request_id got before
+            else:
+                stored = read
+            try:
+                answer = await attempt(stored)
+            except Conflict:
+                continue
+            if answer is not None:
+                return answer
         raise Conflict(f"execution {execution_id!r} kept changing; try again")
 
     # -- reads -----------------------------------------------------------------------
@@ -357,8 +367,8 @@ class Engine:
 
     async def events(self, execution_id: str, after: int = 0, limit: int = 100) -> list[Event]:
         events = await self.store.events(execution_id, after, limit)
-        if not events:
-            await self.get(execution_id)  # NOT_FOUND for an unknown id
+        if not events:  # NOT_FOUND for an unknown id
+            self._found(execution_id, (await self.store.load(execution_id))[0])
         return events
 
     async def list(self, *, workflow: str | None = None, status: Status | None = None,
@@ -424,7 +434,7 @@ class Engine:
         return stored
 
     def commit_for(self, wf: Workflow, base: Stored, t: Txn, status: Status, *,
-                   created: bool = False, holding: bool = False,
+                   holding: bool = False,
                    request_id: str | None = None,
                    check_suspend_request: bool = False,
                    clear_suspend_request: bool = False) -> Commit:
@@ -435,21 +445,26 @@ class Engine:
         timers = sleeps if status in (Status.RUNNING, Status.AWAITING) else {}
         old = t.sleeps_before
         running = status is Status.RUNNING
-        if timers and min(timers.values()) - self._horizon_ms < self._timer_next:
-            self._timer_poke.set()  # sooner than the notification round trip
+        if timers:
+            self._timer_due(min(timers.values()))  # sooner than the notification round trip
         return Commit(
             execution_id=doc.id, workflow=wf.name,
-            expected_version=0 if created else base.version,
+            expected_version=base.version,  # 0: create it
             prev_status=base.status, status=status, doc=doc.dumps(), created_at=doc.created_at,
-            events=[(kind, _event_json(data)) for kind, data in t.events],
+            events=[(kind, _json.dumps(data)) for kind, data in t.events],
             timers_set=sorted(timers.items()), timers_clear=sorted(old - timers.keys()),
             # A driver holds the lease already (the heartbeat renews it): no need to rewrite.
             lease=("keep" if holding else "hold") if running else "release",
             owner=self.config.owner,
-            lease_until=now_ms() + int(self.config.lease_ttl * 1000) if running else 0,
+            lease_until=now_ms() + self._lease_ms if running else 0,
             check_suspend_request=check_suspend_request,
             clear_suspend_request=clear_suspend_request, request_id=request_id,
         )
+
+    def _timer_due(self, due_ms: int) -> None:
+        """A timer falls due at `due_ms`: wake the timer loop if it would look too late."""
+        if due_ms - self._horizon_ms < self._timer_next:
+            self._timer_poke.set()
 
     def after_commit(self, execution_id: str) -> None:
         self.hub.publish(execution_id)
@@ -506,7 +521,7 @@ class Engine:
     async def _recover(self, execution_id: str) -> None:
         now = now_ms()
         stored = await self.store.claim(execution_id, self.config.owner,
-                                        now + int(self.config.lease_ttl * 1000), now)
+                                        now + self._lease_ms, now)
         if stored is not None:
             self._take_over(stored)
 
@@ -538,7 +553,7 @@ class Engine:
         due, later = await self.store.due_timers(now + horizon, limit)
         if due:
             claimed = await self.store.claim_timers(
-                due, self.config.owner, now + int(self.config.lease_ttl * 1000), now, horizon)
+                due, self.config.owner, now + self._lease_ms, now, horizon)
             for stored in claimed:
                 if stored is not None:
                     self._take_over(stored)
@@ -563,7 +578,7 @@ class Engine:
 
     async def _heartbeat_pass(self) -> float:
         if self._drivers:
-            until = now_ms() + int(self.config.lease_ttl * 1000)
+            until = now_ms() + self._lease_ms
             await self.store.renew_leases(list(self._drivers), until)
         return self.config.lease_ttl / 3
 
@@ -579,8 +594,7 @@ class Engine:
                 self._timer_poke.set()
                 continue
             if note.timer_due is not None:
-                if note.timer_due - self._horizon_ms < self._timer_next:
-                    self._timer_poke.set()  # a timer (maybe another server's) due before we look
+                self._timer_due(note.timer_due)  # maybe another server's
                 continue
             self.hub.publish(note.execution_id)
             driver = self._drivers.get(note.execution_id)
@@ -648,6 +662,3 @@ def _check_id(value: str, field_name: str) -> None:
             violations=[FieldViolation(field_name, "invalid characters or length")],
         )
 
-
-def _event_json(data: dict[str, Any]) -> str:
-    return _json.dumps(data)

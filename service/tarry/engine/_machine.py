@@ -221,19 +221,15 @@ class Txn:
 
     def due(self) -> list[Waiting]:
         """Sleeps and retries whose time has come, earliest first."""
-        due = [w for w in self.doc.waits.values()
-               if w.kind != "wait" and w.wake_at is not None and w.wake_at <= self.now]
-        return sorted(due, key=lambda w: w.wake_at or 0)
+        due = sorted((p for p in self.doc.timed_waits() if p[0] <= self.now), key=lambda p: p[0])
+        return [w for _, w in due]
 
     # -- requests ------------------------------------------------------------------
 
     def request_suspension(self, reason: str) -> None:
-        """A Suspend request seen while steps run: stop at the next node boundary."""
+        """A Suspend request: stop at the next node boundary (at once when none runs)."""
         if self.doc.suspending is None:
             self.doc.suspending = Suspension(reason, self.now, "request")
-
-    def suspend_now(self, reason: str) -> None:
-        self.doc.suspending = Suspension(reason, self.now, "request")
 
     def unsuspend(self) -> None:
         sus = self.doc.suspension
@@ -252,19 +248,17 @@ class Txn:
         self.run_step(Activation(node_id, node_input, 1, resume_data, suspend_data))
 
     def cancel(self, reason: str) -> None:
-        doc = self.doc
-        for node in doc.running:
-            self.emit("node_cancelled", node=node)
-        doc.running.clear()
-        doc.ready.clear()
-        doc.waits.clear()
-        doc.arrivals.clear()
-        doc.suspending = None
-        doc.suspension = None  # a cancelled execution is no longer suspended
-        doc.cancellation = {"reason": reason, "at": self.now}
+        self._halt()
+        self.doc.suspension = None  # a cancelled execution is no longer suspended
+        self.doc.cancellation = {"reason": reason, "at": self.now}
 
     def fail(self, error: ErrorInfo) -> None:
         self.failed = True
+        self._halt()
+        self.doc.error = error
+
+    def _halt(self) -> None:
+        """Stop everything: running steps are cancelled, nothing else will run or fire."""
         doc = self.doc
         for node in doc.running:
             self.emit("node_cancelled", node=node)
@@ -273,7 +267,6 @@ class Txn:
         doc.waits.clear()
         doc.arrivals.clear()
         doc.suspending = None
-        doc.error = error
 
     # -- status --------------------------------------------------------------------
 

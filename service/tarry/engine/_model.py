@@ -101,6 +101,11 @@ class Doc:
     error: ErrorInfo | None = None
     result: JSON = None
 
+    def timed_waits(self) -> list[tuple[int, Waiting]]:
+        """The sleeps and retry backoffs, each with its wake-up time (ms since the epoch)."""
+        return [(w.wake_at, w) for w in self.waits.values()
+                if w.kind != "wait" and w.wake_at is not None]
+
     def dumps(self) -> str:
         # By hand rather than dataclasses.asdict, which deep-copies every value on the way
         # and was the largest cost of a transition. Fields at their default (None, or an
