@@ -10,12 +10,16 @@ from typing import Self, TypeVar
 
 import grpc
 
-from tarry_api.v1 import workflow_service_pb2 as pb
 from tarry_api.v1 import workflow_service_pb2_grpc as pb_grpc
 
 from . import _requests as req
 from ._client import DEFAULT_TIMEOUT
-from ._convert import event_from_pb, execution_from_pb, workflow_from_pb
+from ._convert import (
+    event_page_from_pb,
+    execution_from_pb,
+    execution_page_from_pb,
+    workflow_from_pb,
+)
 from ._errors import from_rpc_error
 from ._retry import (
     DEFAULT_RETRY,
@@ -112,7 +116,7 @@ class AsyncClient:
 
     async def get(self, execution_id: str, *, timeout: float | None = None) -> Execution:
         """See `Client.get`."""
-        request = pb.GetExecutionRequest(execution_id=execution_id)
+        request = req.get(execution_id)
         response = await self._unary(self._stub.GetExecution, request, timeout)
         return execution_from_pb(response.execution)
 
@@ -123,8 +127,7 @@ class AsyncClient:
         """See `Client.list_executions`."""
         request = req.list_executions(workflow, status, page_size, page_token)
         response = await self._unary(self._stub.ListExecutions, request, timeout)
-        return ExecutionPage(tuple(execution_from_pb(e) for e in response.executions),
-                             response.next_page_token or None)
+        return execution_page_from_pb(response)
 
     async def iter_executions(self, workflow: str | None = None,
                               status: Status | str | None = None,
@@ -145,8 +148,7 @@ class AsyncClient:
         """See `Client.events`."""
         request = req.events(execution_id, after_sequence, page_size)
         response = await self._unary(self._stub.ListExecutionEvents, request, timeout)
-        return EventPage(tuple(event_from_pb(e) for e in response.events),
-                         response.next_after_sequence, response.has_more)
+        return event_page_from_pb(response)
 
     async def workflows(self, *, timeout: float | None = None) -> list[Workflow]:
         """See `Client.workflows`."""
@@ -154,7 +156,7 @@ class AsyncClient:
         token = ""
         while True:
             response = await self._unary(self._stub.ListWorkflows,
-                                         pb.ListWorkflowsRequest(page_token=token), timeout)
+                                         req.list_workflows(token), timeout)
             found += (workflow_from_pb(w) for w in response.workflows)
             if not response.next_page_token:
                 return found

@@ -9,11 +9,15 @@ from typing import Self, TypeVar
 
 import grpc
 
-from tarry_api.v1 import workflow_service_pb2 as pb
 from tarry_api.v1 import workflow_service_pb2_grpc as pb_grpc
 
 from . import _requests as req
-from ._convert import event_from_pb, execution_from_pb, workflow_from_pb
+from ._convert import (
+    event_page_from_pb,
+    execution_from_pb,
+    execution_page_from_pb,
+    workflow_from_pb,
+)
 from ._errors import from_rpc_error
 from ._retry import (
     DEFAULT_RETRY,
@@ -131,7 +135,7 @@ class Client:
 
     def get(self, execution_id: str, *, timeout: float | None = None) -> Execution:
         """The current snapshot of an execution. Raises ExecutionNotFound."""
-        request = pb.GetExecutionRequest(execution_id=execution_id)
+        request = req.get(execution_id)
         return execution_from_pb(
             self._unary(self._stub.GetExecution, request, timeout).execution)
 
@@ -141,8 +145,7 @@ class Client:
         """One page of executions, newest first, optionally of one workflow / status."""
         request = req.list_executions(workflow, status, page_size, page_token)
         response = self._unary(self._stub.ListExecutions, request, timeout)
-        return ExecutionPage(tuple(execution_from_pb(e) for e in response.executions),
-                             response.next_page_token or None)
+        return execution_page_from_pb(response)
 
     def iter_executions(self, workflow: str | None = None, status: Status | str | None = None,
                         page_size: int | None = None) -> Iterator[Execution]:
@@ -161,8 +164,7 @@ class Client:
         Raises ExecutionNotFound, CursorOutOfRange."""
         request = req.events(execution_id, after_sequence, page_size)
         response = self._unary(self._stub.ListExecutionEvents, request, timeout)
-        return EventPage(tuple(event_from_pb(e) for e in response.events),
-                         response.next_after_sequence, response.has_more)
+        return event_page_from_pb(response)
 
     def workflows(self, *, timeout: float | None = None) -> list[Workflow]:
         """Every workflow the server hosts (each registered version), sorted by name."""
@@ -170,7 +172,7 @@ class Client:
         token = ""
         while True:
             response = self._unary(self._stub.ListWorkflows,
-                                   pb.ListWorkflowsRequest(page_token=token), timeout)
+                                   req.list_workflows(token), timeout)
             found += (workflow_from_pb(w) for w in response.workflows)
             if not response.next_page_token:
                 return found

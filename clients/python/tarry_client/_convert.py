@@ -12,13 +12,16 @@ from typing import Any, TypeVar
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from tarry_api.v1 import execution_pb2, workflow_pb2
+from tarry_api.v1 import workflow_service_pb2 as pb
 
 from ._types import (
     JSON,
     Cancellation,
     Event,
+    EventPage,
     Execution,
     ExecutionError,
+    ExecutionPage,
     JoinMode,
     NodeKind,
     RetryPolicy,
@@ -263,3 +266,13 @@ def as_json(obj: object) -> JSON:
     if isinstance(obj, list | tuple):
         return [as_json(v) for v in obj]
     return obj
+
+
+def execution_page_from_pb(response: pb.ListExecutionsResponse) -> ExecutionPage:
+    return ExecutionPage(tuple(execution_from_pb(e) for e in response.executions),
+                         response.next_page_token or None)
+
+
+def event_page_from_pb(response: pb.ListExecutionEventsResponse) -> EventPage:
+    return EventPage(tuple(event_from_pb(e) for e in response.events),
+                     response.next_after_sequence, response.has_more)

@@ -60,5 +60,13 @@ def events(execution_id: str, after_sequence: int, page_size: int | None
                                          page_size=page_size or 0)
 
 
+def get(execution_id: str) -> pb.GetExecutionRequest:
+    return pb.GetExecutionRequest(execution_id=execution_id)
+
+
+def list_workflows(page_token: str) -> pb.ListWorkflowsRequest:
+    return pb.ListWorkflowsRequest(page_token=page_token)
+
+
 def describe(workflow: str, version: str | None) -> pb.DescribeWorkflowRequest:
     return pb.DescribeWorkflowRequest(workflow=workflow, version=version or "")

@@ -14,7 +14,7 @@ import grpc
 from tarry_api.v1 import workflow_service_pb2 as pb
 
 from ._convert import event_from_pb, execution_from_pb
-from ._errors import Unavailable, from_rpc_error, rich_status
+from ._errors import Unavailable, _call, from_rpc_error, rich_status
 from ._types import Execution, WatchItem
 
 
@@ -65,17 +65,12 @@ def unary_retry_delay(retry: Retry, attempt: int, error: grpc.RpcError,
     """The pause before trying a unary call again after failed attempt `attempt`, or None
     when it should not be tried again (not UNAVAILABLE, out of attempts, or the pause would
     outlast the call's deadline, a `time.monotonic()` value)."""
-    if attempt >= retry.attempts or _code(error) is not grpc.StatusCode.UNAVAILABLE:
+    if attempt >= retry.attempts or _call(error, "code") is not grpc.StatusCode.UNAVAILABLE:
         return None
     delay = retry.backoff(attempt)
     if deadline is not None and time.monotonic() + delay >= deadline:
         return None
     return delay
-
-
-def _code(error: grpc.RpcError) -> grpc.StatusCode | None:
-    code = getattr(error, "code", None)
-    return code() if callable(code) else None
 
 
 def _stream_broke(error: grpc.RpcError) -> bool:
@@ -86,7 +81,7 @@ def _stream_broke(error: grpc.RpcError) -> bool:
     connection), not from the server's code, which always attaches one. CANCELLED is never
     retried: it means the caller (or the caller's closing of the channel) ended the call.
     """
-    code = _code(error)
+    code = _call(error, "code")
     if code is grpc.StatusCode.UNAVAILABLE:
         return True
     return code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN) and (
