@@ -49,7 +49,7 @@ lint: $(STAMP) node_modules/.installed
 	$(BIN)/ruff check service clients/python tests examples scripts bench
 	$(BIN)/mypy service clients/python tests examples bench
 	npx --no-install buf lint
-	$(BIN)/python scripts/gen_protos.py --check
+	$(MAKE) --no-print-directory protos-check
 
 bench: setup
 	$(BIN)/python -m bench
