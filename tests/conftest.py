@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -34,8 +33,9 @@ async def make_engine(redis_server: LocalRedis, prefix: str) -> AsyncIterator[En
     """Build and start engines sharing this test's prefix (several = several processes)."""
     made: list[Engine] = []
 
-    async def make(*workflows: Workflow, lease_ttl: float = 10.0, **cfg: object) -> Engine:
-        store = RedisStore(redis_server.url, prefix=prefix)
+    async def make(*workflows: Workflow, lease_ttl: float = 10.0,
+                   store_class: type[RedisStore] = RedisStore, **cfg: object) -> Engine:
+        store = store_class(redis_server.url, prefix=prefix)
         engine = Engine(Registry(list(workflows)), store,
                         EngineConfig(lease_ttl=lease_ttl, **cfg))  # type: ignore[arg-type]
         await engine.start()
@@ -46,8 +46,3 @@ async def make_engine(redis_server: LocalRedis, prefix: str) -> AsyncIterator[En
     for engine in made:
         await engine.stop()
         await engine.store.close()
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path

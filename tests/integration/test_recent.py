@@ -4,21 +4,16 @@ commit's version check catches it and the request is answered from what Redis ho
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from tarry import Chain, StepContext
 from tarry.engine import (
     Engine,
-    EngineConfig,
     Execution,
     NodeNotWaiting,
-    Registry,
     Status,
     WrongState,
 )
-from tarry.localredis import LocalRedis
 from tarry.store import RedisStore
 from tests.conftest import EngineFactory
 from tests.integration.helpers import all_events, settled
@@ -49,13 +44,8 @@ class CountingStore(RedisStore):
 
 
 @pytest.fixture
-async def counted(redis_server: LocalRedis, prefix: str) -> AsyncIterator[Engine]:
-    engine = Engine(Registry([two_waits]), CountingStore(redis_server.url, prefix=prefix),
-                    EngineConfig(recent=2))
-    await engine.start()
-    yield engine
-    await engine.stop()
-    await engine.store.close()
+async def counted(make_engine: EngineFactory) -> Engine:
+    return await make_engine(two_waits, recent=2, store_class=CountingStore)
 
 
 def _waiting(ex: Execution) -> list[str]:

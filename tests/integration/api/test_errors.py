@@ -17,6 +17,7 @@ from tests.integration.api.support import (
     get,
     resume,
     run,
+    started,
     stream_fails,
     value,
 )
@@ -221,8 +222,7 @@ async def test_repeated_request_id_returns_the_first_answer(stub: Stub) -> None:
     a = (await stub.Run(run_req, timeout=TIMEOUT)).execution
     b = (await stub.Run(run_req, timeout=TIMEOUT)).execution
     assert a.id == b.id
-    assert sum(1 for e in await events(stub, a.id) if e.type == "node_started"
-               and e.node_id == "submit") == 1
+    assert started(await events(stub, a.id), "submit") == 1
 
 
 async def test_same_execution_id_for_another_workflow_already_exists(stub: Stub) -> None:

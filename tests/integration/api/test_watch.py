@@ -29,9 +29,6 @@ from tests.integration.api.support import (
 if TYPE_CHECKING:
     from tarry_api.v1.workflow_service_pb2_grpc import WorkflowServiceAsyncStub as Stub
 
-TERMINAL = (S.EXECUTION_STATUS_COMPLETED, S.EXECUTION_STATUS_FAILED,
-            S.EXECUTION_STATUS_CANCELLED)
-
 
 def event_list(messages: list[pb.WatchExecutionResponse]) -> list[execution_pb2.ExecutionEvent]:
     out = []
