@@ -12,6 +12,7 @@ TarryError
 │   └── NodeNotWaiting       the named node is not waiting for input
 ├── Conflict                 a concurrent transition won the race
 ├── CursorOutOfRange         an event cursor older than the kept history
+├── Overloaded               this server is at one of its limits; try again later
 └── StoreUnavailable         the state store cannot be reached
 
 The api layer maps these to gRPC codes in one table; nothing here knows about gRPC.
@@ -95,6 +96,10 @@ class Conflict(TarryError):
 
 class CursorOutOfRange(TarryError):
     reason = "CURSOR_OUT_OF_RANGE"
+
+
+class Overloaded(TarryError):
+    reason = "OVERLOADED"
 
 
 class StoreUnavailable(TarryError):
