@@ -142,6 +142,7 @@ escalation_workflow = (
     .step("escalate", lambda ctx: "Ticket escalated to manager")
     .edge("submit", "initial-response")
     .edge("initial-response", "escalation-timer", action="pending")
+    .end("initial-response")  # any other answer closes the ticket: nothing to escalate
     .edge("escalation-timer", "escalate")
     .build()
 )

@@ -39,9 +39,31 @@ key adds levels). 32 still parses inside every reply."""
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 """Default size of one request message (gRPC's own default; `Config.max_request_bytes`)."""
 
+MAX_CONCURRENT_RPCS = 1000
+"""Default number of unary calls one server answers at a time (`Config.max_concurrent_rpcs`);
+one more is refused at once with RESOURCE_EXHAUSTED (reason OVERLOADED)."""
+
+MAX_WATCHES = 10_000
+"""Default number of WatchExecution streams one server keeps open (`Config.max_watches`);
+one more is refused at once with RESOURCE_EXHAUSTED (reason OVERLOADED)."""
+
+MIN_TIME_MS = -62_135_596_800_000
+"""The earliest time a `google.protobuf.Timestamp` holds, 0001-01-01T00:00:00Z, in ms since
+the epoch. A stored time outside MIN_TIME_MS..MAX_WAKE_MS is sent clamped to that range."""
+
 MAX_WAKE_MS = 253_402_300_799_999
 """The latest wake time a sleep may have: 9999-12-31T23:59:59.999Z, the end of what a
 `google.protobuf.Timestamp` holds."""
+
+MAX_DURATION = 100 * 365 * 86_400.0
+"""Seconds of the longest step or execution timeout a workflow may declare (100 years)."""
+
+MAX_ERROR_MESSAGE = 4096
+"""Characters of a failed step's error message that are kept (the rest is cut)."""
+
+MAX_TRACEBACK = 8192
+"""Characters of a failed step's traceback that are kept: its last lines, nearest the
+error."""
 
 QUOTE = 64
 """Characters of a caller's value that an error message quotes at most."""

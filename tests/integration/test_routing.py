@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from examples.pausing import conditional_workflow, expense_approval, parallel_review
 from tarry import Flow, Output, StepContext
-from tarry.engine import Status
+from tarry.engine import Status, WrongState
 from tests.conftest import EngineFactory
-from tests.integration.helpers import all_events, settled, started, statuses
+from tests.integration.helpers import all_events, settled, started, statuses, until
 
 
 async def test_one_execution_id_across_every_resume(make_engine: EngineFactory) -> None:
@@ -132,13 +134,42 @@ async def test_any_join_runs_on_the_first_arrival_only(make_engine: EngineFactor
     engine = await make_engine(wf)
     ex = await settled(engine, (await engine.run("any-join")).id)
     await engine.resume(ex.id, "f", node="fast")
-    mid = await settled(engine, ex.id)
-    assert mid.status is Status.AWAITING  # `slow` still waits; `first` already ran
-    assert len(started(await all_events(engine, ex.id), "first")) == 1
-    await engine.resume(ex.id, "s", node="slow")
     done = await settled(engine, ex.id)
-    assert done.status is Status.COMPLETED
-    assert len(started(await all_events(engine, ex.id), "first")) == 1
+    # `first` ran once, and the branch that lost the race was dropped with it.
+    assert done.status is Status.COMPLETED and done.result == {"fast": "f"}
+    assert done.waiting == ()
+    events = await all_events(engine, ex.id)
+    assert len(started(events, "first")) == 1
+    assert [e.data for e in events if e.type == "node_cancelled"] == [
+        {"node": "slow", "by": "first"}]
+    with pytest.raises(WrongState):
+        await engine.resume(ex.id, "s", node="slow")
+
+
+async def test_any_join_reply_or_time_out_drops_the_timer(make_engine: EngineFactory) -> None:
+    wf = (
+        Flow("reply-or-timeout")
+        .step("ask", lambda ctx: "asked")
+        .wait("reply")
+        .sleep("timeout", 0.3)
+        .step("decide", lambda ctx: sorted(ctx.node_input), join="any")
+        .edge("ask", "reply").edge("ask", "timeout")
+        .edge("reply", "decide").edge("timeout", "decide")
+        .build()
+    )
+    engine = await make_engine(wf)
+    replied = await settled(engine, (await engine.run("reply-or-timeout")).id)
+    await engine.resume(replied.id, {"ok": True})
+    done = await settled(engine, replied.id)
+    assert done.status is Status.COMPLETED and done.result == ["reply"]
+    # No timer is left behind for the dropped sleep.
+    assert await engine.store.due_timers(2**62, 10) == ([], None)
+
+    timed_out = await settled(engine, (await engine.run("reply-or-timeout")).id)
+    done = await until(engine, timed_out.id, Status.COMPLETED)
+    assert done.result == ["timeout"]  # the wait was dropped: nothing is left AWAITING
+    with pytest.raises(WrongState):
+        await engine.resume(timed_out.id, {"late": True})
 
 
 async def test_wait_data_is_output_and_state(make_engine: EngineFactory) -> None:

@@ -41,6 +41,7 @@ class Signals:
     def __init__(self) -> None:
         self.suspend_reason: str | None = None
         self.cancel_reason: str | None = None
+        self.lost = False
         self._event: threading.Event | None = None
 
     @property
@@ -48,7 +49,8 @@ class Signals:
         with self._lock:
             if self._event is None:
                 self._event = threading.Event()
-                if self.suspend_reason is not None or self.cancel_reason is not None:
+                if (self.suspend_reason is not None or self.cancel_reason is not None
+                        or self.lost):
                     self._event.set()
             return self._event
 
@@ -58,6 +60,12 @@ class Signals:
 
     def request_cancel(self, reason: str) -> None:
         self.cancel_reason = reason
+        self._wake()
+
+    def lose(self) -> None:
+        """The execution is no longer this process's to run (taken over, or dropped): steps
+        still running should stop; nothing they return will be kept."""
+        self.lost = True
         self._wake()
 
     def _wake(self) -> None:
@@ -115,6 +123,7 @@ class StepContext:
         self.suspend_data = suspend_data
         self._state = state
         self._signals = signals or Signals()
+        self._abandoned: threading.Event | None = None
         self.changes: dict[str, JSON] = {}
 
     @property
@@ -149,12 +158,20 @@ class StepContext:
 
     @property
     def stop_requested(self) -> threading.Event:
-        """Set when a suspension or cancellation is requested; `wait()` on it in plain steps."""
-        return self._signals.event
+        """Set when a suspension or cancellation is requested, when the execution is taken
+        over or its branch dropped, or when this attempt ran out of time; `wait()` on it in
+        plain steps."""
+        return self._abandoned or self._signals.event
 
     @property
     def suspend_request_reason(self) -> str | None:
         return self._signals.suspend_reason
+
+    def abandon(self) -> None:
+        """This attempt is given up (it ran out of time): `stop_requested` is set for it
+        from now on (read the property again rather than keep the event it gave before)."""
+        self._abandoned = threading.Event()
+        self._abandoned.set()
 
     def suspend_if_requested(self, data: JSON = None) -> None:
         """Suspend here if a suspension was requested from outside, with the request's reason.

@@ -18,6 +18,7 @@ Chain style (VoltAgent) is sugar over a linear graph::
 from __future__ import annotations
 
 import inspect
+import math
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
+
+from tarry.limits import MAX_DEPTH, MAX_DURATION, MAX_STATE_DEPTH
 
 from ._errors import DefinitionError
 from ._schema import JSON, json_schema
@@ -77,7 +80,11 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt `attempt` (1-based)."""
-        d = self.initial_interval * self.backoff_coefficient ** (attempt - 1)
+        try:
+            d = self.initial_interval * self.backoff_coefficient ** (attempt - 1)
+        except OverflowError:
+            d = MAX_DURATION
+        d = min(d, MAX_DURATION)
         return min(d, self.max_interval) if self.max_interval is not None else d
 
     def retryable(self, exc: BaseException) -> bool:
@@ -103,6 +110,9 @@ class Node:
     join: JoinMode = JoinMode.ALL
     max_visits: int | None = None
     description: str = ""
+    timeout: float | None = None
+    """Seconds one attempt of a step may run; past it the attempt fails with StepTimeout
+    (retried as its retry policy says)."""
 
     @property
     def is_async(self) -> bool:
@@ -131,6 +141,11 @@ class Workflow:
     suspend_schema: type[BaseModel] | None = None
     max_visits: int = DEFAULT_MAX_VISITS
     description: str = ""
+    ends: frozenset[tuple[str, str | None]] = frozenset()
+    """(node, action) pairs after which the branch is declared to end (`Flow.end`); action
+    None: whatever no edge takes."""
+    timeout: float | None = None
+    """Seconds an execution may take in all, or None; past it the execution ends FAILED."""
     _out: dict[str, tuple[Edge, ...]] = field(default_factory=dict, repr=False, compare=False)
     _preds: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False, compare=False)
 
@@ -166,7 +181,16 @@ class Workflow:
         return list(dict.fromkeys(chosen))
 
     def actions(self, node: str) -> list[str]:
-        return sorted({e.action for e in self._out[node] if e.action is not None})
+        """The actions that pick a way on from `node`: its edges' and its declared ends'."""
+        return sorted({e.action for e in self._out[node] if e.action is not None}
+                      | {a for n, a in self.ends if n == node and a is not None})
+
+    def routes(self, node: str, action: str | None) -> bool:
+        """Does finishing `node` with `action` go somewhere the workflow foresaw: an edge, a
+        declared end, or the end of a node that has no outgoing edges at all? Otherwise the
+        branch would end by accident (an unknown action, or none where every edge has one)."""
+        return (not self._out[node] or bool(self.next_nodes(node, action))
+                or (node, action) in self.ends or (node, None) in self.ends)
 
     def resume_schema_for(self, node: str) -> type[BaseModel] | None:
         return self.nodes[node].resume_schema or self.resume_schema
@@ -210,6 +234,7 @@ class Flow:
         max_visits: int = DEFAULT_MAX_VISITS,
         start: str | None = None,
         description: str = "",
+        timeout: float | timedelta | None = None,
     ) -> None:
         _check_id(name, "workflow name")
         self.name = name
@@ -220,6 +245,8 @@ class Flow:
         self._description = description
         self._nodes: dict[str, Node] = {}
         self._edges: list[Edge] = []
+        self._ends: set[tuple[str, str | None]] = set()
+        self._timeout = _seconds(timeout, "workflow timeout")
 
     def _add(self, node: Node) -> Flow:
         _check_id(node.id, "node id")
@@ -239,14 +266,17 @@ class Flow:
         join: JoinMode | str = JoinMode.ALL,
         max_visits: int | None = None,
         description: str = "",
+        timeout: float | timedelta | None = None,
     ) -> Flow:
-        """A node that runs `fn` (async functions on the loop, plain ones in a thread)."""
+        """A node that runs `fn` (async functions on the loop, plain ones in a thread).
+        `timeout`: seconds one attempt may take (then it fails with StepTimeout)."""
         if not callable(fn):
             raise DefinitionError(f"step {id!r} needs a callable")
         return self._add(
             Node(id, NodeKind.STEP, fn=fn, retry=retry or RetryPolicy(), resume_schema=resume,
                  suspend_schema=suspend, join=JoinMode(join), max_visits=max_visits,
-                 description=description or (fn.__doc__ or "").strip())
+                 description=description or (fn.__doc__ or "").strip(),
+                 timeout=_seconds(timeout, f"step {id!r} timeout"))
         )
 
     def wait(
@@ -260,6 +290,9 @@ class Flow:
         description: str = "",
     ) -> Flow:
         """A node that pauses until Resume delivers data; the data is kept in state[key or id]."""
+        if key is not None and key.count(".") > MAX_STATE_DEPTH - MAX_DEPTH - 1:
+            raise DefinitionError(f"wait {id!r}: key {key!r} nests too deep (at most "
+                                  f"{MAX_STATE_DEPTH - MAX_DEPTH - 1} dots)")
         return self._add(
             Node(id, NodeKind.WAIT, key=key, resume_schema=resume, join=JoinMode(join),
                  max_visits=max_visits, description=description)
@@ -286,11 +319,21 @@ class Flow:
         self._edges.append(Edge(source, target, action))
         return self
 
+    def end(self, source: str, *, action: str | None = None) -> Flow:
+        """Declare that the branch ends when `source` finishes with `action` (without one:
+        with any action no edge takes). A Resume whose action leads nowhere is refused
+        unless the workflow says so here."""
+        self._ends.add((source, action))
+        return self
+
     def build(self) -> Workflow:
         for e in self._edges:
             for end in (e.source, e.target):
                 if end not in self._nodes:
                     raise DefinitionError(f"edge {e.source!r} -> {e.target!r}: no node {end!r}")
+        for source, _ in self._ends:
+            if source not in self._nodes:
+                raise DefinitionError(f"end after {source!r}: no node {source!r}")
         if not self._nodes:
             raise DefinitionError(f"workflow {self.name!r} has no nodes")
         if self._start is not None:
@@ -305,7 +348,7 @@ class Flow:
             name=self.name, version=self.version, nodes=dict(self._nodes),
             edges=tuple(self._edges), start=start, input_schema=inp, result_schema=res,
             resume_schema=resume, suspend_schema=susp, max_visits=self._max_visits,
-            description=self._description,
+            description=self._description, ends=frozenset(self._ends), timeout=self._timeout,
         )
 
 
@@ -326,9 +369,11 @@ class Chain:
         suspend: type[BaseModel] | None = None,
         max_visits: int = DEFAULT_MAX_VISITS,
         description: str = "",
+        timeout: float | timedelta | None = None,
     ) -> None:
         self._flow = Flow(name, version=version, input=input, result=result, resume=resume,
-                          suspend=suspend, max_visits=max_visits, description=description)
+                          suspend=suspend, max_visits=max_visits, description=description,
+                          timeout=timeout)
         self._last: str | None = None
 
     def _link(self, node_id: str) -> Chain:
@@ -346,9 +391,10 @@ class Chain:
         resume: type[BaseModel] | None = None,
         suspend: type[BaseModel] | None = None,
         description: str = "",
+        timeout: float | timedelta | None = None,
     ) -> Chain:
         self._flow.step(id, fn, retry=retry, resume=resume, suspend=suspend,
-                        description=description)
+                        description=description, timeout=timeout)
         return self._link(id)
 
     def wait(
@@ -367,6 +413,17 @@ class Chain:
 
     def build(self) -> Workflow:
         return self._flow.build()
+
+
+def _seconds(value: float | timedelta | None, what: str) -> float | None:
+    """A duration given in seconds or as a timedelta, checked: finite and positive."""
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if not math.isfinite(seconds) or seconds <= 0 or seconds > MAX_DURATION:
+        raise DefinitionError(f"{what} must be a positive number of seconds up to "
+                              f"{MAX_DURATION:g}, not {value!r}")
+    return seconds
 
 
 def _check_id(value: str, what: str) -> None:

@@ -16,6 +16,7 @@ import asyncio
 import inspect
 import logging
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,14 +24,15 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from tarry import _json
+from tarry.limits import MAX_DEPTH, MAX_ERROR_MESSAGE, MAX_REASON, MAX_TRACEBACK, depth, quote
 
 from ._context import Output, Signals, StepContext, SuspendSignal
 from ._definition import Workflow
-from ._errors import Conflict
+from ._errors import Conflict, StoreUnavailable
 from ._machine import Txn
-from ._model import Activation, Doc, ErrorInfo, Execution, Status, now_ms
+from ._model import Activation, Doc, ErrorInfo, Execution, Status
 from ._schema import JSON, to_json, validate
-from ._store import Committed, Existing, Stored, SuspendRequested
+from ._store import Commit, CommitOutcome, Committed, Existing, Stored, SuspendRequested
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -66,7 +68,7 @@ class Lost(Exception):
 
 class Driver:
     def __init__(self, engine: Engine, wf: Workflow, stored: Stored, *, restart: bool,
-                 doc: Doc | None = None) -> None:
+                 doc: Doc | None = None, lease_sent: float | None = None) -> None:
         self.engine = engine
         self.wf = wf
         self.stored = stored
@@ -86,6 +88,9 @@ class Driver:
         self._looking: asyncio.Task[None] | None = None
         self.final: Execution | None = None
         """The execution as this driver left it, when it stopped with the execution settled."""
+        self.lease_sent = time.monotonic() if lease_sent is None else lease_sent
+        """When (time.monotonic) the request that last set this execution's lease was sent."""
+        self._sent = self.lease_sent  # when the last commit was sent
 
     # -- the loop --------------------------------------------------------------------
 
@@ -102,7 +107,7 @@ class Driver:
                 if lone is not None:
                     await self._run_inline(lone)
                     continue
-                self._start_tasks()
+                await self._start_tasks()
                 timeout = self._next_wake()
                 if not self.tasks and (timeout is None or (
                         self.stored.status is Status.AWAITING
@@ -118,7 +123,8 @@ class Driver:
                 for node, (act, task) in list(self.tasks.items()):
                     if task.done() and self.stored.status is Status.RUNNING:
                         del self.tasks[node]
-                        await self._outcome(act, task.result())
+                        if node in self.doc.running:  # not dropped meanwhile
+                            await self._outcome(act, task.result())
                 if self.poke.is_set():
                     self.poke.clear()
                     await self._on_poke()
@@ -144,11 +150,12 @@ class Driver:
         if self.tasks or len(self.doc.running) != 1 or self.poke.is_set():
             return None
         act = next(iter(self.doc.running.values()))
-        if not self.wf.nodes[act.node].is_async or self._next_wake() is not None:
+        if not self.wf.nodes[act.node].is_async or self._wakes():
             return None
         return act
 
     async def _run_inline(self, act: Activation) -> None:
+        await self._check_lease()
         self.inline = True
         try:
             outcome = await self._run_step(act)
@@ -178,6 +185,7 @@ class Driver:
         if self.stored.version != base:
             return  # this driver committed meanwhile: its next commit checks for itself
         if stored is None or stored.version != base:
+            self._tell_steps(stored)
             self.stop()  # cancelled or taken over: the step stops now
         elif stored.suspend_request is not None:
             self.signals.request_suspend(stored.suspend_request)
@@ -186,22 +194,50 @@ class Driver:
         """AWAITING, with the lease claimed ahead of a timer that is about to fall due."""
         return self.holding and self.stored.status is Status.AWAITING
 
-    def _start_tasks(self) -> None:
-        for node, act in self.doc.running.items():
-            if node not in self.tasks:
-                task = asyncio.create_task(self._run_step(act), name=f"tarry:{self.id}:{node}")
-                self.tasks[node] = (act, task)
+    async def _start_tasks(self) -> None:
+        new = [(node, act) for node, act in self.doc.running.items() if node not in self.tasks]
+        if new:
+            await self._check_lease()
+        for node, act in new:
+            task = asyncio.create_task(self._run_step(act), name=f"tarry:{self.id}:{node}")
+            self.tasks[node] = (act, task)
+
+    async def _check_lease(self) -> None:
+        """Before starting a step: is the lease surely still ours? It is while less than
+        half its time has passed since it was last set (by a commit, a claim or the
+        heartbeat, each counted from when it was sent). Past that — this process was frozen
+        or starved, or Redis slow — make sure with Redis, and stop if another server has
+        taken the execution over, rather than run its step twice."""
+        ttl = self.engine.config.lease_ttl
+        if time.monotonic() < max(self.lease_sent, self.engine.renewed_at) + ttl / 2:
+            return
+        sent = time.monotonic()
+        engine = self.engine
+        lost = await engine.store.renew_leases([self.id], engine.config.owner,
+                                               int(ttl * 1000))
+        stored, _ = await engine.store.load(self.id)
+        if lost or stored is None or stored.version != self.stored.version:
+            log.warning("execution %s was taken over while this server could not renew its "
+                        "lease; its step is not started here", self.id)
+            raise Lost
+        self.lease_sent = sent
+
+    def _wakes(self) -> list[int]:
+        wakes = [at for at, _ in self.doc.timed_waits()]
+        if self.doc.deadline is not None:
+            wakes.append(self.doc.deadline)
+        return wakes
 
     def _due(self) -> bool:
-        now = now_ms()
-        return any(at <= now for at, _ in self.doc.timed_waits())
+        now = self.engine.clock.now_ms()
+        return any(at <= now for at in self._wakes())
 
     def _next_wake(self) -> float | None:
-        wakes = [at for at, _ in self.doc.timed_waits()]
+        wakes = self._wakes()
         if not wakes:
             return None
         # Not now_ms(): rounded down, it would make every wake-up up to 1 ms late.
-        return max(0.0, min(wakes) / 1000 - time.time())
+        return max(0.0, min(wakes) / 1000 - self.engine.clock.time())
 
     async def _on_poke(self) -> None:
         """Someone else wrote to this execution: a Suspend request, or a Cancel."""
@@ -209,6 +245,7 @@ class Driver:
             return
         stored, _ = await self.engine.store.load(self.id)
         if stored is None or stored.version != self.stored.version:
+            self._tell_steps(stored)
             raise Lost
         self.stored = stored
         if stored.suspend_request is not None and self.sreq is None:
@@ -220,14 +257,27 @@ class Driver:
     # -- transitions -----------------------------------------------------------------
 
     def _restart(self, t: Txn) -> None:
-        """After taking the lease over: run interrupted steps again, with attempt + 1."""
+        """After taking the lease over: run interrupted steps again, with attempt + 1, unless
+        a step was interrupted more often than `max_step_restarts` allows."""
+        limit = self.engine.config.max_step_restarts
         for act in list(t.doc.running.values()):
+            act.restarts = (act.restarts or 0) + 1
+            if act.restarts > limit:
+                t.fail(ErrorInfo(
+                    "StepCrashLoop",
+                    f"step {act.node!r} was running when its server stopped {act.restarts} "
+                    f"times (at most {limit} restarts); it is not started again",
+                    act.node, act.attempt))
+                return
             act.attempt += 1
             t.emit("node_started", node=act.node, attempt=act.attempt, restarted=True)
         self._fire_due(t)
 
     @staticmethod
     def _fire_due(t: Txn) -> None:
+        if t.timed_out():
+            t.time_out()
+            return
         for w in t.due():
             if w.kind == "sleep":
                 t.sleep_fired(w.node)
@@ -239,7 +289,7 @@ class Driver:
         while True:
             base = self.stored
             doc = self.doc  # changed in place: on a refused commit it is read again from JSON
-            t = Txn(self.wf, doc, base.status, now_ms())
+            t = Txn(self.wf, doc, base.status, self.engine.clock.now_ms())
             clear = self.sreq is not None
             if self.sreq is not None and doc.suspension is None:
                 t.request_suspension(self.sreq)
@@ -248,10 +298,13 @@ class Driver:
             commit = self.engine.commit_for(self.wf, base, t, status, holding=self.holding,
                                             check_suspend_request=not clear,
                                             clear_suspend_request=clear)
+            self._sent = time.monotonic()
             try:
                 outcome = await self.engine.store.commit(commit)
             except Conflict:
                 raise Lost from None
+            except StoreUnavailable:
+                outcome = await self._commit_again(commit)
             if isinstance(outcome, SuspendRequested):
                 self.sreq = outcome.reason
                 self.signals.request_suspend(outcome.reason)
@@ -261,8 +314,34 @@ class Driver:
             self._committed(outcome, status, commit.doc, clear)
             return
 
+    async def _commit_again(self, commit: Commit) -> CommitOutcome:
+        """Redis could not be reached, so the commit may or may not have been applied: try
+        again until Redis answers (the lease cannot run out meanwhile unless Redis's clock
+        moves on, and then the version check refuses the commit). A refusal because the
+        version moved on may mean the first try was applied after all: then the stored
+        document is the one this commit wrote."""
+        pause = 0.05
+        while True:
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.5)
+            try:
+                return await self.engine.store.commit(commit)
+            except StoreUnavailable:
+                continue
+            except Conflict:
+                try:
+                    stored, _ = await self.engine.store.load(self.id)
+                except StoreUnavailable:
+                    continue
+                if (stored is not None and stored.version == commit.expected_version + 1
+                        and stored.doc == commit.doc):
+                    return Committed(stored.version, stored.seq)
+                raise Lost from None
+
     def _committed(self, outcome: Committed, status: Status, raw: str, cleared: bool) -> None:
         sreq = None if cleared else self.stored.suspend_request
+        if status is Status.RUNNING and not self.holding:
+            self.lease_sent = self._sent  # this commit set the lease
         self.stored = Stored(outcome.version, status, outcome.seq, sreq, raw)
         self.holding = status is Status.RUNNING  # any other status released the lease
         if cleared:
@@ -281,17 +360,26 @@ class Driver:
         )
         assert node.fn is not None
         try:
-            if node.is_async:
-                value = await node.fn(ctx)
-            else:
-                loop = asyncio.get_running_loop()
-                value = await loop.run_in_executor(self.engine.executor, node.fn, ctx)
-            if inspect.isawaitable(value):
-                value = await value
+            async with asyncio.timeout(node.timeout):
+                if node.is_async:
+                    value = await node.fn(ctx)
+                else:
+                    loop = asyncio.get_running_loop()
+                    value = await loop.run_in_executor(self.engine.executor, node.fn, ctx)
+                if inspect.isawaitable(value):
+                    value = await value
         except SuspendSignal as sig:
             return _Suspended(sig.reason, sig.data, ctx.changes)
         except asyncio.CancelledError:
             raise
+        except TimeoutError as exc:
+            if node.timeout is None or asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                return _Failed(exc)
+            # A plain step runs on in its thread (threads cannot be stopped): it is told
+            # through ctx.stop_requested, and whatever it returns is dropped.
+            ctx.abandon()
+            return _Failed(StepTimeout(f"step {act.node!r} took longer than its timeout of "
+                                       f"{node.timeout:g} s"))
         except Exception as exc:
             return _Failed(exc)
         if isinstance(value, Output):
@@ -303,9 +391,12 @@ class Driver:
         if isinstance(outcome, _Done):
             try:
                 output = to_json(outcome.output)
+                _check_output(act.node, output, outcome.changes)
             except TypeError as err:
                 outcome = _Failed(InvalidOutput(
                     f"step {act.node!r} returned a value that is not JSON: {err}"))
+            except InvalidOutput as err:
+                outcome = _Failed(err)
             else:
                 out, action, changes = output, outcome.action, outcome.changes
                 await self.transition(lambda t: t.step_done(act.node, out, action, changes))
@@ -313,8 +404,11 @@ class Driver:
         if isinstance(outcome, _Suspended):
             try:
                 data = validate(self.wf.suspend_schema_for(act.node), to_json(outcome.data))
+                _check_suspension(act.node, outcome.reason, data, outcome.changes)
             except (ValidationError, TypeError) as err:
                 outcome = _Failed(InvalidSuspendData(f"suspend data of step {act.node!r}: {err}"))
+            except InvalidSuspendData as err:
+                outcome = _Failed(err)
             else:
                 reason, changes = outcome.reason, outcome.changes
                 await self.transition(lambda t: t.step_suspended(act, reason, data, changes))
@@ -325,10 +419,28 @@ class Driver:
         if (not isinstance(exc, _NonRetryable) and policy.retryable(exc)
                 and act.attempt < policy.max_attempts):
             retry_in = policy.delay(act.attempt)
-        error = ErrorInfo(type(exc).__name__, str(exc), act.node, act.attempt)
-        if retry_in is None:
-            log.info("step %s of %s failed for good: %r", act.node, self.id, exc)
+        message = _cut(str(exc), MAX_ERROR_MESSAGE)
+        frames = "".join(traceback.format_tb(exc.__traceback__))[-MAX_TRACEBACK:]
+        trace = f"Traceback (most recent call last):\n{frames}{type(exc).__name__}: {message}"
+        error = ErrorInfo(type(exc).__name__, message, act.node, act.attempt, traceback=trace)
+        log.warning("step %s of execution %s failed (attempt %d, %s):\n%s", act.node, self.id,
+                    act.attempt, "retried" if retry_in is not None else "for good", trace)
         await self.transition(lambda t: t.step_failed(act, error, retry_in))
+
+    def _tell_steps(self, stored: Stored | None) -> None:
+        """The execution changed under this driver: tell its running steps through
+        `ctx.stop_requested` (a plain step cannot be interrupted otherwise), with the
+        reason when it was cancelled."""
+        if stored is not None and stored.status is Status.CANCELLED:
+            cancellation = Doc.loads(stored.doc).cancellation or {}
+            self.signals.request_cancel(str(cancellation.get("reason") or ""))
+        else:
+            self.signals.lose()
+
+    def lose(self) -> None:
+        """Another server holds this execution now: stop driving it, and tell its steps."""
+        self.signals.lose()
+        self.stop()
 
     def stop(self) -> None:
         if self.task is not None:
@@ -344,4 +456,40 @@ class InvalidOutput(_NonRetryable):
 
 
 class InvalidSuspendData(_NonRetryable):
-    """A step suspended with data that fails its suspend schema."""
+    """A step suspended with data that fails its suspend schema, or over a limit."""
+
+
+class StepTimeout(Exception):
+    """An attempt of a step ran longer than the step's `timeout` (retried by its policy)."""
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "... (cut)"
+
+
+def _too_deep(value: JSON) -> bool:
+    return depth(value, MAX_DEPTH) > MAX_DEPTH
+
+
+def _check_output(node: str, output: JSON, changes: dict[str, JSON]) -> None:
+    """What a step hands back is stored only if every reply can carry it (limits.py)."""
+    if _too_deep(output):
+        raise InvalidOutput(f"step {node!r} returned a value nested deeper than {MAX_DEPTH} "
+                            "levels")
+    for key, value in changes.items():
+        if _too_deep(value):
+            raise InvalidOutput(f"step {node!r} set state {quote(key)} to a value nested "
+                                f"deeper than {MAX_DEPTH} levels")
+
+
+def _check_suspension(node: str, reason: str, data: JSON, changes: dict[str, JSON]) -> None:
+    if not isinstance(reason, str) or len(reason) > MAX_REASON:
+        raise InvalidSuspendData(f"step {node!r} suspended with a reason that is not a string "
+                                 f"of at most {MAX_REASON} characters")
+    if _too_deep(data):
+        raise InvalidSuspendData(f"suspend data of step {node!r} nests deeper than "
+                                 f"{MAX_DEPTH} levels")
+    try:
+        _check_output(node, None, changes)
+    except InvalidOutput as err:
+        raise InvalidSuspendData(str(err)) from None

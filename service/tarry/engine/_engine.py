@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import re
 import socket
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,7 +27,9 @@ from pydantic import ValidationError
 
 from tarry import _json
 from tarry._tasks import reraise_if_cancelling
+from tarry.limits import MAX_DEPTH, depth, quote
 
+from ._clock import Clock
 from ._definition import NodeKind, Workflow
 from ._driver import Driver
 from ._errors import (
@@ -36,16 +40,22 @@ from ._errors import (
     InvalidInput,
     InvalidResumeData,
     NodeNotWaiting,
+    Overloaded,
     StoreUnavailable,
     WrongState,
 )
-from ._machine import ALLOWED, Txn
-from ._model import Doc, Event, Execution, Status, now_ms
+from ._machine import ALLOWED, DEADLINE, Txn
+from ._model import Doc, Event, Execution, Status
 from ._registry import Registry
 from ._schema import JSON, validate, violations
 from ._store import Commit, Committed, Existing, Store, Stored
 
 log = logging.getLogger(__name__)
+
+RECOVERY_INTERVAL = 1.0
+"""Longest pause (seconds) between two looks for expired leases: an execution released by
+a server on its way down, or orphaned by one that died, is taken over this soon after its
+lease ends."""
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
 _IDEMPOTENCY_NS = uuid.UUID("6b1d3c1e-3f0c-4c55-9a59-7d1f0c2b7a10")
@@ -71,6 +81,17 @@ class EngineConfig:
     """How many executions this process left AWAITING or SUSPENDED it remembers as it
     committed them, so that a Resume, Suspend or Cancel of one starts without reading Redis
     (its commit checks the version: if another process changed it, it is read again)."""
+    take_back: bool = False
+    """`owner` is a stable identity that this process has proven no other live process
+    holds (the server bound its port): at start, take back at once every execution still
+    leased under it, instead of waiting for the leases of its previous life to run out."""
+    max_step_restarts: int = 3
+    """How often a step may be found running after its server stopped (a crash, or a
+    shutdown that cut it off) and be started again; once more and the execution FAILS
+    (StepCrashLoop) instead of taking down server after server."""
+    max_drivers: int = 10_000
+    """Executions this process drives at once at most; a Run or Resume that would start one
+    more is refused with Overloaded (timers and takeovers are never refused)."""
 
 
 class _Hub:
@@ -126,10 +147,19 @@ class Engine:
         self._timer_next = 0  # when the timer loop looks next (ms)
         self._horizon_ms = int(self.config.timer_horizon * 1000)
         self._lease_ms = int(self.config.lease_ttl * 1000)
+        self.clock = Clock()
+        self.renewed_at = -math.inf
+        """When (time.monotonic) the last heartbeat that renewed every lease was sent."""
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
+        for _ in range(3):
+            with contextlib.suppress(StoreUnavailable):
+                await self._read_clock()
+        if self.config.take_back:
+            with contextlib.suppress(StoreUnavailable):
+                await self._take_back()
         self._loops = [
             asyncio.create_task(self._forever(self._timer_pass, self._timer_poke),
                                 name="tarry:timers"),
@@ -157,7 +187,7 @@ class Engine:
         if left:
             with contextlib.suppress(StoreUnavailable):
                 # Expire our leases now, so a restart does not wait for them to run out.
-                await self.store.renew_leases([d.id for d in left], 0)
+                await self.store.renew_leases([d.id for d in left], self.config.owner, 0)
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     # -- requests --------------------------------------------------------------------
@@ -174,6 +204,8 @@ class Engine:
         """Start an execution. The same `request_id` (or `execution_id`) twice gives the
         same execution, not a second one."""
         wf = self.registry.get(workflow, version)
+        self._admit()
+        check_depth(input, "input")
         if wf.input_schema is not None and input is None:
             input = {}
         try:
@@ -188,7 +220,7 @@ class Engine:
             eid = uuid.uuid5(_IDEMPOTENCY_NS, f"{wf.name}\n{request_id}").hex
         else:
             eid = uuid.uuid4().hex
-        now = now_ms()
+        now = self.clock.now_ms()
         doc = Doc(eid, wf.name, wf.version, data, now, now)
         t = Txn(wf, doc, Status.RUNNING, now)
         t.start()
@@ -255,6 +287,7 @@ class Engine:
                 )
             target = _waiting_node(doc, node, execution_id)
             value = _check_resume(wf, target, data)
+            _check_action(wf, target, action)
             mutate = lambda t: t.wait_resumed(target, value, action)  # noqa: E731
         return await self._apply(wf, stored, doc, mutate, request_id)
 
@@ -283,6 +316,7 @@ class Engine:
         if node is not None or data is not None:
             wait = _waiting_node(doc, node, doc.id)
             value = _check_resume(wf, wait, data)
+            _check_action(wf, wait, action)
 
         def cont(t: Txn) -> None:
             t.unsuspend()
@@ -300,7 +334,7 @@ class Engine:
             if stored.status is Status.SUSPENDED:
                 return self.snapshot(stored)
             if stored.status is Status.RUNNING:
-                event = _json.dumps({"reason": reason, "time": now_ms()})
+                event = _json.dumps({"reason": reason, "time": self.clock.now_ms()})
                 after = await self.store.request_suspend(execution_id, reason, event, request_id)
                 if after is None:
                     return None  # it stopped RUNNING meanwhile: look again
@@ -410,9 +444,11 @@ class Engine:
                      mutate: Callable[[Txn], None], request_id: str | None) -> Execution:
         """Commit one transition of `stored` (whose document, parsed, is `doc`: it is
         changed in place); the execution as it is afterwards."""
-        t = Txn(wf, doc, stored.status, now_ms())
+        t = Txn(wf, doc, stored.status, self.clock.now_ms())
         mutate(t)
         status = t.settle()
+        if status is Status.RUNNING:
+            self._admit()
         commit = self.commit_for(wf, stored, t, status, request_id=request_id)
         outcome = await self.store.commit(commit)
         if isinstance(outcome, Existing):
@@ -442,6 +478,8 @@ class Engine:
         doc = t.doc
         sleeps = {w.node: w.wake_at for w in doc.waits.values()
                   if w.kind == "sleep" and w.wake_at is not None}
+        if doc.deadline is not None:
+            sleeps[DEADLINE] = doc.deadline
         timers = sleeps if status in (Status.RUNNING, Status.AWAITING) else {}
         old = t.sleeps_before
         running = status is Status.RUNNING
@@ -455,8 +493,7 @@ class Engine:
             timers_set=sorted(timers.items()), timers_clear=sorted(old - timers.keys()),
             # A driver holds the lease already (the heartbeat renews it): no need to rewrite.
             lease=("keep" if holding else "hold") if running else "release",
-            owner=self.config.owner,
-            lease_until=now_ms() + self._lease_ms if running else 0,
+            owner=self.config.owner, lease_ttl=self._lease_ms if running else 0,
             check_suspend_request=check_suspend_request,
             clear_suspend_request=clear_suspend_request, request_id=request_id,
         )
@@ -471,9 +508,17 @@ class Engine:
 
     # -- drivers ---------------------------------------------------------------------
 
-    def _spawn(self, wf: Workflow, stored: Stored, *, restart: bool, doc: Doc | None = None
-               ) -> None:
-        d = Driver(self, wf, stored, restart=restart, doc=doc)
+    def _admit(self) -> None:
+        """Refuse a request that would have this process drive more than it may."""
+        if len(self._drivers) >= self.config.max_drivers:
+            raise Overloaded(
+                f"this server drives {len(self._drivers)} executions, its limit; "
+                "try again later or another server",
+                metadata={"limit": str(self.config.max_drivers)})
+
+    def _spawn(self, wf: Workflow, stored: Stored, *, restart: bool, doc: Doc | None = None,
+               lease_sent: float | None = None) -> None:
+        d = Driver(self, wf, stored, restart=restart, doc=doc, lease_sent=lease_sent)
         old = self._drivers.get(d.id)
         if old is not None:
             old.stop()  # stale: its next commit would fail anyway
@@ -508,22 +553,33 @@ class Engine:
                                     metadata={"execution_id": execution_id})
         return stored
 
-    def _take_over(self, stored: Stored) -> None:
-        """Drive an execution whose lease this process just claimed."""
+    def _take_over(self, stored: Stored, sent: float) -> None:
+        """Drive an execution whose lease this process claimed (the claim was sent at
+        `sent`, time.monotonic)."""
         doc = Doc.loads(stored.doc)
         try:
             wf = self._workflow_of(doc)
         except Exception:
             log.error("execution %s runs a workflow this server does not have", doc.id)
             return
-        self._spawn(wf, stored, restart=True, doc=doc)
+        self._spawn(wf, stored, restart=True, doc=doc, lease_sent=sent)
 
-    async def _recover(self, execution_id: str) -> None:
-        now = now_ms()
-        stored = await self.store.claim(execution_id, self.config.owner,
-                                        now + self._lease_ms, now)
+    async def _recover(self, execution_id: str, *, take_back: bool = False) -> None:
+        sent = time.monotonic()
+        stored = await self.store.claim(execution_id, self.config.owner, self._lease_ms,
+                                        take_back=take_back)
         if stored is not None:
-            self._take_over(stored)
+            self._take_over(stored, sent)
+
+    async def _take_back(self) -> None:
+        """At start, with a proven identity: claim every execution leased under it."""
+        ids = await self.store.expired_leases(math.inf, 1_000_000)
+        await asyncio.gather(*(self._recover(i, take_back=True) for i in ids))
+
+    async def _read_clock(self) -> None:
+        sent = time.time()
+        store_time = await self.store.time()
+        self.clock.observe(store_time, sent, time.time())
 
     # -- background loops ------------------------------------------------------------
 
@@ -548,38 +604,57 @@ class Engine:
         and return how long to pause before the next look."""
         self._timer_poke.clear()
         horizon = self._horizon_ms
-        now = now_ms()
+        now = self.clock.now_ms()
         limit = 256
         due, later = await self.store.due_timers(now + horizon, limit)
         if due:
-            claimed = await self.store.claim_timers(
-                due, self.config.owner, now + self._lease_ms, now, horizon)
+            sent = time.monotonic()
+            claimed = await self.store.claim_timers(due, self.config.owner, self._lease_ms,
+                                                    horizon)
             for stored in claimed:
                 if stored is not None:
-                    self._take_over(stored)
+                    self._take_over(stored, sent)
             if len(due) == limit:
                 return 0.0  # more are due within the horizon: claim them now
         # Look again when the next timer enters the horizon; claiming in batches at most
         # every quarter horizon still leaves each timer claimed well before it is due.
         pause = self.config.timer_poll
         if later is not None:
-            pause = min(pause, (later - horizon - now_ms()) / 1000)
+            pause = min(pause, (later - horizon - self.clock.now_ms()) / 1000)
         pause = max(pause, self.config.timer_horizon / 4 if due else 0.0)
-        self._timer_next = now_ms() + int(pause * 1000)
+        self._timer_next = self.clock.now_ms() + int(pause * 1000)
         return pause
 
     async def _recovery_pass(self) -> float:
-        for execution_id in await self.store.expired_leases(now_ms(), 100):
-            if execution_id not in self._drivers:
-                task = asyncio.create_task(self._recover(execution_id))
-                self._claims.add(task)
-                task.add_done_callback(self._claims.discard)
-        return self.config.lease_ttl / 2
+        """Claim every execution whose lease ran out (its server died, or released it on
+        the way down), a page at a time until none is left; look again within a second."""
+        page = 500
+        while True:
+            expired = await self.store.expired_leases(self.clock.now_ms(), page)
+            claims = [self._recover(i) for i in expired if i not in self._drivers]
+            results = await asyncio.gather(*claims, return_exceptions=True)
+            for r in results:
+                if isinstance(r, BaseException) and not isinstance(r, StoreUnavailable):
+                    log.error("claiming an expired lease failed", exc_info=r)
+            if len(expired) < page or not claims:
+                return min(RECOVERY_INTERVAL, self.config.lease_ttl / 2)
 
     async def _heartbeat_pass(self) -> float:
+        """Renew the leases of every execution driven here, only where this process still
+        holds them: one taken over meanwhile (this process was frozen past its lease, say)
+        stops being driven here. Also read the store's clock again."""
+        sent = time.monotonic()
         if self._drivers:
-            until = now_ms() + self._lease_ms
-            await self.store.renew_leases(list(self._drivers), until)
+            lost = await self.store.renew_leases(list(self._drivers), self.config.owner,
+                                                 self._lease_ms)
+            for execution_id in lost:
+                driver = self._drivers.get(execution_id)
+                if driver is not None and driver.holding:
+                    log.warning("execution %s is no longer leased to this server; "
+                                "its driver stops", execution_id)
+                    driver.lose()
+        self.renewed_at = sent
+        await self._read_clock()
         return self.config.lease_ttl / 3
 
     async def _notify_loop(self) -> None:
@@ -644,7 +719,31 @@ def _waiting_node(doc: Doc, node: str | None, execution_id: str) -> str:
     )
 
 
+def _check_action(wf: Workflow, node: str, action: str | None) -> None:
+    """Refuse an action that would end the branch at `node` by accident (see
+    `Workflow.routes`): the caller most likely misspelt it."""
+    if wf.routes(node, action):
+        return
+    allowed = wf.actions(node)
+    what = "an action is required" if action is None else f"action {quote(action)} is unknown"
+    raise InvalidArgument(
+        f"{what} at {node!r}: no outgoing edge takes it; allowed: {', '.join(allowed)}",
+        violations=[FieldViolation("action", f"must be one of: {', '.join(allowed)}")],
+        metadata={"node": node, "actions": ",".join(allowed)},
+    )
+
+
+def check_depth(value: JSON, field_name: str) -> None:
+    """Refuse a value nested deeper than `limits.MAX_DEPTH`."""
+    if depth(value, MAX_DEPTH) > MAX_DEPTH:
+        raise InvalidArgument(
+            f"{field_name} nests deeper than {MAX_DEPTH} levels",
+            violations=[FieldViolation(field_name, f"at most {MAX_DEPTH} levels of nesting")],
+        )
+
+
 def _check_resume(wf: Workflow, node: str, data: JSON) -> JSON:
+    check_depth(data, "data")
     schema = wf.resume_schema_for(node)
     try:
         return validate(schema, data)

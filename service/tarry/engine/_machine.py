@@ -17,16 +17,34 @@ Routing rules:
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
+from tarry.limits import MAX_WAKE_MS
+
 from ._context import SleepContext
 from ._definition import JoinMode, NodeKind, Workflow
 from ._model import Activation, Doc, ErrorInfo, Status, Suspension, Waiting
 from ._schema import JSON, to_json, validate
+
+DEADLINE = "@deadline"
+"""The timer name of an execution's own timeout, beside its sleep nodes' (no node id can
+hold an '@')."""
+
+
+class InvalidSleep(ValueError):
+    """A sleep's duration or wake time is out of range (negative, NaN, infinite, or after
+    the last time a protobuf Timestamp holds)."""
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 64 else text[:64] + "..."
+
 
 # The transition table: which statuses each request may start from. Step and timer
 # transitions happen under the execution's lease, while RUNNING (or AWAITING, for a timer:
@@ -48,8 +66,10 @@ class Txn:
         self.now = now
         self.events: list[tuple[str, dict[str, Any]]] = []
         self.failed = False
-        # Sleep timers the store holds for this execution now; the commit clears the stale.
+        # Timers the store holds for this execution now; the commit clears the stale.
         self.sleeps_before = {n for n, w in doc.waits.items() if w.kind == "sleep"}
+        if doc.deadline is not None:
+            self.sleeps_before.add(DEADLINE)
 
     def emit(self, event_type: str, /, **data: Any) -> None:
         data["time"] = self.now
@@ -59,6 +79,8 @@ class Txn:
 
     def start(self) -> None:
         self.emit("status", status=Status.RUNNING.value)
+        if self.wf.timeout is not None:
+            self.doc.deadline = min(self.now + int(self.wf.timeout * 1000), MAX_WAKE_MS)
         for node in self.wf.start:
             self.activate(node, self.doc.input)
 
@@ -86,7 +108,7 @@ class Txn:
         else:
             try:
                 wake = self._wake_time(node_id, node_input)
-            except Exception as exc:  # a user duration function raised
+            except Exception as exc:  # a user duration function raised, or out of range
                 self.fail(ErrorInfo(type(exc).__name__, f"sleep duration: {exc}", node_id, None))
                 return
             doc.waits[node_id] = Waiting(node_id, "sleep", node_input, wake)
@@ -110,13 +132,25 @@ class Txn:
                                      node_input=node_input))
         if isinstance(spec, datetime):
             if spec.tzinfo is None:
-                raise ValueError("an absolute wake time needs a timezone")
-            return int(spec.timestamp() * 1000)
-        if isinstance(spec, timedelta):
-            spec = spec.total_seconds()
-        if isinstance(spec, int | float) and not isinstance(spec, bool):
-            return self.now + max(0, int(float(spec) * 1000))
-        raise TypeError(f"a sleep needs seconds, a timedelta or a datetime, not {spec!r}")
+                raise InvalidSleep("an absolute wake time needs a timezone")
+            wake = spec.timestamp() * 1000  # a time gone by fires at once
+        else:
+            if isinstance(spec, timedelta):
+                spec = spec.total_seconds()
+            if not isinstance(spec, int | float) or isinstance(spec, bool):
+                raise InvalidSleep(
+                    f"a sleep needs seconds, a timedelta or a datetime, not {_short(spec)}")
+            try:
+                seconds = float(spec)
+            except OverflowError:
+                seconds = math.inf
+            if not math.isfinite(seconds) or seconds < 0:
+                raise InvalidSleep(f"a sleep needs a finite number of seconds >= 0, "
+                                   f"not {_short(spec)}")
+            wake = self.now + seconds * 1000
+        if wake > MAX_WAKE_MS:
+            raise InvalidSleep(f"the wake time would be after 9999-12-31 ({_short(spec)})")
+        return int(wake)
 
     # -- routing -------------------------------------------------------------------
 
@@ -135,16 +169,14 @@ class Txn:
             self.activate(target, output)
             return
         if self.wf.nodes[target].join is JoinMode.ANY:
+            # Documents written before branches were dropped may still list late arrivals.
             dropped = self.doc.discard.get(target, [])
             if source in dropped:
                 dropped.remove(source)
                 if not dropped:
                     del self.doc.discard[target]
                 return
-            live = [p for p in self.wf.predecessors(target)
-                    if p != source and self._live(p, target)]
-            if live:
-                self.doc.discard[target] = live
+            self._drop_branches_to(target)
             self.activate(target, {source: output})
             return
         self.doc.arrivals.setdefault(target, {})[source] = output
@@ -159,6 +191,36 @@ class Txn:
                     del self.doc.arrivals[join]
                     self.activate(join, dict(arrived))
                     changed = True
+
+    def _drop_branches_to(self, join: str) -> None:
+        """An `any` join fires: the other branches of this round that can still reach it are
+        dropped, so that a "reply or time out" race leaves no wait, timer or step behind."""
+        doc = self.doc
+        for node in [n for n in doc.running if self._reaches(n, join)]:
+            del doc.running[node]
+            self.emit("node_cancelled", node=node, by=join)
+        kept = [a for a in doc.ready if not self._reaches(a.node, join)]
+        if len(kept) != len(doc.ready):
+            doc.ready = kept
+        for node in [n for n in doc.waits if self._reaches(n, join)]:
+            del doc.waits[node]
+            self.emit("node_cancelled", node=node, by=join)
+        for other in [j for j in doc.arrivals if self._reaches(j, join)]:
+            del doc.arrivals[other]
+
+    def _reaches(self, start: str, join: str) -> bool:
+        """Is there a path from `start` (not `join` itself) to `join`?"""
+        if start == join:
+            return False
+        frontier, seen = deque([start]), {start}
+        while frontier:
+            for e in self.wf.outgoing(frontier.popleft()):
+                if e.target == join:
+                    return True
+                if e.target not in seen:
+                    seen.add(e.target)
+                    frontier.append(e.target)
+        return False
 
     def _live(self, pred: str, join: str) -> bool:
         """Can `pred` still finish and reach `join`? Search from every active point."""
@@ -194,7 +256,7 @@ class Txn:
                       error={"type": error.type, "message": error.message})
             self.fail(error)
             return
-        wake = self.now + int(retry_in * 1000)
+        wake = min(self.now + int(retry_in * 1000), MAX_WAKE_MS)
         self.doc.waits[act.node] = Waiting(act.node, "retry", act.input, wake, act.attempt + 1)
         self.emit("node_failed", node=act.node, attempt=act.attempt, retry_at=wake,
                   error={"type": error.type, "message": error.message})
@@ -218,6 +280,16 @@ class Txn:
         self.doc.waits.pop(node_id)
         _put(self.doc.state, self.wf.nodes[node_id].key or node_id, data)
         self.finish(node_id, data, action)
+
+    def timed_out(self) -> bool:
+        """Has the execution's own timeout (`Workflow.timeout`) run out?"""
+        return self.doc.deadline is not None and self.doc.deadline <= self.now
+
+    def time_out(self) -> None:
+        self.fail(ErrorInfo(
+            "ExecutionTimeout",
+            f"the execution ran longer than its workflow's timeout of {self.wf.timeout:g} s",
+            None, None))
 
     def due(self) -> list[Waiting]:
         """Sleeps and retries whose time has come, earliest first."""

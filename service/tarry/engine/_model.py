@@ -41,6 +41,8 @@ class Activation:
     attempt: int = 1
     resume_data: JSON = None
     suspend_data: JSON = None
+    restarts: int | None = None
+    """How often the step was running when its server stopped (None: never)."""
 
 
 @dataclass
@@ -70,6 +72,8 @@ class ErrorInfo:
     message: str
     node: str | None = None
     attempt: int | None = None
+    traceback: str | None = None
+    """The failed step's traceback, trimmed to its last `limits.MAX_TRACEBACK` characters."""
 
 
 @dataclass
@@ -100,6 +104,8 @@ class Doc:
     cancellation: dict[str, Any] | None = None
     error: ErrorInfo | None = None
     result: JSON = None
+    deadline: int | None = None
+    """When the execution times out (ms since the epoch), if its workflow has a timeout."""
 
     def timed_waits(self) -> list[tuple[int, Waiting]]:
         """The sleeps and retry backoffs, each with its wake-up time (ms since the epoch)."""

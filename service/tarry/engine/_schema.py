@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from tarry import _json
+
 from ._errors import FieldViolation
 
 JSON = Any
@@ -25,11 +27,15 @@ def violations(exc: ValidationError, prefix: str = "") -> list[FieldViolation]:
 def validate(schema: type[BaseModel] | None, data: JSON) -> JSON:
     """Validate `data` and return it as plain JSON (defaults filled in).
 
+    Strictly, as JSON: what the published JSON Schema refuses is refused (no `"yes"` or `1`
+    for a boolean, no `"1.5"` for a number), while what JSON can only carry as text (dates,
+    UUIDs, enum values) is read from its text as the schema describes it.
     Raises pydantic's ValidationError; callers decide which domain error it becomes.
     """
     if schema is None:
         return data
-    return schema.model_validate(data).model_dump(mode="json", by_alias=True)
+    model = schema.model_validate_json(_json.dumps(data), strict=True)
+    return model.model_dump(mode="json", by_alias=True)
 
 
 def to_json(value: Any) -> JSON:

@@ -40,7 +40,8 @@ class Commit:
     timers_clear: Sequence[str] = ()
     lease: Literal["hold", "release", "keep"] = "keep"
     owner: str = ""
-    lease_until: int = 0
+    lease_ttl: int = 0
+    """With `hold`: ms the lease lasts, from the store's clock."""
     check_suspend_request: bool = False
     clear_suspend_request: bool = False
     request_id: str | None = None
@@ -103,14 +104,14 @@ class Store(Protocol):
         """
         ...
 
-    async def claim(self, execution_id: str, owner: str, lease_until: int, now: int
-                    ) -> Stored | None:
-        """Take the lease of an execution whose lease expired. None: nothing to take."""
+    async def claim(self, execution_id: str, owner: str, lease_ttl: int, *,
+                    take_back: bool = False) -> Stored | None:
+        """Take the lease of an execution whose lease expired (`take_back`: or that is held
+        under `owner`'s name). None: nothing to take. Expiry is decided on the store's clock."""
         ...
 
     async def claim_timers(self, timers: Sequence[tuple[str, str]], owner: str,
-                           lease_until: int, now: int, horizon: int
-                           ) -> list[Stored | None]:
+                           lease_ttl: int, horizon: int) -> list[Stored | None]:
         """Take the lease of each (execution id, sleep node) whose timer is due by
         `now + horizon`, in one round trip. None where there is nothing to do: not due,
         gone, suspended, or leased by a live process."""
@@ -121,9 +122,19 @@ class Store(Protocol):
         first timer due after `until` is due."""
         ...
 
-    async def expired_leases(self, now: int, limit: int) -> list[str]: ...
+    async def expired_leases(self, now: float, limit: int) -> list[str]:
+        """Executions whose lease ran out by `now` (ms; math.inf: every leased one)."""
+        ...
 
-    async def renew_leases(self, execution_ids: Sequence[str], lease_until: int) -> None: ...
+    async def renew_leases(self, execution_ids: Sequence[str], owner: str, lease_ttl: int
+                           ) -> list[str]:
+        """Extend `owner`'s leases by `lease_ttl` ms of the store's clock (0: expire them now);
+        the ids among them that `owner` no longer holds."""
+        ...
+
+    async def time(self) -> float:
+        """The store's clock, in seconds since the epoch."""
+        ...
 
     async def events(self, execution_id: str, after: int, limit: int) -> list[Event]:
         """Events with sequence > `after`; `CursorOutOfRange` if some were trimmed."""

@@ -129,6 +129,7 @@ class RedisStore:
         # Redis whether the script exists, a round trip of its own on every timer pass.
         self._claim = ScriptBatcher(self._redis, _script("claim"), timeout=socket_timeout)
         self._sreq = self._redis.register_script(_script("suspend_request"))
+        self._renew = self._redis.register_script(_script("renew"))
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -183,7 +184,7 @@ class RedisStore:
             k.request(c.execution_id, rid) if rid else k.state(c.execution_id),
         ]
         args: list[Any] = [
-            c.expected_version, c.status.value, c.doc, c.owner, c.lease, c.lease_until,
+            c.expected_version, c.status.value, c.doc, c.owner, c.lease, c.lease_ttl,
             int(c.check_suspend_request), int(c.clear_suspend_request), c.created_at,
             c.execution_id, c.workflow, self._events_maxlen, int(bool(rid)), self._request_ttl,
             f"{k.channel(c.execution_id)} {k.control_channel} {k.timers_channel}", len(c.events),
@@ -231,20 +232,19 @@ class RedisStore:
             return _stored(*res[1:6])
         return None
 
-    async def claim(self, execution_id: str, owner: str, lease_until: int, now: int
-                    ) -> Stored | None:
+    async def claim(self, execution_id: str, owner: str, lease_ttl: int, *,
+                    take_back: bool = False) -> Stored | None:
         k = self.keys
         keys = [k.state(execution_id), k.timers, k.leases]
-        args: list[Any] = [execution_id, "", owner, now, lease_until, 0]
+        args: list[Any] = [execution_id, "", owner, lease_ttl, 0, int(take_back)]
         return _claimed(await self._call(lambda: self._claim.call(keys, args), slot=False))
 
     async def claim_timers(self, timers: Sequence[tuple[str, str]], owner: str,
-                           lease_until: int, now: int, horizon: int
-                           ) -> list[Stored | None]:
+                           lease_ttl: int, horizon: int) -> list[Stored | None]:
         k = self.keys
         claims = [self._claim.call([k.state(execution_id), k.timers, k.leases],
                                    [execution_id, k.timer_member(execution_id, node), owner,
-                                    now, lease_until, horizon])
+                                    lease_ttl, horizon, 0])
                   for execution_id, node in timers]  # one batch: they are sent together
         return [_claimed(r) for r in await self._call(lambda: asyncio.gather(*claims),
                                                       slot=False)]
@@ -262,16 +262,25 @@ class RedisStore:
 
         return await self._call(go)
 
-    async def expired_leases(self, now: int, limit: int) -> list[str]:
+    async def expired_leases(self, now: float, limit: int) -> list[str]:
         res = await self._call(
             lambda: self._redis.zrangebyscore(self.keys.leases, "-inf", now, start=0, num=limit)
         )
         return [_s(m) for m in res]
 
-    async def renew_leases(self, execution_ids: Sequence[str], lease_until: int) -> None:
-        if execution_ids:
-            mapping: dict[str, float] = dict.fromkeys(execution_ids, lease_until)
-            await self._call(lambda: self._redis.zadd(self.keys.leases, mapping, xx=True))
+    async def renew_leases(self, execution_ids: Sequence[str], owner: str, lease_ttl: int
+                           ) -> list[str]:
+        if not execution_ids:
+            return []
+        k = self.keys
+        keys = [k.leases, *(k.state(i) for i in execution_ids)]
+        args: list[str | int] = [owner, lease_ttl, *execution_ids]
+        lost = await self._call(lambda: self._renew(keys=keys, args=args))
+        return [_s(i) for i in lost]
+
+    async def time(self) -> float:
+        seconds, micros = await self._call(self._redis.time)
+        return float(seconds) + float(micros) / 1e6
 
     async def events(self, execution_id: str, after: int, limit: int) -> list[Event]:
         key = self.keys.events(execution_id)
@@ -403,9 +412,16 @@ class RedisStore:
                     if msg is None or msg.get("type") != "message":
                         continue
                     yield self._notification(_s(msg["channel"]), _s(msg["data"]))
-            except (RedisError, OSError):
+            except (RedisError, OSError) as exc:
                 reraise_if_cancelling()
-                log.warning("lost the Redis notification channel; reconnecting")
+                from tarry.store.refusal import why_refused
+
+                # Say why when Redis refuses us (a wrong password, TLS): waiting won't help.
+                refused = why_refused(exc)
+                if refused is not None:
+                    log.warning("Redis refused the connection: %s; reconnecting", refused)
+                else:
+                    log.warning("lost the Redis notification channel; reconnecting")
                 await asyncio.sleep(0.5)
             finally:
                 self._pubsub = None

@@ -3,7 +3,7 @@
 --       6 index of the previous status, 7 index of the new status, 8 index of the workflow,
 --       9 request answer key (only read / written when ARGV[13] == '1')
 -- ARGV: 1 expected version (0 = create), 2 new status, 3 document, 4 owner,
---       5 lease mode (hold | release | keep), 6 lease expiry ms, 7 check suspend request,
+--       5 lease mode (hold | release | keep), 6 lease ttl ms (from Redis's clock), 7 check suspend request,
 --       8 clear suspend request, 9 created ms (index score), 10 execution id, 11 workflow,
 --       12 events maxlen, 13 has request id, 14 request answer ttl s,
 --       15 channels: "<execution channel> <control channel> <timers channel>",
@@ -60,7 +60,10 @@ end
 if ARGV[8] == '1' then redis.call('HDEL', state, 'sreq') end
 
 if ARGV[5] == 'hold' then
-  redis.call('ZADD', KEYS[4], ARGV[6], ARGV[10])
+  -- Leases run on Redis's clock, so that servers with skewed clocks agree on them.
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('ZADD', KEYS[4], now + tonumber(ARGV[6]), ARGV[10])
   redis.call('HSET', state, 'own', ARGV[4])
 elseif ARGV[5] == 'release' then
   redis.call('ZREM', KEYS[4], ARGV[10])
