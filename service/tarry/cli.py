@@ -85,6 +85,9 @@ def _parser() -> argparse.ArgumentParser:
                        "a local redis-server is started and managed")
     serve.add_argument("--data-dir", help="where a managed redis-server keeps its data "
                        "(env TARRY_DATA_DIR)")
+    serve.add_argument("--appendfsync", choices=("always", "everysec", "no"),
+                       help="when the managed redis-server fsyncs its append-only file "
+                       "(env TARRY_APPENDFSYNC; default everysec)")
     serve.add_argument("--workflows", metavar="MODULES", help="comma-separated Python "
                        "modules whose workflows to serve (env TARRY_WORKFLOWS)")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING... (env TARRY_LOG_LEVEL)")
@@ -183,6 +186,7 @@ def _serve(args: argparse.Namespace) -> int:
     # Imported here, not at the top: client commands need none of the server's machinery.
     from tarry.config import Config, split_modules
     from tarry.engine import TarryError as EngineError
+    from tarry.localredis import LocalRedisError
     from tarry.server import run
 
     # Like `python -m` (and uvicorn's --app-dir), find workflow modules in the current
@@ -196,11 +200,11 @@ def _serve(args: argparse.Namespace) -> int:
             args.parser.error("--workflows: name at least one module")
     config = Config.from_env(
         address=args.address, redis_url=args.redis_url, data_dir=args.data_dir,
-        workflow_modules=modules, log_level=args.log_level,
+        appendfsync=args.appendfsync, workflow_modules=modules, log_level=args.log_level,
         reflection=False if args.no_reflection else None)
     try:
         run(config)
-    except (OSError, ImportError, EngineError) as exc:
+    except (OSError, ImportError, EngineError, LocalRedisError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

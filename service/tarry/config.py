@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from tarry import limits
+
 DEFAULT_WORKFLOWS = ("examples.pausing", "examples.suspend_resume")
 
 
@@ -17,6 +19,8 @@ class Config:
     """Redis to use. None: start and manage a local redis-server with its data in `data_dir`."""
     data_dir: str = "var/redis"
     """Where a managed redis-server keeps its data (AOF on)."""
+    appendfsync: str = "everysec"
+    """The managed redis-server's AOF fsync policy: always | everysec | no."""
     workflow_modules: tuple[str, ...] = DEFAULT_WORKFLOWS
     """Python modules whose top-level `Workflow`s are served."""
     log_level: str = "INFO"
@@ -36,7 +40,21 @@ class Config:
     events_maxlen: int = 10_000
     """Events kept per execution (older ones are trimmed; their cursors get OUT_OF_RANGE)."""
     owner: str | None = None
-    """This server's name in leases (default: host:pid:random)."""
+    """This server's name in leases. Default: `host:port` when `address` names a fixed port
+    (a restarted server then takes its executions back at once), else host:pid:random.
+    Give each server sharing a Redis its own (TARRY_SERVER_ID)."""
+    max_step_restarts: int = 3
+    """How often a step found running after its server stopped is started again; once more
+    and the execution ends FAILED (StepCrashLoop)."""
+    max_executions: int = 10_000
+    """Executions one server drives at once; a Run or Resume past it gets RESOURCE_EXHAUSTED."""
+    max_request_bytes: int = limits.MAX_REQUEST_BYTES
+    """The largest request message accepted (gRPC's `max_receive_message_length`); a larger
+    one is refused by gRPC itself with RESOURCE_EXHAUSTED."""
+    max_concurrent_rpcs: int = limits.MAX_CONCURRENT_RPCS
+    """Unary calls answered at a time; one more gets RESOURCE_EXHAUSTED (OVERLOADED) at once."""
+    max_watches: int = limits.MAX_WATCHES
+    """WatchExecution streams open at a time; one more gets RESOURCE_EXHAUSTED (OVERLOADED)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Config:
@@ -50,14 +68,25 @@ class Config:
             values["redis_url"] = env["REDIS_URL"]
         if "TARRY_DATA_DIR" in env:
             values["data_dir"] = env["TARRY_DATA_DIR"]
+        if env.get("TARRY_APPENDFSYNC"):
+            values["appendfsync"] = env["TARRY_APPENDFSYNC"].strip().lower()
         if env.get("TARRY_WORKFLOWS"):
             values["workflow_modules"] = split_modules(env["TARRY_WORKFLOWS"])
         if "TARRY_LOG_LEVEL" in env:
             values["log_level"] = env["TARRY_LOG_LEVEL"]
         if "TARRY_REFLECTION" in env:
             values["reflection"] = env["TARRY_REFLECTION"].lower() not in ("0", "false", "no")
+        if env.get("TARRY_SERVER_ID"):
+            values["owner"] = env["TARRY_SERVER_ID"]
         if "TARRY_LEASE_TTL" in env:
             values["lease_ttl"] = float(env["TARRY_LEASE_TTL"])
+        for key, name in (("TARRY_MAX_REQUEST_BYTES", "max_request_bytes"),
+                          ("TARRY_MAX_CONCURRENT_RPCS", "max_concurrent_rpcs"),
+                          ("TARRY_MAX_WATCHES", "max_watches"),
+                          ("TARRY_MAX_STEP_RESTARTS", "max_step_restarts"),
+                          ("TARRY_MAX_EXECUTIONS", "max_executions")):
+            if key in env:
+                values[name] = int(env[key])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 

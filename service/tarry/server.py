@@ -15,20 +15,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import importlib
 import logging
 import signal
+import socket
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 from grpc_reflection.v1alpha import reflection  # type: ignore[import-untyped]
 
-from tarry.api import WorkflowService
+from tarry.api import WorkflowService, add_to_server
 from tarry.config import Config
 from tarry.engine import Engine, EngineConfig, Registry, StoreUnavailable
-from tarry.localredis import LocalRedis
+from tarry.localredis import LocalRedis, check_appendfsync
 from tarry.store import RedisStore
-from tarry_api.v1 import workflow_service_pb2, workflow_service_pb2_grpc
+from tarry.store.refusal import why_refused
+from tarry_api.v1 import workflow_service_pb2
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,8 @@ class Server:
         self._grpc: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
         self._serving: bool | None = None
+        self._health_cause: str | None = None
+        """Why Redis did not answer the last health check (None: it did)."""
         self._draining = False
         self._health_task: asyncio.Task[None] | None = None
         self._stopped = False
@@ -65,35 +70,35 @@ class Server:
 
     async def _start(self) -> int:
         cfg = self.config
-        redis_url = cfg.redis_url
-        if redis_url is None:
-            # Starting redis-server waits on a socket; keep the event loop free meanwhile.
-            self.local_redis = await asyncio.to_thread(
-                LocalRedis(Path(cfg.data_dir), appendonly=True).start)
-            redis_url = self.local_redis.url
-            log.info("started a managed redis-server on port %d (data in %s)",
-                     self.local_redis.port, cfg.data_dir)
-        self.store = RedisStore(redis_url, prefix=cfg.key_prefix,
-                                events_maxlen=cfg.events_maxlen)
+        check_appendfsync(cfg.appendfsync)
+        # The workflows first: a typo in --workflows fails before any redis-server starts.
         registry = Registry()
         for module in cfg.workflow_modules:
-            found = registry.load_module(module)
+            found = registry.load_module(_import_workflows(module))
             log.info("serving %s from %s", ", ".join(f"{w.name}@{w.version}" for w in found),
                      module)
-        engine_cfg = (EngineConfig(lease_ttl=cfg.lease_ttl, owner=cfg.owner) if cfg.owner
-                      else EngineConfig(lease_ttl=cfg.lease_ttl))
-        self.engine = Engine(registry, self.store, engine_cfg)
-        await self.engine.start()
-
-        # so_reuseport off: a second server on a taken port must fail, not share it.
-        self._grpc = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-        self.servicer = WorkflowService(self.engine, cfg)
-        workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(self.servicer,
-                                                                        self._grpc)
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
-        if cfg.reflection:
-            reflection.enable_server_reflection(
-                (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc)
+        redis_url = cfg.redis_url
+        if redis_url is None:
+            local = self.local_redis = LocalRedis(Path(cfg.data_dir), appendonly=True,
+                                                  appendfsync=cfg.appendfsync)
+            # The lock, and stopping a stale redis-server, may wait: off the event loop.
+            await asyncio.to_thread(local.prepare)
+            # The fork itself here, on the event loop's thread, NOT in a to_thread pool
+            # thread: the child's PR_SET_PDEATHSIG (it dies with us, even on kill -9) fires
+            # when the thread that forked it exits, and pool threads come and go. Popen
+            # is quick; only waiting for the PING goes to a thread.
+            local.spawn()
+            await asyncio.to_thread(local.wait_ready)
+            redis_url = local.url
+            log.info("started a managed redis-server on port %d (data in %s)",
+                     local.port, cfg.data_dir)
+        self.store = RedisStore(redis_url, prefix=cfg.key_prefix,
+                                events_maxlen=cfg.events_maxlen)
+        # so_reuseport off: a second server on a taken port must fail, not share it. That
+        # also proves this server's identity (below): no other live server of this host
+        # holds this port.
+        self._grpc = grpc.aio.server(options=[
+            ("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", cfg.max_request_bytes)])
         try:
             port = self._grpc.add_insecure_port(cfg.address)
         except RuntimeError as exc:
@@ -101,12 +106,36 @@ class Server:
         if port == 0:
             raise OSError(f"cannot listen on {cfg.address}")
         self.port = port
+        self.engine = Engine(registry, self.store, self._engine_config(port))
+        await self.engine.start()
+
+        self.servicer = WorkflowService(self.engine, cfg)
+        add_to_server(self.servicer, self._grpc)  # decodes requests itself (tarry.api._handlers)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
+        if cfg.reflection:
+            reflection.enable_server_reflection(
+                (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc)
         await self._check_health()  # answer health checks truthfully from the first one
         await self._grpc.start()
         self._health_task = asyncio.create_task(self._watch_health(), name="tarry:health")
         log.info("listening on %s (port %d)", cfg.address, port)
         _tune_gc()
         return port
+
+    def _engine_config(self, port: int) -> EngineConfig:
+        """The engine's settings, with this server's identity in leases: `Config.owner`
+        if set; else `host:port` when the port was fixed (binding it proved that no other
+        live server of this host has that name, so the executions leased under it are this
+        server's from before a restart: it takes them back at once); else a random name."""
+        cfg = self.config
+        limits = {"lease_ttl": cfg.lease_ttl, "max_step_restarts": cfg.max_step_restarts,
+                  "max_drivers": cfg.max_executions}
+        if cfg.owner:
+            return EngineConfig(owner=cfg.owner, **limits)  # type: ignore[arg-type]
+        if _fixed_port(cfg.address):
+            return EngineConfig(owner=f"{socket.gethostname()}:{port}", take_back=True,
+                                **limits)  # type: ignore[arg-type]
+        return EngineConfig(**limits)  # type: ignore[arg-type]
 
     async def stop(self, grace: float | None = None) -> None:
         """Shut down: NOT_SERVING, end watches, finish in-flight calls within `grace`
@@ -153,25 +182,48 @@ class Server:
     async def _check_health(self) -> None:
         """SERVING while Redis answers; NOT_SERVING while it does not, or while draining."""
         assert self.store is not None
+        cause: str | None = None  # why Redis does not answer; None: it does
+        refused: str | None = None
         try:
             async with asyncio.timeout(HEALTH_PING_TIMEOUT):
                 await self.store.ping()
-            reachable = True
-        except (StoreUnavailable, TimeoutError):
-            reachable = False
-        serving = reachable and not self._draining
+        except (StoreUnavailable, TimeoutError) as exc:
+            refused = why_refused(exc)  # a wrong password, TLS...: say so, waiting won't help
+            cause = (f"Redis refused the connection: {refused}" if refused
+                     else "Redis is unreachable")
+        serving = cause is None and not self._draining
+        previous, self._health_cause = self._health_cause, cause
+        # One line per change of cause. At the first check only a refusal: a Redis that is
+        # not up yet is normal at start.
+        if cause is not None and cause != previous and (self._serving is not None
+                                                         or refused is not None):
+            log.warning("%s: NOT_SERVING", cause)
+        elif cause is None and previous is not None and serving:
+            log.info("Redis answers again: SERVING")
         if serving == self._serving:
             return
-        if self._serving is not None:
-            if serving:
-                log.info("Redis answers again: SERVING")
-            else:
-                log.warning("Redis is unreachable: NOT_SERVING")
         self._serving = serving
         status = (health_pb2.HealthCheckResponse.SERVING if serving
                   else health_pb2.HealthCheckResponse.NOT_SERVING)
         for service in ("", SERVICE_NAME):
             await self._health.set(service, status)
+
+
+def _import_workflows(module: str) -> str:
+    """Import a workflow module, or fail with one line that names it (no traceback)."""
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # not found, or the module itself fails: SyntaxError...
+        why = str(exc) if isinstance(exc, ImportError) else f"{type(exc).__name__}: {exc}"
+        raise ImportError(f"cannot import workflow module {module!r}: "
+                          + " ".join(why.split()), name=module) from exc
+    return module
+
+
+def _fixed_port(address: str) -> bool:
+    """Does `host:port` name a port (not 0, which picks a free one at each start)?"""
+    _, _, port = address.rpartition(":")
+    return port.isdigit() and int(port) != 0
 
 
 def _tune_gc() -> None:

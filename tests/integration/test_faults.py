@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import os
 import signal
 import subprocess
@@ -129,9 +130,9 @@ async def test_a_server_with_a_skewed_clock_fires_no_timer_early_and_steals_no_l
     log = tmp_path / "steps.log"
     # Debian's libfaketime, preloaded into the worker itself (the `faketime` command would
     # run it as a child of its own, which a kill of the command leaves behind).
-    libs = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
+    libs = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
     assert libs, "libfaketime is missing: `make setup` installs Debian's faketime"
-    ahead = spawn("skewed", lease_ttl=1.0, LD_PRELOAD=str(libs[0]), FAKETIME="+120s",
+    ahead = spawn("skewed", lease_ttl=1.0, LD_PRELOAD=libs[0], FAKETIME="+120s",
                   FAKETIME_DONT_FAKE_MONOTONIC="1")
     await eventually(lambda: f"ready:{ahead.pid}" in lines(log))
     here = await make_engine(*fault_worker.WORKFLOWS, lease_ttl=1.0)

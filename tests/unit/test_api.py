@@ -91,7 +91,8 @@ def test_every_domain_error_has_a_deliberate_code() -> None:
             assert code is not grpc.StatusCode.INTERNAL, cls
     assert code_for(engine.InvalidInput("x")) is grpc.StatusCode.INVALID_ARGUMENT
     assert code_for(NodeNotWaiting("x")) is grpc.StatusCode.FAILED_PRECONDITION
-    assert len(CODES) == 8
+    assert code_for(engine.Overloaded("x")) is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert len(CODES) == 9
 
 
 def test_rich_status_of_invalid_resume_data() -> None:

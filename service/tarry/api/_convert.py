@@ -3,19 +3,27 @@
 User data travels as `google.protobuf.Value` / `Struct`, so every language gets native JSON.
 A Value number is a double: integers beyond 2**53 lose precision, and integral numbers come
 back as Python ints (as a JSON parser would give them).
+
+Reads degrade per item: a stored time outside what a `Timestamp` holds is sent clamped to
+that range, and an execution or event that still cannot be converted is sent as a minimal
+message (`safe_execution_to_pb`, `safe_event_to_pb`), each with a rate-limited log line, so
+that one bad stored item never fails a read of the others.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import math
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from google.protobuf import duration_pb2, struct_pb2
+from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 from pydantic import BaseModel
 
+from tarry import limits
 from tarry.engine import (
     JSON,
     Event,
@@ -30,6 +38,12 @@ from tarry.engine import (
     Workflow,
 )
 from tarry_api.v1 import execution_pb2, workflow_pb2
+
+from ._logs import Throttled
+
+log = logging.getLogger(__name__)
+_odd_time = Throttled(log)
+_unconvertible = Throttled(log)
 
 _MAX_EXACT = 2**53
 
@@ -132,6 +146,21 @@ def from_struct(struct: struct_pb2.Struct) -> dict[str, JSON]:
 # -- times -------------------------------------------------------------------------------
 
 
+def set_time(target: timestamp_pb2.Timestamp, ms: float, what: str) -> None:
+    """`target` = `ms` (ms since the epoch), clamped to what a Timestamp holds
+    (0001-01-01..9999-12-31, `limits.MIN_TIME_MS`..`limits.MAX_WAKE_MS`); a time that is not
+    a number at all (NaN) is left unset. Both are logged (rate-limited): such a time is bad
+    stored data, and must not fail the read."""
+    if isinstance(ms, float) and math.isnan(ms):
+        _odd_time.warning("a stored %s is not a time (%r); sent unset", what, ms)
+        return
+    clamped = int(max(min(ms, limits.MAX_WAKE_MS), limits.MIN_TIME_MS))
+    if clamped != ms:
+        _odd_time.warning("a stored %s (%r ms since the epoch) does not fit a Timestamp; "
+                          "sent as %d", what, ms, clamped)
+    target.FromMilliseconds(clamped)
+
+
 def duration(seconds: float) -> duration_pb2.Duration:
     d = duration_pb2.Duration()
     d.FromTimedelta(timedelta(seconds=seconds))
@@ -162,7 +191,8 @@ def execution_to_pb(ex: Execution, wf: Workflow | None) -> execution_pb2.Executi
     have) they are left out."""
     msg = execution_pb2.Execution(
         id=ex.id, workflow=ex.workflow, workflow_version=ex.workflow_version,
-        status=STATUS_TO_PB[ex.status], running_node_ids=ex.running,
+        status=STATUS_TO_PB.get(ex.status, execution_pb2.EXECUTION_STATUS_UNSPECIFIED),
+        running_node_ids=ex.running,
         last_sequence=ex.last_sequence,
     )
     _fill(msg.input, ex.input)
@@ -183,10 +213,29 @@ def execution_to_pb(ex: Execution, wf: Workflow | None) -> execution_pb2.Executi
     if ex.cancellation is not None:
         msg.cancellation.reason = str(ex.cancellation.get("reason") or "")
         at = ex.cancellation.get("at")
-        if isinstance(at, int):
-            msg.cancellation.cancel_time.FromMilliseconds(at)
-    msg.create_time.FromMilliseconds(ex.created_at)
-    msg.update_time.FromMilliseconds(ex.updated_at)
+        if isinstance(at, int | float) and not isinstance(at, bool):
+            set_time(msg.cancellation.cancel_time, at, "cancel time")
+    set_time(msg.create_time, ex.created_at, "create time")
+    set_time(msg.update_time, ex.updated_at, "update time")
+    return msg
+
+
+def safe_execution_to_pb(ex: Execution, wf: Workflow | None) -> execution_pb2.Execution:
+    """`execution_to_pb`, or, for an execution whose stored data cannot be converted, a
+    minimal snapshot (id, workflow, version, status, last_sequence) and a log line."""
+    try:
+        return execution_to_pb(ex, wf)
+    except Exception as exc:
+        _unconvertible.warning("execution %s cannot be converted to protobuf; sent as a "
+                               "minimal snapshot", limits.quote(str(ex.id)), exc_info=exc)
+    msg = execution_pb2.Execution()
+    fields = (("id", ex.id), ("workflow", ex.workflow),
+              ("workflow_version", ex.workflow_version),
+              ("status", STATUS_TO_PB.get(ex.status, execution_pb2.EXECUTION_STATUS_UNSPECIFIED)),
+              ("last_sequence", ex.last_sequence))
+    for name, value in fields:
+        with contextlib.suppress(Exception):  # what cannot be set is left out
+            setattr(msg, name, value)
     return msg
 
 
@@ -195,7 +244,7 @@ def _waiting_point(target: execution_pb2.WaitingPoint, point: WaitingPoint,
     target.node_id = point.node
     target.kind = _WAITING_KIND.get(point.kind, execution_pb2.WAITING_KIND_UNSPECIFIED)
     if point.wake_at is not None:
-        target.wake_time.FromMilliseconds(point.wake_at)
+        set_time(target.wake_time, point.wake_at, "wake time")
     if point.attempt is not None:
         target.attempt = point.attempt
     if point.kind == "wait" and wf is not None and point.node in wf.nodes:
@@ -206,7 +255,7 @@ def _waiting_point(target: execution_pb2.WaitingPoint, point: WaitingPoint,
 def _suspension(target: execution_pb2.Suspension, sus: Suspension, wf: Workflow | None
                 ) -> None:
     target.reason = sus.reason
-    target.suspend_time.FromMilliseconds(sus.at)
+    set_time(target.suspend_time, sus.at, "suspend time")
     target.by = _SUSPENDED_BY.get(sus.by, execution_pb2.SUSPENSION_SOURCE_UNSPECIFIED)
     if sus.node is not None:
         target.node_id = sus.node
@@ -224,7 +273,7 @@ def _suspension(target: execution_pb2.Suspension, sus: Suspension, wf: Workflow 
 def event_to_pb(event: Event) -> execution_pb2.ExecutionEvent:
     """An event: status, node and attempt get their own fields, the rest goes in `data`."""
     msg = execution_pb2.ExecutionEvent(sequence=event.sequence, type=event.type)
-    msg.event_time.FromMilliseconds(event.time)
+    set_time(msg.event_time, event.time, "event time")
     rest: dict[str, Any] = dict(event.data)
     if event.type == "status":
         status = STATUS_FROM_NAME.get(str(rest.pop("status", "")))
@@ -237,6 +286,20 @@ def event_to_pb(event: Event) -> execution_pb2.ExecutionEvent:
     if isinstance(attempt, int) and not isinstance(attempt, bool):
         msg.attempt = attempt
     _fill_struct(msg.data, rest)
+    return msg
+
+
+def safe_event_to_pb(event: Event) -> execution_pb2.ExecutionEvent:
+    """`event_to_pb`, or, for an event whose stored data cannot be converted, one with only
+    its sequence and type, and a log line."""
+    try:
+        return event_to_pb(event)
+    except Exception as exc:
+        _unconvertible.warning("event %d cannot be converted to protobuf; sent without its "
+                               "data", event.sequence, exc_info=exc)
+    msg = execution_pb2.ExecutionEvent(sequence=event.sequence)
+    with contextlib.suppress(Exception):
+        msg.type = event.type
     return msg
 
 
@@ -261,8 +324,8 @@ def workflow_to_pb(wf: Workflow) -> workflow_pb2.Workflow:
 
 def _node(target: workflow_pb2.WorkflowNode, node: Node) -> None:
     target.id = node.id
-    target.kind = _NODE_KIND[node.kind]
-    target.join_mode = _JOIN_MODE[node.join]
+    target.kind = _NODE_KIND.get(node.kind, workflow_pb2.NODE_KIND_UNSPECIFIED)
+    target.join_mode = _JOIN_MODE.get(node.join, workflow_pb2.JOIN_MODE_UNSPECIFIED)
     target.description = node.description
     _set_schema(target.resume_schema, node.resume_schema)
     _set_schema(target.suspend_schema, node.suspend_schema)

@@ -26,6 +26,7 @@ from tarry.engine import (
     ExecutionNotFound,
     FieldViolation,
     InvalidArgument,
+    Overloaded,
     StoreUnavailable,
     TarryError,
     WorkflowNotFound,
@@ -40,7 +41,8 @@ DOMAIN = "tarry.dev"
 INTERNAL_MESSAGE = "internal server error; the server log has the details"
 
 # The one table. Subclasses map through their nearest listed ancestor, so InvalidInput and
-# InvalidResumeData are INVALID_ARGUMENT, NodeNotWaiting is FAILED_PRECONDITION.
+# InvalidResumeData (and MalformedRequest, below) are INVALID_ARGUMENT, NodeNotWaiting is
+# FAILED_PRECONDITION.
 CODES: Mapping[type[TarryError], grpc.StatusCode] = {
     WorkflowNotFound: grpc.StatusCode.NOT_FOUND,
     ExecutionNotFound: grpc.StatusCode.NOT_FOUND,
@@ -49,8 +51,16 @@ CODES: Mapping[type[TarryError], grpc.StatusCode] = {
     WrongState: grpc.StatusCode.FAILED_PRECONDITION,
     Conflict: grpc.StatusCode.ABORTED,
     CursorOutOfRange: grpc.StatusCode.OUT_OF_RANGE,
+    Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
 }
+
+
+class MalformedRequest(InvalidArgument):
+    """A request that does not decode as its protobuf message (truncated, invalid UTF-8 in
+    a string, nested deeper than the parser allows). Raised by the api layer only."""
+
+    reason = "MALFORMED_REQUEST"
 
 
 class DeadlineCappedError(Exception):

@@ -1,9 +1,14 @@
 """The WorkflowService servicer: validates requests, calls the engine, converts the answer.
 
-Each unary RPC runs through `_unary`, which gives it a deadline when the caller sent none
-(`Config.default_deadline`) and turns every exception into a rich status (`_errors`).
+Each unary RPC runs through `_unary`, which refuses it when `Config.max_concurrent_rpcs`
+calls are in flight already, checks every string field against its limit (`limits`), gives
+it a deadline when the caller sent none (`Config.default_deadline`) and turns every
+exception into a rich status (`_errors`). WatchExecution does the same with its own count
+(`Config.max_watches`) and no deadline.
 Run and Resume with `wait_until_settled` wait for the execution to leave RUNNING, but answer
 shortly before that deadline with the execution as it stands.
+
+Requests reach it decoded by `_handlers`, which answers those that do not decode.
 """
 
 from __future__ import annotations
@@ -15,18 +20,24 @@ import contextlib
 import contextvars
 import functools
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import grpc
+from google.protobuf import message as pb_message
+from google.protobuf import struct_pb2
+from google.protobuf.descriptor import FieldDescriptor
 from typing_extensions import override
 
+from tarry import limits
 from tarry.config import Config
 from tarry.engine import (
+    JSON,
     Engine,
     Execution,
     FieldViolation,
     InvalidArgument,
+    Overloaded,
     Status,
     Workflow,
     WorkflowNotFound,
@@ -37,9 +48,9 @@ from tarry_api.v1 import workflow_service_pb2_grpc as pb_grpc
 
 from ._convert import (
     STATUS_FROM_PB,
-    event_to_pb,
-    execution_to_pb,
     from_value,
+    safe_event_to_pb,
+    safe_execution_to_pb,
     workflow_to_pb,
 )
 from ._errors import DeadlineCappedError, abort
@@ -54,7 +65,21 @@ EXECUTIONS_PAGE = (50, 1000)
 """ListExecutions page size: (default, maximum)."""
 EVENTS_PAGE = (100, 1000)
 WORKFLOWS_PAGE = (100, 1000)
-MAX_REQUEST_ID = 256
+
+STRING_LIMITS: Mapping[str, int] = {
+    "execution_id": limits.MAX_ID,
+    "workflow": limits.MAX_NAME,
+    "version": limits.MAX_NAME,
+    "node_id": limits.MAX_NAME,
+    "action": limits.MAX_NAME,
+    "from_step": limits.MAX_NAME,
+    "request_id": limits.MAX_REQUEST_ID,
+    "reason": limits.MAX_REASON,
+    "page_token": limits.MAX_PAGE_TOKEN,
+}
+"""The most characters of each string field of a request, by field name. Every string field
+of every request message has its entry (a test checks), and each is checked before the
+request goes any further, so no message or metadata ever quotes unbounded input."""
 
 # When the current call must have answered (event-loop time), for the waits inside it.
 _deadline: contextvars.ContextVar[float] = contextvars.ContextVar("tarry_call_deadline")
@@ -63,13 +88,23 @@ _deadline: contextvars.ContextVar[float] = contextvars.ContextVar("tarry_call_de
 def _unary(
     method: Callable[[WorkflowService, Req, Context], Awaitable[Resp]],
 ) -> Callable[[WorkflowService, Req, Context], Coroutine[Any, Any, Resp]]:
-    """Cap the call at the default deadline when it has none; answer errors with rich status."""
+    """Admit the call (`max_concurrent_rpcs`), check its string fields, cap it at the default
+    deadline when it has none; answer errors with rich status."""
 
     @functools.wraps(method)
     async def handler(self: WorkflowService, request: Req, context: Context) -> Resp:
+        # Counted here rather than with grpcio's own `maximum_concurrent_rpcs`: grpcio
+        # refuses with a bare RESOURCE_EXHAUSTED, without the google.rpc.Status (ErrorInfo
+        # reason OVERLOADED) that every Tarry error carries.
+        limit = self.config.max_concurrent_rpcs
+        if self._calls >= limit:
+            await abort(context, _overloaded("unary calls in flight", "max_concurrent_rpcs",
+                                             limit))
+        self._calls += 1
         loop = asyncio.get_running_loop()
         remaining = context.time_remaining()
         try:
+            check_strings(request)
             if remaining is not None:
                 # gRPC itself ends the call at the caller's deadline.
                 _deadline.set(loop.time() + remaining)
@@ -90,6 +125,8 @@ def _unary(
             raise
         except Exception as exc:
             await abort(context, exc)
+        finally:
+            self._calls -= 1
 
     return handler
 
@@ -101,6 +138,18 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         self.engine = engine
         self.config = config
         self.watches = Watches(engine, self._snapshot)
+        self._calls = 0
+        self._watching = 0
+
+    @property
+    def calls_in_flight(self) -> int:
+        """Unary calls being answered now (admitted by `max_concurrent_rpcs`)."""
+        return self._calls
+
+    @property
+    def watches_open(self) -> int:
+        """WatchExecution streams open now (admitted by `max_watches`)."""
+        return self._watching
 
     # -- steering ----------------------------------------------------------------------
 
@@ -110,7 +159,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         workflow = _required(request.workflow, "workflow")
         ex = await self.engine.run(
             workflow,
-            from_value(request.input) if request.HasField("input") else None,
+            _user_value(request.input if request.HasField("input") else None, "input"),
             version=request.version or None,
             execution_id=request.execution_id or None,
             request_id=_request_id(request.request_id),
@@ -124,7 +173,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
     async def Resume(self, request: pb.ResumeRequest, context: Context) -> pb.ResumeResponse:
         ex = await self.engine.resume(
             _required(request.execution_id, "execution_id"),
-            from_value(request.data) if request.HasField("data") else None,
+            _user_value(request.data if request.HasField("data") else None, "data"),
             node=request.node_id or None,
             action=request.action or None,
             from_step=request.from_step or None,
@@ -180,6 +229,9 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         rows, nxt = await self.engine.list(workflow=workflow, status=status, limit=size,
                                            cursor=cursor)
         return pb.ListExecutionsResponse(
+            # Each row is converted on its own (`_snapshot` never raises): one execution
+            # whose stored data cannot be converted comes as a minimal snapshot, and the
+            # rest of the page as usual.
             executions=[self._snapshot(ex) for ex in rows],
             next_page_token=_encode_token({"filters": filters, "cursor": nxt}) if nxt else "",
         )
@@ -195,7 +247,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         events = await self.engine.events(execution_id, after, size + 1)
         page = events[:size]
         return pb.ListExecutionEventsResponse(
-            events=[event_to_pb(e) for e in page],
+            events=[safe_event_to_pb(e) for e in page],
             next_after_sequence=page[-1].sequence if page else after,
             has_more=len(events) > size,
         )
@@ -205,7 +257,13 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                              ) -> AsyncIterator[pb.WatchExecutionResponse]:
         # Not `_unary`: a watch has no default deadline; it ends by itself after
         # max_watch_seconds (OK, resumable), or at the caller's deadline if that is sooner.
+        # It has its own admission count (`max_watches`), for the same reason as `_unary`.
+        limit = self.config.max_watches
+        if self._watching >= limit:
+            await abort(context, _overloaded("watches open", "max_watches", limit))
+        self._watching += 1
         try:
+            check_strings(request)
             execution_id = _required(request.execution_id, "execution_id")
             after: int | None = None
             if request.HasField("after_sequence"):
@@ -220,6 +278,8 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             raise
         except Exception as exc:
             await abort(context, exc)
+        finally:
+            self._watching -= 1
 
     @override
     @_unary
@@ -229,9 +289,10 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         offset = 0
         if request.page_token:
             token = _decode_token(request.page_token)
-            if not isinstance(token.get("offset"), int) or token["offset"] < 0:
+            given = token.get("offset")
+            if not isinstance(given, int) or isinstance(given, bool) or given < 0:
                 raise _invalid("page_token", "malformed")
-            offset = token["offset"]
+            offset = given
         # Sorted by name; a stable sort keeps one name's versions in registration order.
         workflows = sorted(self.engine.registry.all(), key=lambda wf: wf.name)
         page = workflows[offset:offset + size]
@@ -252,13 +313,17 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
     # -- helpers -----------------------------------------------------------------------
 
     def _snapshot(self, ex: Execution) -> execution_pb2.Execution:
-        return execution_to_pb(ex, self._workflow_of(ex))
+        """The execution as the API sends it; never raises (a minimal snapshot when its
+        stored data cannot be converted)."""
+        return safe_execution_to_pb(ex, self._workflow_of(ex))
 
     def _workflow_of(self, ex: Execution) -> Workflow | None:
         try:
             return self.engine.registry.get(ex.workflow, ex.workflow_version)
         except WorkflowNotFound:
             return None  # another replica's version: the snapshot goes without schemas
+        except Exception:
+            return None  # a malformed stored name: the snapshot goes without schemas
 
     async def _settled(self, ex: Execution) -> Execution:
         """`ex` once it has left RUNNING, or as it stands shortly before the deadline."""
@@ -280,6 +345,44 @@ def _invalid(field: str, description: str) -> InvalidArgument:
                            violations=[FieldViolation(field, description)])
 
 
+def check_strings(request: object) -> None:
+    """Every string field of `request` within its limit (`STRING_LIMITS`), else
+    INVALID_ARGUMENT with a violation for each that is not. Nothing of the value is quoted."""
+    if not isinstance(request, pb_message.Message):
+        return
+    violations = []
+    for field in request.DESCRIPTOR.fields:
+        if field.type != FieldDescriptor.TYPE_STRING or field.is_repeated:
+            continue
+        limit = STRING_LIMITS.get(field.name, limits.MAX_NAME)
+        size = len(getattr(request, field.name))
+        if size > limit:
+            violations.append(FieldViolation(
+                field.name, f"at most {limit} characters (this one has {size})"))
+    if violations:
+        raise InvalidArgument("; ".join(f"{v.field}: {v.description}" for v in violations),
+                              violations=violations)
+
+
+def _user_value(value: struct_pb2.Value | None, field: str) -> JSON:
+    """The JSON of a request's Value field (None when unset), refused when it nests deeper
+    than `limits.MAX_DEPTH`."""
+    if value is None:
+        return None
+    # The decoder bounds the nesting of what reaches here (~33 objects, ~49 arrays), so
+    # the recursive from_value is safe.
+    data = from_value(value)
+    if limits.depth(data, limits.MAX_DEPTH) > limits.MAX_DEPTH:
+        raise _invalid(field, f"nests deeper than {limits.MAX_DEPTH} levels of objects and "
+                              f"arrays (the limit)")
+    return data
+
+
+def _overloaded(what: str, setting: str, limit: int) -> Overloaded:
+    return Overloaded(f"this server is at its limit of {limit} {what} ({setting}); try "
+                      f"again shortly", metadata={"limit": setting})
+
+
 def _required(value: str, field: str) -> str:
     if not value:
         raise _invalid(field, "required")
@@ -299,8 +402,7 @@ def _page_size(value: int, default: int, maximum: int) -> int:
 
 
 def _request_id(value: str) -> str | None:
-    if len(value) > MAX_REQUEST_ID:
-        raise _invalid("request_id", f"at most {MAX_REQUEST_ID} characters")
+    # Its length was checked with the other strings (`check_strings`).
     return value or None
 
 

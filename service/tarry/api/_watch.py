@@ -22,7 +22,7 @@ from collections.abc import AsyncGenerator, Callable
 from tarry.engine import CursorOutOfRange, Engine, Event, Execution, Status
 from tarry_api.v1 import execution_pb2, workflow_service_pb2
 
-from ._convert import event_to_pb
+from ._convert import safe_event_to_pb
 
 _TERMINAL = frozenset(s.value for s in Status if s.terminal)
 
@@ -83,7 +83,7 @@ class Watches:
                         events = await self._engine.events(execution_id, cursor, self._batch)
                     for event in events:
                         yield workflow_service_pb2.WatchExecutionResponse(
-                            sequence=event.sequence, event=event_to_pb(event))
+                            sequence=event.sequence, event=safe_event_to_pb(event))
                         cursor = event.sequence
                         if _is_terminal(event):
                             return

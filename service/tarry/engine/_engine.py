@@ -409,7 +409,24 @@ class Engine:
                    limit: int = 50, cursor: str | None = None
                    ) -> tuple[list[Execution], str | None]:
         rows, nxt = await self.store.list_executions(workflow, status, limit, cursor)
-        return [self.snapshot(r) for r in rows], nxt
+        return [self._listed(r) for r in rows], nxt
+
+    def _listed(self, stored: Stored) -> Execution:
+        """One row of a listing: a stored execution that cannot be read (a bug, or data
+        from a newer server) is listed as a bare snapshot, never failing the page."""
+        try:
+            return self.snapshot(stored)
+        except Exception:
+            log.exception("a stored execution could not be read; listed without its details")
+            try:
+                raw = _json.loads(stored.doc)
+            except ValueError:
+                raw = None
+            raw = raw if isinstance(raw, dict) else {}
+            doc = Doc(str(raw.get("id", "")), str(raw.get("workflow", "")),
+                      str(raw.get("workflow_version", "")), None, 0, 0)
+            return Execution.of(doc, status=stored.status, version=stored.version,
+                                seq=stored.seq, sreq=None)
 
     async def wait(self, execution_id: str, *, timeout: float | None = None,
                    until: Callable[[Execution], bool] | None = None) -> Execution:

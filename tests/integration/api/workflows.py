@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from tarry import Flow, Output, RetryPolicy, StepContext
 
 
@@ -33,5 +35,17 @@ boom = (
     .step("explode", explode,
           retry=RetryPolicy(max_attempts=2, initial_interval=0.01, backoff_coefficient=3.0,
                             max_interval=5.0, non_retryable=("KeyError",)))
+    .build()
+)
+
+
+async def dawdle(ctx: StepContext) -> str:
+    await asyncio.sleep(float((ctx.input or {}).get("seconds", 1.0)))
+    return "done"
+
+
+slow = (
+    Flow("api-slow", description="One async step that sleeps `seconds` (default 1).")
+    .step("dawdle", dawdle)
     .build()
 )
