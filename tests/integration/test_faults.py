@@ -76,6 +76,19 @@ async def test_cancel_reaches_a_plain_step_on_another_server(
     assert (await here.get("w-1")).status is Status.CANCELLED
 
 
+async def test_suspend_reaches_a_plain_step_on_another_server(
+        make_engine: EngineFactory, spawn: Spawn, tmp_path: Path) -> None:
+    log = tmp_path / "steps.log"
+    proc = spawn("worker-a", "watcher:w-2")
+    await eventually(lambda: any(x.startswith("watch:") for x in lines(log)))
+    here = await make_engine(*fault_worker.WORKFLOWS)
+    asked = await here.suspend("w-2", "from the other server")
+    assert asked.suspend_requested == "from the other server"
+    await eventually(lambda: f"watch:{proc.pid}:stopped:cancel=False" in lines(log), 5)
+    # The step returned; with nothing left to run the execution is done.
+    assert (await until(here, "w-2", Status.COMPLETED)).result == "stopped"
+
+
 async def test_a_step_that_kills_its_server_is_not_restarted_forever(
         make_engine: EngineFactory, spawn: Spawn, tmp_path: Path) -> None:
     log = tmp_path / "steps.log"

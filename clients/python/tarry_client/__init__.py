@@ -43,7 +43,8 @@ Every failed call raises a `TarryError` subclass rebuilt from the server's `goog
     │                          InvalidResumeData
     ├── WrongState             FAILED_PRECONDITION; NodeNotWaiting
     ├── Conflict               ABORTED: a concurrent change won; read and decide again
-    ├── AlreadyExists, CursorOutOfRange, Unavailable, DeadlineExceeded, Cancelled, Internal
+    ├── AlreadyExists, CursorOutOfRange, Unavailable, Overloaded, DeadlineExceeded,
+    │   Cancelled, Internal
 
 Retries and idempotency
 -----------------------
@@ -70,6 +71,7 @@ from ._errors import (
     InvalidResumeData,
     NodeNotWaiting,
     NotFound,
+    Overloaded,
     PreconditionViolation,
     TarryError,
     Unavailable,
@@ -127,6 +129,7 @@ __all__ = [
     "NodeKind",
     "NodeNotWaiting",
     "NotFound",
+    "Overloaded",
     "PreconditionViolation",
     "Retry",
     "RetryPolicy",

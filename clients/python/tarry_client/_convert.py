@@ -163,12 +163,13 @@ def execution_from_pb(m: execution_pb2.Execution) -> Execution:
         create_time=_time(m.create_time),
         update_time=_time(m.update_time),
         last_sequence=m.last_sequence,
+        deadline_time=_optional_time(m, "deadline_time"),
     )
 
 
 def _error(m: execution_pb2.ExecutionError) -> ExecutionError:
     return ExecutionError(type=m.type, message=m.message, node_id=m.node_id or None,
-                          attempt=m.attempt or None)
+                          attempt=m.attempt or None, stack_trace=m.stack_trace or None)
 
 
 def _waiting_point(m: execution_pb2.WaitingPoint) -> WaitingPoint:

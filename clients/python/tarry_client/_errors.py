@@ -13,6 +13,8 @@ TarryError                  every failed call; .code, .reason, .metadata, .messa
 ├── AlreadyExists           ALREADY_EXISTS (EXECUTION_EXISTS)
 ├── CursorOutOfRange        OUT_OF_RANGE (CURSOR_OUT_OF_RANGE); .oldest_sequence
 ├── Unavailable             UNAVAILABLE: the server or its Redis cannot be reached; retry
+├── Overloaded              RESOURCE_EXHAUSTED (OVERLOADED): the server is at a limit; retry
+│                           later (or elsewhere)
 ├── DeadlineExceeded        DEADLINE_EXCEEDED: the call's timeout passed
 ├── Cancelled               CANCELLED: the call was cancelled
 └── Internal                INTERNAL / UNKNOWN / DATA_LOSS: a server bug
@@ -150,6 +152,10 @@ class Unavailable(TarryError):
     default_code = grpc.StatusCode.UNAVAILABLE
 
 
+class Overloaded(TarryError):
+    default_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 class DeadlineExceeded(TarryError):
     default_code = grpc.StatusCode.DEADLINE_EXCEEDED
 
@@ -175,6 +181,8 @@ _BY_REASON: dict[str, type[TarryError]] = {
     "EXECUTION_EXISTS": AlreadyExists,
     "CURSOR_OUT_OF_RANGE": CursorOutOfRange,
     "STORE_UNAVAILABLE": Unavailable,
+    "OVERLOADED": Overloaded,
+    "MALFORMED_REQUEST": InvalidArgument,
 }
 
 _BY_CODE: dict[grpc.StatusCode, type[TarryError]] = {
@@ -185,6 +193,7 @@ _BY_CODE: dict[grpc.StatusCode, type[TarryError]] = {
     grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
     grpc.StatusCode.OUT_OF_RANGE: CursorOutOfRange,
     grpc.StatusCode.UNAVAILABLE: Unavailable,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: Overloaded,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
     grpc.StatusCode.CANCELLED: Cancelled,
     grpc.StatusCode.INTERNAL: Internal,

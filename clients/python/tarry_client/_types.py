@@ -77,6 +77,8 @@ class ExecutionError:
     """The step that raised, if a step raised."""
     attempt: int | None = None
     """The attempt (1-based) of that step that raised the final error."""
+    stack_trace: str | None = None
+    """The step's traceback (its last frames), if a step raised."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +140,8 @@ class Execution:
     create_time: datetime
     update_time: datetime
     last_sequence: int
+    deadline_time: datetime | None = None
+    """When the execution times out, if its workflow has a timeout."""
     """The sequence of the latest event: the cursor to continue from this snapshot."""
 
     @property

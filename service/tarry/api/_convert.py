@@ -204,6 +204,7 @@ def execution_to_pb(ex: Execution, wf: Workflow | None) -> execution_pb2.Executi
         msg.error.message = ex.error.message
         msg.error.node_id = ex.error.node or ""
         msg.error.attempt = ex.error.attempt or 0
+        msg.error.stack_trace = ex.error.traceback or ""
     for point in ex.waiting:
         _waiting_point(msg.waiting_points.add(), point, wf)
     if ex.suspension is not None:
@@ -217,6 +218,8 @@ def execution_to_pb(ex: Execution, wf: Workflow | None) -> execution_pb2.Executi
             set_time(msg.cancellation.cancel_time, at, "cancel time")
     set_time(msg.create_time, ex.created_at, "create time")
     set_time(msg.update_time, ex.updated_at, "update time")
+    if ex.deadline is not None:
+        set_time(msg.deadline_time, ex.deadline, "deadline")
     return msg
 
 
@@ -319,6 +322,8 @@ def workflow_to_pb(wf: Workflow) -> workflow_pb2.Workflow:
     _set_schema(msg.result_schema, wf.result_schema)
     _set_schema(msg.resume_schema, wf.resume_schema)
     _set_schema(msg.suspend_schema, wf.suspend_schema)
+    if wf.timeout is not None:
+        msg.timeout.CopyFrom(duration(wf.timeout))
     return msg
 
 
@@ -331,6 +336,8 @@ def _node(target: workflow_pb2.WorkflowNode, node: Node) -> None:
     _set_schema(target.suspend_schema, node.suspend_schema)
     if node.kind is NodeKind.STEP:
         _retry(target.retry_policy, node.retry)
+        if node.timeout is not None:
+            target.timeout.CopyFrom(duration(node.timeout))
 
 
 def _retry(target: workflow_pb2.RetryPolicy, policy: RetryPolicy) -> None:

@@ -196,6 +196,7 @@ class Execution:
     updated_at: int
     last_sequence: int
     version: int
+    deadline: int | None = None
 
     @classmethod
     def of(cls, doc: Doc, *, status: Status, version: int, seq: int, sreq: str | None) -> Execution:
@@ -209,5 +210,5 @@ class Execution:
             running=tuple(doc.running),
             suspension=doc.suspension, suspend_requested=sreq, cancellation=doc.cancellation,
             created_at=doc.created_at, updated_at=doc.updated_at, last_sequence=seq,
-            version=version,
+            version=version, deadline=doc.deadline,
         )

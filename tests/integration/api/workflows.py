@@ -49,3 +49,12 @@ slow = (
     .step("dawdle", dawdle)
     .build()
 )
+
+
+timed = (
+    Flow("api-timed", timeout=0.5, description="A wait that times out after half a second.")
+    .step("start", dawdle, timeout=5)
+    .wait("answer")
+    .edge("start", "answer")
+    .build()
+)

@@ -137,6 +137,7 @@ class Execution(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
+    DEADLINE_TIME_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The execution id: chosen by the caller in RunRequest.execution_id, else by the server."""
     workflow: _builtins.str
@@ -195,6 +196,12 @@ class Execution(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """When the execution last changed."""
 
+    @_builtins.property
+    def deadline_time(self) -> _timestamp_pb2.Timestamp:
+        """When the execution times out (the workflow's timeout after its start); unset when its
+        workflow declares none. Past it the execution ends FAILED with ExecutionTimeout.
+        """
+
     def __init__(
         self,
         *,
@@ -214,10 +221,11 @@ class Execution(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         last_sequence: _builtins.int = ...,
+        deadline_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cancellation", b"cancellation", "create_time", b"create_time", "error", b"error", "input", b"input", "result", b"result", "state", b"state", "suspend_requested", b"suspend_requested", "suspension", b"suspension", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancellation", b"cancellation", "create_time", b"create_time", "deadline_time", b"deadline_time", "error", b"error", "input", b"input", "result", b"result", "state", b"state", "suspend_requested", b"suspend_requested", "suspension", b"suspension", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancellation", b"cancellation", "create_time", b"create_time", "error", b"error", "id", b"id", "input", b"input", "last_sequence", b"last_sequence", "result", b"result", "running_node_ids", b"running_node_ids", "state", b"state", "status", b"status", "suspend_requested", b"suspend_requested", "suspension", b"suspension", "update_time", b"update_time", "waiting_points", b"waiting_points", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancellation", b"cancellation", "create_time", b"create_time", "deadline_time", b"deadline_time", "error", b"error", "id", b"id", "input", b"input", "last_sequence", b"last_sequence", "result", b"result", "running_node_ids", b"running_node_ids", "state", b"state", "status", b"status", "suspend_requested", b"suspend_requested", "suspension", b"suspension", "update_time", b"update_time", "waiting_points", b"waiting_points", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -233,6 +241,7 @@ class ExecutionError(_message.Message):
     MESSAGE_FIELD_NUMBER: _builtins.int
     NODE_ID_FIELD_NUMBER: _builtins.int
     ATTEMPT_FIELD_NUMBER: _builtins.int
+    STACK_TRACE_FIELD_NUMBER: _builtins.int
     type: _builtins.str
     """The error's type, e.g. the Python exception class name ("ValueError")."""
     message: _builtins.str
@@ -241,6 +250,8 @@ class ExecutionError(_message.Message):
     """The step that raised, when a step raised."""
     attempt: _builtins.int
     """The attempt (1-based) of that step that raised the final error."""
+    stack_trace: _builtins.str
+    """The step's traceback (its last frames, at most 8 KiB), when a step raised."""
     def __init__(
         self,
         *,
@@ -248,10 +259,11 @@ class ExecutionError(_message.Message):
         message: _builtins.str = ...,
         node_id: _builtins.str = ...,
         attempt: _builtins.int = ...,
+        stack_trace: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "message", b"message", "node_id", b"node_id", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "message", b"message", "node_id", b"node_id", "stack_trace", b"stack_trace", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

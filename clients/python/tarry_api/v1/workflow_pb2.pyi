@@ -91,6 +91,7 @@ class Workflow(_message.Message):
     RESULT_SCHEMA_FIELD_NUMBER: _builtins.int
     RESUME_SCHEMA_FIELD_NUMBER: _builtins.int
     SUSPEND_SCHEMA_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The workflow's name, as passed to RunRequest.workflow."""
     version: _builtins.str
@@ -125,6 +126,10 @@ class Workflow(_message.Message):
     def suspend_schema(self) -> _struct_pb2.Struct:
         """The default JSON Schema of a step's suspend data, for steps that declare none of their own."""
 
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """How long an execution may take in all; unset when there is no limit."""
+
     def __init__(
         self,
         *,
@@ -138,10 +143,11 @@ class Workflow(_message.Message):
         result_schema: _struct_pb2.Struct | None = ...,
         resume_schema: _struct_pb2.Struct | None = ...,
         suspend_schema: _struct_pb2.Struct | None = ...,
+        timeout: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input_schema", b"input_schema", "result_schema", b"result_schema", "resume_schema", b"resume_schema", "suspend_schema", b"suspend_schema"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["input_schema", b"input_schema", "result_schema", b"result_schema", "resume_schema", b"resume_schema", "suspend_schema", b"suspend_schema", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "edges", b"edges", "input_schema", b"input_schema", "name", b"name", "nodes", b"nodes", "result_schema", b"result_schema", "resume_schema", b"resume_schema", "start_node_ids", b"start_node_ids", "suspend_schema", b"suspend_schema", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "edges", b"edges", "input_schema", b"input_schema", "name", b"name", "nodes", b"nodes", "result_schema", b"result_schema", "resume_schema", b"resume_schema", "start_node_ids", b"start_node_ids", "suspend_schema", b"suspend_schema", "timeout", b"timeout", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -160,6 +166,7 @@ class WorkflowNode(_message.Message):
     RESUME_SCHEMA_FIELD_NUMBER: _builtins.int
     SUSPEND_SCHEMA_FIELD_NUMBER: _builtins.int
     RETRY_POLICY_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The node id, unique in its workflow; used as ResumeRequest.node_id and in events."""
     kind: Global___NodeKind.ValueType
@@ -184,6 +191,12 @@ class WorkflowNode(_message.Message):
     def retry_policy(self) -> Global___RetryPolicy:
         """How a failing step is retried; unset for wait and sleep nodes."""
 
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """How long one attempt of a step may run (then it fails with StepTimeout and is retried
+        as its retry policy says); unset when there is no limit.
+        """
+
     def __init__(
         self,
         *,
@@ -194,10 +207,11 @@ class WorkflowNode(_message.Message):
         resume_schema: _struct_pb2.Struct | None = ...,
         suspend_schema: _struct_pb2.Struct | None = ...,
         retry_policy: Global___RetryPolicy | None = ...,
+        timeout: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["resume_schema", b"resume_schema", "retry_policy", b"retry_policy", "suspend_schema", b"suspend_schema"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["resume_schema", b"resume_schema", "retry_policy", b"retry_policy", "suspend_schema", b"suspend_schema", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "id", b"id", "join_mode", b"join_mode", "kind", b"kind", "resume_schema", b"resume_schema", "retry_policy", b"retry_policy", "suspend_schema", b"suspend_schema"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "id", b"id", "join_mode", b"join_mode", "kind", b"kind", "resume_schema", b"resume_schema", "retry_policy", b"retry_policy", "suspend_schema", b"suspend_schema", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
