@@ -3,6 +3,7 @@ of range, step outputs nested too deep; and a failed step keeps its traceback.""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -12,6 +13,7 @@ from examples.pausing import conditional_workflow, escalation_workflow
 from tarry import Chain, Flow, StepContext
 from tarry.engine import InvalidArgument, InvalidResumeData, Status
 from tarry.limits import MAX_DEPTH, MAX_WAKE_MS
+from tarry.store import RedisStore
 from tests.conftest import EngineFactory
 from tests.integration.helpers import all_events, settled, started, until
 
@@ -144,3 +146,18 @@ async def test_a_failed_step_keeps_its_traceback(make_engine: EngineFactory) -> 
     assert ex.error.message.endswith("(cut)") and len(ex.error.message) < 4200
     assert ex.error.traceback is not None
     assert "in explode" in ex.error.traceback and "RuntimeError" in ex.error.traceback
+
+
+async def test_one_unreadable_stored_execution_does_not_fail_a_listing(
+        make_engine: EngineFactory) -> None:
+    engine = await make_engine(Flow("w").wait("w").build())
+    good = await settled(engine, (await engine.run("w")).id)
+    bad = await settled(engine, (await engine.run("w")).id)
+    store = engine.store
+    assert isinstance(store, RedisStore)
+    broken = json.dumps({"id": bad.id, "waits": 7})  # not a document any server writes
+    await store.redis.hset(store.keys.state(bad.id), "doc", broken)
+    rows, _ = await engine.list()
+    by_id = {r.id: r for r in rows}
+    assert by_id[good.id].waiting and by_id[bad.id].status is Status.AWAITING
+    assert by_id[bad.id].waiting == ()  # listed bare, without what could not be read

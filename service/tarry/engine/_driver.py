@@ -344,6 +344,8 @@ class Driver:
             self.lease_sent = self._sent  # this commit set the lease
         self.stored = Stored(outcome.version, status, outcome.seq, sreq, raw)
         self.holding = status is Status.RUNNING  # any other status released the lease
+        for node in [n for n in self.tasks if n not in self.doc.running]:
+            self.tasks.pop(node)[1].cancel()  # dropped (an `any` join fired): stop it
         if cleared:
             self.sreq = None
         self.engine.after_commit(self.id)
