@@ -93,6 +93,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING... (env TARRY_LOG_LEVEL)")
     serve.add_argument("--no-reflection", action="store_true",
                        help="do not serve gRPC server reflection")
+    serve.add_argument("--processes", metavar="N",
+                       help="serve from N processes sharing the port, or 'auto' for one a "
+                       "core (env TARRY_PROCESSES; default 1)")
 
     run = command("run", _run, "Start an execution of a workflow.")
     run.add_argument("workflow")
@@ -187,6 +190,7 @@ def _serve(args: argparse.Namespace) -> int:
     from tarry.config import Config, split_modules
     from tarry.engine import TarryError as EngineError
     from tarry.localredis import LocalRedisError
+    from tarry.processes import resolve, serve_processes
     from tarry.server import run
 
     # Like `python -m` (and uvicorn's --app-dir), find workflow modules in the current
@@ -203,6 +207,12 @@ def _serve(args: argparse.Namespace) -> int:
         appendfsync=args.appendfsync, workflow_modules=modules, log_level=args.log_level,
         reflection=False if args.no_reflection else None)
     try:
+        processes = resolve(args.processes or os.environ.get("TARRY_PROCESSES") or "1")
+    except ValueError as exc:
+        args.parser.error(str(exc))
+    try:
+        if processes > 1:
+            return serve_processes(config, processes)
         run(config)
     except (OSError, ImportError, EngineError, LocalRedisError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -46,6 +46,11 @@ class Config:
     max_step_restarts: int = 3
     """How often a step found running after its server stopped is started again; once more
     and the execution ends FAILED (StepCrashLoop)."""
+    take_back: bool = False
+    """`owner` is proven unique (set by `--processes` for its children): take back at start
+    the executions leased under it."""
+    reuse_port: bool = False
+    """Share the port with other processes (SO_REUSEPORT; set by `--processes`)."""
     max_executions: int = 10_000
     """Executions one server drives at once; a Run or Resume past it gets RESOURCE_EXHAUSTED."""
     max_request_bytes: int = limits.MAX_REQUEST_BYTES
@@ -76,6 +81,11 @@ class Config:
             values["log_level"] = env["TARRY_LOG_LEVEL"]
         if "TARRY_REFLECTION" in env:
             values["reflection"] = env["TARRY_REFLECTION"].lower() not in ("0", "false", "no")
+        if env.get("TARRY_KEY_PREFIX"):
+            values["key_prefix"] = env["TARRY_KEY_PREFIX"]
+        for key, name in (("TARRY_TAKE_BACK", "take_back"), ("TARRY_REUSE_PORT", "reuse_port")):
+            if key in env:
+                values[name] = env[key] == "1"
         if env.get("TARRY_SERVER_ID"):
             values["owner"] = env["TARRY_SERVER_ID"]
         if "TARRY_LEASE_TTL" in env:

@@ -86,7 +86,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _die_with_parent() -> Callable[[], None] | None:
+def die_with_parent() -> Callable[[], None] | None:
     """A `preexec_fn` that makes the child get SIGTERM when its parent dies (Linux only;
     None elsewhere). SIGTERM, not SIGKILL: redis-server then flushes its AOF and exits.
 
@@ -172,7 +172,7 @@ class LocalRedis:
                  # rather than Redis's own title (needs Redis >= 6.2).
                  "--set-proc-title", "no",
                  *TUNING],
-                stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent(),
+                stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=die_with_parent(),
             )
         finally:
             log_file.close()

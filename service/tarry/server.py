@@ -96,9 +96,10 @@ class Server:
                                 events_maxlen=cfg.events_maxlen)
         # so_reuseport off: a second server on a taken port must fail, not share it. That
         # also proves this server's identity (below): no other live server of this host
-        # holds this port.
+        # holds this port. (`--processes` shares it among its children, under a lock.)
         self._grpc = grpc.aio.server(options=[
-            ("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", cfg.max_request_bytes)])
+            ("grpc.so_reuseport", int(cfg.reuse_port)),
+            ("grpc.max_receive_message_length", cfg.max_request_bytes)])
         try:
             port = self._grpc.add_insecure_port(cfg.address)
         except RuntimeError as exc:
@@ -131,7 +132,8 @@ class Server:
         limits = {"lease_ttl": cfg.lease_ttl, "max_step_restarts": cfg.max_step_restarts,
                   "max_drivers": cfg.max_executions}
         if cfg.owner:
-            return EngineConfig(owner=cfg.owner, **limits)  # type: ignore[arg-type]
+            return EngineConfig(owner=cfg.owner, take_back=cfg.take_back,
+                                **limits)  # type: ignore[arg-type]
         if _fixed_port(cfg.address):
             return EngineConfig(owner=f"{socket.gethostname()}:{port}", take_back=True,
                                 **limits)  # type: ignore[arg-type]
