@@ -3,6 +3,7 @@
 It imports neither grpc nor redis: the store is a port (`Store`), adapted in `tarry.store`.
 """
 
+from ._config import EngineConfig
 from ._context import Output, SleepContext, StepContext
 from ._definition import (
     Chain,
@@ -16,7 +17,7 @@ from ._definition import (
     Workflow,
 )
 from ._driver import InvalidOutput, InvalidSuspendData
-from ._engine import Engine, EngineConfig
+from ._engine import Engine
 from ._errors import (
     Conflict,
     CursorOutOfRange,

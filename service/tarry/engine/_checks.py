@@ -1,0 +1,95 @@
+"""What the request handlers check before they build a transition: the status allows the
+request, the node waits, the action leads somewhere, the data fits its schema and limits.
+Each refusal is a domain error that changes nothing."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import ValidationError
+
+from tarry.limits import MAX_DEPTH, depth, quote
+
+from ._definition import Workflow
+from ._errors import FieldViolation, InvalidArgument, InvalidResumeData, NodeNotWaiting, WrongState
+from ._machine import ALLOWED
+from ._model import Doc, Status
+from ._schema import JSON, validate, violations
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
+
+
+def allowed(request: str, status: Status, execution_id: str) -> None:
+    if status not in ALLOWED[request]:
+        raise WrongState(
+            f"cannot {request} execution {execution_id!r}: it is {status.value}",
+            metadata={"execution_id": execution_id, "status": status.value},
+        )
+
+
+def waiting_node(doc: Doc, node: str | None, execution_id: str) -> str:
+    waiting = sorted(n for n, w in doc.waits.items() if w.kind == "wait")
+    if node is not None:
+        if node not in waiting:
+            raise NodeNotWaiting(
+                f"node {node!r} of execution {execution_id!r} is not waiting for input"
+                + (f"; waiting: {', '.join(waiting)}" if waiting else ""),
+                metadata={"execution_id": execution_id, "node": node,
+                          "waiting": ",".join(waiting)},
+            )
+        return node
+    if len(waiting) == 1:
+        return waiting[0]
+    if not waiting:
+        raise WrongState(
+            f"execution {execution_id!r} has no node waiting for input (only timers)",
+            metadata={"execution_id": execution_id},
+        )
+    raise InvalidArgument(
+        f"several nodes are waiting ({', '.join(waiting)}); name the one to resume",
+        violations=[FieldViolation("node_id", f"required: one of {', '.join(waiting)}")],
+        metadata={"waiting": ",".join(waiting)},
+    )
+
+
+def check_action(wf: Workflow, node: str, action: str | None) -> None:
+    """Refuse an action that would end the branch at `node` by accident (see
+    `Workflow.routes`): the caller most likely misspelt it."""
+    if wf.routes(node, action):
+        return
+    allowed = wf.actions(node)
+    what = "an action is required" if action is None else f"action {quote(action)} is unknown"
+    raise InvalidArgument(
+        f"{what} at {node!r}: no outgoing edge takes it; allowed: {', '.join(allowed)}",
+        violations=[FieldViolation("action", f"must be one of: {', '.join(allowed)}")],
+        metadata={"node": node, "actions": ",".join(allowed)},
+    )
+
+
+def check_depth(value: JSON, field_name: str) -> None:
+    """Refuse a value nested deeper than `limits.MAX_DEPTH`."""
+    if depth(value, MAX_DEPTH) > MAX_DEPTH:
+        raise InvalidArgument(
+            f"{field_name} nests deeper than {MAX_DEPTH} levels",
+            violations=[FieldViolation(field_name, f"at most {MAX_DEPTH} levels of nesting")],
+        )
+
+
+def check_resume(wf: Workflow, node: str, data: JSON) -> JSON:
+    check_depth(data, "data")
+    schema = wf.resume_schema_for(node)
+    try:
+        return validate(schema, data)
+    except ValidationError as exc:
+        raise InvalidResumeData(
+            f"resume data does not match the resume schema of {node!r}",
+            violations=violations(exc, "data"), metadata={"node": node},
+        ) from None
+
+
+def check_id(value: str, field_name: str) -> None:
+    if not _ID.match(value):
+        raise InvalidArgument(
+            f"{field_name} must be 1-128 characters of letters, digits, '_', '.', ':', '-'",
+            violations=[FieldViolation(field_name, "invalid characters or length")],
+        )

@@ -1,0 +1,41 @@
+"""The engine's settings: one frozen dataclass (the server builds it from `tarry.config`)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+
+
+def _default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    owner: str = field(default_factory=_default_owner)
+    lease_ttl: float = 10.0
+    """Seconds before another process may take over an execution whose driver went silent."""
+    timer_poll: float = 1.0
+    """Longest pause between looks at the shared timer set (local timers wake it at once)."""
+    step_threads: int = 32
+    """Threads for plain (non-async) steps."""
+    timer_horizon: float = 0.2
+    """Timers due within this many seconds are claimed ahead; their execution's driver waits
+    for the exact time, so that at that time only the firing commit remains to be done."""
+    recent: int = 10_000
+    """How many executions this process left AWAITING or SUSPENDED it remembers as it
+    committed them, so that a Resume, Suspend or Cancel of one starts without reading Redis
+    (its commit checks the version: if another process changed it, it is read again)."""
+    take_back: bool = False
+    """`owner` is a stable identity that this process has proven no other live process
+    holds (the server bound its port): at start, take back at once every execution still
+    leased under it, instead of waiting for the leases of its previous life to run out."""
+    max_step_restarts: int = 3
+    """How often a step may be found running after its server stopped (a crash, or a
+    shutdown that cut it off) and be started again; once more and the execution FAILS
+    (StepCrashLoop) instead of taking down server after server."""
+    max_drivers: int = 10_000
+    """Executions this process drives at once at most; a Run or Resume that would start one
+    more is refused with Overloaded (timers and takeovers are never refused)."""
