@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from tarry import _json
 
@@ -130,23 +130,46 @@ class Doc:
         for key in ("suspending", "suspension", "error"):
             if key in d:
                 d[key] = _record(d[key])
+        d["fmt"] = FORMAT
         return _json.dumps(d)
 
     @classmethod
     def loads(cls, raw: str | bytes) -> Doc:
+        """Read a stored document of any format so far. Fields this server does not know
+        (written by a newer one) are left out rather than refused: a rolling upgrade must
+        not make the older servers fail every read of what the newer ones wrote."""
         d = _json.loads(raw)
+        d.pop("fmt", None)  # every format so far reads the same way
         if "running" in d:
-            d["running"] = {k: Activation(**v) for k, v in d["running"].items()}
+            d["running"] = {k: _make(Activation, v) for k, v in d["running"].items()}
         if "ready" in d:
-            d["ready"] = [Activation(**v) for v in d["ready"]]
+            d["ready"] = [_make(Activation, v) for v in d["ready"]]
         if "waits" in d:
-            d["waits"] = {k: Waiting(**v) for k, v in d["waits"].items()}
+            d["waits"] = {k: _make(Waiting, v) for k, v in d["waits"].items()}
         for key in ("suspending", "suspension"):
             if key in d:
-                d[key] = Suspension(**d[key])
+                d[key] = _make(Suspension, d[key])
         if "error" in d:
-            d["error"] = ErrorInfo(**d["error"])
-        return cls(**d)
+            d["error"] = _make(ErrorInfo, d["error"])
+        return _make(cls, d)
+
+
+FORMAT = 2
+"""The format of stored documents: 1 had no `fmt` field; 2 adds it (and the fields
+`deadline`, `restarts` and `traceback`, which format 1 readers would have refused)."""
+
+_T = TypeVar("_T")
+_FIELDS: dict[type, frozenset[str]] = {}
+
+
+def _make(cls: type[_T], values: dict[str, Any]) -> _T:
+    """`cls(**values)` without the keys `cls` has no field for."""
+    known = _FIELDS.get(cls)
+    if known is None:
+        known = _FIELDS[cls] = frozenset(f.name for f in fields(cls))  # type: ignore[arg-type]
+    if not known.issuperset(values):
+        values = {k: v for k, v in values.items() if k in known}
+    return cls(**values)
 
 
 _COLLECTIONS = ("state", "running", "ready", "waits", "arrivals", "discard", "visits", "inputs")
