@@ -22,6 +22,7 @@ from grpc_status import rpc_status  # type: ignore[import-untyped]
 from tarry.engine import (
     Conflict,
     CursorOutOfRange,
+    DeadlineExceeded,
     ExecutionExists,
     ExecutionNotFound,
     FieldViolation,
@@ -52,8 +53,11 @@ CODES: Mapping[type[TarryError], grpc.StatusCode] = {
     Conflict: grpc.StatusCode.ABORTED,
     CursorOutOfRange: grpc.StatusCode.OUT_OF_RANGE,
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
 }
+# StepError is absent on purpose: it is recorded in an execution, never a reply (were one to
+# reach a call, it would be a bug: INTERNAL).
 
 
 class MalformedRequest(InvalidArgument):
@@ -63,16 +67,8 @@ class MalformedRequest(InvalidArgument):
     reason = "MALFORMED_REQUEST"
 
 
-class DeadlineCappedError(Exception):
-    """A call that came without a deadline ran past the server's default deadline."""
-
-    reason = "DEADLINE_EXCEEDED"
-
-
 def code_for(exc: BaseException) -> grpc.StatusCode:
     """The gRPC code an exception is answered with (INTERNAL for anything unexpected)."""
-    if isinstance(exc, DeadlineCappedError):
-        return grpc.StatusCode.DEADLINE_EXCEEDED
     for cls in type(exc).__mro__:
         code = CODES.get(cls)
         if code is not None:
@@ -90,8 +86,6 @@ def status_for(exc: BaseException) -> status_pb2.Status:
         elif isinstance(exc, WrongState):
             details.append(_precondition_failure(exc))
         return _status(code, exc.message, details)
-    if isinstance(exc, DeadlineCappedError):
-        return _status(code, str(exc), [_error_info(exc.reason, {})])
     return _status(code, INTERNAL_MESSAGE, [_error_info("INTERNAL", {})])
 
 

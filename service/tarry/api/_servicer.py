@@ -33,6 +33,7 @@ from tarry import limits
 from tarry.config import Config
 from tarry.engine import (
     JSON,
+    DeadlineExceeded,
     Engine,
     Execution,
     FieldViolation,
@@ -53,7 +54,7 @@ from ._convert import (
     safe_execution_to_pb,
     workflow_to_pb,
 )
-from ._errors import DeadlineCappedError, abort
+from ._errors import abort
 from ._watch import Watches
 
 Req = TypeVar("Req")
@@ -117,7 +118,7 @@ def _unary(
             except TimeoutError:
                 if not cap.expired():
                     raise
-                raise DeadlineCappedError(
+                raise DeadlineExceeded(
                     f"the call took longer than the server's default deadline "
                     f"({self.config.default_deadline:g} s); set a deadline to allow more"
                 ) from None

@@ -28,7 +28,14 @@ from tarry.limits import MAX_DEPTH, MAX_ERROR_MESSAGE, MAX_REASON, MAX_TRACEBACK
 
 from ._context import Output, Signals, StepContext, SuspendSignal
 from ._definition import Workflow
-from ._errors import Conflict, StoreUnavailable
+from ._errors import (
+    Conflict,
+    InvalidOutput,
+    InvalidSuspendData,
+    StepError,
+    StepTimeout,
+    StoreUnavailable,
+)
 from ._machine import Txn
 from ._model import Activation, Doc, ErrorInfo, Execution, Status
 from ._schema import JSON, to_json, validate
@@ -418,7 +425,7 @@ class Driver:
         exc = outcome.error
         policy = node.retry
         retry_in = None
-        if (not isinstance(exc, _NonRetryable) and policy.retryable(exc)
+        if ((not isinstance(exc, StepError) or exc.retryable) and policy.retryable(exc)
                 and act.attempt < policy.max_attempts):
             retry_in = policy.delay(act.attempt)
         message = _cut(str(exc), MAX_ERROR_MESSAGE)
@@ -447,22 +454,6 @@ class Driver:
     def stop(self) -> None:
         if self.task is not None:
             self.task.cancel()
-
-
-class _NonRetryable(Exception):
-    """Step errors that a retry cannot fix."""
-
-
-class InvalidOutput(_NonRetryable):
-    """A step returned something that is not JSON."""
-
-
-class InvalidSuspendData(_NonRetryable):
-    """A step suspended with data that fails its suspend schema, or over a limit."""
-
-
-class StepTimeout(Exception):
-    """An attempt of a step ran longer than the step's `timeout` (retried by its policy)."""
 
 
 def _cut(text: str, limit: int) -> str:

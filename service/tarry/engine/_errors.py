@@ -13,7 +13,12 @@ TarryError
 ├── Conflict                 a concurrent transition won the race
 ├── CursorOutOfRange         an event cursor older than the kept history
 ├── Overloaded               this server is at one of its limits; try again later
-└── StoreUnavailable         the state store cannot be reached
+├── DeadlineExceeded         a call ran past the server's default deadline
+├── StoreUnavailable         the state store cannot be reached
+└── StepError                a step's own failure, recorded in the execution (never a reply)
+    ├── InvalidOutput        a step returned what is not JSON, or nested too deep
+    ├── InvalidSuspendData   a step suspended with data that fails its schema or a limit
+    └── StepTimeout          an attempt ran past the step's timeout (retried by its policy)
 
 The api layer maps these to gRPC codes in one table; nothing here knows about gRPC.
 """
@@ -102,5 +107,31 @@ class Overloaded(TarryError):
     reason = "OVERLOADED"
 
 
+class DeadlineExceeded(TarryError):
+    reason = "DEADLINE_EXCEEDED"
+
+
 class StoreUnavailable(TarryError):
     reason = "STORE_UNAVAILABLE"
+
+
+class StepError(TarryError):
+    """Raised for a step, never to a caller: the step fails with it (its class name is the
+    error type the execution records). `retryable`: may the step's retry policy try again?"""
+
+    reason = "STEP_FAILED"
+    retryable: ClassVar[bool] = True
+
+
+class InvalidOutput(StepError):
+    reason = "INVALID_OUTPUT"
+    retryable = False
+
+
+class InvalidSuspendData(StepError):
+    reason = "INVALID_SUSPEND_DATA"
+    retryable = False
+
+
+class StepTimeout(StepError):
+    reason = "STEP_TIMEOUT"
