@@ -25,6 +25,7 @@ from typing import Any
 from tarry_client import (
     Client,
     Event,
+    EventType,
     Execution,
     Status,
     TarryError,
@@ -354,29 +355,29 @@ def _event_detail(ev: Event) -> str:
     data = ev.data or {}
     node = ev.node_id or ""
     attempt = f" (attempt {ev.attempt})" if ev.attempt and ev.attempt > 1 else ""
-    if ev.type == "status" and ev.status is not None:
+    if ev.type == EventType.STATUS and ev.status is not None:
         return _status_detail(ev.status, data, first=ev.sequence == 1)
-    if ev.type == "node_started":
+    if ev.type == EventType.NODE_STARTED:
         return f"{node} started{attempt}"
-    if ev.type == "node_finished":
+    if ev.type == EventType.NODE_FINISHED:
         return f"{node} finished" + (f" -> {data['action']}" if data.get("action") else "")
-    if ev.type == "node_waiting":
+    if ev.type == EventType.NODE_WAITING:
         wake = data.get("wake_at")  # ms since the epoch, for sleep nodes
         if isinstance(wake, int | float):
             until = datetime.fromtimestamp(wake / 1000).strftime("%H:%M:%S.%f")[:-3]
             return f"{node} sleeping until {until}"
         return f"{node} waiting for input"
-    if ev.type == "node_failed":
+    if ev.type == EventType.NODE_FAILED:
         error = data.get("error") or {}
         retry = " (will retry)" if data.get("retry_at") else ""
         return f"{node} failed{attempt}: {error.get('type')}: {error.get('message')}{retry}"
-    if ev.type == "node_suspended":
+    if ev.type == EventType.NODE_SUSPENDED:
         return f"{node} suspended: {data.get('reason', '')}"
-    if ev.type == "node_cancelled":
+    if ev.type == EventType.NODE_CANCELLED:
         return f"{node} cancelled"
-    if ev.type == "suspend_requested":
+    if ev.type == EventType.SUSPEND_REQUESTED:
         return f"suspend requested: {data.get('reason', '')}"
-    if ev.type == "resumed":
+    if ev.type == EventType.RESUMED:
         return "resumed" + (f" {node}" if node else "")
     return f"{ev.type} {node}".strip()  # a newer event type: say what it is
 

@@ -160,14 +160,29 @@ class Execution:
         return tuple(w.node_id for w in self.waiting_points if w.kind is WaitingKind.WAIT)
 
 
+class EventType(StrEnum):
+    """The event types a server writes (`Event.type` is a plain string: a newer server may
+    write one not listed here). The same values as the server's `tarry.engine.EventType`."""
+
+    STATUS = "status"
+    NODE_STARTED = "node_started"
+    NODE_FINISHED = "node_finished"
+    NODE_WAITING = "node_waiting"
+    NODE_FAILED = "node_failed"
+    NODE_SUSPENDED = "node_suspended"
+    NODE_CANCELLED = "node_cancelled"
+    SUSPEND_REQUESTED = "suspend_requested"
+    RESUMED = "resumed"
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """One entry of an execution's event log."""
 
     sequence: int
     type: str
-    """"status", "node_started", "node_finished", "node_waiting", "node_failed",
-    "node_suspended", "node_cancelled", "suspend_requested", "resumed", or a newer type."""
+    """One of `EventType` (compare with it: `ev.type == EventType.NODE_STARTED`), or a newer
+    type."""
     event_time: datetime
     status: Status | None = None
     """The new status, on "status" events only."""

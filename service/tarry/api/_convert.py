@@ -27,14 +27,17 @@ from tarry import limits
 from tarry.engine import (
     JSON,
     Event,
+    EventType,
     Execution,
     JoinMode,
     Node,
     NodeKind,
     RetryPolicy,
     Status,
+    SuspendedBy,
     Suspension,
     WaitingPoint,
+    WaitKind,
     Workflow,
 )
 from tarry_api.v1 import execution_pb2, workflow_pb2
@@ -60,14 +63,14 @@ STATUS_TO_PB: Mapping[Status, execution_pb2.ExecutionStatus.ValueType] = {
 STATUS_FROM_PB: Mapping[int, Status] = {v: k for k, v in STATUS_TO_PB.items()}
 STATUS_FROM_NAME: Mapping[str, Status] = {s.value: s for s in Status}
 
-_WAITING_KIND: Mapping[str, execution_pb2.WaitingKind.ValueType] = {
-    "wait": execution_pb2.WAITING_KIND_WAIT,
-    "sleep": execution_pb2.WAITING_KIND_SLEEP,
-    "retry": execution_pb2.WAITING_KIND_RETRY,
+_WAITING_KIND: Mapping[str | WaitKind, execution_pb2.WaitingKind.ValueType] = {
+    WaitKind.WAIT: execution_pb2.WAITING_KIND_WAIT,
+    WaitKind.SLEEP: execution_pb2.WAITING_KIND_SLEEP,
+    WaitKind.RETRY: execution_pb2.WAITING_KIND_RETRY,
 }
-_SUSPENDED_BY: Mapping[str, execution_pb2.SuspensionSource.ValueType] = {
-    "step": execution_pb2.SUSPENSION_SOURCE_STEP,
-    "request": execution_pb2.SUSPENSION_SOURCE_REQUEST,
+_SUSPENDED_BY: Mapping[str | SuspendedBy, execution_pb2.SuspensionSource.ValueType] = {
+    SuspendedBy.STEP: execution_pb2.SUSPENSION_SOURCE_STEP,
+    SuspendedBy.REQUEST: execution_pb2.SUSPENSION_SOURCE_REQUEST,
 }
 _NODE_KIND: Mapping[NodeKind, workflow_pb2.NodeKind.ValueType] = {
     NodeKind.STEP: workflow_pb2.NODE_KIND_STEP,
@@ -250,7 +253,7 @@ def _waiting_point(target: execution_pb2.WaitingPoint, point: WaitingPoint,
         set_time(target.wake_time, point.wake_at, "wake time")
     if point.attempt is not None:
         target.attempt = point.attempt
-    if point.kind == "wait" and wf is not None and point.node in wf.nodes:
+    if point.kind == WaitKind.WAIT and wf is not None and point.node in wf.nodes:
         _set_schema(target.resume_schema, wf.resume_schema_for(point.node))
         target.actions.extend(wf.actions(point.node))
 
@@ -262,7 +265,7 @@ def _suspension(target: execution_pb2.Suspension, sus: Suspension, wf: Workflow 
     target.by = _SUSPENDED_BY.get(sus.by, execution_pb2.SUSPENSION_SOURCE_UNSPECIFIED)
     if sus.node is not None:
         target.node_id = sus.node
-    if sus.by == "step":
+    if sus.by == SuspendedBy.STEP:
         if sus.data is not None:
             _fill(target.data, sus.data)
         # Resume re-runs the step that suspended, so its schema is what Resume must send.
@@ -278,7 +281,7 @@ def event_to_pb(event: Event) -> execution_pb2.ExecutionEvent:
     msg = execution_pb2.ExecutionEvent(sequence=event.sequence, type=event.type)
     set_time(msg.event_time, event.time, "event time")
     rest: dict[str, Any] = dict(event.data)
-    if event.type == "status":
+    if event.type == EventType.STATUS:
         status = STATUS_FROM_NAME.get(str(rest.pop("status", "")))
         if status is not None:
             msg.status = STATUS_TO_PB[status]

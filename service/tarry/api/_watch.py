@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Callable
 
-from tarry.engine import CursorOutOfRange, Engine, Event, Execution, Status
+from tarry.engine import CursorOutOfRange, Engine, Event, EventType, Execution, Status
 from tarry_api.v1 import execution_pb2, workflow_service_pb2
 
 from ._convert import safe_event_to_pb
@@ -113,7 +113,7 @@ class Watches:
 
 
 def _is_terminal(event: Event) -> bool:
-    return event.type == "status" and event.data.get("status") in _TERMINAL
+    return event.type == EventType.STATUS and event.data.get("status") in _TERMINAL
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:

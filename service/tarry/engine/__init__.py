@@ -52,6 +52,7 @@ from ._store import (
     Stored,
     SuspendRequested,
 )
+from ._vocab import EventType, SuspendedBy, WaitKind
 
 __all__ = [
     "JSON",
@@ -68,6 +69,7 @@ __all__ = [
     "EngineConfig",
     "ErrorInfo",
     "Event",
+    "EventType",
     "Execution",
     "ExecutionExists",
     "ExecutionNotFound",
@@ -98,8 +100,10 @@ __all__ = [
     "StoreUnavailable",
     "Stored",
     "SuspendRequested",
+    "SuspendedBy",
     "Suspension",
     "TarryError",
+    "WaitKind",
     "WaitingPoint",
     "Workflow",
     "WorkflowNotFound",

@@ -15,6 +15,7 @@ from ._errors import FieldViolation, InvalidArgument, InvalidResumeData, NodeNot
 from ._machine import ALLOWED
 from ._model import Doc, Status
 from ._schema import JSON, validate, violations
+from ._vocab import WaitKind
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
 
@@ -28,7 +29,7 @@ def allowed(request: str, status: Status, execution_id: str) -> None:
 
 
 def waiting_node(doc: Doc, node: str | None, execution_id: str) -> str:
-    waiting = sorted(n for n, w in doc.waits.items() if w.kind == "wait")
+    waiting = sorted(n for n, w in doc.waits.items() if w.kind == WaitKind.WAIT)
     if node is not None:
         if node not in waiting:
             raise NodeNotWaiting(

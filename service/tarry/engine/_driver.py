@@ -40,6 +40,7 @@ from ._machine import Txn
 from ._model import Activation, Doc, ErrorInfo, Execution, Status
 from ._schema import JSON, to_json, validate
 from ._store import Commit, CommitOutcome, Committed, Existing, Stored, SuspendRequested
+from ._vocab import EventType, WaitKind
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -277,7 +278,7 @@ class Driver:
                     act.node, act.attempt))
                 return
             act.attempt += 1
-            t.emit("node_started", node=act.node, attempt=act.attempt, restarted=True)
+            t.emit(EventType.NODE_STARTED, node=act.node, attempt=act.attempt, restarted=True)
         self._fire_due(t)
 
     @staticmethod
@@ -286,7 +287,7 @@ class Driver:
             t.time_out()
             return
         for w in t.due():
-            if w.kind == "sleep":
+            if w.kind == WaitKind.SLEEP:
                 t.sleep_fired(w.node)
             else:
                 t.retry_due(w.node)

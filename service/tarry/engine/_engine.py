@@ -50,6 +50,7 @@ from ._registry import Registry
 from ._schema import JSON, validate, violations
 from ._store import Commit, Committed, Existing, Store, Stored
 from ._supervisor import Supervisor
+from ._vocab import SuspendedBy, WaitKind
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +206,7 @@ class Engine:
                           action: str | None, from_step: str | None) -> Callable[[Txn], None]:
         sus = doc.suspension
         assert sus is not None
-        target = from_step or (sus.node if sus.by == "step" else None)
+        target = from_step or (sus.node if sus.by == SuspendedBy.STEP else None)
         if target is not None:
             value = check_resume(wf, target, data)
             if target == sus.node or target not in doc.inputs:
@@ -404,7 +405,7 @@ class Engine:
         """The store's view of transition `t`: document, events, timers and lease."""
         doc = t.doc
         sleeps = {w.node: w.wake_at for w in doc.waits.values()
-                  if w.kind == "sleep" and w.wake_at is not None}
+                  if w.kind == WaitKind.SLEEP and w.wake_at is not None}
         if doc.deadline is not None:
             sleeps[DEADLINE] = doc.deadline
         timers = sleeps if status in (Status.RUNNING, Status.AWAITING) else {}

@@ -30,6 +30,7 @@ from ._context import SleepContext
 from ._definition import JoinMode, NodeKind, Workflow
 from ._model import Activation, Doc, ErrorInfo, Status, Suspension, Waiting
 from ._schema import JSON, to_json, validate
+from ._vocab import EventType, SuspendedBy, WaitKind
 
 DEADLINE = "@deadline"
 """The timer name of an execution's own timeout, beside its sleep nodes' (no node id can
@@ -67,18 +68,18 @@ class Txn:
         self.events: list[tuple[str, dict[str, Any]]] = []
         self.failed = False
         # Timers the store holds for this execution now; the commit clears the stale.
-        self.sleeps_before = {n for n, w in doc.waits.items() if w.kind == "sleep"}
+        self.sleeps_before = {n for n, w in doc.waits.items() if w.kind == WaitKind.SLEEP}
         if doc.deadline is not None:
             self.sleeps_before.add(DEADLINE)
 
-    def emit(self, event_type: str, /, **data: Any) -> None:
+    def emit(self, event_type: EventType, /, **data: Any) -> None:
         data["time"] = self.now
         self.events.append((event_type, data))
 
     # -- activations ---------------------------------------------------------------
 
     def start(self) -> None:
-        self.emit("status", status=Status.RUNNING.value)
+        self.emit(EventType.STATUS, status=Status.RUNNING.value)
         if self.wf.timeout is not None:
             self.doc.deadline = min(self.now + int(self.wf.timeout * 1000), MAX_WAKE_MS)
         for node in self.wf.start:
@@ -103,16 +104,16 @@ class Txn:
         if node.kind is NodeKind.STEP:
             self.run_step(Activation(node_id, node_input, 1))
         elif node.kind is NodeKind.WAIT:
-            doc.waits[node_id] = Waiting(node_id, "wait", node_input)
-            self.emit("node_waiting", node=node_id, kind="wait")
+            doc.waits[node_id] = Waiting(node_id, WaitKind.WAIT, node_input)
+            self.emit(EventType.NODE_WAITING, node=node_id, kind=WaitKind.WAIT)
         else:
             try:
                 wake = self._wake_time(node_id, node_input)
             except Exception as exc:  # a user duration function raised, or out of range
                 self.fail(ErrorInfo(type(exc).__name__, f"sleep duration: {exc}", node_id, None))
                 return
-            doc.waits[node_id] = Waiting(node_id, "sleep", node_input, wake)
-            self.emit("node_waiting", node=node_id, kind="sleep", wake_at=wake)
+            doc.waits[node_id] = Waiting(node_id, WaitKind.SLEEP, node_input, wake)
+            self.emit(EventType.NODE_WAITING, node=node_id, kind=WaitKind.SLEEP, wake_at=wake)
 
     def run_step(self, act: Activation) -> None:
         """Start a step now, or hold it while a suspension is pending."""
@@ -123,7 +124,7 @@ class Txn:
             self.doc.ready.append(act)
             return
         self.doc.running[act.node] = act
-        self.emit("node_started", node=act.node, attempt=act.attempt)
+        self.emit(EventType.NODE_STARTED, node=act.node, attempt=act.attempt)
 
     def _wake_time(self, node_id: str, node_input: JSON) -> int:
         spec: Any = self.wf.nodes[node_id].sleep
@@ -156,7 +157,7 @@ class Txn:
 
     def finish(self, node_id: str, output: JSON, action: str | None) -> None:
         """A node finished: follow its edges."""
-        self.emit("node_finished", node=node_id, action=action)
+        self.emit(EventType.NODE_FINISHED, node=node_id, action=action)
         targets = self.wf.next_nodes(node_id, action)
         if not targets:
             self.doc.last_output = output
@@ -198,13 +199,13 @@ class Txn:
         doc = self.doc
         for node in [n for n in doc.running if self._reaches(n, join)]:
             del doc.running[node]
-            self.emit("node_cancelled", node=node, by=join)
+            self.emit(EventType.NODE_CANCELLED, node=node, by=join)
         kept = [a for a in doc.ready if not self._reaches(a.node, join)]
         if len(kept) != len(doc.ready):
             doc.ready = kept
         for node in [n for n in doc.waits if self._reaches(n, join)]:
             del doc.waits[node]
-            self.emit("node_cancelled", node=node, by=join)
+            self.emit(EventType.NODE_CANCELLED, node=node, by=join)
         for other in [j for j in doc.arrivals if self._reaches(j, join)]:
             del doc.arrivals[other]
 
@@ -252,21 +253,23 @@ class Txn:
         """A step raised. `retry_in` is the backoff in seconds, or None when out of attempts."""
         self.doc.running.pop(act.node, None)
         if retry_in is None:
-            self.emit("node_failed", node=act.node, attempt=act.attempt,
+            self.emit(EventType.NODE_FAILED, node=act.node, attempt=act.attempt,
                       error={"type": error.type, "message": error.message})
             self.fail(error)
             return
         wake = min(self.now + int(retry_in * 1000), MAX_WAKE_MS)
-        self.doc.waits[act.node] = Waiting(act.node, "retry", act.input, wake, act.attempt + 1)
-        self.emit("node_failed", node=act.node, attempt=act.attempt, retry_at=wake,
+        self.doc.waits[act.node] = Waiting(act.node, WaitKind.RETRY, act.input, wake,
+                                           act.attempt + 1)
+        self.emit(EventType.NODE_FAILED, node=act.node, attempt=act.attempt, retry_at=wake,
                   error={"type": error.type, "message": error.message})
 
     def step_suspended(self, act: Activation, reason: str, data: JSON,
                        changes: dict[str, JSON]) -> None:
         self.doc.running.pop(act.node, None)
         self.doc.state.update(changes)
-        self.doc.suspending = Suspension(reason, self.now, "step", act.node, data, act.input)
-        self.emit("node_suspended", node=act.node, reason=reason)
+        self.doc.suspending = Suspension(reason, self.now, SuspendedBy.STEP, act.node, data,
+                                         act.input)
+        self.emit(EventType.NODE_SUSPENDED, node=act.node, reason=reason)
 
     def retry_due(self, node_id: str) -> None:
         w = self.doc.waits.pop(node_id)
@@ -301,13 +304,13 @@ class Txn:
     def request_suspension(self, reason: str) -> None:
         """A Suspend request: stop at the next node boundary (at once when none runs)."""
         if self.doc.suspending is None:
-            self.doc.suspending = Suspension(reason, self.now, "request")
+            self.doc.suspending = Suspension(reason, self.now, SuspendedBy.REQUEST)
 
     def unsuspend(self) -> None:
         sus = self.doc.suspension
         assert sus is not None
         self.doc.suspension = None
-        self.emit("resumed", by=sus.by, node=sus.node)
+        self.emit(EventType.RESUMED, by=sus.by, node=sus.node)
         held, self.doc.ready = self.doc.ready, []
         for act in held:
             self.run_step(act)
@@ -333,7 +336,7 @@ class Txn:
         """Stop everything: running steps are cancelled, nothing else will run or fire."""
         doc = self.doc
         for node in doc.running:
-            self.emit("node_cancelled", node=node)
+            self.emit(EventType.NODE_CANCELLED, node=node)
         doc.running.clear()
         doc.ready.clear()
         doc.waits.clear()
@@ -351,7 +354,7 @@ class Txn:
             status = Status.FAILED
         elif doc.running or (doc.ready and doc.suspending is None):
             status = Status.RUNNING
-        elif (doc.suspending is not None and doc.suspending.by == "request"
+        elif (doc.suspending is not None and doc.suspending.by == SuspendedBy.REQUEST
               and not doc.ready and not doc.waits):
             # Asked to suspend, but nothing is left to run: the execution is done.
             doc.suspending = None
@@ -361,7 +364,7 @@ class Txn:
             status = Status.SUSPENDED
         elif doc.suspension is not None:
             status = Status.SUSPENDED
-        elif any(w.kind == "retry" for w in doc.waits.values()):
+        elif any(w.kind == WaitKind.RETRY for w in doc.waits.values()):
             status = Status.RUNNING
         elif doc.waits:
             status = Status.AWAITING
@@ -375,7 +378,7 @@ class Txn:
                 status = Status.FAILED
         doc.updated_at = self.now
         if status is not self.prev:
-            self.emit("status", **self._status_details(status))
+            self.emit(EventType.STATUS, **self._status_details(status))
             if status is Status.RUNNING:  # running again: say so before the node events
                 self.events.insert(0, self.events.pop())
         return status

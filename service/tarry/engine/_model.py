@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from tarry import _json
 
 from ._schema import JSON
+from ._vocab import SuspendedBy, WaitKind
 
 
 class Status(StrEnum):
@@ -50,7 +51,7 @@ class Waiting:
     """A node paused for input (`wait`), for a timer (`sleep`), or for a retry backoff."""
 
     node: str
-    kind: str  # "wait" | "sleep" | "retry"
+    kind: WaitKind
     input: JSON = None
     wake_at: int | None = None  # ms since the epoch, for sleep and retry
     attempt: int = 1  # the attempt a retry will run
@@ -60,7 +61,7 @@ class Waiting:
 class Suspension:
     reason: str
     at: int
-    by: str  # "step" | "request"
+    by: SuspendedBy
     node: str | None = None
     data: JSON = None
     input: JSON = None
@@ -110,7 +111,7 @@ class Doc:
     def timed_waits(self) -> list[tuple[int, Waiting]]:
         """The sleeps and retry backoffs, each with its wake-up time (ms since the epoch)."""
         return [(w.wake_at, w) for w in self.waits.values()
-                if w.kind != "wait" and w.wake_at is not None]
+                if w.kind != WaitKind.WAIT and w.wake_at is not None]
 
     def dumps(self) -> str:
         # By hand rather than dataclasses.asdict, which deep-copies every value on the way
@@ -227,7 +228,8 @@ class Execution:
             id=doc.id, workflow=doc.workflow, workflow_version=doc.workflow_version,
             status=status, input=doc.input, state=doc.state, result=doc.result, error=doc.error,
             waiting=tuple(
-                WaitingPoint(w.node, w.kind, w.wake_at, w.attempt if w.kind == "retry" else None)
+                WaitingPoint(w.node, w.kind, w.wake_at,
+                             w.attempt if w.kind == WaitKind.RETRY else None)
                 for w in doc.waits.values()
             ),
             running=tuple(doc.running),
