@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The contract as the gRPC server first published it: `make lint` fails on any change that
+# breaks it (buf's FILE rules). Clients of every language may rely on all of it since.
+PROTO_BASELINE := 8b651cea69e47d3cbd5352ac3ca4f776cde77a6f
 
 .PHONY: setup redis faketime protos protos-check run test lint bench clean
 
@@ -58,6 +61,7 @@ lint: $(STAMP) node_modules/.installed
 	$(BIN)/ruff check service clients/python tests examples scripts bench
 	$(BIN)/mypy service clients/python tests examples bench
 	npx --no-install buf lint
+	npx --no-install buf breaking --against '.git#ref=$(PROTO_BASELINE)'
 	$(MAKE) --no-print-directory protos-check
 
 bench: setup
