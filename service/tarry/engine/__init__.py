@@ -52,10 +52,12 @@ from ._store import (
     Stored,
     SuspendRequested,
 )
+from ._transitions import TABLE, Op, lua_statuses
 from ._vocab import EventType, SuspendedBy, WaitKind
 
 __all__ = [
     "JSON",
+    "TABLE",
     "Chain",
     "Commit",
     "CommitOutcome",
@@ -86,6 +88,7 @@ __all__ = [
     "NodeKind",
     "NodeNotWaiting",
     "Notification",
+    "Op",
     "Output",
     "Overloaded",
     "Registry",
@@ -108,4 +111,5 @@ __all__ = [
     "Workflow",
     "WorkflowNotFound",
     "WrongState",
+    "lua_statuses",
 ]

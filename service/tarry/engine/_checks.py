@@ -12,20 +12,17 @@ from tarry.limits import MAX_DEPTH, depth, quote
 
 from ._definition import Workflow
 from ._errors import FieldViolation, InvalidArgument, InvalidResumeData, NodeNotWaiting, WrongState
-from ._machine import ALLOWED
 from ._model import Doc, Status
 from ._schema import JSON, validate, violations
+from ._transitions import check
 from ._vocab import WaitKind
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
 
 
 def allowed(request: str, status: Status, execution_id: str) -> None:
-    if status not in ALLOWED[request]:
-        raise WrongState(
-            f"cannot {request} execution {execution_id!r}: it is {status.value}",
-            metadata={"execution_id": execution_id, "status": status.value},
-        )
+    """Refuse `request` when the transition table has no way for it from `status`."""
+    check(request, status, execution_id)
 
 
 def waiting_node(doc: Doc, node: str | None, execution_id: str) -> str:

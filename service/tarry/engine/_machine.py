@@ -47,16 +47,6 @@ def _short(value: Any) -> str:
     return text if len(text) <= 64 else text[:64] + "..."
 
 
-# The transition table: which statuses each request may start from. Step and timer
-# transitions happen under the execution's lease, while RUNNING (or AWAITING, for a timer:
-# the claim script refuses timers of suspended or finished executions).
-ALLOWED: dict[str, frozenset[Status]] = {
-    "resume": frozenset({Status.AWAITING, Status.SUSPENDED}),
-    "suspend": frozenset({Status.RUNNING, Status.AWAITING, Status.SUSPENDED}),
-    "cancel": frozenset({Status.RUNNING, Status.AWAITING, Status.SUSPENDED, Status.CANCELLED}),
-}
-
-
 class Txn:
     """One transition of one execution."""
 

@@ -37,10 +37,12 @@ from tarry.engine import (
     FieldViolation,
     InvalidArgument,
     Notification,
+    Op,
     Status,
     Stored,
     StoreUnavailable,
     SuspendRequested,
+    lua_statuses,
 )
 
 from ._batch import ScriptBatcher
@@ -57,6 +59,11 @@ def _script(name: str) -> str:
 def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
+
+# What the scripts that apply a transition themselves accept, from the engine's table.
+_TAKE_OVER_FROM = lua_statuses(Op.TAKE_OVER)
+_CLAIM_TIMER_FROM = lua_statuses(Op.CLAIM_TIMER)
+_REQUEST_SUSPEND_FROM = lua_statuses(Op.REQUEST_SUSPEND)
 
 _FIELDS = ("v", "st", "seq", "sreq", "doc")
 """The state hash's fields that make a `Stored`, in `_stored`'s order."""
@@ -223,7 +230,7 @@ class RedisStore:
                 k.request(execution_id, request_id) if request_id else k.state(execution_id)]
         args: list[Any] = [reason, event, self._events_maxlen,
                            f"{k.channel(execution_id)} {k.control_channel}", execution_id,
-                int(bool(request_id)), self._request_ttl]
+                int(bool(request_id)), self._request_ttl, _REQUEST_SUSPEND_FROM]
         res = await self._call(lambda: self._sreq(keys=keys, args=args))
         tag = _s(res[0])
         if tag == "DUP":
@@ -236,7 +243,8 @@ class RedisStore:
                     take_back: bool = False) -> Stored | None:
         k = self.keys
         keys = [k.state(execution_id), k.timers, k.leases]
-        args: list[Any] = [execution_id, "", owner, lease_ttl, 0, int(take_back)]
+        args: list[Any] = [execution_id, "", owner, lease_ttl, 0, int(take_back),
+                           _TAKE_OVER_FROM]
         return _claimed(await self._call(lambda: self._claim.call(keys, args), slot=False))
 
     async def claim_timers(self, timers: Sequence[tuple[str, str]], owner: str,
@@ -244,7 +252,7 @@ class RedisStore:
         k = self.keys
         claims = [self._claim.call([k.state(execution_id), k.timers, k.leases],
                                    [execution_id, k.timer_member(execution_id, node), owner,
-                                    lease_ttl, horizon, 0])
+                                    lease_ttl, horizon, 0, _CLAIM_TIMER_FROM])
                   for execution_id, node in timers]  # one batch: they are sent together
         return [_claimed(r) for r in await self._call(lambda: asyncio.gather(*claims),
                                                       slot=False)]

@@ -3,17 +3,19 @@
 -- ARGV: 1 execution id, 2 timer member ('' = lease recovery), 3 owner, 4 lease ttl ms,
 --       5 horizon ms: a timer due within it may be claimed early (its driver waits for it),
 --       6 take back: '1' also claims a live lease held under this owner's name (a server
---       restarted with its identity proven takes its own executions back at once)
+--       restarted with its identity proven takes its own executions back at once),
+--       7 the statuses the claim may start from, space-separated (from the engine's
+--       transition table: claim_timer or take_over)
 -- Times are Redis's (TIME), never a server's: a server with a skewed clock neither fires
 -- a timer early nor takes a live lease.
 local id, member, owner = ARGV[1], ARGV[2], ARGV[3]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local st = redis.call('HGET', KEYS[1], 'st')
-if (not st) or st == 'COMPLETED' or st == 'FAILED' or st == 'CANCELLED'
-    or (member ~= '' and st == 'SUSPENDED') then
-  -- Nothing to fire: timers of a suspended execution fire after its Resume.
-  if member ~= '' then redis.call('ZREM', KEYS[2], member) end
+if (not st) or not string.find(' ' .. ARGV[7] .. ' ', ' ' .. st .. ' ', 1, true) then
+  -- Nothing to fire or drive: finished, gone, or (a timer) suspended: timers of a
+  -- suspended execution fire after its Resume.
+  if member ~= '' then redis.call('ZREM', KEYS[2], member) else redis.call('ZREM', KEYS[3], id) end
   return {'GONE'}
 end
 if member ~= '' then

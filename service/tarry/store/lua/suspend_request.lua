@@ -2,14 +2,18 @@
 -- KEYS: 1 state hash, 2 events stream, 3 request answer key
 -- ARGV: 1 reason, 2 event json, 3 events maxlen, 4 "<execution channel> <control channel>",
 --       5 execution id,
---       6 has request id, 7 request answer ttl s
+--       6 has request id, 7 request answer ttl s,
+--       8 the statuses a suspend request may start from, space-separated (from the engine's
+--       transition table: request_suspend)
 local state = KEYS[1]
 if ARGV[6] == '1' then
   local answer = redis.call('GET', KEYS[3])
   if answer then return {'DUP', answer} end
 end
 local st = redis.call('HGET', state, 'st')
-if st ~= 'RUNNING' then return {'STATE', st or ''} end
+if (not st) or not string.find(' ' .. ARGV[8] .. ' ', ' ' .. st .. ' ', 1, true) then
+  return {'STATE', st or ''}
+end
 if not redis.call('HGET', state, 'sreq') then
   local seq = tonumber(redis.call('HGET', state, 'seq') or '0') + 1
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 't', 'suspend_requested',
