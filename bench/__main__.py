@@ -4,7 +4,10 @@ beside the limit it is measured against in the same run.
 
 Scenarios: an empty unary RPC (the limit for RPC rates); Run -> COMPLETED over three
 trivial steps; Run -> AWAITING -> Resume -> COMPLETED; Redis work per execution; 1,000 open
-watches; sleep timers; 100,000 AWAITING executions. `--quick` shrinks every size.
+watches; sleep timers; 100,000 AWAITING executions. `--quick` shrinks every size. The
+hardening scenarios (bench/_hardening.py) run `tarry serve` processes and redis-servers of
+their own: recovery after each fault (`--only recovery`) and admission under overload
+(`--only admission`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,6 +33,8 @@ import redis.asyncio as aioredis
 from google.protobuf import json_format, struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 
+from bench._common import Row, ms, pct
+from bench._hardening import Hardening
 from bench.workflows import one_wait, three_steps
 from tarry.engine import Engine, EngineConfig, Registry
 from tarry.localredis import LocalRedis, free_port
@@ -41,30 +46,9 @@ ws = workflow_service_pb2
 COMPLETED = execution_pb2.EXECUTION_STATUS_COMPLETED
 AWAITING = execution_pb2.EXECUTION_STATUS_AWAITING
 PREFIX = "bench:v1"
-
-
-@dataclass
-class Row:
-    scenario: str
-    figure: str
-    value: float
-    unit: str
-    limit: str = ""
-    limit_value: float | None = None
-    ratio: float | None = None
-    target: str = ""
-    met: bool | None = None
-
-
-def pct(samples: list[float], p: float) -> float:
-    if not samples:
-        return float("nan")
-    s = sorted(samples)
-    return s[min(len(s) - 1, int(p / 100 * len(s)))]
-
-
-def ms(seconds: float) -> float:
-    return round(seconds * 1000, 3)
+GROUPS = {"recovery": ["restart", "orphans", "release", "release-long", "redis-restart",
+                        "freeze"]}
+"""Names `--only` accepts for several scenarios."""
 
 
 T = TypeVar("T")
@@ -517,17 +501,25 @@ def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
 async def measure(target: str, redis_url: str, args: argparse.Namespace
                   ) -> tuple[list[Row], dict[str, Any]]:
     bench = Bench(target, redis_url, args.quick)
+    hardening = Hardening(bench.add, args.quick)
     try:
         await asyncio.wait_for(bench.channel.channel_ready(), 30)
         await bench.empty_rpc()
         meta = versions(await bench.redis.info("server"))
+        # The hardening scenarios run servers and redis-servers of their own (scale last).
+        faults = hardening.scenarios()
         steps = {"baseline": bench.baseline, "timers": bench.timers,
                  "run": bench.run_completed, "resume": bench.resume_cycle,
                  "redis": bench.redis_work, "watch": bench.watch_fanout,
-                 "scale": bench.scale}
-        chosen = args.only.split(",") if args.only else list(steps)
-        if "baseline" not in chosen:
-            chosen.insert(0, "baseline")
+                 **faults, "scale": bench.scale}
+        chosen = [name for each in (args.only.split(",") if args.only else list(steps))
+                  for name in GROUPS.get(each.strip(), [each.strip()])]
+        unknown = [name for name in chosen if name not in steps]
+        if unknown:
+            raise SystemExit(f"--only: no scenario {', '.join(unknown)} "
+                             f"(choose from {', '.join([*steps, *GROUPS])})")
+        if "baseline" not in chosen and not set(chosen) <= set(faults):
+            chosen.insert(0, "baseline")  # the limit of the RPC scenarios
         if "scale" in chosen:
             await bench.scale_small()  # while the store is still nearly empty
         for name in chosen:
@@ -543,6 +535,7 @@ async def measure(target: str, redis_url: str, args: argparse.Namespace
                               delayed, "times"))
         return bench.rows, meta
     finally:
+        hardening.close()
         await bench.close()
 
 
@@ -573,7 +566,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
     parser.add_argument("--only", help="comma-separated: baseline,scale,run,resume,redis,"
-                                       "watch,timers")
+                                       "watch,timers, and the hardening scenarios: "
+                                       "recovery (= restart,orphans,release,release-long,"
+                                       "redis-restart,freeze),admission")
     parser.add_argument("--out", default="bench/results.json")
     parser.add_argument("--uvloop", action="store_true", help="serve on uvloop")
     sys.exit(main(parser.parse_args()))
