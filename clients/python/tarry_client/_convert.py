@@ -164,6 +164,8 @@ def execution_from_pb(m: execution_pb2.Execution) -> Execution:
         update_time=_time(m.update_time),
         last_sequence=m.last_sequence,
         deadline_time=_optional_time(m, "deadline_time"),
+        workflow_fingerprint=m.workflow_fingerprint or None,
+        drive_error=m.drive_error or None,
     )
 
 
@@ -221,6 +223,7 @@ def workflow_from_pb(m: workflow_pb2.Workflow) -> Workflow:
         result_schema=_optional_struct(m, "result_schema"),
         resume_schema=_optional_struct(m, "resume_schema"),
         suspend_schema=_optional_struct(m, "suspend_schema"),
+        fingerprint=m.fingerprint,
     )
 
 

@@ -142,6 +142,11 @@ class Execution:
     last_sequence: int
     deadline_time: datetime | None = None
     """When the execution times out, if its workflow has a timeout."""
+    workflow_fingerprint: str | None = None
+    """The fingerprint of the definition the execution started with."""
+    drive_error: str | None = None
+    """Why the server that answered will not drive this execution (no definition of its
+    workflow version, or another one); None when it can."""
     """The sequence of the latest event: the cursor to continue from this snapshot."""
 
     @property
@@ -261,6 +266,8 @@ class Workflow:
     result_schema: dict[str, JSON] | None = None
     resume_schema: dict[str, JSON] | None = None
     suspend_schema: dict[str, JSON] | None = None
+    fingerprint: str = ""
+    """A hash of the definition's shape; executions keep the one they started with."""
 
     def node(self, node_id: str) -> WorkflowNode:
         """The node with this id (KeyError if there is none)."""

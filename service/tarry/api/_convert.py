@@ -223,6 +223,15 @@ def execution_to_pb(ex: Execution, wf: Workflow | None) -> execution_pb2.Executi
     set_time(msg.update_time, ex.updated_at, "update time")
     if ex.deadline is not None:
         set_time(msg.deadline_time, ex.deadline, "deadline")
+    if ex.fingerprint is not None:
+        msg.workflow_fingerprint = ex.fingerprint
+    if wf is None:
+        msg.drive_error = (f"this server has no workflow {ex.workflow!r} version "
+                           f"{ex.workflow_version!r}")
+    elif ex.fingerprint is not None and ex.fingerprint != wf.fingerprint:
+        msg.drive_error = (f"this server's definition of {ex.workflow!r} version "
+                           f"{ex.workflow_version!r} has fingerprint {wf.fingerprint}, not "
+                           f"{ex.fingerprint}")
     return msg
 
 
@@ -327,6 +336,7 @@ def workflow_to_pb(wf: Workflow) -> workflow_pb2.Workflow:
     _set_schema(msg.suspend_schema, wf.suspend_schema)
     if wf.timeout is not None:
         msg.timeout.CopyFrom(duration(wf.timeout))
+    msg.fingerprint = wf.fingerprint
     return msg
 
 

@@ -17,7 +17,9 @@ Chain style (VoltAgent) is sugar over a linear graph::
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 import math
 import re
 from collections.abc import Awaitable, Callable
@@ -146,6 +148,7 @@ class Workflow:
     None: whatever no edge takes."""
     timeout: float | None = None
     """Seconds an execution may take in all, or None; past it the execution ends FAILED."""
+    _meta: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     _out: dict[str, tuple[Edge, ...]] = field(default_factory=dict, repr=False, compare=False)
     _preds: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False, compare=False)
 
@@ -158,6 +161,38 @@ class Workflow:
                 preds[e.target].append(e.source)
         self._out.update({k: tuple(v) for k, v in out.items()})
         self._preds.update({k: tuple(v) for k, v in preds.items()})
+        self._meta["fingerprint"] = self._fingerprint()
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of what the definition promises: its nodes (kind, join, key, retry policy,
+        timeout, schemas, and whether a sleep is computed), edges, ends, start, schemas and
+        limits. The code of steps and duration functions is not in it. An execution keeps
+        the fingerprint of the definition it started with; a server whose definition of that
+        name and version differs refuses to drive it."""
+        return self._meta["fingerprint"]
+
+    def _fingerprint(self) -> str:
+        def schema(model: type[BaseModel] | None) -> Any:
+            return json_schema(model)
+
+        def retry(p: RetryPolicy) -> list[Any]:
+            return [p.max_attempts, p.initial_interval, p.backoff_coefficient, p.max_interval,
+                    sorted(i if isinstance(i, str) else i.__name__ for i in p.non_retryable)]
+
+        nodes = [[n.id, n.kind.value, n.join.value, n.key, n.max_visits, n.timeout,
+                  retry(n.retry), schema(n.resume_schema), schema(n.suspend_schema),
+                  "computed" if callable(n.sleep) else repr(n.sleep)]
+                 for n in self.nodes.values()]
+        shape = {
+            "nodes": nodes, "edges": [[e.source, e.target, e.action] for e in self.edges],
+            "ends": sorted([n, a or ""] for n, a in self.ends), "start": list(self.start),
+            "schemas": [schema(m) for m in (self.input_schema, self.result_schema,
+                                            self.resume_schema, self.suspend_schema)],
+            "max_visits": self.max_visits, "timeout": self.timeout,
+        }
+        text = json.dumps(shape, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def outgoing(self, node: str) -> tuple[Edge, ...]:
         return self._out[node]

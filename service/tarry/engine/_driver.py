@@ -99,6 +99,7 @@ class Driver:
         self.lease_sent = time.monotonic() if lease_sent is None else lease_sent
         """When (time.monotonic) the request that last set this execution's lease was sent."""
         self._sent = self.lease_sent  # when the last commit was sent
+        self.committing = False  # a commit of this driver is on its way
 
     # -- the loop --------------------------------------------------------------------
 
@@ -307,12 +308,15 @@ class Driver:
                                             check_suspend_request=not clear,
                                             clear_suspend_request=clear)
             self._sent = time.monotonic()
+            self.committing = True
             try:
                 outcome = await self.engine.store.commit(commit)
             except Conflict:
                 raise Lost from None
             except StoreUnavailable:
                 outcome = await self._commit_again(commit)
+            finally:
+                self.committing = False
             if isinstance(outcome, SuspendRequested):
                 self.sreq = outcome.reason
                 self.signals.request_suspend(outcome.reason)

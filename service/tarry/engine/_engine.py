@@ -35,12 +35,14 @@ from ._definition import NodeKind, Workflow
 from ._driver import Driver
 from ._errors import (
     Conflict,
+    DefinitionMismatch,
     ExecutionNotFound,
     FieldViolation,
     InvalidArgument,
     InvalidInput,
     Overloaded,
     StoreUnavailable,
+    WorkflowNotFound,
     WrongState,
 )
 from ._hub import Hub, wait_event
@@ -70,6 +72,9 @@ class Engine:
         self._drivers: dict[str, Driver] = {}
         self._recent: OrderedDict[str, Stored] = OrderedDict()
         self._lease_ms = int(self.config.lease_ttl * 1000)
+        self.cannot_drive: set[str] = set()
+        """Executions this server claimed but has no definition for (or another one): it
+        handed them back and does not claim them again."""
         self.supervisor = Supervisor(self)
 
     @property
@@ -84,11 +89,14 @@ class Engine:
 
     async def stop(self, grace: float = 0.0) -> None:
         """Stop the loops; let running drivers finish for up to `grace` seconds, then cut
-        them off and hand their executions to whichever process starts next."""
-        await self.supervisor.stop()
+        them off and hand their executions to whichever process starts next. The heartbeat
+        goes on through the grace: a step that runs past a lease's time must not be taken
+        over (and run twice) while this process still waits for it."""
+        await self.supervisor.stop(keep_heartbeat=True)
         if grace > 0 and self._drivers:
             tasks = [d.task for d in self._drivers.values() if d.task is not None]
             await asyncio.wait(tasks, timeout=grace)
+        await self.supervisor.stop()
         left = list(self._drivers.values())
         for d in left:
             d.stop()
@@ -132,7 +140,7 @@ class Engine:
         else:
             eid = uuid.uuid4().hex
         now = self.clock.now_ms()
-        doc = Doc(eid, wf.name, wf.version, data, now, now)
+        doc = Doc(eid, wf.name, wf.version, data, now, now, fp=wf.fingerprint)
         t = Txn(wf, doc, Status.RUNNING, now)
         t.start()
         status = t.settle()
@@ -255,7 +263,8 @@ class Engine:
                     driver.notify()
                 return self.snapshot(after)
             doc = Doc.loads(stored.doc)
-            return await self._apply(self.workflow_of(doc), stored, doc,
+            # Suspending an AWAITING execution runs nothing: any definition will do.
+            return await self._apply(self.workflow_of(doc, strict=False), stored, doc,
                                      lambda t: t.request_suspension(reason), request_id)
 
         recent = self._recent.pop(execution_id, None)
@@ -271,7 +280,7 @@ class Engine:
             if stored.status is Status.CANCELLED:
                 return self.snapshot(stored)
             doc = Doc.loads(stored.doc)
-            new = await self._apply(self.workflow_of(doc), stored, doc,
+            new = await self._apply(self.workflow_of(doc, strict=False), stored, doc,
                                     lambda t: t.cancel(reason), request_id)
             driver = self._drivers.get(execution_id)
             if driver is not None:
@@ -466,8 +475,19 @@ class Engine:
         else:
             recent.pop(execution_id, None)
 
-    def workflow_of(self, doc: Doc) -> Workflow:
-        return self.registry.get(doc.workflow, doc.workflow_version)
+    def workflow_of(self, doc: Doc, *, strict: bool = True) -> Workflow:
+        """The definition `doc` runs. `strict`: it must be the very one the execution
+        started with (same fingerprint), as anything that runs steps needs; a Cancel or a
+        Suspend that runs nothing takes this server's definition of that version as it is."""
+        wf = self.registry.get(doc.workflow, doc.workflow_version)
+        if strict and doc.fp is not None and doc.fp != wf.fingerprint:
+            raise DefinitionMismatch(
+                f"this server's definition of workflow {wf.name!r} version {wf.version!r} is "
+                f"not the one execution {doc.id!r} started with (fingerprint {wf.fingerprint}"
+                f", not {doc.fp}); a server serving that definition can drive it",
+                metadata={"execution_id": doc.id, "workflow": wf.name, "version": wf.version,
+                          "fingerprint": doc.fp, "server_fingerprint": wf.fingerprint})
+        return wf
 
     def take_over(self, stored: Stored, sent: float) -> None:
         """Drive an execution whose lease this process claimed (the claim was sent at
@@ -475,8 +495,12 @@ class Engine:
         doc = Doc.loads(stored.doc)
         try:
             wf = self.workflow_of(doc)
-        except Exception:
-            log.error("execution %s runs a workflow this server does not have", doc.id)
+        except (WorkflowNotFound, DefinitionMismatch) as exc:
+            # Not ours to run: hand the lease straight back, and leave the execution to the
+            # servers that have its definition (this one will not claim it again).
+            log.error("execution %s is not driven by this server: %s", doc.id, exc.message)
+            self.cannot_drive.add(doc.id)
+            self.supervisor.release(doc.id)
             return
         self.spawn(wf, stored, restart=True, doc=doc, lease_sent=sent)
 

@@ -9,7 +9,8 @@ TarryError
 │   ├── InvalidInput         workflow input fails the input schema
 │   └── InvalidResumeData    resume data fails the node's resume schema
 ├── WrongState               the execution's status does not allow the request
-│   └── NodeNotWaiting       the named node is not waiting for input
+│   ├── NodeNotWaiting       the named node is not waiting for input
+│   └── DefinitionMismatch   this server's definition differs from the execution's
 ├── Conflict                 a concurrent transition won the race
 ├── CursorOutOfRange         an event cursor older than the kept history
 ├── Overloaded               this server is at one of its limits; try again later
@@ -93,6 +94,13 @@ class WrongState(TarryError):
 
 class NodeNotWaiting(WrongState):
     reason = "NODE_NOT_WAITING"
+
+
+class DefinitionMismatch(WrongState):
+    """This server's definition of the execution's workflow version is not the one the
+    execution started with (its fingerprint differs): it will not drive it."""
+
+    reason = "DEFINITION_MISMATCH"
 
 
 class Conflict(TarryError):

@@ -107,6 +107,9 @@ class Doc:
     result: JSON = None
     deadline: int | None = None
     """When the execution times out (ms since the epoch), if its workflow has a timeout."""
+    fp: str | None = None
+    """The fingerprint of the workflow definition the execution started with (None: an
+    execution started before fingerprints were kept)."""
 
     def timed_waits(self) -> list[tuple[int, Waiting]]:
         """The sleeps and retry backoffs, each with its wake-up time (ms since the epoch)."""
@@ -221,6 +224,7 @@ class Execution:
     last_sequence: int
     version: int
     deadline: int | None = None
+    fingerprint: str | None = None
 
     @classmethod
     def of(cls, doc: Doc, *, status: Status, version: int, seq: int, sreq: str | None) -> Execution:
@@ -235,5 +239,5 @@ class Execution:
             running=tuple(doc.running),
             suspension=doc.suspension, suspend_requested=sreq, cancellation=doc.cancellation,
             created_at=doc.created_at, updated_at=doc.updated_at, last_sequence=seq,
-            version=version, deadline=doc.deadline,
+            version=version, deadline=doc.deadline, fingerprint=doc.fp,
         )

@@ -40,7 +40,7 @@ class Supervisor:
         self.config = engine.config
         self.clock = engine.clock
         self._loops: list[asyncio.Task[None]] = []
-        self._claims: set[asyncio.Task[None]] = set()
+        self._claims: set[asyncio.Task[object]] = set()
         self._timer_poke = asyncio.Event()
         self._timer_next = 0  # when the timer loop looks next (ms)
         self._horizon_ms = int(self.config.timer_horizon * 1000)
@@ -63,14 +63,25 @@ class Supervisor:
             asyncio.create_task(self._notify_loop(), name="tarry:notify"),
         ]
 
-    async def stop(self) -> None:
-        for t in self._loops:
+    async def stop(self, *, keep_heartbeat: bool = False) -> None:
+        """Stop the loops (`keep_heartbeat`: all but the heartbeat, for a shutdown's grace)."""
+        stopping = [t for t in self._loops
+                    if not (keep_heartbeat and t.get_name() == "tarry:heartbeat")]
+        for t in stopping:
             t.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        await asyncio.gather(*stopping, return_exceptions=True)
+        self._loops = [t for t in self._loops if t not in stopping]
 
     def cancel_claims(self) -> None:
         for t in self._claims:
             t.cancel()
+
+    def release(self, execution_id: str) -> None:
+        """Expire this server's lease of `execution_id` now (in the background)."""
+        task = asyncio.create_task(
+            self.store.renew_leases([execution_id], self.config.owner, 0))
+        self._claims.add(task)
+        task.add_done_callback(self._claims.discard)
 
     def timer_due(self, due_ms: int) -> None:
         """A timer falls due at `due_ms`: wake the timer loop if it would look too late."""
@@ -101,6 +112,9 @@ class Supervisor:
         now = self.clock.now_ms()
         limit = 256
         due, later = await self.store.due_timers(now + horizon, limit)
+        skip = self.engine.cannot_drive
+        if skip:
+            due = [t for t in due if t[0] not in skip]
         if due:
             sent = time.monotonic()
             claimed = await self.store.claim_timers(due, self.config.owner, self._lease_ms,
@@ -125,7 +139,9 @@ class Supervisor:
         page = 500
         while True:
             expired = await self.store.expired_leases(self.clock.now_ms(), page)
-            claims = [self._recover(i) for i in expired if i not in self.engine._drivers]
+            skip = self.engine.cannot_drive
+            claims = [self._recover(i) for i in expired
+                      if i not in self.engine._drivers and i not in skip]
             results = await asyncio.gather(*claims, return_exceptions=True)
             for r in results:
                 if isinstance(r, BaseException) and not isinstance(r, StoreUnavailable):
@@ -143,7 +159,8 @@ class Supervisor:
                                                  self._lease_ms)
             for execution_id in lost:
                 driver = self.engine._drivers.get(execution_id)
-                if driver is not None and driver.holding:
+                # A driver whose commit is on its way may just have released the lease itself.
+                if driver is not None and driver.holding and not driver.committing:
                     log.warning("execution %s is no longer leased to this server; "
                                 "its driver stops", execution_id)
                     driver.lose()

@@ -138,6 +138,8 @@ class Execution(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
     DEADLINE_TIME_FIELD_NUMBER: _builtins.int
+    WORKFLOW_FINGERPRINT_FIELD_NUMBER: _builtins.int
+    DRIVE_ERROR_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The execution id: chosen by the caller in RunRequest.execution_id, else by the server."""
     workflow: _builtins.str
@@ -149,6 +151,15 @@ class Execution(_message.Message):
     last_sequence: _builtins.int
     """The sequence number of the latest event; pass it as `after_sequence` to WatchExecution
     or ListExecutionEvents to continue from this snapshot without missing anything.
+    """
+    workflow_fingerprint: _builtins.str
+    """The fingerprint of the workflow definition the execution started with (see
+    Workflow.fingerprint); empty for executions started before fingerprints were kept.
+    """
+    drive_error: _builtins.str
+    """Why the server that answered will not drive this execution: it has no definition of its
+    workflow version, or one with another fingerprint. Empty when it can. Such an execution
+    stays as it is until a server with its definition takes it.
     """
     @_builtins.property
     def input(self) -> _struct_pb2.Value:
@@ -222,10 +233,12 @@ class Execution(_message.Message):
         update_time: _timestamp_pb2.Timestamp | None = ...,
         last_sequence: _builtins.int = ...,
         deadline_time: _timestamp_pb2.Timestamp | None = ...,
+        workflow_fingerprint: _builtins.str = ...,
+        drive_error: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cancellation", b"cancellation", "create_time", b"create_time", "deadline_time", b"deadline_time", "error", b"error", "input", b"input", "result", b"result", "state", b"state", "suspend_requested", b"suspend_requested", "suspension", b"suspension", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancellation", b"cancellation", "create_time", b"create_time", "deadline_time", b"deadline_time", "error", b"error", "id", b"id", "input", b"input", "last_sequence", b"last_sequence", "result", b"result", "running_node_ids", b"running_node_ids", "state", b"state", "status", b"status", "suspend_requested", b"suspend_requested", "suspension", b"suspension", "update_time", b"update_time", "waiting_points", b"waiting_points", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancellation", b"cancellation", "create_time", b"create_time", "deadline_time", b"deadline_time", "drive_error", b"drive_error", "error", b"error", "id", b"id", "input", b"input", "last_sequence", b"last_sequence", "result", b"result", "running_node_ids", b"running_node_ids", "state", b"state", "status", b"status", "suspend_requested", b"suspend_requested", "suspension", b"suspension", "update_time", b"update_time", "waiting_points", b"waiting_points", "workflow", b"workflow", "workflow_fingerprint", b"workflow_fingerprint", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

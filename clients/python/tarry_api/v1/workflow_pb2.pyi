@@ -92,12 +92,19 @@ class Workflow(_message.Message):
     RESUME_SCHEMA_FIELD_NUMBER: _builtins.int
     SUSPEND_SCHEMA_FIELD_NUMBER: _builtins.int
     TIMEOUT_FIELD_NUMBER: _builtins.int
+    FINGERPRINT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The workflow's name, as passed to RunRequest.workflow."""
     version: _builtins.str
     """This definition's version, as passed to RunRequest.version."""
     description: _builtins.str
     """What the workflow does, for humans."""
+    fingerprint: _builtins.str
+    """A hash of the definition's shape (nodes, edges, schemas, limits; not the steps' code).
+    Executions keep the one they started with; a server whose definition of the same name
+    and version has another one refuses to drive them (FAILED_PRECONDITION,
+    DEFINITION_MISMATCH).
+    """
     @_builtins.property
     def nodes(self) -> _containers.RepeatedCompositeFieldContainer[Global___WorkflowNode]:
         """Every node of the graph."""
@@ -144,10 +151,11 @@ class Workflow(_message.Message):
         resume_schema: _struct_pb2.Struct | None = ...,
         suspend_schema: _struct_pb2.Struct | None = ...,
         timeout: _duration_pb2.Duration | None = ...,
+        fingerprint: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["input_schema", b"input_schema", "result_schema", b"result_schema", "resume_schema", b"resume_schema", "suspend_schema", b"suspend_schema", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "edges", b"edges", "input_schema", b"input_schema", "name", b"name", "nodes", b"nodes", "result_schema", b"result_schema", "resume_schema", b"resume_schema", "start_node_ids", b"start_node_ids", "suspend_schema", b"suspend_schema", "timeout", b"timeout", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "edges", b"edges", "fingerprint", b"fingerprint", "input_schema", b"input_schema", "name", b"name", "nodes", b"nodes", "result_schema", b"result_schema", "resume_schema", b"resume_schema", "start_node_ids", b"start_node_ids", "suspend_schema", b"suspend_schema", "timeout", b"timeout", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
