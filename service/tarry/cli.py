@@ -188,7 +188,7 @@ def _json_arg(args: argparse.Namespace, option: str, text: str | None) -> Any:
 
 def _serve(args: argparse.Namespace) -> int:
     # Imported here, not at the top: client commands need none of the server's machinery.
-    from tarry.config import Config, split_modules
+    from tarry.config import Config, ConfigError, split_modules
     from tarry.engine import TarryError as EngineError
     from tarry.localredis import LocalRedisError
     from tarry.processes import resolve, serve_processes
@@ -203,10 +203,14 @@ def _serve(args: argparse.Namespace) -> int:
         modules = split_modules(args.workflows)
         if not modules:
             args.parser.error("--workflows: name at least one module")
-    config = Config.from_env(
-        address=args.address, redis_url=args.redis_url, data_dir=args.data_dir,
-        appendfsync=args.appendfsync, workflow_modules=modules, log_level=args.log_level,
-        reflection=False if args.no_reflection else None)
+    try:
+        config = Config.from_env(
+            address=args.address, redis_url=args.redis_url, data_dir=args.data_dir,
+            appendfsync=args.appendfsync, workflow_modules=modules, log_level=args.log_level,
+            reflection=False if args.no_reflection else None)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     try:
         processes = resolve(args.processes or os.environ.get("TARRY_PROCESSES") or "1")
     except ValueError as exc:

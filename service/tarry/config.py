@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import (
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from tarry import limits
 
@@ -63,42 +78,83 @@ class Config:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Config:
-        """Settings from TARRY_* / REDIS_URL environment variables, then explicit overrides
-        (flags). Overrides that are None are ignored."""
-        env = os.environ if env is None else env
-        values: dict[str, object] = {}
-        if "TARRY_ADDRESS" in env:
-            values["address"] = env["TARRY_ADDRESS"]
-        if env.get("REDIS_URL"):
-            values["redis_url"] = env["REDIS_URL"]
-        if "TARRY_DATA_DIR" in env:
-            values["data_dir"] = env["TARRY_DATA_DIR"]
-        if env.get("TARRY_APPENDFSYNC"):
-            values["appendfsync"] = env["TARRY_APPENDFSYNC"].strip().lower()
-        if env.get("TARRY_WORKFLOWS"):
-            values["workflow_modules"] = split_modules(env["TARRY_WORKFLOWS"])
-        if "TARRY_LOG_LEVEL" in env:
-            values["log_level"] = env["TARRY_LOG_LEVEL"]
-        if "TARRY_REFLECTION" in env:
-            values["reflection"] = env["TARRY_REFLECTION"].lower() not in ("0", "false", "no")
-        if env.get("TARRY_KEY_PREFIX"):
-            values["key_prefix"] = env["TARRY_KEY_PREFIX"]
-        for key, name in (("TARRY_TAKE_BACK", "take_back"), ("TARRY_REUSE_PORT", "reuse_port")):
-            if key in env:
-                values[name] = env[key] == "1"
-        if env.get("TARRY_SERVER_ID"):
-            values["owner"] = env["TARRY_SERVER_ID"]
-        if "TARRY_LEASE_TTL" in env:
-            values["lease_ttl"] = float(env["TARRY_LEASE_TTL"])
-        for key, name in (("TARRY_MAX_REQUEST_BYTES", "max_request_bytes"),
-                          ("TARRY_MAX_CONCURRENT_RPCS", "max_concurrent_rpcs"),
-                          ("TARRY_MAX_WATCHES", "max_watches"),
-                          ("TARRY_MAX_STEP_RESTARTS", "max_step_restarts"),
-                          ("TARRY_MAX_EXECUTIONS", "max_executions")):
-            if key in env:
-                values[name] = int(env[key])
+        """Settings from the TARRY_* and REDIS_URL environment variables (`env`, default
+        os.environ), then explicit overrides (flags); overrides that are None are ignored.
+        A malformed value raises ConfigError, whose message is one line naming the variable."""
+        try:
+            read = _Environment() if env is None else _given(env)()
+        except ValidationError as exc:
+            raise ConfigError(_one_line(exc)) from None
+        values: dict[str, object] = {
+            _RENAMED.get(k, k): v for k, v in read.model_dump(exclude_none=True).items()}
+        if "workflow_modules" in values:
+            values["workflow_modules"] = split_modules(str(values["workflow_modules"]))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+
+class ConfigError(ValueError):
+    """An environment variable of `tarry serve` does not hold a value of its kind."""
+
+
+class _Environment(BaseSettings):
+    """The environment variables `tarry serve` reads, parsed and checked by pydantic-settings
+    (README: Configuration). Unset or empty: the `Config` default."""
+
+    model_config = SettingsConfigDict(env_prefix="TARRY_", env_ignore_empty=True,
+                                      extra="ignore", frozen=True)
+
+    address: str | None = None
+    redis_url: str | None = Field(None, validation_alias="REDIS_URL")
+    data_dir: str | None = None
+    appendfsync: Literal["always", "everysec", "no"] | None = None
+    workflows: str | None = None
+    log_level: str | None = None
+    reflection: bool | None = None
+    key_prefix: str | None = None
+    take_back: bool | None = None
+    reuse_port: bool | None = None
+    server_id: str | None = None
+    lease_ttl: PositiveFloat | None = None
+    max_request_bytes: PositiveInt | None = None
+    max_concurrent_rpcs: PositiveInt | None = None
+    max_watches: PositiveInt | None = None
+    max_step_restarts: NonNegativeInt | None = None
+    max_executions: PositiveInt | None = None
+
+    @field_validator("appendfsync", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
+_RENAMED = {"workflows": "workflow_modules", "server_id": "owner"}
+"""Variables whose `Config` field has another name."""
+
+
+def _given(env: Mapping[str, str]) -> type[_Environment]:
+    """`_Environment` reading `env` instead of os.environ (for tests and embedders)."""
+
+    class Given(_Environment):
+        @classmethod
+        def settings_customise_sources(
+            cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            source = EnvSettingsSource(settings_cls)
+            source.env_vars = {k.lower(): v for k, v in env.items()}
+            return (source,)
+
+    return Given
+
+
+def _one_line(exc: ValidationError) -> str:
+    """`TARRY_LEASE_TTL='abc': Input should be a valid number, ...` for the first bad one."""
+    err = exc.errors()[0]
+    name = str(err["loc"][0]) if err["loc"] else ""
+    var = "REDIS_URL" if name in ("redis_url", "REDIS_URL") else f"TARRY_{name.upper()}"
+    return f"{var}={err.get('input')!r}: {err['msg']}"
 
 
 def split_modules(text: str) -> tuple[str, ...]:

@@ -213,16 +213,21 @@ def test_a_missing_workflow_module_fails_before_redis_starts(procs: Processes,
     assert not (data_dir / "redis.log").exists(), "a redis-server was started"
 
 
-def test_a_bad_appendfsync_is_an_error_at_start(procs: Processes, tmp_path: Path) -> None:
+def test_a_bad_setting_is_a_one_line_error_at_start(procs: Processes, tmp_path: Path) -> None:
     assert Config.from_env({"TARRY_APPENDFSYNC": "no"}).appendfsync == "no"
     assert Config.from_env({}).appendfsync == "everysec"
     data_dir = tmp_path / "data"
     proc = procs.serve(data_dir, "serve", env={"TARRY_APPENDFSYNC": "sometimes"})
     assert proc.wait(20) == 1
     last = procs.output("serve").strip().splitlines()[-1]
-    assert last.startswith("error: appendfsync must be one of always, everysec, no")
-    assert "'sometimes'" in last
+    assert last == ("error: TARRY_APPENDFSYNC='sometimes': Input should be 'always', "
+                    "'everysec' or 'no'")
     assert not (data_dir / "redis.log").exists()
+    proc = procs.serve(data_dir, "serve-ttl", env={"TARRY_LEASE_TTL": "abc"})
+    assert proc.wait(20) == 1
+    assert procs.output("serve-ttl").strip().splitlines() == [
+        "error: TARRY_LEASE_TTL='abc': Input should be a valid number, unable to parse "
+        "string as a number"]
 
 
 async def test_a_wrong_password_is_logged_as_such(procs: Processes, tmp_path: Path,
