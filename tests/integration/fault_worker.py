@@ -64,7 +64,16 @@ for i in range(40):
 ticker = ticks.build()
 long_run = Chain("long-run").then("long", long_step).build()
 nap = Flow("nap").sleep("nap", 1.5).step("after", lambda ctx: "woke").edge("nap", "after").build()
-WORKFLOWS = [watcher, crash_loop, ticker, long_run, nap]
+
+
+def woke(ctx: StepContext) -> str:
+    log(f"after:{os.getpid()}:woke")
+    return "woke"
+
+
+long_nap = (Flow("long-nap").sleep("nap", 3.0).step("after", woke).edge("nap", "after")
+            .build())
+WORKFLOWS = [watcher, crash_loop, ticker, long_run, nap, long_nap]
 
 
 async def main(url: str, prefix: str, owner: str, run: str | None) -> None:

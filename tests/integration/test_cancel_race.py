@@ -9,28 +9,51 @@ import time
 import pytest
 
 from examples.pausing import delayed_notification, expense_approval, parallel_review
-from examples.suspend_resume import long_process, simple_approval
+from examples.suspend_resume import simple_approval
 from tarry import Chain, StepContext
-from tarry.engine import Conflict, NodeNotWaiting, Status, TarryError, WrongState
+from tarry.engine import Conflict, Execution, Status, TarryError, WrongState
 from tarry.store import RedisStore
 from tests.conftest import EngineFactory
+from tests.integration.conftest import PeerFactory
 from tests.integration.helpers import all_events, settled, started, statuses, until
 
 
 async def test_cancel_a_running_async_step(make_engine: EngineFactory) -> None:
-    engine = await make_engine(long_process)
-    ex = await engine.run("long-process", {"items": 100, "seconds_per_item": 0.05})
-    await asyncio.sleep(0.1)
+    entered = asyncio.Event()
+    seen: list[str] = []
+
+    async def work(ctx: StepContext) -> str:
+        seen.append("started")
+        entered.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            seen.append("cancelled")  # the coroutine itself is told, and stops here
+            raise
+        seen.append("finished")
+        return "finished"
+
+    wf = Chain("cancellable").then("work", work).then("after", lambda ctx: "after").build()
+    engine = await make_engine(wf)
+    ex = await engine.run("cancellable")
+    async with asyncio.timeout(5):
+        await entered.wait()
+    driver = engine._drivers[ex.id]
+    assert driver.task is not None
     gone = await engine.cancel(ex.id, "User requested stop")
     assert gone.status is Status.CANCELLED
     assert gone.cancellation is not None and gone.cancellation["reason"] == "User requested stop"
-    await asyncio.sleep(0.2)
+    async with asyncio.timeout(5):
+        await asyncio.shield(driver.task)  # the driver is done, and with it the step
+    assert seen == ["started", "cancelled"]
+    assert ex.id not in engine._drivers
     after = await engine.get(ex.id)
-    assert after.status is Status.CANCELLED and after.result is None
+    assert after.status is Status.CANCELLED and after.result is None and after.running == ()
     events = await all_events(engine, ex.id)
-    assert [e.data["node"] for e in events if e.type == "node_cancelled"] == ["process-items"]
+    assert [e.data["node"] for e in events if e.type == "node_cancelled"] == ["work"]
     assert statuses(events)[-1] == "CANCELLED"
     assert not [e for e in events if e.type == "node_finished"]
+    assert started(events, "after") == []
     with pytest.raises(WrongState):
         await engine.resume(ex.id, {})
     with pytest.raises(WrongState):
@@ -144,26 +167,56 @@ async def test_completed_cannot_be_cancelled(make_engine: EngineFactory) -> None
         await engine.cancel(ex.id, "late")
 
 
-async def test_two_racing_resumes_exactly_one_applies(make_engine: EngineFactory) -> None:
+def assert_lost_the_race(err: BaseException, execution_id: str) -> None:
+    """The documented refusals of a Resume that lost to another: CONCURRENT_UPDATE (it read
+    the execution before the winner committed), or WRONG_STATE (it read it after: RUNNING
+    the step after the wait node, or COMPLETED already)."""
+    if type(err) is Conflict:
+        assert err.reason == "CONCURRENT_UPDATE"
+        assert err.metadata == {"execution_id": execution_id}
+        return
+    assert type(err) is WrongState, f"not a documented refusal: {err!r}"
+    assert err.reason == "WRONG_STATE"
+    assert err.metadata["execution_id"] == execution_id
+    assert err.metadata["status"] in ("RUNNING", "COMPLETED"), err.metadata
+    assert f"cannot resume execution {execution_id!r}" in err.message
+
+
+async def test_two_racing_resumes_exactly_one_applies(make_engine: EngineFactory,
+                                                      peer: PeerFactory) -> None:
     a = await make_engine(expense_approval)
-    b = await make_engine(expense_approval)  # a second "process" on the same Redis
-    for _ in range(10):
+    b = await peer()  # a second server process on the same Redis
+    sent = [{"approved": True, "who": "a"}, {"approved": False, "who": "b"}]
+    for n in range(10):
         ex = await settled(a, (await a.run("expense-approval")).id)
+        at = time.time() + 0.05  # both processes send their Resume about this moment
+        # This process answers from memory (it left the execution AWAITING) and so is
+        # quicker: starting it later by up to 4 ms lets either one win the race.
+        late = (n % 5) / 1000
+
+        async def here(execution_id: str, at: float) -> Execution:
+            await asyncio.sleep(at - time.time())
+            return await a.resume(execution_id, sent[0], node="manager-approval")
+
         results = await asyncio.gather(
-            a.resume(ex.id, {"approved": True, "who": "a"}),
-            b.resume(ex.id, {"approved": False, "who": "b"}),
-            return_exceptions=True,
-        )
-        ok = [r for r in results if not isinstance(r, BaseException)]
+            here(ex.id, at + late), b.resume(ex.id, sent[1], node="manager-approval", at=at),
+            return_exceptions=True)
+        ok = [(data, r) for data, r in zip(sent, results, strict=True)
+              if isinstance(r, Execution)]
         refused = [r for r in results if isinstance(r, BaseException)]
-        assert len(ok) == 1 and len(refused) == 1
-        assert isinstance(refused[0], Conflict | NodeNotWaiting | WrongState)
-        done = await settled(a, ex.id)
-        events = await all_events(a, ex.id)
-        assert len(started(events, "process")) == 1
-        winner = done.state["approval"]["who"]
-        assert done.result == ("Expense approved and processed" if winner == "a"
+        assert len(ok) == 1 and len(refused) == 1, results
+        assert_lost_the_race(refused[0], ex.id)
+        data, answer = ok[0]
+        assert answer.id == ex.id and answer.state["approval"] == data
+        # What the execution holds is the winner's data, applied once.
+        done = await until(a, ex.id, Status.COMPLETED)
+        assert done.state["approval"] == data
+        assert done.result == ("Expense approved and processed" if data["approved"]
                                else "Expense rejected")
+        events = await all_events(a, ex.id)
+        finished = [e.data["node"] for e in events if e.type == "node_finished"]
+        assert finished == ["submit", "manager-approval", "process"]
+        assert len(started(events, "process")) == 1
 
 
 async def test_repeated_request_id_returns_the_first_answer(make_engine: EngineFactory) -> None:
@@ -171,19 +224,25 @@ async def test_repeated_request_id_returns_the_first_answer(make_engine: EngineF
     ex = await settled(engine, (await engine.run("parallel-review")).id)
     first = await engine.resume(ex.id, {"approved": True, "comments": "ok"},
                                 node="technical-review", request_id="req-1")
+    assert first.state["reviews"]["technical"] == {"approved": True, "comments": "ok"}
     await settled(engine, ex.id)
     before = await all_events(engine, ex.id)
     again = await engine.resume(ex.id, {"approved": True, "comments": "ok"},
                                 node="technical-review", request_id="req-1")
-    assert again == first
+    assert again == first  # every field of the Execution
     assert await all_events(engine, ex.id) == before  # nothing applied twice
+    assert (await engine.get(ex.id)).version == first.version
 
 
 async def test_run_with_the_same_request_id_is_one_execution(make_engine: EngineFactory) -> None:
     engine = await make_engine(expense_approval)
     one = await engine.run("expense-approval", request_id="order-42")
+    now = await settled(engine, one.id)
+    before = await all_events(engine, one.id)
     two = await engine.run("expense-approval", request_id="order-42")
-    assert one.id == two.id
+    # The same execution, as it stands now: every field; and nothing ran again.
+    assert two == now
+    assert await all_events(engine, one.id) == before
     other = await engine.run("expense-approval", request_id="order-43")
     assert other.id != one.id
     rows, _ = await engine.list(workflow="expense-approval")

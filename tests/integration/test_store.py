@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from examples.pausing import expense_approval
-from tarry.engine import Status
+from tarry.engine import Conflict, Execution, Status, WrongState
 from tarry.store import RedisStore
 from tests.conftest import EngineFactory
 from tests.integration.helpers import all_events, settled, started
@@ -28,14 +28,31 @@ async def test_many_concurrent_commits_each_apply_once(make_engine: EngineFactor
         *(engine.run("expense-approval") for _ in range(300)))]
     for i in ids:
         await settled(engine, i)
-    results = await asyncio.gather(
-        *(engine.resume(i, {"approved": n % 2 == 0}) for n, i in enumerate(ids)),
-        *(engine.resume(i, {"approved": True}) for i in ids[:50]),  # racing second resumes
-        return_exceptions=True)
-    assert sum(not isinstance(r, BaseException) for r in results) == 300
+    sent = [{"approved": n % 2 == 0} for n in range(300)] + [{"approved": True}] * 50
+    targets = ids + ids[:50]  # racing second resumes of the first 50
+    results = await asyncio.gather(*(engine.resume(i, data) for i, data in zip(
+        targets, sent, strict=True)), return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    for err in errors:
+        # A lost race: CONCURRENT_UPDATE (read before the winner committed) or WRONG_STATE
+        # (read after: RUNNING the step after the wait, or COMPLETED). Nothing else.
+        if type(err) is Conflict:
+            assert err.reason == "CONCURRENT_UPDATE" and "concurrent request" in err.message
+        else:
+            assert type(err) is WrongState, f"not a lost race: {err!r}"
+            assert err.metadata["status"] in ("RUNNING", "COMPLETED"), err.metadata
+            assert "cannot resume execution" in err.message
+    assert len(errors) == 50
+    assert all(not isinstance(r, BaseException) for r in results[50:300])  # raced by none
     for n, i in enumerate(ids):
+        won = [sent[k] for k in ((n, 300 + n) if n < 50 else (n,))
+               if not isinstance(results[k], BaseException)]
+        assert len(won) == 1, f"{i}: {[results[k] for k in (n, 300 + n)]}"
+        answer = results[n] if not isinstance(results[n], BaseException) else results[300 + n]
+        assert isinstance(answer, Execution) and answer.state["approval"] == won[0]
         done = await settled(engine, i)
         assert done.status is Status.COMPLETED
+        assert done.state["approval"] == won[0]  # what the winner sent, applied once
+        assert done.result == ("Expense approved and processed" if won[0]["approved"]
+                               else "Expense rejected")
         assert len(started(await all_events(engine, i), "process")) == 1
-        if n >= 50:
-            assert done.state["approval"] == {"approved": n % 2 == 0}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 from pydantic import BaseModel
@@ -10,7 +11,6 @@ from pydantic import BaseModel
 from examples.pausing import delayed_notification, parallel_review
 from examples.suspend_resume import (
     document_approval,
-    long_process,
     multi_approval,
     multi_review,
     verify_user,
@@ -24,7 +24,8 @@ from tarry.engine import (
     WrongState,
 )
 from tests.conftest import EngineFactory
-from tests.integration.helpers import all_events, settled, started, until
+from tests.integration.helpers import Items, all_events, settled, started, until
+from tests.integration.peer import items_workflow
 
 
 async def test_suspend_keeps_reason_and_data_then_verifies(make_engine: EngineFactory) -> None:
@@ -53,19 +54,41 @@ async def test_wrong_code_is_not_verified(make_engine: EngineFactory) -> None:
     assert (await settled(engine, ex.id)).result == {"verified": False, "verifiedAt": None}
 
 
-async def test_suspend_data_is_checked_against_the_schema(make_engine: EngineFactory) -> None:
-    class Hold(BaseModel):
-        order: str
+class _Hold(BaseModel):
+    order: str
 
-    def bad(ctx: StepContext) -> None:
-        ctx.suspend("hold", {"order": 42, "extra": True} if False else {"wrong": 1})
 
-    wf = Chain("bad-suspend").then("hold", bad, suspend=Hold).build()
+def _suspends_with(ctx: StepContext) -> None:
+    ctx.suspend("hold", ctx.data["suspend_with"])
+
+
+@pytest.mark.parametrize(("data", "why"), [
+    ({"wrong": 1}, "order\n  Field required"),  # `order` is missing
+    ({"order": 42}, "order\n  Input should be a valid string"),  # `order` has the wrong type
+    ({"order": 42, "extra": True}, "order\n  Input should be a valid string"),
+    (None, "Input should be an object"),
+], ids=["missing", "wrong-type", "wrong-type-and-extra", "null"])
+async def test_suspend_data_is_checked_against_the_schema(
+        make_engine: EngineFactory, data: object, why: str) -> None:
+    wf = Chain("bad-suspend").then("hold", _suspends_with, suspend=_Hold).build()
     engine = await make_engine(wf)
-    done = await settled(engine, (await engine.run("bad-suspend")).id)
-    assert done.status is Status.FAILED
+    done = await settled(engine, (await engine.run("bad-suspend", {"suspend_with": data})).id)
+    assert done.status is Status.FAILED, done
     assert done.error is not None and done.error.type == "InvalidSuspendData"
-    assert "order" in done.error.message
+    assert done.error.node == "hold"
+    assert "suspend data of step 'hold'" in done.error.message
+    assert why in done.error.message, done.error.message
+    assert done.suspension is None
+
+
+async def test_suspend_data_that_matches_the_schema_suspends(make_engine: EngineFactory) -> None:
+    """The other side of the test above: the same step suspends with data that fits."""
+    wf = Chain("bad-suspend").then("hold", _suspends_with, suspend=_Hold).build()
+    engine = await make_engine(wf)
+    done = await settled(engine, (await engine.run("bad-suspend",
+                                                   {"suspend_with": {"order": "o-1"}})).id)
+    assert done.status is Status.SUSPENDED and done.error is None
+    assert done.suspension is not None and done.suspension.data == {"order": "o-1"}
 
 
 async def test_invalid_resume_data_is_refused_and_nothing_changes(
@@ -194,18 +217,27 @@ async def test_suspend_while_running_takes_effect_at_the_boundary(
 
 
 async def test_step_can_stop_sooner_and_keep_progress(make_engine: EngineFactory) -> None:
-    engine = await make_engine(long_process)
-    ex = await engine.run("long-process", {"items": 10, "seconds_per_item": 0.05})
-    await asyncio.sleep(0.12)
-    await engine.suspend(ex.id, "User clicked pause")
+    items = Items()  # the step takes each item only when the test hands it out
+    engine = await make_engine(items_workflow(items.step))
+    ex = await engine.run("items", {"items": 10})
+    items.give(3)
+    await items.waiting_after(3)  # three done, before the fourth: the step waits for it
+    asked = await engine.suspend(ex.id, "User clicked pause")
+    assert asked.status is Status.RUNNING and asked.suspend_requested == "User clicked pause"
+    await items.hears_suspend_request()
+    items.give(1)  # the fourth is done; the step checks again before the fifth and stops
     paused = await settled(engine, ex.id)
     assert paused.status is Status.SUSPENDED
     assert paused.suspension is not None and paused.suspension.reason == "User clicked pause"
-    done_so_far = paused.suspension.data["processed"]
-    assert 1 <= done_so_far < 10
+    assert paused.suspension.by == "step" and paused.suspension.node == "process-items"
+    assert paused.suspension.data == {"processed": 4}
+    assert items.checked == [0, 1, 2, 3, 4] and items.outcomes == ["SuspendSignal"]
+    items.give(6)
     await engine.resume(ex.id)
     done = await settled(engine, ex.id)
-    assert done.result == {"processed": 10}
+    assert done.result == {"processed": 10, "from": 4, "pid": os.getpid()}
+    assert items.checked == [0, 1, 2, 3, 4, 4, 5, 6, 7, 8, 9]  # it kept its progress
+    assert items.contexts[1].suspend_data == {"processed": 4}
 
 
 async def test_awaiting_suspends_at_once_and_timers_wait_for_resume(

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from examples.pausing import delayed_notification, escalation_workflow, retry_with_backoff
 from tarry import Flow, Output, RetryPolicy, StepContext
-from tarry.engine import Status
+from tarry.engine import Engine, EngineConfig, Registry, Status
+from tarry.localredis import LocalRedis, free_port
 from tarry.store import RedisStore
 from tests.conftest import EngineFactory
-from tests.integration.helpers import all_events, settled, started, statuses, until
+from tests.integration import fault_worker
+from tests.integration.helpers import all_events, eventually, settled, started, statuses, until
+
+ROOT = Path(__file__).parents[2]
 
 
 async def test_sleep_completes_by_itself(make_engine: EngineFactory) -> None:
@@ -37,14 +46,64 @@ async def test_the_guide_duration_is_an_hour(make_engine: EngineFactory) -> None
     assert 3599_000 <= wake - ex.created_at <= 3601_000
 
 
-async def test_sleep_survives_a_restart(make_engine: EngineFactory) -> None:
-    first = await make_engine(delayed_notification)
-    ex = await settled(first, (await first.run("delayed-notification",
-                                               {"delay_seconds": 0.5})).id)
-    await first.stop()
-    second = await make_engine(delayed_notification)
-    done = await until(second, ex.id, Status.COMPLETED)
-    assert done.result == "Notification sent"
+async def test_sleep_survives_kill_9_of_its_server_and_of_redis(tmp_path: Path) -> None:
+    """A real server process starts a 3 s sleep and is killed -9; its Redis (AOF on) is
+    killed -9 too and restarted before the timer is due; a fresh server fires it, once."""
+    port, data, log = free_port(), tmp_path / "redis", tmp_path / "steps.log"
+    prefix = "kill9:v1"
+    redis = LocalRedis(data, port=port, appendonly=True).start()
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.integration.fault_worker", redis.url, prefix, str(log),
+        "worker-1", "long-nap:nap-1",
+        cwd=ROOT, stdout=asyncio.subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    engine: Engine | None = None
+    try:
+        await eventually(lambda: f"ready:{worker.pid}" in _lines(log),
+                         "the worker to start the execution", timeout=20)
+        reader = Engine(Registry(fault_worker.WORKFLOWS), RedisStore(redis.url, prefix=prefix))
+        ex = await reader.get("nap-1")
+        await reader.stop()
+        await reader.store.close()
+        assert ex.status is Status.AWAITING and [w.node for w in ex.waiting] == ["nap"]
+        wake = ex.waiting[0].wake_at
+        assert wake is not None
+        worker.kill()  # kill -9 of the server that started the sleep
+        assert await worker.wait() == -signal.SIGKILL
+        assert redis.proc is not None
+        redis.proc.kill()  # and kill -9 of Redis
+        redis.proc.wait()
+        redis.stop()  # (releases the data dir's lock)
+        redis = LocalRedis(data, port=port, appendonly=True).start()
+        assert time.time() * 1000 < wake - 500, "Redis came back too late for this test"
+        engine = Engine(Registry(fault_worker.WORKFLOWS), RedisStore(redis.url, prefix=prefix),
+                        EngineConfig(lease_ttl=1.0))
+        store = engine.store
+        assert isinstance(store, RedisStore)
+        # What the AOF kept: the execution, still waiting, and its timer.
+        assert (await engine.get("nap-1")).waiting == ex.waiting
+        assert await store.redis.zcard(store.keys.timers) == 1
+        await engine.start()
+        done = await until(engine, "nap-1", Status.COMPLETED, timeout=10)
+        assert done.result == "woke"
+        events = await all_events(engine, "nap-1")
+        fired = [e for e in events if e.type == "node_finished" and e.data["node"] == "nap"]
+        assert len(fired) == 1 and fired[0].time >= wake  # once, and never early
+        assert len(started(events, "after")) == 1
+        assert statuses(events) == ["RUNNING", "AWAITING", "RUNNING", "COMPLETED"]
+        assert await store.redis.zcard(store.keys.timers) == 0
+        assert not [x for x in _lines(log) if x.startswith("after:")]  # not the dead worker
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+        await worker.wait()
+        if engine is not None:
+            await engine.stop()
+            await engine.store.close()
+        redis.stop()
+
+
+def _lines(log: Path) -> list[str]:
+    return log.read_text().split() if log.exists() else []
 
 
 async def test_timer_due_while_nothing_ran_fires_at_startup(make_engine: EngineFactory) -> None:

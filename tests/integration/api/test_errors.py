@@ -14,8 +14,12 @@ from tests.integration.api.support import (
     S,
     events,
     fails,
+    finished,
     get,
+    js,
+    reach,
     resume,
+    rich,
     run,
     started,
     stream_fails,
@@ -195,34 +199,56 @@ async def test_suspend_of_a_suspended_execution_returns_it_unchanged(stub: Stub)
 async def test_racing_resumes_one_wins(stub: Stub) -> None:
     for _ in range(5):
         ex = await run(stub, "expense-approval")
-        calls = [stub.Resume(pb.ResumeRequest(execution_id=ex.id,
-                                              data=value({"approved": i == 0})),
-                             timeout=TIMEOUT) for i in range(2)]
+        sent = [{"approved": i == 0, "who": i} for i in range(2)]
+        calls = [stub.Resume(pb.ResumeRequest(execution_id=ex.id, node_id="manager-approval",
+                                              data=value(data)),
+                             timeout=TIMEOUT) for data in sent]
         results = await asyncio.gather(*calls, return_exceptions=True)
-        ok = [r for r in results if isinstance(r, pb.ResumeResponse)]
+        ok = [(data, r) for data, r in zip(sent, results, strict=True)
+              if isinstance(r, pb.ResumeResponse)]
         errors = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
         assert len(ok) == 1 and len(errors) == 1, results
-        assert errors[0].code() in (grpc.StatusCode.ABORTED, PRECONDITION)
-        resumed = [e for e in await events(stub, ex.id) if e.type == "node_finished"
-                   and e.node_id == "manager-approval"]
-        assert len(resumed) == 1
+        # The loser: ABORTED (it read the execution before the winner committed), or
+        # FAILED_PRECONDITION / WRONG_STATE (after: RUNNING on, or COMPLETED).
+        err = rich(errors[0])
+        assert (err.code, err.info.reason) in (
+            (grpc.StatusCode.ABORTED, "CONCURRENT_UPDATE"), (PRECONDITION, "WRONG_STATE")), err
+        if err.code is PRECONDITION:
+            assert err.info.metadata["status"] in ("RUNNING", "COMPLETED"), err
+        data, answer = ok[0]
+        assert "approval" in answer.execution.state.fields
+        assert js(answer.execution.state.fields["approval"]) == data
+        # What the execution holds is the winner's data, applied once.
+        done = await reach(stub, ex.id, S.EXECUTION_STATUS_COMPLETED)
+        assert js(done.state.fields["approval"]) == data
+        assert js(done.result) == ("Expense approved and processed" if data["approved"]
+                                   else "Expense rejected")
+        evs = await events(stub, ex.id)
+        assert [e.node_id for e in evs if e.type == "node_finished"] == [
+            "submit", "manager-approval", "process"]
+        assert started(evs, "process") == 1
 
 
 async def test_repeated_request_id_returns_the_first_answer(stub: Stub) -> None:
     ex = await run(stub, "conditional-workflow")
     req = pb.ResumeRequest(execution_id=ex.id, action="choose-a", request_id="resume-1")
     first = (await stub.Resume(req, timeout=TIMEOUT)).execution
+    await finished(stub, ex.id)
+    before = await events(stub, ex.id)
     second = (await stub.Resume(req, timeout=TIMEOUT)).execution
-    assert second == first
-    evs = await events(stub, ex.id)
-    assert sum(1 for e in evs if e.type == "node_finished"
+    assert second == first  # every field of the first answer
+    assert await events(stub, ex.id) == before  # and nothing was applied again
+    assert sum(1 for e in before if e.type == "node_finished"
                and e.node_id == "decision-point") == 1
 
     run_req = pb.RunRequest(workflow="expense-approval", request_id="run-key-1")
     a = (await stub.Run(run_req, timeout=TIMEOUT)).execution
+    now = await reach(stub, a.id, S.EXECUTION_STATUS_AWAITING)
+    before = await events(stub, a.id)
     b = (await stub.Run(run_req, timeout=TIMEOUT)).execution
-    assert a.id == b.id
-    assert started(await events(stub, a.id), "submit") == 1
+    assert b == now  # the same execution, as it stands: every field
+    assert await events(stub, a.id) == before
+    assert started(before, "submit") == 1
 
 
 async def test_same_execution_id_for_another_workflow_already_exists(stub: Stub) -> None:

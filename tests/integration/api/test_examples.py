@@ -22,6 +22,8 @@ from tests.integration.api.support import (
     started,
     statuses,
 )
+from tests.integration.api.workflows import HELD
+from tests.integration.helpers import eventually
 
 if TYPE_CHECKING:
     from tarry_api.v1.workflow_service_pb2_grpc import WorkflowServiceAsyncStub as Stub
@@ -212,14 +214,20 @@ async def test_cancel_keeps_the_reason_and_refuses_later_requests(stub: Stub) ->
 
 
 async def test_a_running_step_is_cancelled(stub: Stub) -> None:
-    req = pb.RunRequest(workflow="long-process")
-    req.input.struct_value.update({"items": 1, "seconds_per_item": 30})
-    ex = (await stub.Run(req, timeout=TIMEOUT)).execution
+    ex = (await stub.Run(pb.RunRequest(workflow="api-held"), timeout=TIMEOUT)).execution
     assert ex.status == S.EXECUTION_STATUS_RUNNING
+    await eventually(lambda: HELD.get(ex.id) == ["started"], "the step to start")
     res = await stub.Cancel(pb.CancelRequest(execution_id=ex.id, reason="stop"),
                             timeout=TIMEOUT)
     assert res.execution.status == S.EXECUTION_STATUS_CANCELLED
-    assert (await get(stub, ex.id)).status == S.EXECUTION_STATUS_CANCELLED
+    # The step's coroutine itself was cancelled (it would run for 30 s otherwise).
+    await eventually(lambda: HELD[ex.id] != ["started"], "the step to stop")
+    assert HELD[ex.id] == ["started", "cancelled"]
+    after = await get(stub, ex.id)
+    assert after.status == S.EXECUTION_STATUS_CANCELLED and not after.running_node_ids
+    evs = await events(stub, ex.id)
+    assert [e.node_id for e in evs if e.type == "node_cancelled"] == ["hold"]
+    assert not [e for e in evs if e.type == "node_finished"]
 
 
 async def test_auto_approve_and_order_approval(stub: Stub) -> None:

@@ -58,3 +58,27 @@ timed = (
     .edge("start", "answer")
     .build()
 )
+
+
+HELD: dict[str, list[str]] = {}
+"""What each execution's `hold` step did ("started", then "cancelled" or "finished"); the
+test servers run in the test's process, so a test can read it."""
+
+
+async def hold(ctx: StepContext) -> str:
+    seen = HELD.setdefault(ctx.execution_id, [])
+    seen.append("started")
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        seen.append("cancelled")
+        raise
+    seen.append("finished")
+    return "finished"
+
+
+held = (
+    Flow("api-held", description="One async step that runs until cancelled (30 s).")
+    .step("hold", hold)
+    .build()
+)

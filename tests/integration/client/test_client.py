@@ -191,13 +191,19 @@ def test_execution_id_of_another_workflow_already_exists(client: Client) -> None
 
 def test_request_ids_make_retries_idempotent(client: Client) -> None:
     first = client.run("expense-approval", request_id="req-1", wait=True)
+    assert first.status is Status.AWAITING
+    logged = client.events(first.id, page_size=1000).events
     again = client.run("expense-approval", request_id="req-1")
-    assert again.id == first.id
+    assert again == first  # the same execution, unchanged: every field
+    assert client.events(first.id, page_size=1000).events == logged
     assert client.run("expense-approval").id != client.run("expense-approval").id
 
     done = client.resume(first.id, {"approved": True}, request_id="resume-1", wait=True)
+    assert done.status is Status.COMPLETED and done.state["approval"] == {"approved": True}
+    logged = client.events(first.id, page_size=1000).events
     repeat = client.resume(first.id, {"approved": True}, request_id="resume-1", wait=True)
-    assert repeat.status is done.status is Status.COMPLETED  # not WRONG_STATE
+    assert repeat == done  # not WRONG_STATE: the first answer, every field
+    assert client.events(first.id, page_size=1000).events == logged  # nothing applied again
 
 
 def test_lists_pages_and_events(client: Client) -> None:

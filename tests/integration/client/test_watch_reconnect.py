@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
+import grpc
 import pytest
 
 from tarry.localredis import LocalRedis
@@ -194,15 +196,39 @@ def short_watches(redis_server: LocalRedis, prefix: str) -> Iterator[TarryServer
         yield s
 
 
+class CountWatches(grpc.aio.UnaryStreamClientInterceptor):
+    """Keeps the WatchExecution streams a channel opens."""
+
+    def __init__(self) -> None:
+        self.calls: list[Any] = []
+
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any
+                                     ) -> Any:
+        call = await continuation(details, request)
+        method = details.method
+        if (method.decode() if isinstance(method, bytes) else method).endswith(
+                "/WatchExecution"):
+            self.calls.append(call)
+        return call
+
+
 async def test_watch_carries_on_when_the_server_ends_long_watches(
         short_watches: TarryServer) -> None:
-    async with AsyncClient(short_watches.target) as c:
+    # Seven attempts with six durable 0.15 s backoffs between them: at least 0.9 s, so
+    # several 0.2 s watches, each ended by the server, whatever the scheduling.
+    counter = CountWatches()
+    async with grpc.aio.insecure_channel(short_watches.target,
+                                         interceptors=[counter]) as channel, \
+            AsyncClient(channel) as c:
         ex = await c.run("retry-with-backoff", {"fail_times": 6, "backoff_seconds": 0.15})
-        loop = asyncio.get_running_loop()
-        start = loop.time()
         items = [item async for item in c.watch(ex.id, after_sequence=0)]
-        assert loop.time() - start > 0.5  # so several streams were ended on the way
+        # Each stream but the last ended as the server ends a long watch: OK, without the
+        # terminal event (the last one the client closed once it had that event).
+        ended = [await call.code() for call in counter.calls[:-1]]
     assert_exactly_once(items)
+    opened = len(counter.calls)
+    assert opened >= 4, f"only {opened} watches: the server ended none of them early"
+    assert ended == [grpc.StatusCode.OK] * (opened - 1), ended
 
 
 async def test_watch_gives_up_once_its_retries_are_spent(server: TarryServer) -> None:
