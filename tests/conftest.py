@@ -36,6 +36,7 @@ async def make_engine(redis_server: LocalRedis, prefix: str) -> AsyncIterator[En
     async def make(*workflows: Workflow, lease_ttl: float = 10.0,
                    store_class: type[RedisStore] = RedisStore, **cfg: object) -> Engine:
         store = store_class(redis_server.url, prefix=prefix)
+        await store.migrate()
         engine = Engine(Registry(list(workflows)), store,
                         EngineConfig(lease_ttl=lease_ttl, **cfg))  # type: ignore[arg-type]
         await engine.start()

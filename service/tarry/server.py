@@ -26,6 +26,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[i
 from grpc_reflection.v1alpha import reflection  # type: ignore[import-untyped]
 
 from tarry.api import WorkflowService, add_to_server
+from tarry.api._handlers import new_server
 from tarry.config import Config
 from tarry.engine import Engine, EngineConfig, Registry, StoreUnavailable
 from tarry.localredis import LocalRedis, check_appendfsync
@@ -94,10 +95,14 @@ class Server:
                      local.port, cfg.data_dir)
         self.store = RedisStore(redis_url, prefix=cfg.key_prefix,
                                 events_maxlen=cfg.events_maxlen)
+        with contextlib.suppress(StoreUnavailable):  # done at the next start if Redis is away
+            await self.store.migrate()
         # so_reuseport off: a second server on a taken port must fail, not share it. That
         # also proves this server's identity (below): no other live server of this host
         # holds this port. (`--processes` shares it among its children, under a lock.)
-        self._grpc = grpc.aio.server(options=[
+        # new_server: grpc.aio's server, asking gRPC for calls ahead so that the admission
+        # limits see every call that waits (tarry.api._handlers).
+        self._grpc = new_server([
             ("grpc.so_reuseport", int(cfg.reuse_port)),
             ("grpc.max_receive_message_length", cfg.max_request_bytes)])
         try:

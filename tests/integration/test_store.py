@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from examples.pausing import expense_approval
+from examples.pausing import conditional_workflow, expense_approval
 from tarry.engine import Conflict, Execution, Status, WrongState
+from tarry.localredis import LocalRedis
 from tarry.store import RedisStore
 from tests.conftest import EngineFactory
 from tests.integration.helpers import all_events, settled, started
@@ -56,3 +57,38 @@ async def test_many_concurrent_commits_each_apply_once(make_engine: EngineFactor
         assert done.result == ("Expense approved and processed" if won[0]["approved"]
                                else "Expense rejected")
         assert len(started(await all_events(engine, i), "process")) == 1
+
+
+async def test_listing_by_workflow_and_status_reads_one_index(
+        make_engine: EngineFactory, redis_server: LocalRedis, prefix: str) -> None:
+    """The pair index answers a two-filter listing without reading other workflows' rows,
+    and `migrate` puts executions of earlier versions (no pair index) into it."""
+    engine = await make_engine(expense_approval, conditional_workflow)
+    store = engine.store
+    assert isinstance(store, RedisStore)
+    mine = [await settled(engine, (await engine.run("expense-approval")).id) for _ in range(3)]
+    others = [await settled(engine, (await engine.run("conditional-workflow")).id)
+              for _ in range(40)]
+    assert {e.status for e in mine + others} == {Status.AWAITING}
+    await engine.resume(mine[0].id, {"approved": True})
+    await settled(engine, mine[0].id)
+    k = store.keys
+    assert await store.redis.zcard(k.by_workflow_status("expense-approval", "AWAITING")) == 2
+    rows, _ = await engine.list(workflow="expense-approval", status=Status.AWAITING)
+    assert sorted(r.id for r in rows) == sorted(e.id for e in mine[1:])
+
+    # As an earlier version left it: no pair index, no marker.
+    for status in Status:
+        await store.redis.delete(k.by_workflow_status("expense-approval", status.value),
+                                 k.by_workflow_status("conditional-workflow", status.value))
+    await store.redis.delete(k.pairs_ready)
+    again = RedisStore(redis_server.url, prefix=prefix)  # a server of this version starts
+    try:
+        await again.migrate()
+        assert await again.redis.exists(k.pairs_ready)
+        assert await again.redis.zcard(k.by_workflow_status("conditional-workflow",
+                                                            "AWAITING")) == 40
+        stored, _ = await again.list_executions("expense-approval", Status.COMPLETED, 10, None)
+        assert [r.version for r in stored] == [(await engine.get(mine[0].id)).version]
+    finally:
+        await again.close()

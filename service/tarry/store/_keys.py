@@ -40,6 +40,15 @@ class Keys:
     def by_workflow(self, workflow: str) -> str:
         return f"{self.prefix}:idx:wf:{workflow}"
 
+    def by_workflow_status(self, workflow: str, status: str) -> str:
+        """Executions of one workflow in one status (workflow names hold no ':')."""
+        return f"{self.prefix}:idx:wfst:{workflow}:{status}"
+
+    @property
+    def pairs_ready(self) -> str:
+        """Set once every execution is in its (workflow, status) index (`RedisStore.migrate`)."""
+        return f"{self.prefix}:idx:wfst-ready"
+
     def channel(self, execution_id: str) -> str:
         """Each commit of the execution publishes its last sequence here."""
         return f"{self.prefix}:{{{execution_id}}}:ch"

@@ -137,6 +137,7 @@ class RedisStore:
         self._claim = ScriptBatcher(self._redis, _script("claim"), timeout=socket_timeout)
         self._sreq = self._redis.register_script(_script("suspend_request"))
         self._renew = self._redis.register_script(_script("renew"))
+        self._pairs_ready = False  # until `migrate` has made sure of the pair indexes
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -155,6 +156,38 @@ class RedisStore:
         except RedisError as exc:
             log.exception("redis error")
             raise StoreUnavailable("the state store (Redis) failed the request") from exc
+
+    async def migrate(self, batch: int = 1000) -> None:
+        """Bring indexes written by earlier versions up to date: every execution into its
+        (workflow, status) index, once per key prefix (a marker key says it is done). Until
+        then a listing by workflow and status reads the status index and filters."""
+        k = self.keys
+
+        async def go() -> None:
+            if await self._redis.exists(k.pairs_ready):
+                return
+            offset = 0
+            while True:
+                ids = [_s(i) for i in await self._redis.zrange(k.all, offset,
+                                                                offset + batch - 1)]
+                if not ids:
+                    break
+                offset += len(ids)
+                async with self._redis.pipeline(transaction=False) as p:
+                    for i in ids:
+                        p.hmget(k.state(i), "wf", "st")
+                        p.zscore(k.all, i)
+                    found = await p.execute()
+                async with self._redis.pipeline(transaction=False) as p:
+                    for n, i in enumerate(ids):
+                        (wf, st), score = found[2 * n], found[2 * n + 1]
+                        if wf is not None and st is not None and score is not None:
+                            p.zadd(k.by_workflow_status(_s(wf), _s(st)), {i: score})
+                    await p.execute()
+            await self._redis.set(k.pairs_ready, "1")
+
+        await self._call(go, slot=False)
+        self._pairs_ready = True
 
     async def ping(self) -> None:
         await self._call(self._redis.ping)
@@ -189,6 +222,8 @@ class RedisStore:
             k.by_status(c.prev_status.value), k.by_status(c.status.value),
             k.by_workflow(c.workflow),
             k.request(c.execution_id, rid) if rid else k.state(c.execution_id),
+            k.by_workflow_status(c.workflow, c.prev_status.value),
+            k.by_workflow_status(c.workflow, c.status.value),
         ]
         args: list[Any] = [
             c.expected_version, c.status.value, c.doc, c.owner, c.lease, c.lease_ttl,
@@ -312,7 +347,9 @@ class RedisStore:
     async def list_executions(self, workflow: str | None, status: Status | None, limit: int,
                               cursor: str | None) -> tuple[list[Stored], str | None]:
         k = self.keys
-        if status is not None:
+        if status is not None and workflow is not None and self._pairs_ready:
+            index = k.by_workflow_status(workflow, status.value)
+        elif status is not None:
             index = k.by_status(status.value)
         elif workflow is not None:
             index = k.by_workflow(workflow)
@@ -347,7 +384,9 @@ class RedisStore:
                        if s < int(max_score) or i < after_id]
             stored = await self._read_many([i for i, _ in ids])
             for (i, s), (st, wf) in zip(ids, stored, strict=True):
-                if st is None or (workflow is not None and wf != workflow):
+                # Index entries can lag behind (a backfill racing a commit): check the row.
+                if st is None or (workflow is not None and wf != workflow) or (
+                        status is not None and st.status is not status):
                     continue
                 out.append(st)
                 last = (s, i)

@@ -1,24 +1,31 @@
 -- One transition of one execution, atomically.
 -- KEYS: 1 state hash, 2 events stream, 3 timers zset, 4 leases zset, 5 index all,
 --       6 index of the previous status, 7 index of the new status, 8 index of the workflow,
---       9 request answer key (only read / written when ARGV[13] == '1')
+--       9 request answer key (only read / written when has_request is '1'),
+--       10 index of (workflow, previous status), 11 index of (workflow, new status)
 -- ARGV: 1 expected version (0 = create), 2 new status, 3 document, 4 owner,
---       5 lease mode (hold | release | keep), 6 lease ttl ms (from Redis's clock), 7 check suspend request,
---       8 clear suspend request, 9 created ms (index score), 10 execution id, 11 workflow,
---       12 events maxlen, 13 has request id, 14 request answer ttl s,
---       15 channels: "<execution channel> <control channel> <timers channel>",
+--       5 lease mode (hold | release | keep), 6 lease ttl ms (from Redis's clock),
+--       7 check suspend request, 8 clear suspend request, 9 created ms (index score),
+--       10 execution id, 11 workflow, 12 events maxlen, 13 has request id,
+--       14 request answer ttl s, 15 channels: "<execution> <control> <timers>",
 --       16 n events, then n (type, json) pairs, then n timers to set as (member, due ms),
 --       then n timers to clear as member
-local state = KEYS[1]
-local expected = tonumber(ARGV[1])
+local state, events, timers, leases = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local idx_all, idx_prev, idx_new, idx_wf, answer_key = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local idx_pair_prev, idx_pair_new = KEYS[10], KEYS[11]
+local expected, status, doc, owner = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
+local lease_mode, lease_ttl = ARGV[5], tonumber(ARGV[6])
+local check_sreq, clear_sreq, created = ARGV[7] == '1', ARGV[8] == '1', ARGV[9]
+local id, workflow, maxlen = ARGV[10], ARGV[11], ARGV[12]
+local has_request, request_ttl, channels = ARGV[13] == '1', ARGV[14], ARGV[15]
 
 local function snapshot()
   local h = redis.call('HMGET', state, 'v', 'st', 'seq', 'sreq', 'doc')
   return {h[1], h[2], h[3], h[4] or false, h[5]}
 end
 
-if ARGV[13] == '1' then
-  local answer = redis.call('GET', KEYS[9])
+if has_request then
+  local answer = redis.call('GET', answer_key)
   if answer then return {'DUP', answer} end
 end
 
@@ -30,7 +37,7 @@ if expected == 0 then
   end
 else
   if (not v) or tonumber(v) ~= expected then return {'CONFLICT', v or '0'} end
-  if ARGV[7] == '1' then
+  if check_sreq then
     local sreq = redis.call('HGET', state, 'sreq')
     if sreq then return {'SREQ', sreq} end
   end
@@ -41,32 +48,34 @@ local i = 17
 local n = tonumber(ARGV[16])
 for _ = 1, n do
   seq = seq + 1
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[12], seq .. '-0', 't', ARGV[i], 'd', ARGV[i + 1])
+  redis.call('XADD', events, 'MAXLEN', '~', maxlen, seq .. '-0', 't', ARGV[i], 'd', ARGV[i + 1])
   i = i + 2
 end
 
 local nv = expected + 1
-local status = ARGV[2]
-redis.call('HSET', state, 'v', nv, 'st', status, 'seq', seq, 'doc', ARGV[3])
+redis.call('HSET', state, 'v', nv, 'st', status, 'seq', seq, 'doc', doc)
 if expected == 0 then
-  redis.call('HSET', state, 'wf', ARGV[11])
-  redis.call('ZADD', KEYS[5], ARGV[9], ARGV[10])
-  redis.call('ZADD', KEYS[8], ARGV[9], ARGV[10])
-  redis.call('ZADD', KEYS[7], ARGV[9], ARGV[10])
-elseif KEYS[6] ~= KEYS[7] then
-  redis.call('ZREM', KEYS[6], ARGV[10])
-  redis.call('ZADD', KEYS[7], ARGV[9], ARGV[10])
+  redis.call('HSET', state, 'wf', workflow)
+  redis.call('ZADD', idx_all, created, id)
+  redis.call('ZADD', idx_wf, created, id)
+  redis.call('ZADD', idx_new, created, id)
+  redis.call('ZADD', idx_pair_new, created, id)
+elseif idx_prev ~= idx_new then
+  redis.call('ZREM', idx_prev, id)
+  redis.call('ZADD', idx_new, created, id)
+  redis.call('ZREM', idx_pair_prev, id)
+  redis.call('ZADD', idx_pair_new, created, id)
 end
-if ARGV[8] == '1' then redis.call('HDEL', state, 'sreq') end
+if clear_sreq then redis.call('HDEL', state, 'sreq') end
 
-if ARGV[5] == 'hold' then
+if lease_mode == 'hold' then
   -- Leases run on Redis's clock, so that servers with skewed clocks agree on them.
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  redis.call('ZADD', KEYS[4], now + tonumber(ARGV[6]), ARGV[10])
-  redis.call('HSET', state, 'own', ARGV[4])
-elseif ARGV[5] == 'release' then
-  redis.call('ZREM', KEYS[4], ARGV[10])
+  redis.call('ZADD', leases, now + lease_ttl, id)
+  redis.call('HSET', state, 'own', owner)
+elseif lease_mode == 'release' then
+  redis.call('ZREM', leases, id)
   redis.call('HDEL', state, 'own')
 end
 
@@ -74,7 +83,7 @@ n = tonumber(ARGV[i])
 i = i + 1
 local earliest = nil
 for _ = 1, n do
-  redis.call('ZADD', KEYS[3], ARGV[i + 1], ARGV[i])
+  redis.call('ZADD', timers, ARGV[i + 1], ARGV[i])
   local due = tonumber(ARGV[i + 1])
   if (not earliest) or due < earliest then earliest = due end
   i = i + 2
@@ -82,21 +91,21 @@ end
 n = tonumber(ARGV[i])
 i = i + 1
 for _ = 1, n do
-  redis.call('ZREM', KEYS[3], ARGV[i])
+  redis.call('ZREM', timers, ARGV[i])
   i = i + 1
 end
 
-if ARGV[13] == '1' then
+if has_request then
   -- The answer a repeated request gets: the execution as just written (as stored, in strings).
   local sreq = false
-  if ARGV[8] ~= '1' then sreq = redis.call('HGET', state, 'sreq') or false end
-  redis.call('SET', KEYS[9], cjson.encode({v = tostring(nv), st = status, seq = tostring(seq),
-                                           sreq = sreq, doc = ARGV[3]}), 'EX', ARGV[14])
+  if not clear_sreq then sreq = redis.call('HGET', state, 'sreq') or false end
+  redis.call('SET', answer_key, cjson.encode({v = tostring(nv), st = status, seq = tostring(seq),
+                                              sreq = sreq, doc = doc}), 'EX', request_ttl)
 end
 -- Watchers and waiters follow the execution's channel; whoever runs it must hear of a
 -- cancellation; every timer loop must hear of a timer that may be due before it looks.
-local own_ch, ctl_ch, timers_ch = string.match(ARGV[15], '(%S+) (%S+) (%S+)')
+local own_ch, ctl_ch, timers_ch = string.match(channels, '(%S+) (%S+) (%S+)')
 redis.call('PUBLISH', own_ch, seq)
-if status == 'CANCELLED' then redis.call('PUBLISH', ctl_ch, ARGV[10] .. ' ' .. seq) end
+if status == 'CANCELLED' then redis.call('PUBLISH', ctl_ch, id .. ' ' .. seq) end
 if earliest then redis.call('PUBLISH', timers_ch, string.format('%d', earliest)) end
 return {'OK', nv, seq}
