@@ -18,14 +18,17 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
 from tarry import _json
 from tarry.limits import MAX_DEPTH, MAX_ERROR_MESSAGE, MAX_REASON, MAX_TRACEBACK, depth, quote
 
+from ._clock import Clock
+from ._config import EngineConfig
 from ._context import Output, Signals, StepContext, SuspendSignal
 from ._definition import Workflow
 from ._errors import (
@@ -39,11 +42,41 @@ from ._errors import (
 from ._machine import Txn
 from ._model import Activation, Doc, ErrorInfo, Execution, Status
 from ._schema import JSON, to_json, validate
-from ._store import Commit, CommitOutcome, Committed, Existing, Stored, SuspendRequested
+from ._store import (
+    Commit,
+    CommitOutcome,
+    Committed,
+    Existing,
+    Store,
+    Stored,
+    SuspendRequested,
+)
 from ._vocab import EventType, WaitKind
 
-if TYPE_CHECKING:
-    from ._engine import Engine
+
+class Port(Protocol):
+    """What a driver needs of the engine that runs it (the `Engine` is one): the store to
+    commit to and load from, the clock and settings, the thread pool for plain steps, how
+    a transition becomes a commit, and whom to tell when it commits or ends."""
+
+    store: Store
+    clock: Clock
+    config: EngineConfig
+
+    @property
+    def executor(self) -> Executor: ...
+
+    @property
+    def renewed_at(self) -> float: ...
+
+    def commit_for(self, wf: Workflow, base: Stored, t: Txn, status: Status, *,
+                   holding: bool = False, request_id: str | None = None,
+                   check_suspend_request: bool = False,
+                   clear_suspend_request: bool = False) -> Commit: ...
+
+    def after_commit(self, execution_id: str) -> None: ...
+
+    def driver_done(self, driver: Driver) -> None: ...
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +108,7 @@ class Lost(Exception):
 
 
 class Driver:
-    def __init__(self, engine: Engine, wf: Workflow, stored: Stored, *, restart: bool,
+    def __init__(self, engine: Port, wf: Workflow, stored: Stored, *, restart: bool,
                  doc: Doc | None = None, lease_sent: float | None = None) -> None:
         self.engine = engine
         self.wf = wf
@@ -151,7 +184,7 @@ class Driver:
                 poked.cancel()
             for _, task in self.tasks.values():
                 task.cancel()
-            self.engine._driver_done(self)
+            self.engine.driver_done(self)
 
     def _lone_async_step(self) -> Activation | None:
         """The one step to run, if it is async and nothing else is pending (the common case

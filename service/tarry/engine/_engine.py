@@ -70,6 +70,8 @@ class Engine:
         self.hub = Hub(store)
         self.clock = Clock()
         self._drivers: dict[str, Driver] = {}
+        self.drivers = self._drivers
+        """The executions this process drives now, by id."""
         self._recent: OrderedDict[str, Stored] = OrderedDict()
         self._lease_ms = int(self.config.lease_ttl * 1000)
         self.cannot_drive: set[str] = set()
@@ -457,7 +459,7 @@ class Engine:
         self._drivers[d.id] = d
         d.task = asyncio.create_task(d.run(), name=f"tarry:drive:{d.id}")
 
-    def _driver_done(self, d: Driver) -> None:
+    def driver_done(self, d: Driver) -> None:
         if self._drivers.get(d.id) is d:
             del self._drivers[d.id]
             if d.final is not None:

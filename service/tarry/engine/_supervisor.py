@@ -13,15 +13,16 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from tarry._tasks import reraise_if_cancelling
 
+from ._clock import Clock
+from ._config import EngineConfig
+from ._driver import Driver
 from ._errors import StoreUnavailable
-from ._hub import wait_event
-
-if TYPE_CHECKING:
-    from ._engine import Engine
+from ._hub import Hub, wait_event
+from ._store import Store, Stored
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +32,23 @@ a server on its way down, or orphaned by one that died, is taken over this soon 
 lease ends."""
 
 
+class Host(Protocol):
+    """What the supervisor needs of its engine (the `Engine` is one)."""
+
+    store: Store
+    config: EngineConfig
+    clock: Clock
+    hub: Hub
+    drivers: dict[str, Driver]
+    cannot_drive: set[str]
+
+    def take_over(self, stored: Stored, sent: float) -> None: ...
+
+
 class Supervisor:
     """The loops of one engine (started and stopped with it)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Host) -> None:
         self.engine = engine
         self.store = engine.store
         self.config = engine.config
@@ -141,7 +155,7 @@ class Supervisor:
             expired = await self.store.expired_leases(self.clock.now_ms(), page)
             skip = self.engine.cannot_drive
             claims = [self._recover(i) for i in expired
-                      if i not in self.engine._drivers and i not in skip]
+                      if i not in self.engine.drivers and i not in skip]
             results = await asyncio.gather(*claims, return_exceptions=True)
             for r in results:
                 if isinstance(r, BaseException) and not isinstance(r, StoreUnavailable):
@@ -154,11 +168,11 @@ class Supervisor:
         holds them: one taken over meanwhile (this process was frozen past its lease, say)
         stops being driven here. Also read the store's clock again."""
         sent = time.monotonic()
-        if self.engine._drivers:
-            lost = await self.store.renew_leases(list(self.engine._drivers), self.config.owner,
+        if self.engine.drivers:
+            lost = await self.store.renew_leases(list(self.engine.drivers), self.config.owner,
                                                  self._lease_ms)
             for execution_id in lost:
-                driver = self.engine._drivers.get(execution_id)
+                driver = self.engine.drivers.get(execution_id)
                 # A driver whose commit is on its way may just have released the lease itself.
                 if driver is not None and driver.holding and not driver.committing:
                     log.warning("execution %s is no longer leased to this server; "
@@ -174,7 +188,7 @@ class Supervisor:
             reraise_if_cancelling()
             if note.resync:  # the channel was down: anything may have happened meanwhile
                 self.engine.hub.publish_all()
-                for each in self.engine._drivers.values():
+                for each in self.engine.drivers.values():
                     each.seen_seq = each.stored.seq + 1
                     each.notify()
                 self._timer_poke.set()
@@ -183,7 +197,7 @@ class Supervisor:
                 self.timer_due(note.timer_due)  # maybe another server's
                 continue
             self.engine.hub.publish(note.execution_id)
-            driver = self.engine._drivers.get(note.execution_id)
+            driver = self.engine.drivers.get(note.execution_id)
             if driver is not None and note.seq > driver.seen_seq:
                 driver.seen_seq = note.seq
                 driver.notify()
