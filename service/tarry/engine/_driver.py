@@ -13,35 +13,26 @@ stop it at once if the execution was cancelled or taken over.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
-import traceback
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pydantic import ValidationError
-
 from tarry import _json
-from tarry.limits import MAX_DEPTH, MAX_ERROR_MESSAGE, MAX_REASON, MAX_TRACEBACK, depth, quote
 
 from ._clock import Clock
 from ._config import EngineConfig
-from ._context import Output, Signals, StepContext, SuspendSignal
+from ._context import Signals, StepContext
 from ._definition import Workflow
 from ._errors import (
     Conflict,
-    InvalidOutput,
-    InvalidSuspendData,
     StepError,
-    StepTimeout,
     StoreUnavailable,
 )
 from ._machine import Txn
 from ._model import Activation, Doc, ErrorInfo, Execution, Status
-from ._schema import JSON, to_json, validate
+from ._steps import Done, Outcome, Suspended, check_outcome, error_info, run_step
 from ._store import (
     Commit,
     CommitOutcome,
@@ -81,28 +72,6 @@ class Port(Protocol):
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class _Done:
-    output: JSON
-    action: str | None
-    changes: dict[str, JSON]
-
-
-@dataclass(frozen=True)
-class _Suspended:
-    reason: str
-    data: JSON
-    changes: dict[str, JSON]
-
-
-@dataclass(frozen=True)
-class _Failed:
-    error: BaseException
-
-
-_Outcome = _Done | _Suspended | _Failed
-
-
 class Lost(Exception):
     """The execution is no longer ours to drive (cancelled, or taken over)."""
 
@@ -123,7 +92,7 @@ class Driver:
             self.signals.request_suspend(self.sreq)
         self.poke = asyncio.Event()
         self.seen_seq = stored.seq
-        self.tasks: dict[str, tuple[Activation, asyncio.Task[_Outcome]]] = {}
+        self.tasks: dict[str, tuple[Activation, asyncio.Task[Outcome]]] = {}
         self.task: asyncio.Task[None] | None = None
         self.inline = False  # a step runs in this driver's task right now
         self._looking: asyncio.Task[None] | None = None
@@ -397,81 +366,36 @@ class Driver:
 
     # -- steps -----------------------------------------------------------------------
 
-    async def _run_step(self, act: Activation) -> _Outcome:
-        node = self.wf.nodes[act.node]
+    async def _run_step(self, act: Activation) -> Outcome:
         ctx = StepContext(
             execution_id=self.id, workflow=self.wf.name, node_id=act.node, input=self.doc.input,
             node_input=act.input, state=_json.loads(_json.dumps(self.doc.state)),
             attempt=act.attempt, resume_data=act.resume_data, suspend_data=act.suspend_data,
             signals=self.signals,
         )
-        assert node.fn is not None
-        try:
-            async with asyncio.timeout(node.timeout):
-                if node.is_async:
-                    value = await node.fn(ctx)
-                else:
-                    loop = asyncio.get_running_loop()
-                    value = await loop.run_in_executor(self.engine.executor, node.fn, ctx)
-                if inspect.isawaitable(value):
-                    value = await value
-        except SuspendSignal as sig:
-            return _Suspended(sig.reason, sig.data, ctx.changes)
-        except asyncio.CancelledError:
-            raise
-        except TimeoutError as exc:
-            if node.timeout is None or asyncio.current_task().cancelling():  # type: ignore[union-attr]
-                return _Failed(exc)
-            # A plain step runs on in its thread (threads cannot be stopped): it is told
-            # through ctx.stop_requested, and whatever it returns is dropped.
-            ctx.abandon()
-            return _Failed(StepTimeout(f"step {act.node!r} took longer than its timeout of "
-                                       f"{node.timeout:g} s"))
-        except Exception as exc:
-            return _Failed(exc)
-        if isinstance(value, Output):
-            return _Done(value.value, value.action, ctx.changes)
-        return _Done(value, None, ctx.changes)
+        return await run_step(self.wf.nodes[act.node], ctx, self.engine.executor)
 
-    async def _outcome(self, act: Activation, outcome: _Outcome) -> None:
-        node = self.wf.nodes[act.node]
-        if isinstance(outcome, _Done):
-            try:
-                output = to_json(outcome.output)
-                _check_output(act.node, output, outcome.changes)
-            except TypeError as err:
-                outcome = _Failed(InvalidOutput(
-                    f"step {act.node!r} returned a value that is not JSON: {err}"))
-            except InvalidOutput as err:
-                outcome = _Failed(err)
-            else:
-                out, action, changes = output, outcome.action, outcome.changes
-                await self.transition(lambda t: t.step_done(act.node, out, action, changes))
-                return
-        if isinstance(outcome, _Suspended):
-            try:
-                data = validate(self.wf.suspend_schema_for(act.node), to_json(outcome.data))
-                _check_suspension(act.node, outcome.reason, data, outcome.changes)
-            except (ValidationError, TypeError) as err:
-                outcome = _Failed(InvalidSuspendData(f"suspend data of step {act.node!r}: {err}"))
-            except InvalidSuspendData as err:
-                outcome = _Failed(err)
-            else:
-                reason, changes = outcome.reason, outcome.changes
-                await self.transition(lambda t: t.step_suspended(act, reason, data, changes))
-                return
-        exc = outcome.error
-        policy = node.retry
+    async def _outcome(self, act: Activation, outcome: Outcome) -> None:
+        """Commit what a step ended with (after the checks of `tarry.engine._steps`)."""
+        checked = check_outcome(self.wf, act, outcome)
+        if isinstance(checked, Done):
+            out, action, changes = checked.output, checked.action, checked.changes
+            await self.transition(lambda t: t.step_done(act.node, out, action, changes))
+            return
+        if isinstance(checked, Suspended):
+            reason, data, changes = checked.reason, checked.data, checked.changes
+            await self.transition(lambda t: t.step_suspended(act, reason, data, changes))
+            return
+        exc = checked.error
+        policy = self.wf.nodes[act.node].retry
         retry_in = None
         if ((not isinstance(exc, StepError) or exc.retryable) and policy.retryable(exc)
                 and act.attempt < policy.max_attempts):
             retry_in = policy.delay(act.attempt)
-        message = _cut(str(exc), MAX_ERROR_MESSAGE)
-        frames = "".join(traceback.format_tb(exc.__traceback__))[-MAX_TRACEBACK:]
-        trace = f"Traceback (most recent call last):\n{frames}{type(exc).__name__}: {message}"
-        error = ErrorInfo(type(exc).__name__, message, act.node, act.attempt, traceback=trace)
+        error = error_info(exc, act)
         log.warning("step %s of execution %s failed (attempt %d, %s):\n%s", act.node, self.id,
-                    act.attempt, "retried" if retry_in is not None else "for good", trace)
+                    act.attempt, "retried" if retry_in is not None else "for good",
+                    error.traceback)
         await self.transition(lambda t: t.step_failed(act, error, retry_in))
 
     def _tell_steps(self, stored: Stored | None) -> None:
@@ -492,35 +416,3 @@ class Driver:
     def stop(self) -> None:
         if self.task is not None:
             self.task.cancel()
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit] + "... (cut)"
-
-
-def _too_deep(value: JSON) -> bool:
-    return depth(value, MAX_DEPTH) > MAX_DEPTH
-
-
-def _check_output(node: str, output: JSON, changes: dict[str, JSON]) -> None:
-    """What a step hands back is stored only if every reply can carry it (limits.py)."""
-    if _too_deep(output):
-        raise InvalidOutput(f"step {node!r} returned a value nested deeper than {MAX_DEPTH} "
-                            "levels")
-    for key, value in changes.items():
-        if _too_deep(value):
-            raise InvalidOutput(f"step {node!r} set state {quote(key)} to a value nested "
-                                f"deeper than {MAX_DEPTH} levels")
-
-
-def _check_suspension(node: str, reason: str, data: JSON, changes: dict[str, JSON]) -> None:
-    if not isinstance(reason, str) or len(reason) > MAX_REASON:
-        raise InvalidSuspendData(f"step {node!r} suspended with a reason that is not a string "
-                                 f"of at most {MAX_REASON} characters")
-    if _too_deep(data):
-        raise InvalidSuspendData(f"suspend data of step {node!r} nests deeper than "
-                                 f"{MAX_DEPTH} levels")
-    try:
-        _check_output(node, None, changes)
-    except InvalidOutput as err:
-        raise InvalidSuspendData(str(err)) from None

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -48,6 +47,7 @@ from ._errors import (
 from ._hub import Hub, wait_event
 from ._machine import DEADLINE, Txn
 from ._model import Doc, Event, Execution, Status
+from ._recent import Recent
 from ._registry import Registry
 from ._schema import JSON, validate, violations
 from ._store import Commit, Committed, Existing, Store, Stored
@@ -72,7 +72,7 @@ class Engine:
         self._drivers: dict[str, Driver] = {}
         self.drivers = self._drivers
         """The executions this process drives now, by id."""
-        self._recent: OrderedDict[str, Stored] = OrderedDict()
+        self._recent = Recent(self.config.recent)
         self._lease_ms = int(self.config.lease_ttl * 1000)
         self.cannot_drive: set[str] = set()
         """Executions this server claimed but has no definition for (or another one): it
@@ -166,7 +166,7 @@ class Engine:
         from_step: str | None = None,
         request_id: str | None = None,
     ) -> Execution:
-        recent = self._recent.pop(execution_id, None)
+        recent = self._recent.take(execution_id)
         if recent is not None:
             try:
                 return await self._resume(recent, data, node, action, from_step, request_id)
@@ -269,7 +269,7 @@ class Engine:
             return await self._apply(self.workflow_of(doc, strict=False), stored, doc,
                                      lambda t: t.request_suspension(reason), request_id)
 
-        recent = self._recent.pop(execution_id, None)
+        recent = self._recent.take(execution_id)
         if recent is not None and recent.status is not Status.AWAITING:
             recent = None  # SUSPENDED already: answered without a commit, so read it
         return await self._until_applied(execution_id, request_id, recent, attempt)
@@ -290,7 +290,7 @@ class Engine:
                 driver.stop()
             return new
 
-        recent = self._recent.pop(execution_id, None)  # AWAITING or SUSPENDED: commits
+        recent = self._recent.take(execution_id)  # AWAITING or SUSPENDED: commits
         return await self._until_applied(execution_id, request_id, recent, attempt)
 
     async def _until_applied(self, execution_id: str, request_id: str | None,
@@ -335,20 +335,13 @@ class Engine:
 
     def _listed(self, stored: Stored) -> Execution:
         """One row of a listing: a stored execution that cannot be read (a bug, or data
-        from a newer server) is listed as a bare snapshot, never failing the page."""
+        from a newer server) is listed bare, never failing the page."""
         try:
             return self.snapshot(stored)
         except Exception:
             log.exception("a stored execution could not be read; listed without its details")
-            try:
-                raw = _json.loads(stored.doc)
-            except ValueError:
-                raw = None
-            raw = raw if isinstance(raw, dict) else {}
-            doc = Doc(str(raw.get("id", "")), str(raw.get("workflow", "")),
-                      str(raw.get("workflow_version", "")), None, 0, 0)
-            return Execution.of(doc, status=stored.status, version=stored.version,
-                                seq=stored.seq, sreq=None)
+            return Execution.bare(stored.doc, status=stored.status, version=stored.version,
+                                  seq=stored.seq)
 
     async def wait(self, execution_id: str, *, timeout: float | None = None,
                    until: Callable[[Execution], bool] | None = None) -> Execution:
@@ -401,7 +394,7 @@ class Engine:
                sreq: str | None = None) -> Stored:
         stored = Stored(outcome.version, status, outcome.seq, sreq, raw)
         self.after_commit(doc.id)
-        self._remember(stored, doc.id)
+        self._recent.remember(stored, doc.id)
         if status is Status.RUNNING:
             # The driver parses its own copy: it changes its document in place, and `doc`
             # backs the snapshot returned to the caller.
@@ -463,19 +456,8 @@ class Engine:
         if self._drivers.get(d.id) is d:
             del self._drivers[d.id]
             if d.final is not None:
-                self._remember(d.stored, d.id)
+                self._recent.remember(d.stored, d.id)
         self.hub.publish(d.id)
-
-    def _remember(self, stored: Stored, execution_id: str) -> None:
-        """Keep `stored`, just committed here, if a request may change it next."""
-        recent = self._recent
-        if stored.status in (Status.AWAITING, Status.SUSPENDED) and stored.suspend_request is None:
-            recent[execution_id] = stored
-            recent.move_to_end(execution_id)
-            while len(recent) > self.config.recent:
-                recent.popitem(last=False)
-        else:
-            recent.pop(execution_id, None)
 
     def workflow_of(self, doc: Doc, *, strict: bool = True) -> Workflow:
         """The definition `doc` runs. `strict`: it must be the very one the execution

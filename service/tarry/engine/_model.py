@@ -227,6 +227,19 @@ class Execution:
     fingerprint: str | None = None
 
     @classmethod
+    def bare(cls, raw: str, *, status: Status, version: int, seq: int) -> Execution:
+        """What can be said of a stored document that does not read as one: its id,
+        workflow and version if they are there, and what the store keeps beside it."""
+        try:
+            found = _json.loads(raw)
+        except ValueError:
+            found = None
+        d = found if isinstance(found, dict) else {}
+        doc = Doc(str(d.get("id", "")), str(d.get("workflow", "")),
+                  str(d.get("workflow_version", "")), None, 0, 0)
+        return cls.of(doc, status=status, version=version, seq=seq, sreq=None)
+
+    @classmethod
     def of(cls, doc: Doc, *, status: Status, version: int, seq: int, sreq: str | None) -> Execution:
         return cls(
             id=doc.id, workflow=doc.workflow, workflow_version=doc.workflow_version,
