@@ -25,6 +25,8 @@ ALLOWED: dict[tuple[Status | None, Op], Status | None] = {
     (S.RUNNING, Op.CLAIM_TIMER): S.RUNNING, (S.AWAITING, Op.CLAIM_TIMER): S.AWAITING,
     (S.RUNNING, Op.TAKE_OVER): S.RUNNING, (S.AWAITING, Op.TAKE_OVER): S.AWAITING,
     (S.RUNNING, Op.ADVANCE): None, (S.AWAITING, Op.ADVANCE): None,
+    (S.COMPLETED, Op.DELETE): None, (S.FAILED, Op.DELETE): None,
+    (S.CANCELLED, Op.DELETE): None,
 }
 
 
@@ -35,10 +37,11 @@ def test_every_pair(status: Status | None, op: Op) -> None:
         assert TABLE[(status, op)] == ALLOWED[(status, op)]
 
 
-def test_terminal_statuses_lead_nowhere_but_a_repeated_cancel() -> None:
+def test_terminal_statuses_lead_nowhere_but_a_repeated_cancel_or_deletion() -> None:
     for (status, op), target in TABLE.items():
         if status is not None and status.terminal:
-            assert (status, op, target) == (S.CANCELLED, Op.CANCEL, S.CANCELLED)
+            assert (op, target) == (Op.DELETE, None) or (status, op, target) == (
+                S.CANCELLED, Op.CANCEL, S.CANCELLED)
 
 
 @pytest.mark.parametrize(("kind", "status"),
@@ -60,4 +63,5 @@ def test_the_lua_scripts_get_the_table_statuses() -> None:
     assert lua_statuses(Op.CLAIM_TIMER) == "AWAITING RUNNING"
     assert lua_statuses(Op.TAKE_OVER) == "AWAITING RUNNING"
     assert lua_statuses(Op.REQUEST_SUSPEND) == "RUNNING"
+    assert lua_statuses(Op.DELETE) == "CANCELLED COMPLETED FAILED"
     assert sources(Op.RUN) == frozenset()

@@ -36,6 +36,11 @@ class EngineConfig:
     """How often a step may be found running after its server stopped (a crash, or a
     shutdown that cut it off) and be started again; once more and the execution FAILS
     (StepCrashLoop) instead of taking down server after server."""
+    retention: float = 7 * 86_400.0
+    """Seconds a finished execution is kept (state, events, index entries) before the
+    retention pass removes it whole; 0 keeps it forever. A workflow may set its own."""
+    retention_interval: float = 5.0
+    """Seconds between two looks for finished executions whose retention ended."""
     max_drivers: int = 10_000
     """Executions this process drives at once at most; a Run or Resume that would start one
     more is refused with Overloaded (timers and takeovers are never refused)."""

@@ -148,6 +148,8 @@ class Workflow:
     None: whatever no edge takes."""
     timeout: float | None = None
     """Seconds an execution may take in all, or None; past it the execution ends FAILED."""
+    retention: float | None = None
+    """Seconds a finished execution is kept (0: forever); None: the server's setting."""
     _meta: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     _out: dict[str, tuple[Edge, ...]] = field(default_factory=dict, repr=False, compare=False)
     _preds: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False, compare=False)
@@ -270,6 +272,7 @@ class Flow:
         start: str | None = None,
         description: str = "",
         timeout: float | timedelta | None = None,
+        retention: float | timedelta | None = None,
     ) -> None:
         _check_id(name, "workflow name")
         self.name = name
@@ -282,6 +285,7 @@ class Flow:
         self._edges: list[Edge] = []
         self._ends: set[tuple[str, str | None]] = set()
         self._timeout = _seconds(timeout, "workflow timeout")
+        self._retention = 0.0 if retention == 0 else _seconds(retention, "retention")
 
     def _add(self, node: Node) -> Flow:
         _check_id(node.id, "node id")
@@ -384,6 +388,7 @@ class Flow:
             edges=tuple(self._edges), start=start, input_schema=inp, result_schema=res,
             resume_schema=resume, suspend_schema=susp, max_visits=self._max_visits,
             description=self._description, ends=frozenset(self._ends), timeout=self._timeout,
+            retention=self._retention,
         )
 
 
@@ -405,10 +410,11 @@ class Chain:
         max_visits: int = DEFAULT_MAX_VISITS,
         description: str = "",
         timeout: float | timedelta | None = None,
+        retention: float | timedelta | None = None,
     ) -> None:
         self._flow = Flow(name, version=version, input=input, result=result, resume=resume,
                           suspend=suspend, max_visits=max_visits, description=description,
-                          timeout=timeout)
+                          timeout=timeout, retention=retention)
         self._last: str | None = None
 
     def _link(self, node_id: str) -> Chain:

@@ -426,9 +426,26 @@ class Engine:
             # A driver holds the lease already (the heartbeat renews it): no need to rewrite.
             lease=("keep" if holding else "hold") if running else "release",
             owner=self.config.owner, lease_ttl=self._lease_ms if running else 0,
+            expire_at=self._expiry(wf, status, t.now),
             check_suspend_request=check_suspend_request,
             clear_suspend_request=clear_suspend_request, request_id=request_id,
         )
+
+    def _expiry(self, wf: Workflow, status: Status, now: int) -> int:
+        """When retention removes an execution that reached `status` at `now` (0: never)."""
+        if not status.terminal:
+            return 0
+        keep = self.config.retention if wf.retention is None else wf.retention
+        return now + int(keep * 1000) if keep > 0 else 0
+
+    async def delete(self, execution_id: str) -> None:
+        """Remove a finished execution whole now (state, events, index entries)."""
+        self._recent.take(execution_id)
+        outcome = await self.store.delete(execution_id)
+        if outcome == "GONE":
+            self._found(execution_id, None)
+        if outcome != "OK":
+            allowed("delete", Status(outcome), execution_id)
 
     def after_commit(self, execution_id: str) -> None:
         self.hub.publish(execution_id)

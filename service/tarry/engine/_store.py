@@ -45,6 +45,8 @@ class Commit:
     check_suspend_request: bool = False
     clear_suspend_request: bool = False
     request_id: str | None = None
+    expire_at: int = 0
+    """For a terminal status: when retention removes the execution (ms; 0: kept)."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,15 @@ class Store(Protocol):
 
     async def time(self) -> float:
         """The store's clock, in seconds since the epoch."""
+        ...
+
+    async def delete(self, execution_id: str) -> str:
+        """Remove a finished execution whole, atomically: 'OK', 'GONE' (none with that id),
+        or the status of one that is not finished (then nothing is removed)."""
+        ...
+
+    async def due_expirations(self, now: int, limit: int) -> list[str]:
+        """Finished executions whose retention ended by `now` (ms), at most `limit`."""
         ...
 
     async def events(self, execution_id: str, after: int, limit: int) -> list[Event]:

@@ -26,6 +26,9 @@ from ._store import Store, Stored
 
 log = logging.getLogger(__name__)
 
+RETENTION_BATCH = 100
+"""Executions one retention pass removes at most."""
+
 RECOVERY_INTERVAL = 1.0
 """Longest pause (seconds) between two looks for expired leases: an execution released by
 a server on its way down, or orphaned by one that died, is taken over this soon after its
@@ -75,6 +78,7 @@ class Supervisor:
             asyncio.create_task(self._forever(self._recovery_pass), name="tarry:recovery"),
             asyncio.create_task(self._forever(self._heartbeat_pass), name="tarry:heartbeat"),
             asyncio.create_task(self._notify_loop(), name="tarry:notify"),
+            asyncio.create_task(self._forever(self._retention_pass), name="tarry:retention"),
         ]
 
     async def stop(self, *, keep_heartbeat: bool = False) -> None:
@@ -162,6 +166,14 @@ class Supervisor:
                     log.error("claiming an expired lease failed", exc_info=r)
             if len(expired) < page or not claims:
                 return min(RECOVERY_INTERVAL, self.config.lease_ttl / 2)
+
+    async def _retention_pass(self) -> float:
+        """Remove finished executions whose retention ended, a batch at a time. Safe with
+        many servers: each removal is one script that checks the execution is finished."""
+        due = await self.store.due_expirations(self.clock.now_ms(), RETENTION_BATCH)
+        for execution_id in due:
+            await self.store.delete(execution_id)
+        return 0.0 if len(due) == RETENTION_BATCH else self.config.retention_interval
 
     async def _heartbeat_pass(self) -> float:
         """Renew the leases of every execution driven here, only where this process still

@@ -39,10 +39,12 @@ class Op(StrEnum):
     """A server claims the lease of an execution whose lease ran out, to drive it."""
     ADVANCE = "advance"
     """The driver holding the lease commits a step's outcome or a fired timer."""
+    DELETE = "delete"
+    """DeleteExecution, or retention: a finished execution is removed whole (delete.lua)."""
 
 
 CREATE = None
-"""The 'status' of an execution that does not exist yet."""
+"""The 'status' of an execution that does not exist yet (or no longer)."""
 
 DERIVED = None
 """Target of an operation whose resulting status the machine derives (`Txn.settle`)."""
@@ -68,12 +70,16 @@ TABLE: Mapping[tuple[Status | None, Op], Status | None] = {
     (_S.AWAITING, Op.TAKE_OVER): _S.AWAITING,  # a lease taken ahead of a timer
     (_S.RUNNING, Op.ADVANCE): DERIVED,
     (_S.AWAITING, Op.ADVANCE): DERIVED,  # under a lease claimed for a timer
+    (_S.COMPLETED, Op.DELETE): CREATE,
+    (_S.FAILED, Op.DELETE): CREATE,
+    (_S.CANCELLED, Op.DELETE): CREATE,
 }
 
 REQUESTS: Mapping[str, tuple[Op, ...]] = {
     "resume": (Op.RESUME_WAIT, Op.RESUME_STEP, Op.RESUME_AFTER_REQUEST),
     "suspend": (Op.SUSPEND, Op.REQUEST_SUSPEND),
     "cancel": (Op.CANCEL,),
+    "delete": (Op.DELETE,),
 }
 """The operations each request of the API may turn into, by the status it finds."""
 

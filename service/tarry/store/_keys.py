@@ -45,6 +45,11 @@ class Keys:
         return f"{self.prefix}:idx:wfst:{workflow}:{status}"
 
     @property
+    def expiry(self) -> str:
+        """Terminal executions by when their retention ends (ms)."""
+        return f"{self.prefix}:expiry"
+
+    @property
     def pairs_ready(self) -> str:
         """Set once every execution is in its (workflow, status) index (`RedisStore.migrate`)."""
         return f"{self.prefix}:idx:wfst-ready"

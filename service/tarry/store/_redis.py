@@ -64,6 +64,7 @@ def _s(v: Any) -> str:
 _TAKE_OVER_FROM = lua_statuses(Op.TAKE_OVER)
 _CLAIM_TIMER_FROM = lua_statuses(Op.CLAIM_TIMER)
 _REQUEST_SUSPEND_FROM = lua_statuses(Op.REQUEST_SUSPEND)
+_DELETE_FROM = lua_statuses(Op.DELETE)
 
 _FIELDS = ("v", "st", "seq", "sreq", "doc")
 """The state hash's fields that make a `Stored`, in `_stored`'s order."""
@@ -137,6 +138,7 @@ class RedisStore:
         self._claim = ScriptBatcher(self._redis, _script("claim"), timeout=socket_timeout)
         self._sreq = self._redis.register_script(_script("suspend_request"))
         self._renew = self._redis.register_script(_script("renew"))
+        self._delete = self._redis.register_script(_script("delete"))
         self._pairs_ready = False  # until `migrate` has made sure of the pair indexes
 
     @property
@@ -223,13 +225,14 @@ class RedisStore:
             k.by_workflow(c.workflow),
             k.request(c.execution_id, rid) if rid else k.state(c.execution_id),
             k.by_workflow_status(c.workflow, c.prev_status.value),
-            k.by_workflow_status(c.workflow, c.status.value),
+            k.by_workflow_status(c.workflow, c.status.value), k.expiry,
         ]
         args: list[Any] = [
             c.expected_version, c.status.value, c.doc, c.owner, c.lease, c.lease_ttl,
             int(c.check_suspend_request), int(c.clear_suspend_request), c.created_at,
             c.execution_id, c.workflow, self._events_maxlen, int(bool(rid)), self._request_ttl,
-            f"{k.channel(c.execution_id)} {k.control_channel} {k.timers_channel}", len(c.events),
+            f"{k.channel(c.execution_id)} {k.control_channel} {k.timers_channel}",
+            c.expire_at, len(c.events),
         ]
         for kind, payload in c.events:
             args += [kind, payload]
@@ -320,6 +323,31 @@ class RedisStore:
         args: list[str | int] = [owner, lease_ttl, *execution_ids]
         lost = await self._call(lambda: self._renew(keys=keys, args=args))
         return [_s(i) for i in lost]
+
+    async def delete(self, execution_id: str) -> str:
+        """Remove a finished execution whole: 'OK'; 'GONE' (there is none); or the status
+        of one that is not finished (nothing removed)."""
+        k = self.keys
+        for _ in range(8):
+            h = await self._call(lambda: self._redis.hmget(k.state(execution_id), "st", "wf"))
+            if h[0] is None:
+                st, wf = "", ""
+            else:
+                st, wf = _s(h[0]), _s(h[1] or b"")
+            keys = [k.state(execution_id), k.events(execution_id), k.expiry, k.all,
+                    k.by_status(st), k.by_workflow(wf), k.by_workflow_status(wf, st), k.leases]
+            args = [execution_id, st, wf, _DELETE_FROM]
+            res = await self._call(lambda: self._delete(keys=keys, args=args))  # noqa: B023
+            tag = _s(res[0])
+            if tag != "MOVED":  # else it changed between the read and the script: again
+                return _s(res[1]) if tag == "STATE" else tag
+        raise Conflict(f"execution {execution_id!r} kept changing; try again",
+                       metadata={"execution_id": execution_id})
+
+    async def due_expirations(self, now: int, limit: int) -> list[str]:
+        res = await self._call(
+            lambda: self._redis.zrangebyscore(self.keys.expiry, "-inf", now, start=0, num=limit))
+        return [_s(m) for m in res]
 
     async def time(self) -> float:
         seconds, micros = await self._call(self._redis.time)

@@ -2,22 +2,24 @@
 -- KEYS: 1 state hash, 2 events stream, 3 timers zset, 4 leases zset, 5 index all,
 --       6 index of the previous status, 7 index of the new status, 8 index of the workflow,
 --       9 request answer key (only read / written when has_request is '1'),
---       10 index of (workflow, previous status), 11 index of (workflow, new status)
+--       10 index of (workflow, previous status), 11 index of (workflow, new status),
+--       12 expiry zset (terminal executions by when retention removes them)
 -- ARGV: 1 expected version (0 = create), 2 new status, 3 document, 4 owner,
 --       5 lease mode (hold | release | keep), 6 lease ttl ms (from Redis's clock),
 --       7 check suspend request, 8 clear suspend request, 9 created ms (index score),
 --       10 execution id, 11 workflow, 12 events maxlen, 13 has request id,
 --       14 request answer ttl s, 15 channels: "<execution> <control> <timers>",
---       16 n events, then n (type, json) pairs, then n timers to set as (member, due ms),
---       then n timers to clear as member
+--       16 when a terminal execution expires (ms; 0: kept), 17 n events, then n (type, json)
+--       pairs, then n timers to set as (member, due ms), then n timers to clear as member
 local state, events, timers, leases = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local idx_all, idx_prev, idx_new, idx_wf, answer_key = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
-local idx_pair_prev, idx_pair_new = KEYS[10], KEYS[11]
+local idx_pair_prev, idx_pair_new, expiry = KEYS[10], KEYS[11], KEYS[12]
 local expected, status, doc, owner = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
 local lease_mode, lease_ttl = ARGV[5], tonumber(ARGV[6])
 local check_sreq, clear_sreq, created = ARGV[7] == '1', ARGV[8] == '1', ARGV[9]
 local id, workflow, maxlen = ARGV[10], ARGV[11], ARGV[12]
 local has_request, request_ttl, channels = ARGV[13] == '1', ARGV[14], ARGV[15]
+local expire_at = tonumber(ARGV[16])
 
 local function snapshot()
   local h = redis.call('HMGET', state, 'v', 'st', 'seq', 'sreq', 'doc')
@@ -44,8 +46,8 @@ else
 end
 
 local seq = tonumber(redis.call('HGET', state, 'seq') or '0')
-local i = 17
-local n = tonumber(ARGV[16])
+local i = 18
+local n = tonumber(ARGV[17])
 for _ = 1, n do
   seq = seq + 1
   redis.call('XADD', events, 'MAXLEN', '~', maxlen, seq .. '-0', 't', ARGV[i], 'd', ARGV[i + 1])
@@ -67,6 +69,7 @@ elseif idx_prev ~= idx_new then
   redis.call('ZADD', idx_pair_new, created, id)
 end
 if clear_sreq then redis.call('HDEL', state, 'sreq') end
+if expire_at > 0 then redis.call('ZADD', expiry, expire_at, id) end
 
 if lease_mode == 'hold' then
   -- Leases run on Redis's clock, so that servers with skewed clocks agree on them.
