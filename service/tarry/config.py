@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import (
     Field,
+    NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
@@ -66,6 +67,9 @@ class Config:
     the executions leased under it."""
     reuse_port: bool = False
     """Share the port with other processes (SO_REUSEPORT; set by `--processes`)."""
+    retention: float = 7 * 86_400.0
+    """Seconds a finished execution is kept before it is removed whole (0: forever); a
+    workflow's own `retention` wins."""
     max_executions: int = 10_000
     """Executions one server drives at once; a Run or Resume past it gets RESOURCE_EXHAUSTED."""
     max_request_bytes: int = limits.MAX_REQUEST_BYTES
@@ -121,6 +125,7 @@ class _Environment(BaseSettings):
     max_watches: PositiveInt | None = None
     max_step_restarts: NonNegativeInt | None = None
     max_executions: PositiveInt | None = None
+    retention: NonNegativeFloat | None = None
 
     @field_validator("appendfsync", mode="before")
     @classmethod
