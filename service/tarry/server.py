@@ -135,7 +135,7 @@ class Server:
         server's from before a restart: it takes them back at once); else a random name."""
         cfg = self.config
         limits = {"lease_ttl": cfg.lease_ttl, "max_step_restarts": cfg.max_step_restarts,
-                  "max_drivers": cfg.max_executions}
+                  "max_drivers": cfg.max_executions, "retention": cfg.retention}
         if cfg.owner:
             return EngineConfig(owner=cfg.owner, take_back=cfg.take_back,
                                 **limits)  # type: ignore[arg-type]
