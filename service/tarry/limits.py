@@ -47,6 +47,11 @@ MAX_WATCHES = 10_000
 """Default number of WatchExecution streams one server keeps open (`Config.max_watches`);
 one more is refused at once with RESOURCE_EXHAUSTED (reason OVERLOADED)."""
 
+CALLS_AHEAD = 32
+"""Calls of each gRPC method the server asks gRPC core for ahead of time (grpc.aio asks for
+one at a time), so that calls arriving in a burst reach the admission counts
+(`max_concurrent_rpcs`, `max_watches`) at once instead of waiting unseen inside gRPC."""
+
 MIN_TIME_MS = -62_135_596_800_000
 """The earliest time a `google.protobuf.Timestamp` holds, 0001-01-01T00:00:00Z, in ms since
 the epoch. A stored time outside MIN_TIME_MS..MAX_WAKE_MS is sent clamped to that range."""

@@ -96,10 +96,13 @@ def _unary(
     async def handler(self: WorkflowService, request: Req, context: Context) -> Resp:
         # Counted here rather than with grpcio's own `maximum_concurrent_rpcs`: grpcio
         # refuses with a bare RESOURCE_EXHAUSTED, without the google.rpc.Status (ErrorInfo
-        # reason OVERLOADED) that every Tarry error carries.
+        # reason OVERLOADED) that every Tarry error carries. The server of `server.py`
+        # admits each call earlier, as gRPC hands it over (`_handlers.Admission`: calls
+        # wait inside gRPC, unseen here, before they reach a handler); this check is for
+        # the stock server.
         limit = self.config.max_concurrent_rpcs
         if self._calls >= limit:
-            await abort(context, _overloaded("unary calls in flight", "max_concurrent_rpcs",
+            await abort(context, overloaded("unary calls in flight", "max_concurrent_rpcs",
                                              limit))
         self._calls += 1
         loop = asyncio.get_running_loop()
@@ -261,7 +264,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         # It has its own admission count (`max_watches`), for the same reason as `_unary`.
         limit = self.config.max_watches
         if self._watching >= limit:
-            await abort(context, _overloaded("watches open", "max_watches", limit))
+            await abort(context, overloaded("watches open", "max_watches", limit))
         self._watching += 1
         try:
             check_strings(request)
@@ -379,7 +382,7 @@ def _user_value(value: struct_pb2.Value | None, field: str) -> JSON:
     return data
 
 
-def _overloaded(what: str, setting: str, limit: int) -> Overloaded:
+def overloaded(what: str, setting: str, limit: int) -> Overloaded:
     return Overloaded(f"this server is at its limit of {limit} {what} ({setting}); try "
                       f"again shortly", metadata={"limit": setting})
 

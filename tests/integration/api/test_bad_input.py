@@ -27,7 +27,7 @@ from tarry.api._convert import safe_execution_to_pb
 from tarry.api._logs import Throttled
 from tarry.api._servicer import STRING_LIMITS
 from tarry.config import Config
-from tarry.engine import Execution, Status, WaitingPoint
+from tarry.engine import Execution, Overloaded, Status, WaitingPoint
 from tarry_api.v1 import execution_pb2
 from tarry_api.v1 import workflow_service_pb2 as pb
 from tarry_api.v1.workflow_service_pb2_grpc import WorkflowServiceStub
@@ -332,6 +332,95 @@ async def test_calls_over_the_limit_are_overloaded(make_server: ServerFactory) -
         assert [ex.status for ex in done] == [S.EXECUTION_STATUS_COMPLETED] * 2
         assert servicer.calls_in_flight == 0
         assert (await get(stub, done[0].id)).status == S.EXECUTION_STATUS_COMPLETED
+
+
+async def test_calls_over_the_limit_are_refused_as_grpc_hands_them_over(
+        make_server: ServerFactory) -> None:
+    # Calls used to wait inside gRPC before any handler saw them (grpc.aio takes one call
+    # per method in at a time), so a count inside the handler missed them. The server now
+    # takes each call in as it arrives and admits it right then: over the limit, a burst is
+    # refused at once with ErrorInfo, before its request is even read (a request that does
+    # not decode gets OVERLOADED, not INVALID_ARGUMENT), and health stays SERVING.
+    server = await make_server(max_concurrent_rpcs=2)
+    assert server.servicer is not None
+    servicer = server.servicer
+    assert server._grpc is not None
+    core = server._grpc._server  # type: ignore[attr-defined]
+    assert isinstance(core, _handlers._AcceptAheadBase), "the stock grpc.aio server is in use"
+    async with connect(server) as ch:
+        stub = WorkflowServiceStub(ch)
+        slow = [asyncio.create_task(run(stub, "api-slow", {"seconds": 1.5})) for _ in range(2)]
+        await until(lambda: servicer.calls_in_flight == 2)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        burst = await asyncio.gather(*(
+            fails(stub.GetExecution(pb.GetExecutionRequest(execution_id=f"x{i}"),
+                                    timeout=TIMEOUT), grpc.StatusCode.RESOURCE_EXHAUSTED)
+            for i in range(20)))
+        assert loop.time() - started < 1.0  # long before either slow call ends
+        assert {(e.info.reason, e.info.metadata["limit"]) for e in burst} == {
+            ("OVERLOADED", "max_concurrent_rpcs")}
+        undecodable = await raw_call(ch, "GetExecution", b"\x0a\x05ab")
+        assert undecodable.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert undecodable.info.reason == "OVERLOADED"
+        assert await health(ch) == health_pb2.HealthCheckResponse.SERVING
+        done = await asyncio.gather(*slow)
+        assert [ex.status for ex in done] == [S.EXECUTION_STATUS_COMPLETED] * 2
+        assert servicer.calls_in_flight == 0
+        # The refused ones left nothing counted behind: the limit admits two again.
+        again = await asyncio.gather(*(get(stub, ex.id) for ex in done))
+        assert [ex.status for ex in again] == [S.EXECUTION_STATUS_COMPLETED] * 2
+
+
+def test_admission_counts_calls_on_their_way_to_the_handler() -> None:
+    servicer: Any = type("Servicer", (), {"calls_in_flight": 1,
+                                          "config": Config(max_concurrent_rpcs=3)})()
+    admission = _handlers.Admission(servicer)
+    assert admission.admit() is None
+    assert admission.admit() is None  # 1 in the handler + 2 on their way: the limit
+    refused = admission.admit()
+    assert isinstance(refused, Overloaded)
+    assert (refused.reason, refused.metadata) == ("OVERLOADED", {"limit": "max_concurrent_rpcs"})
+    admission.arrived()  # one reached the handler...
+    servicer.calls_in_flight = 2
+    assert admission.admit() is not None
+    servicer.calls_in_flight = 1  # ...and finished
+    assert admission.admit() is None
+    # A call admitted whose caller went away before it reached the handler counts no
+    # longer than TRANSIT.
+    admission.TRANSIT = 0.0
+    assert admission.admit() is None
+
+
+async def test_a_shutdown_under_overload_is_not_held_up(make_server: ServerFactory) -> None:
+    # Calls taken in ahead that the server will not serve any more are ended (UNAVAILABLE)
+    # at the shutdown instead of keeping it waiting for its whole grace.
+    server = await make_server(max_concurrent_rpcs=2)
+    codes: set[grpc.StatusCode] = set()
+    stop = asyncio.Event()
+    async with connect(server) as ch:
+        stub = WorkflowServiceStub(ch)
+
+        async def caller() -> None:
+            while not stop.is_set():
+                try:
+                    await stub.ListWorkflows(pb.ListWorkflowsRequest(), timeout=TIMEOUT)
+                    codes.add(grpc.StatusCode.OK)
+                except grpc.aio.AioRpcError as exc:
+                    codes.add(exc.code())
+                    await asyncio.sleep(0.01)
+
+        callers = [asyncio.create_task(caller()) for _ in range(40)]
+        await until(lambda: grpc.StatusCode.RESOURCE_EXHAUSTED in codes)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await server.stop(10.0)
+        stopped = loop.time() - started
+        stop.set()
+        await asyncio.gather(*callers)
+    assert stopped < 5.0
+    assert codes <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                     grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
 
 
 async def test_watches_over_the_limit_are_overloaded(make_server: ServerFactory) -> None:
