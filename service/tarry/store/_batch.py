@@ -96,11 +96,14 @@ class ScriptBatcher:
         if self._idle:
             conn = self._idle.pop()
         else:
-            # Outside the pool's count; connects on its first send.
+            # Outside the pool's count. Connected here, not by its first send: a Sentinel
+            # pool's connection asks the sentinels for the primary only in connect().
             conn = self._redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
             self._all.append(conn)
         try:
             async with asyncio.timeout(self._timeout):
+                if not conn.is_connected:
+                    await conn.connect()  # type: ignore[no-untyped-call]
                 await conn.send_packed_command(conn.pack_commands(
                     [("EVALSHA", self._sha, len(keys), *keys, *args) for keys, args, _ in batch]))
                 results: list[Any] = []

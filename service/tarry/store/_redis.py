@@ -12,8 +12,10 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
 import redis.asyncio as aioredis
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
 try:
     import hiredis
@@ -97,6 +99,31 @@ def _answer(raw: Any) -> Stored:
     return _stored(a["v"], a["st"], a["seq"], a["sreq"] or None, a["doc"])
 
 
+def sentinel_pool(url: str, options: dict[str, Any]) -> aioredis.ConnectionPool:
+    """A pool that follows the primary of a Sentinel-managed group (redis-py's own Sentinel
+    support): `redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db]`."""
+    scheme, _, rest = url.partition("://")
+    auth, _, rest = rest.rpartition("@")
+    hosts, _, path = rest.partition("/")
+    service, _, db = path.partition("/")
+    if not hosts or not service:
+        raise ValueError("a Sentinel URL reads redis+sentinel://host:port[,host:port...]/service")
+    sentinels = []
+    for host in hosts.split(","):
+        name, _, port = host.rpartition(":")
+        sentinels.append((name or host, int(port) if port.isdigit() else 26379))
+    user, _, password = auth.partition(":") if auth else ("", "", "")
+    secure = scheme.startswith("rediss")
+    connection = {**({"username": unquote(user)} if user else {}),
+                  **({"password": unquote(password)} if password else {}),
+                  **({"ssl": True} if secure else {})}
+    manager = Sentinel(sentinels, sentinel_kwargs={"socket_connect_timeout": 2,
+                                                   **({"ssl": True} if secure else {})},
+                       **connection)  # type: ignore[no-untyped-call]
+    return SentinelConnectionPool(  # type: ignore[no-untyped-call]
+        service, manager, db=int(db or 0), **connection, **options)
+
+
 class RedisStore:
     """State, events, timers and leases in one Redis (standalone; see README for Cluster)."""
 
@@ -110,19 +137,23 @@ class RedisStore:
         max_connections: int = 64,
         socket_timeout: float = 5.0,
     ) -> None:
+        """`url`: a redis-py URL, or `redis+sentinel://host:port[,host:port...]/service[/db]`
+        (`rediss+sentinel://` for TLS; a password before the hosts is the primary's) to
+        follow the primary of a Sentinel-managed group through failovers."""
         self.keys = Keys(prefix)
         self._events_maxlen = events_maxlen
         self._request_ttl = request_ttl
         # redis-py's pool fails at once when all its connections are busy; the semaphore
         # makes callers wait for one instead (cheaper than its BlockingConnectionPool).
-        pool = aioredis.ConnectionPool.from_url(
-            # + pub/sub and a spare (group commits bring connections of their own)
-            url, max_connections=max_connections + 2,
-            # No socket timeout (redis-py's default is 5 s): it would wrap every write in a
-            # task of its own (asyncio.wait_for) and every read in a timer. Each exchange
-            # has one deadline instead (`_call`, and the batcher's).
-            socket_timeout=None, socket_connect_timeout=2, health_check_interval=30,
-        )
+        # + pub/sub and a spare (group commits bring connections of their own). No socket
+        # timeout (redis-py's default is 5 s): it would wrap every write in a task of its
+        # own (asyncio.wait_for) and every read in a timer. Each exchange has one deadline
+        # instead (`_call`, and the batcher's).
+        options: dict[str, Any] = {"max_connections": max_connections + 2,
+                                   "socket_timeout": None, "socket_connect_timeout": 2,
+                                   "health_check_interval": 30}
+        pool = (sentinel_pool(url, options) if url.split("://", 1)[0].endswith("+sentinel")
+                else aioredis.ConnectionPool.from_url(url, **options))
         self._timeout = socket_timeout
         self._slots = asyncio.Semaphore(max_connections)
         self._pubsub: aioredis.client.PubSub | None = None
@@ -197,7 +228,11 @@ class RedisStore:
     async def close(self) -> None:
         await self._commit.aclose()
         await self._claim.aclose()
+        pool = self._redis.connection_pool
         await self._redis.aclose()
+        if isinstance(pool, SentinelConnectionPool):  # its clients of each sentinel too
+            for client in pool.sentinel_manager.sentinels:
+                await client.aclose()
 
     async def load(self, execution_id: str, request_id: str | None = None
                    ) -> tuple[Stored | None, Stored | None]:
