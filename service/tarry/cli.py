@@ -127,6 +127,9 @@ def _parser() -> argparse.ArgumentParser:
     get = command("get", _get, "Show an execution.")
     get.add_argument("execution_id", metavar="ID")
 
+    delete = command("delete", _delete, "Remove a finished execution whole, now.")
+    delete.add_argument("execution_id", metavar="ID")
+
     ls = command("list", _list, "List executions, newest first.")
     ls.add_argument("--workflow", help="only executions of this workflow")
     ls.add_argument("--status", type=str.upper, choices=[s.value for s in Status],
@@ -268,6 +271,13 @@ def _cancel(args: argparse.Namespace) -> int:
 def _get(args: argparse.Namespace) -> int:
     with _client(args) as client:
         _print(client.get(args.execution_id))
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        client.delete(args.execution_id)
+    _print({"deleted": args.execution_id})
     return 0
 
 

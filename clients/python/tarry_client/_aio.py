@@ -120,6 +120,10 @@ class AsyncClient:
         response = await self._unary(self._stub.GetExecution, request, timeout)
         return execution_from_pb(response.execution)
 
+    async def delete(self, execution_id: str, *, timeout: float | None = None) -> None:
+        """See `Client.delete`."""
+        await self._unary(self._stub.DeleteExecution, req.delete(execution_id), timeout)
+
     async def list_executions(self, workflow: str | None = None,
                               status: Status | str | None = None, page_size: int | None = None,
                               page_token: str | None = None, *,

@@ -139,6 +139,11 @@ class Client:
         return execution_from_pb(
             self._unary(self._stub.GetExecution, request, timeout).execution)
 
+    def delete(self, execution_id: str, *, timeout: float | None = None) -> None:
+        """Remove a finished execution whole, now. Raises ExecutionNotFound, WrongState (it
+        is not finished)."""
+        self._unary(self._stub.DeleteExecution, req.delete(execution_id), timeout)
+
     def list_executions(self, workflow: str | None = None, status: Status | str | None = None,
                         page_size: int | None = None, page_token: str | None = None, *,
                         timeout: float | None = None) -> ExecutionPage:

@@ -64,6 +64,10 @@ def get(execution_id: str) -> pb.GetExecutionRequest:
     return pb.GetExecutionRequest(execution_id=execution_id)
 
 
+def delete(execution_id: str) -> pb.DeleteExecutionRequest:
+    return pb.DeleteExecutionRequest(execution_id=execution_id)
+
+
 def list_workflows(page_token: str) -> pb.ListWorkflowsRequest:
     return pb.ListWorkflowsRequest(page_token=page_token)
 

@@ -216,6 +216,13 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
 
     @override
     @_unary
+    async def DeleteExecution(self, request: pb.DeleteExecutionRequest, context: Context
+                              ) -> pb.DeleteExecutionResponse:
+        await self.engine.delete(_required(request.execution_id, "execution_id"))
+        return pb.DeleteExecutionResponse()
+
+    @override
+    @_unary
     async def ListExecutions(self, request: pb.ListExecutionsRequest, context: Context
                              ) -> pb.ListExecutionsResponse:
         size = _page_size(request.page_size, *EXECUTIONS_PAGE)

@@ -11,7 +11,7 @@ import pytest
 from tarry.server import Server
 from tarry_api.v1 import execution_pb2
 from tarry_api.v1 import workflow_service_pb2 as pb
-from tarry_client import AsyncClient, Overloaded
+from tarry_client import AsyncClient, ExecutionNotFound, Overloaded
 from tests.integration.api.conftest import ServerFactory
 from tests.integration.api.support import fails, finished, reach, resume, run
 
@@ -61,3 +61,33 @@ async def test_the_python_client_raises_overloaded(make_server: ServerFactory) -
         assert err.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
         assert err.value.reason == "OVERLOADED" and err.value.metadata == {"limit": "1"}
         await client.cancel(first.id)
+
+
+async def test_delete_execution(stub: Stub) -> None:
+    done = await finished(stub, (await run(stub, "api-boom")).id)
+    waiting = await run(stub, "conditional-workflow")
+    err = await fails(stub.DeleteExecution(pb.DeleteExecutionRequest(
+        execution_id=waiting.id)), grpc.StatusCode.FAILED_PRECONDITION)
+    assert err.info.reason == "WRONG_STATE" and err.info.metadata["status"] == "AWAITING"
+    await stub.DeleteExecution(pb.DeleteExecutionRequest(execution_id=done.id))
+    await fails(stub.GetExecution(pb.GetExecutionRequest(execution_id=done.id)),
+                grpc.StatusCode.NOT_FOUND)
+    again = await fails(stub.DeleteExecution(pb.DeleteExecutionRequest(execution_id=done.id)),
+                        grpc.StatusCode.NOT_FOUND)
+    assert again.info.reason == "EXECUTION_NOT_FOUND"
+    await fails(stub.DeleteExecution(pb.DeleteExecutionRequest()),
+                grpc.StatusCode.INVALID_ARGUMENT)
+    still = (await stub.GetExecution(pb.GetExecutionRequest(execution_id=waiting.id))).execution
+    assert still.status == execution_pb2.EXECUTION_STATUS_AWAITING
+
+
+async def test_the_python_client_deletes(make_server: ServerFactory) -> None:
+    server: Server = await make_server()
+    async with AsyncClient(f"127.0.0.1:{server.port}") as client:
+        ex = await client.run("api-boom", wait=True)
+        ex = await client.get(ex.id)
+        while ex.status.value == "RUNNING":
+            ex = await client.get(ex.id)
+        await client.delete(ex.id)
+        with pytest.raises(ExecutionNotFound):
+            await client.get(ex.id)

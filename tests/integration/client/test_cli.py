@@ -154,6 +154,16 @@ def test_reads(cli: Cli) -> None:
     assert described["input_schema"]["required"] == ["userId", "email"]
 
 
+def test_delete(cli: Cli) -> None:
+    ex = cli.json("run", "conditional-workflow", "--wait")
+    code, _, err = cli("delete", ex["id"])
+    assert code == 1 and err.startswith("error: FAILED_PRECONDITION (WRONG_STATE)")
+    cli.json("cancel", ex["id"])
+    assert cli.json("delete", ex["id"]) == {"deleted": ex["id"]}
+    code, _, err = cli("get", ex["id"])
+    assert code == 1 and "EXECUTION_NOT_FOUND" in err
+
+
 def test_errors(cli: Cli) -> None:
     code, out, err = cli("get", "nope")
     assert (code, out) == (1, "")

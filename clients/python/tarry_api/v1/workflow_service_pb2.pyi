@@ -340,6 +340,45 @@ class GetExecutionResponse(_message.Message):
 Global___GetExecutionResponse: _TypeAlias = GetExecutionResponse  # noqa: Y015
 
 @_typing.final
+class DeleteExecutionRequest(_message.Message):
+    """The request of WorkflowService.DeleteExecution."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    execution_id: _builtins.str
+    """The finished execution to remove."""
+    def __init__(
+        self,
+        *,
+        execution_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteExecutionRequest: _TypeAlias = DeleteExecutionRequest  # noqa: Y015
+
+@_typing.final
+class DeleteExecutionResponse(_message.Message):
+    """The response of WorkflowService.DeleteExecution (empty: the execution is gone)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteExecutionResponse: _TypeAlias = DeleteExecutionResponse  # noqa: Y015
+
+@_typing.final
 class ListExecutionsRequest(_message.Message):
     """The request of WorkflowService.ListExecutions."""
 

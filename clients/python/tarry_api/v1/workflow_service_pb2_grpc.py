@@ -66,6 +66,11 @@ class WorkflowServiceStub:
                 request_serializer=tarry_dot_v1_dot_workflow__service__pb2.GetExecutionRequest.SerializeToString,
                 response_deserializer=tarry_dot_v1_dot_workflow__service__pb2.GetExecutionResponse.FromString,
                 _registered_method=True)
+        self.DeleteExecution = channel.unary_unary(
+                '/tarry.v1.WorkflowService/DeleteExecution',
+                request_serializer=tarry_dot_v1_dot_workflow__service__pb2.DeleteExecutionRequest.SerializeToString,
+                response_deserializer=tarry_dot_v1_dot_workflow__service__pb2.DeleteExecutionResponse.FromString,
+                _registered_method=True)
         self.ListExecutions = channel.unary_unary(
                 '/tarry.v1.WorkflowService/ListExecutions',
                 request_serializer=tarry_dot_v1_dot_workflow__service__pb2.ListExecutionsRequest.SerializeToString,
@@ -177,6 +182,21 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteExecution(self, request, context):
+        """Removes a finished (COMPLETED, FAILED or CANCELLED) execution whole, now: its state,
+        event log and every index entry. Retention does the same by itself once an execution
+        has been finished for the retention period.
+
+        Errors:
+        INVALID_ARGUMENT: execution_id is empty.
+        NOT_FOUND: no execution with that id (also when it was deleted already).
+        FAILED_PRECONDITION: the execution is not finished.
+        UNAVAILABLE: the store cannot be reached.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListExecutions(self, request, context):
         """Lists executions, newest first, optionally filtered by workflow and status.
 
@@ -271,6 +291,11 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.GetExecution,
                     request_deserializer=tarry_dot_v1_dot_workflow__service__pb2.GetExecutionRequest.FromString,
                     response_serializer=tarry_dot_v1_dot_workflow__service__pb2.GetExecutionResponse.SerializeToString,
+            ),
+            'DeleteExecution': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteExecution,
+                    request_deserializer=tarry_dot_v1_dot_workflow__service__pb2.DeleteExecutionRequest.FromString,
+                    response_serializer=tarry_dot_v1_dot_workflow__service__pb2.DeleteExecutionResponse.SerializeToString,
             ),
             'ListExecutions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListExecutions,
@@ -440,6 +465,33 @@ class WorkflowService:
             '/tarry.v1.WorkflowService/GetExecution',
             tarry_dot_v1_dot_workflow__service__pb2.GetExecutionRequest.SerializeToString,
             tarry_dot_v1_dot_workflow__service__pb2.GetExecutionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tarry.v1.WorkflowService/DeleteExecution',
+            tarry_dot_v1_dot_workflow__service__pb2.DeleteExecutionRequest.SerializeToString,
+            tarry_dot_v1_dot_workflow__service__pb2.DeleteExecutionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -94,6 +94,17 @@ class WorkflowServiceStub:
       NOT_FOUND: no execution with that id.
       UNAVAILABLE: the store cannot be reached.
     """
+    DeleteExecution: _grpc.UnaryUnaryMultiCallable[_workflow_service_pb2.DeleteExecutionRequest, _workflow_service_pb2.DeleteExecutionResponse]
+    """Removes a finished (COMPLETED, FAILED or CANCELLED) execution whole, now: its state,
+    event log and every index entry. Retention does the same by itself once an execution
+    has been finished for the retention period.
+
+    Errors:
+      INVALID_ARGUMENT: execution_id is empty.
+      NOT_FOUND: no execution with that id (also when it was deleted already).
+      FAILED_PRECONDITION: the execution is not finished.
+      UNAVAILABLE: the store cannot be reached.
+    """
     ListExecutions: _grpc.UnaryUnaryMultiCallable[_workflow_service_pb2.ListExecutionsRequest, _workflow_service_pb2.ListExecutionsResponse]
     """Lists executions, newest first, optionally filtered by workflow and status.
 
@@ -206,6 +217,17 @@ class WorkflowServiceAsyncStub(WorkflowServiceStub):
     Errors:
       INVALID_ARGUMENT: execution_id is empty.
       NOT_FOUND: no execution with that id.
+      UNAVAILABLE: the store cannot be reached.
+    """
+    DeleteExecution: _aio.UnaryUnaryMultiCallable[_workflow_service_pb2.DeleteExecutionRequest, _workflow_service_pb2.DeleteExecutionResponse]  # type: ignore[assignment]
+    """Removes a finished (COMPLETED, FAILED or CANCELLED) execution whole, now: its state,
+    event log and every index entry. Retention does the same by itself once an execution
+    has been finished for the retention period.
+
+    Errors:
+      INVALID_ARGUMENT: execution_id is empty.
+      NOT_FOUND: no execution with that id (also when it was deleted already).
+      FAILED_PRECONDITION: the execution is not finished.
       UNAVAILABLE: the store cannot be reached.
     """
     ListExecutions: _aio.UnaryUnaryMultiCallable[_workflow_service_pb2.ListExecutionsRequest, _workflow_service_pb2.ListExecutionsResponse]  # type: ignore[assignment]
@@ -347,6 +369,23 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors:
           INVALID_ARGUMENT: execution_id is empty.
           NOT_FOUND: no execution with that id.
+          UNAVAILABLE: the store cannot be reached.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteExecution(
+        self,
+        request: _workflow_service_pb2.DeleteExecutionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workflow_service_pb2.DeleteExecutionResponse, _abc.Awaitable[_workflow_service_pb2.DeleteExecutionResponse]]:
+        """Removes a finished (COMPLETED, FAILED or CANCELLED) execution whole, now: its state,
+        event log and every index entry. Retention does the same by itself once an execution
+        has been finished for the retention period.
+
+        Errors:
+          INVALID_ARGUMENT: execution_id is empty.
+          NOT_FOUND: no execution with that id (also when it was deleted already).
+          FAILED_PRECONDITION: the execution is not finished.
           UNAVAILABLE: the store cannot be reached.
         """
 
