@@ -9,6 +9,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+class StateField:
+    """The fields of an execution's state hash (`Keys.state`). The Lua scripts use the same
+    names; each says which it reads and writes."""
+
+    VERSION = "v"
+    """Bumped by every commit and claim: the version check of every transition."""
+    STATUS = "st"
+    SEQUENCE = "seq"
+    """The last event's sequence number."""
+    SUSPEND_REQUEST = "sreq"
+    """The reason of a pending Suspend of a RUNNING execution."""
+    DOC = "doc"
+    """The JSON document (`tarry.engine._model.Doc`)."""
+    WORKFLOW = "wf"
+    """The workflow's name, for listings by workflow."""
+    OWNER = "own"
+    """The server holding the lease."""
+
+
+STORED = (StateField.VERSION, StateField.STATUS, StateField.SEQUENCE,
+          StateField.SUSPEND_REQUEST, StateField.DOC)
+"""The fields that make a `Stored`, in its order."""
+
+
 @dataclass(frozen=True)
 class Keys:
     prefix: str = "tarry:v1"

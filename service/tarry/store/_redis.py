@@ -48,7 +48,7 @@ from tarry.engine import (
 )
 
 from ._batch import ScriptBatcher
-from ._keys import Keys
+from ._keys import STORED, Keys, StateField
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,7 +68,7 @@ _CLAIM_TIMER_FROM = lua_statuses(Op.CLAIM_TIMER)
 _REQUEST_SUSPEND_FROM = lua_statuses(Op.REQUEST_SUSPEND)
 _DELETE_FROM = lua_statuses(Op.DELETE)
 
-_FIELDS = ("v", "st", "seq", "sreq", "doc")
+_FIELDS = STORED
 """The state hash's fields that make a `Stored`, in `_stored`'s order."""
 
 
@@ -208,7 +208,7 @@ class RedisStore:
                 offset += len(ids)
                 async with self._redis.pipeline(transaction=False) as p:
                     for i in ids:
-                        p.hmget(k.state(i), "wf", "st")
+                        p.hmget(k.state(i), StateField.WORKFLOW, StateField.STATUS)
                         p.zscore(k.all, i)
                     found = await p.execute()
                 async with self._redis.pipeline(transaction=False) as p:
@@ -364,7 +364,8 @@ class RedisStore:
         of one that is not finished (nothing removed)."""
         k = self.keys
         for _ in range(8):
-            h = await self._call(lambda: self._redis.hmget(k.state(execution_id), "st", "wf"))
+            h = await self._call(lambda: self._redis.hmget(
+                k.state(execution_id), StateField.STATUS, StateField.WORKFLOW))
             if h[0] is None:
                 st, wf = "", ""
             else:
@@ -474,7 +475,7 @@ class RedisStore:
         async def go() -> list[tuple[Stored | None, str | None]]:
             async with self._redis.pipeline(transaction=False) as p:
                 for i in ids:
-                    p.hmget(self.keys.state(i), *_FIELDS, "wf")
+                    p.hmget(self.keys.state(i), *_FIELDS, StateField.WORKFLOW)
                 res = await p.execute()
             return [(None, None) if h[0] is None else (_stored(*h[:5]), _s(h[5])) for h in res]
 
