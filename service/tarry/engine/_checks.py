@@ -5,6 +5,7 @@ Each refusal is a domain error that changes nothing."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from pydantic import ValidationError
 
@@ -12,10 +13,11 @@ from tarry.limits import MAX_DEPTH, depth, quote
 
 from ._definition import Workflow
 from ._errors import FieldViolation, InvalidArgument, InvalidResumeData, NodeNotWaiting, WrongState
+from ._machine import Txn
 from ._model import Doc, Status
 from ._schema import JSON, validate, violations
 from ._transitions import check
-from ._vocab import WaitKind
+from ._vocab import SuspendedBy, WaitKind
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
 
@@ -91,3 +93,41 @@ def check_id(value: str, field_name: str) -> None:
             f"{field_name} must be 1-128 characters of letters, digits, '_', '.', ':', '-'",
             violations=[FieldViolation(field_name, "invalid characters or length")],
         )
+
+
+def resume_suspended(wf: Workflow, doc: Doc, data: JSON, node: str | None, action: str | None,
+                     from_step: str | None) -> Callable[[Txn], None]:
+    """The transition a Resume of a SUSPENDED execution asks for, checked: run the step
+    that suspended itself again (or `from_step`), or continue after a Suspend from outside,
+    delivering `data` to a wait node when one is named (or exactly one waits)."""
+    sus = doc.suspension
+    assert sus is not None
+    target = from_step or (sus.node if sus.by == SuspendedBy.STEP else None)
+    if target is not None:
+        value = check_resume(wf, target, data)
+        if target == sus.node or target not in doc.inputs:
+            node_input = sus.input
+        else:
+            node_input = doc.inputs[target]
+
+        def rerun(t: Txn) -> None:
+            t.unsuspend()
+            if from_step is not None:
+                t.doc.ready.clear()  # from_step replaces where the execution stood
+            t.rerun(target, node_input, value, sus.data)
+
+        return rerun
+    # Suspended from outside: continue where it stopped, and deliver data to a wait
+    # node if the caller names one (or sends data while exactly one waits).
+    wait = None
+    if node is not None or data is not None:
+        wait = waiting_node(doc, node, doc.id)
+        value = check_resume(wf, wait, data)
+        check_action(wf, wait, action)
+
+    def cont(t: Txn) -> None:
+        t.unsuspend()
+        if wait is not None:
+            t.wait_resumed(wait, value, action)
+
+    return cont

@@ -26,6 +26,7 @@ from ._checks import (
     check_depth,
     check_id,
     check_resume,
+    resume_suspended,
     waiting_node,
 )
 from ._clock import Clock
@@ -52,7 +53,7 @@ from ._registry import Registry
 from ._schema import JSON, validate, violations
 from ._store import Commit, Committed, Existing, Store, Stored
 from ._supervisor import Supervisor
-from ._vocab import SuspendedBy, WaitKind
+from ._vocab import WaitKind
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +200,7 @@ class Engine:
             )
         mutate: Callable[[Txn], None]
         if stored.status is Status.SUSPENDED:
-            mutate = self._resume_suspended(wf, doc, data, node, action, from_step)
+            mutate = resume_suspended(wf, doc, data, node, action, from_step)
         else:
             if from_step is not None:
                 raise InvalidArgument(
@@ -212,39 +213,6 @@ class Engine:
             mutate = lambda t: t.wait_resumed(target, value, action)  # noqa: E731
         return await self._apply(wf, stored, doc, mutate, request_id)
 
-    def _resume_suspended(self, wf: Workflow, doc: Doc, data: JSON, node: str | None,
-                          action: str | None, from_step: str | None) -> Callable[[Txn], None]:
-        sus = doc.suspension
-        assert sus is not None
-        target = from_step or (sus.node if sus.by == SuspendedBy.STEP else None)
-        if target is not None:
-            value = check_resume(wf, target, data)
-            if target == sus.node or target not in doc.inputs:
-                node_input = sus.input
-            else:
-                node_input = doc.inputs[target]
-
-            def rerun(t: Txn) -> None:
-                t.unsuspend()
-                if from_step is not None:
-                    t.doc.ready.clear()  # from_step replaces where the execution stood
-                t.rerun(target, node_input, value, sus.data)
-
-            return rerun
-        # Suspended from outside: continue where it stopped, and deliver data to a wait
-        # node if the caller names one (or sends data while exactly one waits).
-        wait = None
-        if node is not None or data is not None:
-            wait = waiting_node(doc, node, doc.id)
-            value = check_resume(wf, wait, data)
-            check_action(wf, wait, action)
-
-        def cont(t: Txn) -> None:
-            t.unsuspend()
-            if wait is not None:
-                t.wait_resumed(wait, value, action)
-
-        return cont
 
     async def suspend(self, execution_id: str, reason: str = "", *,
                       request_id: str | None = None) -> Execution:

@@ -96,8 +96,7 @@ class ScriptBatcher:
         if self._idle:
             conn = self._idle.pop()
         else:
-            # Outside the pool's count. Connected here, not by its first send: a Sentinel
-            # pool's connection asks the sentinels for the primary only in connect().
+            # Outside the pool's count; connected here, before its first send.
             conn = self._redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
             self._all.append(conn)
         try:

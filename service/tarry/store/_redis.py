@@ -12,15 +12,8 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any, TypeVar
-from urllib.parse import unquote
 
 import redis.asyncio as aioredis
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
-
-try:
-    import hiredis
-except ImportError:  # pragma: no cover - redis[hiredis] is a dependency
-    hiredis = None  # type: ignore[assignment]
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -48,6 +41,7 @@ from tarry.engine import (
 )
 
 from ._batch import ScriptBatcher
+from ._connect import make_pool
 from ._keys import STORED, Keys, StateField
 
 log = logging.getLogger(__name__)
@@ -76,18 +70,6 @@ def _stored(v: Any, st: Any, seq: Any, sreq: Any, doc: Any) -> Stored:
     return Stored(int(v), Status(_s(st)), int(seq or 0), _s(sreq) if sreq else None, _s(doc))
 
 
-class _HiredisPacking:
-    """Encode commands with hiredis's C packer. redis-py's asyncio connections use a
-    pure-Python one, which was the largest single cost of a transition (a commit sends
-    some thirty arguments)."""
-
-    def pack_command(self, *args: Any) -> list[bytes]:
-        if isinstance(args[0], str) and " " in args[0]:  # e.g. "SCRIPT LOAD"
-            args = (*args[0].split(), *args[1:])
-        assert hiredis is not None
-        return [hiredis.pack_command(args)]
-
-
 def _claimed(res: Any) -> Stored | None:
     if _s(res[0]) != "OK":
         return None
@@ -97,31 +79,6 @@ def _claimed(res: Any) -> Stored | None:
 def _answer(raw: Any) -> Stored:
     a = _json.loads(raw)
     return _stored(a["v"], a["st"], a["seq"], a["sreq"] or None, a["doc"])
-
-
-def sentinel_pool(url: str, options: dict[str, Any]) -> aioredis.ConnectionPool:
-    """A pool that follows the primary of a Sentinel-managed group (redis-py's own Sentinel
-    support): `redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db]`."""
-    scheme, _, rest = url.partition("://")
-    auth, _, rest = rest.rpartition("@")
-    hosts, _, path = rest.partition("/")
-    service, _, db = path.partition("/")
-    if not hosts or not service:
-        raise ValueError("a Sentinel URL reads redis+sentinel://host:port[,host:port...]/service")
-    sentinels = []
-    for host in hosts.split(","):
-        name, _, port = host.rpartition(":")
-        sentinels.append((name or host, int(port) if port.isdigit() else 26379))
-    user, _, password = auth.partition(":") if auth else ("", "", "")
-    secure = scheme.startswith("rediss")
-    connection = {**({"username": unquote(user)} if user else {}),
-                  **({"password": unquote(password)} if password else {}),
-                  **({"ssl": True} if secure else {})}
-    manager = Sentinel(sentinels, sentinel_kwargs={"socket_connect_timeout": 2,
-                                                   **({"ssl": True} if secure else {})},
-                       **connection)  # type: ignore[no-untyped-call]
-    return SentinelConnectionPool(  # type: ignore[no-untyped-call]
-        service, manager, db=int(db or 0), **connection, **options)
 
 
 class RedisStore:
@@ -137,9 +94,7 @@ class RedisStore:
         max_connections: int = 64,
         socket_timeout: float = 5.0,
     ) -> None:
-        """`url`: a redis-py URL, or `redis+sentinel://host:port[,host:port...]/service[/db]`
-        (`rediss+sentinel://` for TLS; a password before the hosts is the primary's) to
-        follow the primary of a Sentinel-managed group through failovers."""
+        """`url`: a redis-py URL (redis://, rediss://, unix://)."""
         self.keys = Keys(prefix)
         self._events_maxlen = events_maxlen
         self._request_ttl = request_ttl
@@ -152,16 +107,12 @@ class RedisStore:
         options: dict[str, Any] = {"max_connections": max_connections + 2,
                                    "socket_timeout": None, "socket_connect_timeout": 2,
                                    "health_check_interval": 30}
-        pool = (sentinel_pool(url, options) if url.split("://", 1)[0].endswith("+sentinel")
-                else aioredis.ConnectionPool.from_url(url, **options))
+        pool = make_pool(url, options)
         self._timeout = socket_timeout
         self._slots = asyncio.Semaphore(max_connections)
         self._pubsub: aioredis.client.PubSub | None = None
         self._followed: dict[str, int] = {}
         self._follow_lock = asyncio.Lock()
-        if hiredis is not None:
-            base = pool.connection_class
-            pool.connection_class = type(f"Hiredis{base.__name__}", (_HiredisPacking, base), {})
         self._redis = aioredis.Redis.from_pool(pool)  # owns the pool: closed with the client
         self._commit = ScriptBatcher(self._redis, _script("commit"), timeout=socket_timeout)
         # Claims go the same way: a plain pipeline of a registered Script would first ask
@@ -228,11 +179,7 @@ class RedisStore:
     async def close(self) -> None:
         await self._commit.aclose()
         await self._claim.aclose()
-        pool = self._redis.connection_pool
         await self._redis.aclose()
-        if isinstance(pool, SentinelConnectionPool):  # its clients of each sentinel too
-            for client in pool.sentinel_manager.sentinels:
-                await client.aclose()
 
     async def load(self, execution_id: str, request_id: str | None = None
                    ) -> tuple[Stored | None, Stored | None]:
