@@ -352,6 +352,19 @@ async def outcome(stub: workflow_service_pb2_grpc.WorkflowServiceAsyncStub, redi
     return out
 
 
+async def started_and_tracked(stub: workflow_service_pb2_grpc.WorkflowServiceAsyncStub,
+                              redis_url: str, data: dict[str, Any] | None, n: int
+                              ) -> tuple[list[str], Tracker]:
+    """Start `n` executions, follow them in Redis, and let them get under way (`LEAD`) before
+    a fault: the set-up every fault scenario shares."""
+    ids = await start_executions(stub, data, n)
+    tracker = Tracker(redis_url, ids)
+    tracker.start()
+    await asyncio.sleep(LEAD)
+    await tracker.snapshot()
+    return ids, tracker
+
+
 async def start_executions(stub: workflow_service_pb2_grpc.WorkflowServiceAsyncStub,
                            data: dict[str, Any] | None = None, n: int = EXECUTIONS
                            ) -> list[str]:
@@ -492,11 +505,7 @@ class Hardening:
         with redis_server(d) as rs:
             a = Serve(d, "a", rs.url)
             async with self.servers(a):
-                ids = await start_executions(a.stub, n=self.n)
-                tracker = Tracker(rs.url, ids)
-                tracker.start()
-                await asyncio.sleep(LEAD)
-                await tracker.snapshot()
+                ids, tracker = await started_and_tracked(a.stub, rs.url, None, self.n)
                 assert a.proc is not None
                 fault = a.send(signal.SIGKILL)
                 await a.exited()
@@ -526,11 +535,7 @@ class Hardening:
         with redis_server(d) as rs:
             a, b = Serve(d, "a", rs.url), Serve(d, "b", rs.url)
             async with self.servers(a, b):
-                ids = await start_executions(a.stub, n=self.n)
-                tracker = Tracker(rs.url, ids)
-                tracker.start()
-                await asyncio.sleep(LEAD)
-                await tracker.snapshot()
+                ids, tracker = await started_and_tracked(a.stub, rs.url, None, self.n)
                 fault = a.send(signal.SIGKILL)
                 flight = tracker.in_flight(fault)
                 done = await tracker.all_completed(60)
@@ -565,11 +570,7 @@ class Hardening:
         with redis_server(d) as rs:
             a, b = Serve(d, "a", rs.url), Serve(d, "b", rs.url)
             async with self.servers(a, b):
-                ids = await start_executions(a.stub, data, self.n)
-                tracker = Tracker(rs.url, ids)
-                tracker.start()
-                await asyncio.sleep(LEAD)
-                await tracker.snapshot()
+                ids, tracker = await started_and_tracked(a.stub, rs.url, data, self.n)
                 term = a.send(signal.SIGTERM)
                 gone = await a.exited(SHUTDOWN_GRACE * 3)
                 await tracker.snapshot()
@@ -645,11 +646,7 @@ class Hardening:
         try:
             a = Serve(d, "a", rs.url)
             async with self.servers(a):
-                ids = await start_executions(a.stub, n=self.n)
-                tracker = Tracker(rs.url, ids)
-                tracker.start()
-                await asyncio.sleep(LEAD)
-                await tracker.snapshot()
+                ids, tracker = await started_and_tracked(a.stub, rs.url, None, self.n)
                 assert rs.proc is not None
                 tracker.paused = True
                 rs.proc.kill()
@@ -686,11 +683,7 @@ class Hardening:
         with redis_server(d) as rs:
             a, b = Serve(d, "a", rs.url), Serve(d, "b", rs.url)
             async with self.servers(a, b):
-                ids = await start_executions(a.stub, n=self.n)
-                tracker = Tracker(rs.url, ids)
-                tracker.start()
-                await asyncio.sleep(LEAD)
-                await tracker.snapshot()
+                ids, tracker = await started_and_tracked(a.stub, rs.url, None, self.n)
                 fault = a.send(signal.SIGSTOP)
                 flight = tracker.in_flight(fault)
                 await tracker.until(lambda: all(
