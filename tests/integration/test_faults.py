@@ -152,7 +152,9 @@ async def test_a_server_with_a_skewed_clock_fires_no_timer_early_and_steals_no_l
     began = time.monotonic()
     ex = await here.run("nap")
     done = await until(here, ex.id, Status.COMPLETED, timeout=10)
-    assert time.monotonic() - began >= 1.5  # the server 120 s ahead did not fire it early
+    # The server 120 s ahead did not fire it early. (Servers agree on the store's clock to
+    # within half a round trip of their measurement of it, hence the small allowance.)
+    assert time.monotonic() - began >= 1.49
     assert done.result == "woke"
     long = await here.run("long-run")  # 2 s under a 1 s lease, renewed by this server
     await until(here, long.id, Status.COMPLETED, timeout=10)

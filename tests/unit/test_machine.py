@@ -58,9 +58,10 @@ def test_sleep_wake_time_and_firing() -> None:
     wf = Flow("s").sleep("z", 2.5).step("after", _noop).edge("z", "after").build()
     t, status = _start(wf, "in")
     assert status is Status.AWAITING
-    assert t.doc.waits["z"].wake_at == 3500
+    # `now` (1000) is rounded down: the wake time is a millisecond on, never early.
+    assert t.doc.waits["z"].wake_at == 3501
     assert t.due() == []
-    t.now = 3500
+    t.now = 3501
     assert [w.node for w in t.due()] == ["z"]
     t.sleep_fired("z")
     assert t.doc.running["after"].input == "in"

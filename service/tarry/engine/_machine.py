@@ -138,10 +138,12 @@ class Txn:
             if not math.isfinite(seconds) or seconds < 0:
                 raise InvalidSleep(f"a sleep needs a finite number of seconds >= 0, "
                                    f"not {_short(spec)}")
-            wake = self.now + seconds * 1000
+            # `now` is rounded down to the millisecond: one more and rounding up keep a
+            # sleep from ending before its full length has passed.
+            wake = self.now + 1 + seconds * 1000
         if wake > MAX_WAKE_MS:
             raise InvalidSleep(f"the wake time would be after 9999-12-31 ({_short(spec)})")
-        return int(wake)
+        return math.ceil(wake)
 
     # -- routing -------------------------------------------------------------------
 
