@@ -5,14 +5,15 @@ not drive it. And a shutdown's grace keeps the leases alive."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
 from tarry import Chain, Flow, StepContext
 from tarry.api._convert import execution_to_pb
-from tarry.engine import DefinitionMismatch, Status
+from tarry.engine import DefinitionMismatch, Status, WorkflowNotFound
 from tests.conftest import EngineFactory
-from tests.integration.helpers import all_events, settled, started, until
+from tests.integration.helpers import all_events, eventually, settled, started, until
 
 
 async def slow(ctx: StepContext) -> str:
@@ -75,3 +76,58 @@ async def test_a_shutdown_grace_keeps_the_leases(make_engine: EngineFactory) -> 
     events = await all_events(first, ex.id)
     assert [e.data["attempt"] for e in started(events, "slow")] == [1]
     assert (await first.get(ex.id)).status is Status.COMPLETED
+
+
+def versions_for(server: str, ran: list[tuple[str, str, str]], *, with_v2: bool) -> list[Flow]:
+    """v1 (and v2) of "rolling", each step noting (server, version, execution) in `ran`. The
+    step functions differ per server, the shapes do not: both servers' v1 are the same
+    definition (one fingerprint)."""
+
+    def note(version: str, seconds: float = 0.0) -> Any:
+        async def step(ctx: StepContext) -> str:
+            ran.append((server, version, ctx.execution_id))
+            await asyncio.sleep(seconds)
+            return f"{version} done"
+        return step
+
+    v1 = (Flow("rolling").step("first", note("1")).sleep("nap", 0.3)
+          .step("second", note("1")).edge("first", "nap").edge("nap", "second").build())
+    v2 = (Flow("rolling", version="2").step("first", note("2")).sleep("nap", 0.3)
+          .step("slow", note("2", 0.8)).step("third", note("2"))
+          .edge("first", "nap").edge("nap", "slow").edge("slow", "third").build())
+    return [v1, v2] if with_v2 else [v1]
+
+
+async def test_two_servers_of_two_versions_each_execution_keeps_its_own(
+        make_engine: EngineFactory) -> None:
+    ran: list[tuple[str, str, str]] = []
+    old = await make_engine(*versions_for("old", ran, with_v2=False), lease_ttl=0.5)
+    new = await make_engine(*versions_for("new", ran, with_v2=True), lease_ttl=0.5)
+    v1s = [await s.run("rolling", version="1") for s in (old, new, old, new, old, new)]
+    assert (await new.run("rolling")).workflow_version == "2"  # the latest it has
+    v2s = [await new.run("rolling", version="2") for _ in range(6)]
+    with pytest.raises(WorkflowNotFound):
+        await old.run("rolling", version="2")
+    assert {ex.workflow_version for ex in v1s} == {"1"}
+    assert {ex.workflow_version for ex in v2s} == {"2"}
+    for ex in v1s:
+        assert (await until(old, ex.id, Status.COMPLETED)).result == "1 done"
+    # The v2 executions are in their slow step on `new`; it goes away mid-step. `old` sees
+    # the leases run out but has no v2: it must leave them for a server that has.
+    await eventually(lambda: all(sum(1 for r in ran if r[2] == ex.id) >= 2 for ex in v2s),
+                     "every v2 execution in its slow step")
+    await new.stop()
+    await asyncio.sleep(1.5)  # more than the lease and a recovery pass
+    assert [(await old.get(ex.id)).status for ex in v2s] == [Status.RUNNING] * len(v2s)
+    assert not any(server == "old" and version == "2" for server, version, _ in ran)
+    again = await make_engine(*versions_for("again", ran, with_v2=True), lease_ttl=0.5)
+    for ex in v2s:
+        assert (await until(again, ex.id, Status.COMPLETED)).result == "2 done"
+    by_execution: dict[str, list[tuple[str, str]]] = {}
+    for server, version, execution_id in ran:
+        by_execution.setdefault(execution_id, []).append((server, version))
+    for ex in v1s:  # either server may have fired a v1 timer: both have v1
+        assert [v for _, v in by_execution[ex.id]] == ["1", "1"]
+    for ex in v2s:  # first, slow (cut off on `new`, again on `again`), third
+        assert [s for s, _ in by_execution[ex.id]] == ["new", "new", "again", "again"]
+        assert {v for _, v in by_execution[ex.id]} == {"2"}
