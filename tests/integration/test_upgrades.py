@@ -11,7 +11,7 @@ import pytest
 
 from tarry import Chain, Flow, StepContext
 from tarry.api._convert import execution_to_pb
-from tarry.engine import DefinitionMismatch, Status, WorkflowNotFound
+from tarry.engine import DefinitionMismatch, Status, Workflow, WorkflowNotFound
 from tests.conftest import EngineFactory
 from tests.integration.helpers import all_events, eventually, settled, started, until
 
@@ -78,7 +78,8 @@ async def test_a_shutdown_grace_keeps_the_leases(make_engine: EngineFactory) -> 
     assert (await first.get(ex.id)).status is Status.COMPLETED
 
 
-def versions_for(server: str, ran: list[tuple[str, str, str]], *, with_v2: bool) -> list[Flow]:
+def versions_for(server: str, ran: list[tuple[str, str, str]], *, with_v2: bool
+                 ) -> list[Workflow]:
     """v1 (and v2) of "rolling", each step noting (server, version, execution) in `ran`. The
     step functions differ per server, the shapes do not: both servers' v1 are the same
     definition (one fingerprint)."""
