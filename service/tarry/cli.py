@@ -22,6 +22,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import grpc
+
 from tarry_client import (
     Client,
     Event,
@@ -161,6 +163,14 @@ def _client_options(parser: argparse.ArgumentParser, target: Any, timeout: Any) 
                         help=f"the server (env TARRY_TARGET; default {DEFAULT_TARGET})")
     parser.add_argument("--timeout", type=float, default=timeout, metavar="SECONDS",
                         help="deadline of each call (default 30)")
+    suppress = timeout is argparse.SUPPRESS
+    for flag, env, help_ in (
+            ("--token", "TARRY_TOKEN", "bearer token sent with each call"),
+            ("--ca-cert", "TARRY_CA_CERT", "PEM CA certificate: speak TLS, trusting it"),
+            ("--client-cert", "TARRY_CLIENT_CERT", "PEM client certificate (mutual TLS)"),
+            ("--client-key", "TARRY_CLIENT_KEY", "PEM key of --client-cert")):
+        parser.add_argument(flag, default=argparse.SUPPRESS if suppress else
+                            (os.environ.get(env) or None), help=f"{help_} (env {env})")
 
 
 def _natural(text: str) -> int:
@@ -191,6 +201,7 @@ def _json_arg(args: argparse.Namespace, option: str, text: str | None) -> Any:
 
 def _serve(args: argparse.Namespace) -> int:
     # Imported here, not at the top: client commands need none of the server's machinery.
+    from tarry.api._auth import AuthConfigError
     from tarry.config import Config, ConfigError, split_modules
     from tarry.engine import TarryError as EngineError
     from tarry.localredis import LocalRedisError
@@ -222,7 +233,7 @@ def _serve(args: argparse.Namespace) -> int:
         if processes > 1:
             return serve_processes(config, processes)
         run(config)
-    except (OSError, ImportError, EngineError, LocalRedisError) as exc:
+    except (OSError, ImportError, EngineError, LocalRedisError, AuthConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -231,7 +242,17 @@ def _serve(args: argparse.Namespace) -> int:
 # -- client commands ------------------------------------------------------------------------
 
 def _client(args: argparse.Namespace) -> Client:
-    return Client(args.target, timeout=args.timeout)
+    credentials = None
+    if args.ca_cert or args.client_cert:
+        def pem(path: str | None) -> bytes | None:
+            return Path(path).read_bytes() if path else None
+
+        try:
+            credentials = grpc.ssl_channel_credentials(
+                pem(args.ca_cert), pem(args.client_key), pem(args.client_cert))
+        except OSError as exc:
+            args.parser.error(f"cannot read {exc.filename}: {exc.strerror}")
+    return Client(args.target, timeout=args.timeout, credentials=credentials, token=args.token)
 
 
 def _print(value: object) -> None:

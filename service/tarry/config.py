@@ -43,8 +43,23 @@ class Config:
     key_prefix: str = "tarry:v1"
     lease_ttl: float = 10.0
     """Seconds before another server may take over an execution whose server went silent."""
-    reflection: bool = True
-    """Serve gRPC server reflection."""
+    reflection: bool | None = None
+    """Serve gRPC server reflection. None: yes, unless authentication is on."""
+    tls_cert: str | None = None
+    """PEM certificate (chain) of the gRPC port; with `tls_key`, the port speaks TLS only."""
+    tls_key: str | None = None
+    """PEM private key of `tls_cert`."""
+    tls_client_ca: str | None = None
+    """PEM CA certificate(s): with it, callers must present a client certificate it signed
+    (mutual TLS)."""
+    auth_tokens: str | None = None
+    """A TOML tokens file (SHA-256 of each token, its subject and roles): bearer tokens on."""
+    auth_jwks: str | None = None
+    """A JWKS file: bearer JWTs signed by one of its keys are accepted."""
+    auth_issuer: str | None = None
+    """The `iss` a JWT must carry (unset: not checked)."""
+    auth_audience: str | None = None
+    """The `aud` a JWT must carry (unset: not checked)."""
     default_deadline: float = 30.0
     """Cap, in seconds, on calls that come without a deadline, Run / Resume waits included
     (a wait then answers with the execution as it stands). Watches end after
@@ -79,6 +94,14 @@ class Config:
     """Unary calls answered at a time; one more gets RESOURCE_EXHAUSTED (OVERLOADED) at once."""
     max_watches: int = limits.MAX_WATCHES
     """WatchExecution streams open at a time; one more gets RESOURCE_EXHAUSTED (OVERLOADED)."""
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.auth_tokens or self.auth_jwks)
+
+    @property
+    def serves_reflection(self) -> bool:
+        return self.reflection if self.reflection is not None else not self.auth_enabled
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Config:
@@ -126,6 +149,13 @@ class _Environment(BaseSettings):
     max_step_restarts: NonNegativeInt | None = None
     max_executions: PositiveInt | None = None
     retention: NonNegativeFloat | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    auth_tokens: str | None = None
+    auth_jwks: str | None = None
+    auth_issuer: str | None = None
+    auth_audience: str | None = None
 
     @field_validator("appendfsync", mode="before")
     @classmethod

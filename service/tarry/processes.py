@@ -109,7 +109,7 @@ def serve_processes(config: Config, processes: int) -> int:
                     [sys.executable, "-m", "tarry", "serve", "--address", config.address,
                      "--workflows", ",".join(config.workflow_modules),
                      "--log-level", config.log_level,
-                     *(["--no-reflection"] if not config.reflection else [])],
+                     *(["--no-reflection"] if config.reflection is False else [])],
                     env=env, preexec_fn=die_with_parent())
                 started[i] = time.monotonic()
                 log.info("server process %d started (pid %d) on %s", i, new.pid,

@@ -26,6 +26,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[i
 from grpc_reflection.v1alpha import reflection  # type: ignore[import-untyped]
 
 from tarry.api import WorkflowService, add_to_server
+from tarry.api._auth import Authenticator
 from tarry.api._handlers import new_server
 from tarry.config import Config
 from tarry.engine import Engine, EngineConfig, Registry, StoreUnavailable
@@ -78,6 +79,10 @@ class Server:
             found = registry.load_module(_import_workflows(module))
             log.info("serving %s from %s", ", ".join(f"{w.name}@{w.version}" for w in found),
                      module)
+        # The credentials next: a missing file fails before any redis-server starts.
+        auth = (Authenticator(cfg.auth_tokens, cfg.auth_jwks, issuer=cfg.auth_issuer,
+                              audience=cfg.auth_audience) if cfg.auth_enabled else None)
+        _server_credentials(cfg)
         redis_url = cfg.redis_url
         if redis_url is None:
             local = self.local_redis = LocalRedis(Path(cfg.data_dir), appendonly=True,
@@ -106,7 +111,9 @@ class Server:
             ("grpc.so_reuseport", int(cfg.reuse_port)),
             ("grpc.max_receive_message_length", cfg.max_request_bytes)])
         try:
-            port = self._grpc.add_insecure_port(cfg.address)
+            credentials = _server_credentials(cfg)
+            port = (self._grpc.add_secure_port(cfg.address, credentials) if credentials
+                    else self._grpc.add_insecure_port(cfg.address))
         except RuntimeError as exc:
             raise OSError(f"cannot listen on {cfg.address}: {exc}") from None
         if port == 0:
@@ -115,10 +122,10 @@ class Server:
         self.engine = Engine(registry, self.store, self._engine_config(port))
         await self.engine.start()
 
-        self.servicer = WorkflowService(self.engine, cfg)
+        self.servicer = WorkflowService(self.engine, cfg, auth)
         add_to_server(self.servicer, self._grpc)  # decodes requests itself (tarry.api._handlers)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
-        if cfg.reflection:
+        if cfg.serves_reflection:
             reflection.enable_server_reflection(
                 (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc)
         await self._check_health()  # answer health checks truthfully from the first one
@@ -225,6 +232,27 @@ def _import_workflows(module: str) -> str:
         raise ImportError(f"cannot import workflow module {module!r}: "
                           + " ".join(why.split()), name=module) from exc
     return module
+
+
+def _server_credentials(cfg: Config) -> grpc.ServerCredentials | None:
+    """TLS for the gRPC port (mutual with a client CA), or None for plaintext."""
+    if not cfg.tls_cert and not cfg.tls_key:
+        if cfg.tls_client_ca:
+            raise OSError("TARRY_TLS_CLIENT_CA needs TARRY_TLS_CERT and TARRY_TLS_KEY")
+        return None
+    if not (cfg.tls_cert and cfg.tls_key):
+        raise OSError("TLS needs both TARRY_TLS_CERT and TARRY_TLS_KEY")
+    cert, key = _read_pem(cfg.tls_cert), _read_pem(cfg.tls_key)
+    ca = _read_pem(cfg.tls_client_ca) if cfg.tls_client_ca else None
+    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca,
+                                       require_client_auth=ca is not None)
+
+
+def _read_pem(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise OSError(f"cannot read {path}: {exc.strerror}") from None
 
 
 def _fixed_port(address: str) -> bool:

@@ -23,6 +23,7 @@ from tarry.api import (
     to_value,
     workflow_to_pb,
 )
+from tarry.api._auth import PermissionDenied, Unauthenticated
 from tarry.api._errors import INTERNAL_MESSAGE
 from tarry.engine import (
     DefinitionError,
@@ -96,7 +97,9 @@ def test_every_domain_error_has_a_deliberate_code() -> None:
     assert code_for(NodeNotWaiting("x")) is grpc.StatusCode.FAILED_PRECONDITION
     assert code_for(engine.Overloaded("x")) is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert code_for(engine.DeadlineExceeded("x")) is grpc.StatusCode.DEADLINE_EXCEEDED
-    assert len(CODES) == 10
+    assert code_for(Unauthenticated("x")) is grpc.StatusCode.UNAUTHENTICATED
+    assert code_for(PermissionDenied("x")) is grpc.StatusCode.PERMISSION_DENIED
+    assert len(CODES) == 12
 
 
 def test_rich_status_of_invalid_resume_data() -> None:

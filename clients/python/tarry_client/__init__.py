@@ -44,7 +44,7 @@ Every failed call raises a `TarryError` subclass rebuilt from the server's `goog
     ├── WrongState             FAILED_PRECONDITION; NodeNotWaiting
     ├── Conflict               ABORTED: a concurrent change won; read and decide again
     ├── AlreadyExists, CursorOutOfRange, Unavailable, Overloaded, DeadlineExceeded,
-    │   Cancelled, Internal
+    │   Cancelled, Internal, Unauthenticated, PermissionDenied
 
 Retries and idempotency
 -----------------------
@@ -72,8 +72,10 @@ from ._errors import (
     NodeNotWaiting,
     NotFound,
     Overloaded,
+    PermissionDenied,
     PreconditionViolation,
     TarryError,
+    Unauthenticated,
     Unavailable,
     WorkflowNotFound,
     WrongState,
@@ -132,6 +134,7 @@ __all__ = [
     "NodeNotWaiting",
     "NotFound",
     "Overloaded",
+    "PermissionDenied",
     "PreconditionViolation",
     "Retry",
     "RetryPolicy",
@@ -139,6 +142,7 @@ __all__ = [
     "Suspension",
     "SuspensionSource",
     "TarryError",
+    "Unauthenticated",
     "Unavailable",
     "WaitingKind",
     "WaitingPoint",

@@ -52,6 +52,7 @@ class AsyncClient:
         credentials: grpc.ChannelCredentials | None = None,
         options: Sequence[tuple[str, str | int]] = (),
         metadata: Sequence[tuple[str, str]] = (),
+        token: str | None = None,
     ) -> None:
         if isinstance(target, str):
             self._channel = (grpc.aio.secure_channel(target, credentials, options=list(options))
@@ -64,7 +65,7 @@ class AsyncClient:
         self._timeout = timeout
         self._retry = retry or NO_RETRY
         self._watch_retry = watch_retry or NO_RETRY
-        self._metadata = tuple(metadata)
+        self._metadata = req.call_metadata(metadata, token)
 
     async def close(self) -> None:
         """Close the channel if the client opened it."""

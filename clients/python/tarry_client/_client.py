@@ -45,7 +45,9 @@ class Client:
     method's own `timeout=None` means this default. `watch()` has no deadline.
     `retry` governs retries of unary calls on UNAVAILABLE, `watch_retry` the reconnects of
     `watch()` (None: never retry).
-    `metadata` is sent with every call (e.g. an authorization header).
+    `metadata` is sent with every call; `token` adds `authorization: Bearer <token>` (for a
+    server with authentication on). For TLS give `credentials`, e.g.
+    `grpc.ssl_channel_credentials(ca_pem)` (with a client key and certificate for mutual TLS).
 
     Failed calls raise a `TarryError` subclass; see the package docstring.
     """
@@ -60,6 +62,7 @@ class Client:
         credentials: grpc.ChannelCredentials | None = None,
         options: Sequence[tuple[str, str | int]] = (),
         metadata: Sequence[tuple[str, str]] = (),
+        token: str | None = None,
     ) -> None:
         if isinstance(target, str):
             self._channel = (grpc.secure_channel(target, credentials, options=list(options))
@@ -72,7 +75,7 @@ class Client:
         self._timeout = timeout
         self._retry = retry or NO_RETRY
         self._watch_retry = watch_retry or NO_RETRY
-        self._metadata = tuple(metadata)
+        self._metadata = req.call_metadata(metadata, token)
 
     # -- lifecycle ------------------------------------------------------------------------
 

@@ -168,6 +168,19 @@ class Internal(TarryError):
     default_code = grpc.StatusCode.INTERNAL
 
 
+class Unauthenticated(TarryError):
+    """The server needs credentials (a bearer token: `Client(token=...)`) it did not get,
+    or the token is not valid or has expired."""
+
+    default_code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(TarryError):
+    """The caller's roles do not allow the call (`metadata["role"]` names the one needed)."""
+
+    default_code = grpc.StatusCode.PERMISSION_DENIED
+
+
 # The one table from ErrorInfo reasons to classes; codes are the fallback below.
 _BY_REASON: dict[str, type[TarryError]] = {
     "EXECUTION_NOT_FOUND": ExecutionNotFound,
@@ -183,6 +196,8 @@ _BY_REASON: dict[str, type[TarryError]] = {
     "STORE_UNAVAILABLE": Unavailable,
     "OVERLOADED": Overloaded,
     "MALFORMED_REQUEST": InvalidArgument,
+    "UNAUTHENTICATED": Unauthenticated,
+    "PERMISSION_DENIED": PermissionDenied,
 }
 
 _BY_CODE: dict[grpc.StatusCode, type[TarryError]] = {
@@ -197,6 +212,8 @@ _BY_CODE: dict[grpc.StatusCode, type[TarryError]] = {
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
     grpc.StatusCode.CANCELLED: Cancelled,
     grpc.StatusCode.INTERNAL: Internal,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
     grpc.StatusCode.UNKNOWN: Internal,
     grpc.StatusCode.DATA_LOSS: Internal,
 }

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from tarry_api.v1 import workflow_service_pb2 as pb
 
 from ._convert import status_to_pb, to_value
 from ._types import JSON, Status
+
+
+def call_metadata(metadata: Sequence[tuple[str, str]], token: str | None
+                  ) -> tuple[tuple[str, str], ...]:
+    """The metadata every call carries: `metadata`, and the bearer `token` if given."""
+    if token is None:
+        return tuple(metadata)
+    if not token.strip() or any(c in token for c in "\r\n"):
+        raise ValueError("token must be a non-empty single line")
+    return (*metadata, ("authorization", f"Bearer {token.strip()}"))
 
 
 def request_id(given: str | None) -> str:

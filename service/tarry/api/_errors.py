@@ -34,6 +34,8 @@ from tarry.engine import (
     WrongState,
 )
 
+from ._auth import PermissionDenied, Unauthenticated
+
 log = logging.getLogger(__name__)
 
 DOMAIN = "tarry.dev"
@@ -55,6 +57,8 @@ CODES: Mapping[type[TarryError], grpc.StatusCode] = {
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
 }
 # StepError is absent on purpose: it is recorded in an execution, never a reply (were one to
 # reach a call, it would be a bug: INTERNAL).

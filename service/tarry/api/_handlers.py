@@ -35,9 +35,10 @@ from google.protobuf.descriptor import MethodDescriptor
 from grpc_status import rpc_status  # type: ignore[import-untyped]
 
 from tarry import limits
-from tarry.engine import FieldViolation
+from tarry.engine import CALLER, FieldViolation
 from tarry_api.v1 import workflow_service_pb2
 
+from ._auth import Authenticator, PermissionDenied, Unauthenticated, identify
 from ._errors import MalformedRequest, abort, status_for
 from ._logs import Throttled
 from ._servicer import WorkflowService, overloaded
@@ -367,23 +368,36 @@ def _handler(servicer: WorkflowService, method: MethodDescriptor,
     assert response_type.DESCRIPTOR is method.output_type
     behaviour = getattr(servicer, method.name)
     serialize = response_type.SerializeToString
+    caller = functools.partial(_caller, servicer.auth, method.name)
     if method.client_streaming:
         raise NotImplementedError(f"client-streaming method {method.full_name}")
     if method.server_streaming:
         return grpc.unary_stream_rpc_method_handler(
-            _streaming(request_type, behaviour), request_deserializer=None,
+            _streaming(request_type, behaviour, caller), request_deserializer=None,
             response_serializer=serialize)
     return grpc.unary_unary_rpc_method_handler(
-        _unary(request_type, behaviour, admission), request_deserializer=None,
+        _unary(request_type, behaviour, admission, caller), request_deserializer=None,
         response_serializer=serialize)
 
 
+async def _caller(auth: Authenticator | None, method: str, context: Context) -> None:
+    """Establish who calls (CALLER, for the audit trail of the events the call writes);
+    end the call when authentication is on and the caller may not call `method`. Before
+    the request is read: an unauthenticated caller gets nothing decoded."""
+    try:
+        CALLER.set(identify(auth, method, context))
+    except (Unauthenticated, PermissionDenied) as exc:
+        await abort(context, exc)
+
+
 def _unary(request_type: type[pb_message.Message],
-           behaviour: Callable[[Any, Context], Awaitable[Any]], admission: Admission | None
+           behaviour: Callable[[Any, Context], Awaitable[Any]], admission: Admission | None,
+           caller: Callable[[Context], Awaitable[None]]
            ) -> Callable[[bytes, Context], Awaitable[Any]]:
     async def handle(raw: bytes, context: Context) -> Any:
         if admission is not None:
             admission.arrived()
+        await caller(context)
         request = await _decode(request_type, raw, context)
         return await behaviour(request, context)
 
@@ -391,9 +405,11 @@ def _unary(request_type: type[pb_message.Message],
 
 
 def _streaming(request_type: type[pb_message.Message],
-               behaviour: Callable[[Any, Context], AsyncIterator[Any]]
+               behaviour: Callable[[Any, Context], AsyncIterator[Any]],
+               caller: Callable[[Context], Awaitable[None]]
                ) -> Callable[[bytes, Context], AsyncIterator[Any]]:
     async def handle(raw: bytes, context: Context) -> AsyncIterator[Any]:
+        await caller(context)
         request = await _decode(request_type, raw, context)
         async for response in behaviour(request, context):
             yield response

@@ -47,6 +47,7 @@ from tarry_api.v1 import execution_pb2
 from tarry_api.v1 import workflow_service_pb2 as pb
 from tarry_api.v1 import workflow_service_pb2_grpc as pb_grpc
 
+from ._auth import Authenticator
 from ._convert import (
     STATUS_FROM_PB,
     from_value,
@@ -138,9 +139,12 @@ def _unary(
 class WorkflowService(pb_grpc.WorkflowServiceServicer):
     """tarry.v1.WorkflowService over one engine. Stateless apart from the open watches."""
 
-    def __init__(self, engine: Engine, config: Config) -> None:
+    def __init__(self, engine: Engine, config: Config, auth: Authenticator | None = None
+                 ) -> None:
         self.engine = engine
         self.config = config
+        self.auth = auth
+        """Checks each call's bearer token (None: authentication is off)."""
         self.watches = Watches(engine, self._snapshot)
         self._calls = 0
         self._watching = 0

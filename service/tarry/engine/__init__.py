@@ -40,6 +40,7 @@ from ._errors import (
     WorkflowNotFound,
     WrongState,
 )
+from ._machine import CALLER
 from ._model import ErrorInfo, Event, Execution, Status, Suspension, WaitingPoint
 from ._registry import Registry
 from ._schema import JSON
@@ -57,6 +58,7 @@ from ._transitions import TABLE, Op, lua_statuses
 from ._vocab import EventType, SuspendedBy, WaitKind
 
 __all__ = [
+    "CALLER",
     "JSON",
     "TABLE",
     "Chain",

@@ -46,7 +46,7 @@ from ._errors import (
     WrongState,
 )
 from ._hub import Hub, wait_event
-from ._machine import DEADLINE, Txn
+from ._machine import CALLER, DEADLINE, Txn
 from ._model import Doc, Event, Execution, Status
 from ._recent import Recent
 from ._registry import Registry
@@ -144,7 +144,7 @@ class Engine:
             eid = uuid.uuid4().hex
         now = self.clock.now_ms()
         doc = Doc(eid, wf.name, wf.version, data, now, now, fp=wf.fingerprint)
-        t = Txn(wf, doc, Status.RUNNING, now)
+        t = Txn(wf, doc, Status.RUNNING, now, caller=CALLER.get())
         t.start()
         status = t.settle()
         base = Stored(0, Status.RUNNING, 0, None, "")
@@ -223,7 +223,8 @@ class Engine:
             if stored.status is Status.SUSPENDED:
                 return self.snapshot(stored)
             if stored.status is Status.RUNNING:
-                event = _json.dumps({"reason": reason, "time": self.clock.now_ms()})
+                event = _json.dumps({"reason": reason, "time": self.clock.now_ms(),
+                                     **({"caller": c} if (c := CALLER.get()) else {})})
                 after = await self.store.request_suspend(execution_id, reason, event, request_id)
                 if after is None:
                     return None  # it stopped RUNNING meanwhile: look again
@@ -344,7 +345,7 @@ class Engine:
                      mutate: Callable[[Txn], None], request_id: str | None) -> Execution:
         """Commit one transition of `stored` (whose document, parsed, is `doc`: it is
         changed in place); the execution as it is afterwards."""
-        t = Txn(wf, doc, stored.status, self.clock.now_ms())
+        t = Txn(wf, doc, stored.status, self.clock.now_ms(), caller=CALLER.get())
         mutate(t)
         status = t.settle()
         if status is Status.RUNNING:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Mapping
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -47,11 +49,20 @@ def _short(value: Any) -> str:
     return text if len(text) <= 64 else text[:64] + "..."
 
 
+CALLER: ContextVar[Mapping[str, str] | None] = ContextVar("tarry_caller", default=None)
+"""Who asked for the request being handled: `subject` (a token's or a client
+certificate's) and `peer` (the caller's address), as the api layer knows them. The
+transitions a request makes record it in each event they write (the audit trail); the
+driver's own transitions record none."""
+
+
 class Txn:
     """One transition of one execution."""
 
-    def __init__(self, wf: Workflow, doc: Doc, status: Status, now: int) -> None:
+    def __init__(self, wf: Workflow, doc: Doc, status: Status, now: int, *,
+                 caller: Mapping[str, str] | None = None) -> None:
         self.wf = wf
+        self.caller = dict(caller) if caller else None
         self.doc = doc
         self.prev = status
         self.now = now
@@ -64,6 +75,8 @@ class Txn:
 
     def emit(self, event_type: EventType, /, **data: Any) -> None:
         data["time"] = self.now
+        if self.caller is not None:
+            data["caller"] = self.caller
         self.events.append((event_type, data))
 
     # -- activations ---------------------------------------------------------------

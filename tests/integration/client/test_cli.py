@@ -225,7 +225,11 @@ def test_tarry_serve_until_sigterm(redis_server: LocalRedis) -> None:
     try:
         with Client(f"127.0.0.1:{port}", timeout=2,
                     retry=Retry(attempts=40, initial_backoff=0.25, max_backoff=0.25)) as c:
-            names = {w.name for w in c.workflows()}  # retried until the server is up
+            try:
+                names = {w.name for w in c.workflows()}  # retried until the server is up
+            except Exception:
+                serve.kill()
+                raise AssertionError(serve.communicate()[1]) from None
         assert "expense-approval" in names and "verify-user" not in names
         serve.send_signal(signal.SIGTERM)
         _, err = serve.communicate(timeout=20)

@@ -123,7 +123,9 @@ def test_cancel_with_a_reason(client: Client) -> None:
         client.suspend(ex.id)
     events = client.events(ex.id).events
     assert events[-1].status is Status.CANCELLED
-    assert events[-1].data == {"reason": "no longer needed"}
+    assert events[-1].data is not None
+    assert events[-1].data["reason"] == "no longer needed"
+    assert events[-1].data["caller"]["peer"].startswith("ipv")  # who asked (the audit trail)
 
 
 # -- typed errors -----------------------------------------------------------------------------
