@@ -9,7 +9,9 @@ STAMP  := $(VENV)/.installed
 # breaks it (buf's FILE rules). Clients of every language may rely on all of it since.
 PROTO_BASELINE := 8b651cea69e47d3cbd5352ac3ca4f776cde77a6f
 
-.PHONY: setup redis faketime protos protos-check run test lint bench clean
+TS     := clients/typescript
+
+.PHONY: setup redis faketime protos protos-check clients run test lint bench clean
 
 setup: $(STAMP) redis
 
@@ -41,25 +43,40 @@ faketime:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime >/dev/null; \
 	fi
 
-protos: $(STAMP)
+# Python, TypeScript and Go code from protos/; `protos-check` fails when any is stale.
+protos: $(STAMP) node_modules/.installed $(TS)/node_modules/.installed
 	$(BIN)/python scripts/gen_protos.py
+	$(TS)/scripts/gen.sh $(TS)/src/gen
 
-protos-check: $(STAMP)
+protos-check: $(STAMP) node_modules/.installed $(TS)/node_modules/.installed
 	$(BIN)/python scripts/gen_protos.py --check
+	@tmp=$$(mktemp -d); $(TS)/scripts/gen.sh $$tmp/ts && diff -r $$tmp/ts $(TS)/src/gen; \
+	  rc=$$?; rm -rf $$tmp; \
+	  if [ $$rc -ne 0 ]; then echo "TypeScript code is stale: run make protos"; exit 1; fi
 
 run: setup
 	$(BIN)/tarry serve
 
-test: setup faketime
+# The clients of other languages, built for their tests and the conformance suite.
+clients: node_modules/.installed $(TS)/node_modules/.installed
+	cd $(TS) && npm run build --silent
+
+test: setup faketime clients
+	cd $(TS) && node --test dist/tests/
 	$(BIN)/pytest -q
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --silent --no-audit --no-fund
 	touch node_modules/.installed
 
-lint: $(STAMP) node_modules/.installed
+$(TS)/node_modules/.installed: $(TS)/package.json $(TS)/package-lock.json
+	cd $(TS) && npm ci --silent --no-audit --no-fund
+	touch $@
+
+lint: $(STAMP) node_modules/.installed $(TS)/node_modules/.installed
 	$(BIN)/ruff check service clients/python tests examples scripts bench
 	$(BIN)/mypy service clients/python tests examples bench
+	cd $(TS) && npm run lint --silent
 	npx --no-install buf lint
 	npx --no-install buf breaking --against '.git#ref=$(PROTO_BASELINE)'
 	$(MAKE) --no-print-directory protos-check
@@ -68,4 +85,4 @@ bench: setup
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) node_modules var build *.egg-info
+	rm -rf $(VENV) node_modules var build *.egg-info $(TS)/node_modules $(TS)/dist

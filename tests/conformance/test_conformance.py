@@ -26,7 +26,10 @@ from tests.conformance import runner
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = runner.load()
-RUNNERS: dict[str, tuple[list[str], str]] = {}  # each language joins as its client lands
+RUNNERS: dict[str, tuple[list[str], str]] = {
+    "typescript": (["node", str(ROOT / "clients/typescript/dist/conformance/main.js")],
+                   "make clients (npm ci and npm run build in clients/typescript)"),
+}
 
 
 @pytest.fixture(scope="module")

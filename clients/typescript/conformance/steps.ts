@@ -1,0 +1,255 @@
+// One step of a scenario: its operation, called through the client's public API, and its
+// expectation checked against what came back (tests/conformance/README.md, "Operations").
+
+import { Client, TarryError } from "../src/index";
+import type { Execution, ExecutionEvent, Json, JsonObject, Workflow } from "../src/index";
+import { checkError, checkEvents, checkExecution, checkWorkflow, Mismatch } from "./expect";
+import { isObject, ScenarioError } from "./scenarios";
+
+export const DEFAULT_TIMEOUT_S = 10;
+
+// Each operation and the request fields (proto names) it takes.
+const OPERATIONS: Readonly<Record<string, readonly string[]>> = {
+  run: ["workflow", "version", "input", "execution_id", "request_id", "wait_until_settled"],
+  resume: ["execution_id", "node_id", "data", "action", "from_step", "request_id",
+           "wait_until_settled"],
+  suspend: ["execution_id", "reason", "request_id"],
+  cancel: ["execution_id", "reason", "request_id"],
+  get: ["execution_id"],
+  delete: ["execution_id"],
+  describe: ["workflow", "version"],
+  events: ["execution_id", "after_sequence", "page_size"],
+  watch: ["execution_id", "after_sequence", "reconnect_after"],
+  await: ["execution_id", "status"],
+};
+
+const STEP_KEYS = new Set(["save", "expect", "expect_events", "error", "timeout_s", "comment"]);
+
+type Returned =
+  | { kind: "execution"; execution: Execution }
+  | { kind: "workflow"; workflow: Workflow }
+  | { kind: "events"; events: ExecutionEvent[] }
+  | { kind: "nothing" };
+
+/** The one operation key of a step. */
+export function operation(step: JsonObject): string {
+  const found = Object.keys(step).filter((key) => key in OPERATIONS);
+  if (found.length !== 1) {
+    throw new ScenarioError(`a step needs exactly one operation, not ${JSON.stringify(found)}`);
+  }
+  return found[0] as string;
+}
+
+/** Runs one (substituted) step; throws Mismatch when it does not do what it expects. */
+export async function runStep(client: Client, step: JsonObject,
+                              saved: Map<string, Execution>): Promise<void> {
+  const op = operation(step);
+  for (const key of Object.keys(step)) {
+    if (key !== op && !STEP_KEYS.has(key)) {
+      throw new ScenarioError(`unknown step key ${JSON.stringify(key)}`);
+    }
+  }
+  const args = step[op];
+  if (!isObject(args)) {
+    throw new ScenarioError(`${op}: its fields must be an object`);
+  }
+  for (const key of Object.keys(args)) {
+    if (!(OPERATIONS[op] ?? []).includes(key)) {
+      throw new ScenarioError(`${op} has no field ${JSON.stringify(key)}`);
+    }
+  }
+  const timeoutS = step["timeout_s"] ?? DEFAULT_TIMEOUT_S;
+  if (typeof timeoutS !== "number") {
+    throw new ScenarioError("timeout_s must be a number");
+  }
+  const expectedError = step["error"];
+  let got: Returned;
+  try {
+    got = await call(client, op, new Args(op, args), timeoutS * 1000);
+  } catch (error) {
+    if (!(error instanceof TarryError)) {
+      throw error;
+    }
+    if (expectedError === undefined) {
+      throw new Mismatch(`failed: ${error.message}`);
+    }
+    checkError(error, expectObject(expectedError, "error"));
+    return;
+  }
+  if (expectedError !== undefined) {
+    const code = isObject(expectedError) ? expectedError["code"] : undefined;
+    throw new Mismatch(`succeeded, expected ${String(code)}`);
+  }
+  if (got.kind === "execution" && step["save"] !== undefined) {
+    if (typeof step["save"] !== "string") {
+      throw new ScenarioError("save must be a name");
+    }
+    saved.set(step["save"], got.execution);
+  }
+  const expect = step["expect"];
+  if (expect !== undefined) {
+    if (got.kind === "execution") {
+      checkExecution(got.execution, expectObject(expect, "expect"));
+    } else if (got.kind === "workflow") {
+      checkWorkflow(got.workflow, expectObject(expect, "expect"));
+    } else {
+      throw new ScenarioError(`${op} returns nothing to expect of`);
+    }
+  }
+  const expectEvents = step["expect_events"];
+  if (expectEvents !== undefined) {
+    if (got.kind !== "events") {
+      throw new ScenarioError(`${op} returns no events`);
+    }
+    if (!Array.isArray(expectEvents) || !expectEvents.every(isObject)) {
+      throw new ScenarioError("expect_events must be a list of objects");
+    }
+    checkEvents(got.events, expectEvents as JsonObject[]);
+  }
+}
+
+function expectObject(value: Json, what: string): JsonObject {
+  if (!isObject(value)) {
+    throw new ScenarioError(`${what} must be an object`);
+  }
+  return value;
+}
+
+/** Typed access to an operation's fields; a field left out is left unset. */
+class Args {
+  constructor(private readonly op: string, private readonly fields: JsonObject) {}
+
+  private get(key: string, type: "string" | "number" | "boolean"): Json | undefined {
+    const value = this.fields[key];
+    if (value !== undefined && typeof value !== type) {
+      throw new ScenarioError(`${this.op}.${key} must be a ${type}`);
+    }
+    return value;
+  }
+
+  str(key: string): string | undefined {
+    return this.get(key, "string") as string | undefined;
+  }
+
+  required(key: string): string {
+    const value = this.str(key);
+    if (value === undefined) {
+      throw new ScenarioError(`${this.op} needs ${key}`);
+    }
+    return value;
+  }
+
+  num(key: string): number | undefined {
+    return this.get(key, "number") as number | undefined;
+  }
+
+  bool(key: string): boolean | undefined {
+    return this.get(key, "boolean") as boolean | undefined;
+  }
+
+  json(key: string): Json | undefined {
+    return this.fields[key];
+  }
+}
+
+async function call(client: Client, op: string, a: Args, timeoutMs: number): Promise<Returned> {
+  const execution = (e: Execution): Returned => ({ kind: "execution", execution: e });
+  switch (op) {
+    case "run":
+      return execution(await client.run(a.required("workflow"), a.json("input"), {
+        version: a.str("version"), executionId: a.str("execution_id"),
+        requestId: a.str("request_id"), waitUntilSettled: a.bool("wait_until_settled"),
+        timeoutMs,
+      }));
+    case "resume":
+      return execution(await client.resume(a.required("execution_id"), a.json("data"), {
+        nodeId: a.str("node_id"), action: a.str("action"), fromStep: a.str("from_step"),
+        requestId: a.str("request_id"), waitUntilSettled: a.bool("wait_until_settled"),
+        timeoutMs,
+      }));
+    case "suspend":
+      return execution(await client.suspend(a.required("execution_id"), a.str("reason"),
+                                             { requestId: a.str("request_id"), timeoutMs }));
+    case "cancel":
+      return execution(await client.cancel(a.required("execution_id"), a.str("reason"),
+                                            { requestId: a.str("request_id"), timeoutMs }));
+    case "get":
+      return execution(await client.get(a.required("execution_id"), { timeoutMs }));
+    case "delete":
+      await client.delete(a.required("execution_id"), { timeoutMs });
+      return { kind: "nothing" };
+    case "describe":
+      return { kind: "workflow",
+               workflow: await client.describe(a.required("workflow"), a.str("version"),
+                                               { timeoutMs }) };
+    case "events": {
+      const page = await client.events(a.required("execution_id"), {
+        afterSequence: a.num("after_sequence"), pageSize: a.num("page_size"), timeoutMs,
+      });
+      return { kind: "events", events: page.events };
+    }
+    case "watch":
+      return { kind: "events", events: await watch(client, a, timeoutMs) };
+    case "await":
+      return execution(await awaitStatus(client, a, timeoutMs));
+  }
+  throw new ScenarioError(`unknown operation ${op}`);
+}
+
+/**
+ * The events of a watch through client.watch, snapshots left out, until its terminal event.
+ * With reconnect_after N it lets go after the N-th event and opens a second watch from the
+ * last sequence seen, as a client reconnecting would. Both share the step's deadline, which
+ * aborts a watch still open then.
+ */
+async function watch(client: Client, a: Args, timeoutMs: number): Promise<ExecutionEvent[]> {
+  const executionId = a.required("execution_id");
+  const reconnectAfter = a.num("reconnect_after");
+  const signal = AbortSignal.timeout(timeoutMs);
+  const seen: ExecutionEvent[] = [];
+  try {
+    let afterSequence = a.num("after_sequence");
+    let reconnected = false;
+    for (;;) {
+      let interrupted = false;
+      for await (const item of client.watch(executionId, { afterSequence, signal })) {
+        if (item.kind !== "event") {
+          continue;
+        }
+        seen.push(item.event);
+        if (!reconnected && seen.length === reconnectAfter) {
+          interrupted = true;
+          break;
+        }
+      }
+      if (!interrupted) {
+        return seen;
+      }
+      reconnected = true;
+      afterSequence = seen[seen.length - 1]?.sequence;
+    }
+  } catch (error) {
+    if (signal.aborted) {
+      throw new Mismatch(`the watch did not end within ${timeoutMs / 1000} s ` +
+                         `(${seen.length} events by then)`);
+    }
+    throw error;
+  }
+}
+
+async function awaitStatus(client: Client, a: Args, timeoutMs: number): Promise<Execution> {
+  const executionId = a.required("execution_id");
+  const want = a.required("status");
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const execution = await client.get(executionId, { timeoutMs });
+    if (execution.status === want) {
+      return execution;
+    }
+    if (Date.now() > deadline) {
+      throw new Mismatch(`still ${execution.status} after ${timeoutMs / 1000} s, ` +
+                         `expected ${want}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}

@@ -1,0 +1,434 @@
+// The client: one promise-returning method per RPC, and watch() as an async iterator.
+
+import { randomUUID } from "node:crypto";
+
+import * as grpc from "@grpc/grpc-js";
+
+import {
+  eventPageFromPb, executionFromPb, executionPageFromPb, statusToPb, workflowFromPb,
+} from "./convert";
+import { fromServiceError, isServiceError } from "./errors";
+import type { Execution as PbExecution } from "./gen/tarry/v1/execution";
+import { WorkflowServiceClient } from "./gen/tarry/v1/workflow_service";
+import type { WatchExecutionResponse } from "./gen/tarry/v1/workflow_service";
+import { checkJson } from "./json";
+import type { Json } from "./json";
+import {
+  checkRetry, DEFAULT_RETRY, DEFAULT_WATCH_RETRY, NO_RETRY, unaryRetryDelay, WatchCursor,
+} from "./retry";
+import type { Retry } from "./retry";
+import type {
+  EventPage, Execution, ExecutionPage, Status, WatchItem, Workflow,
+} from "./types";
+
+/** The default deadline of each unary call, in milliseconds. */
+export const DEFAULT_TIMEOUT_MS = 30_000;
+
+export interface ClientOptions {
+  /** Default: an insecure (plaintext) channel, which is what `tarry serve` listens on. */
+  credentials?: grpc.ChannelCredentials;
+  /** Sent with every call as `authorization: Bearer <token>`. */
+  token?: string;
+  /**
+   * The default deadline of each unary call, in ms (null: none). With `waitUntilSettled` it
+   * is also how long Run / Resume wait for the execution to settle. watch() has none.
+   */
+  timeoutMs?: number | null;
+  /** Sent with every call. */
+  metadata?: Record<string, string> | grpc.Metadata;
+  /** Retries of unary calls on UNAVAILABLE (null: never retry). */
+  retry?: Retry | null;
+  /** Reconnects of watch() (null: never reconnect). */
+  watchRetry?: Retry | null;
+  /** Passed to the gRPC channel, e.g. `{"grpc.max_receive_message_length": ...}`. */
+  channelOptions?: grpc.ChannelOptions;
+}
+
+/** What every call takes. */
+export interface CallOptions {
+  /** This call's deadline in ms, instead of the client's `timeoutMs` (null: none). */
+  timeoutMs?: number | null;
+  /** Aborting cancels the call; it then rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+export interface RunOptions extends CallOptions {
+  /** The workflow version; the latest registered one when left out. */
+  version?: string;
+  /** The new execution's id; the server picks one when left out. */
+  executionId?: string;
+  /** Idempotency key; a fresh one when left out, so the client's own retries apply once. */
+  requestId?: string;
+  /** Answer once the execution is no longer RUNNING, or shortly before the deadline. */
+  waitUntilSettled?: boolean;
+}
+
+export interface ResumeOptions extends CallOptions {
+  /** The wait node to deliver the data to; needed when several wait. */
+  nodeId?: string;
+  /** Picks the wait node's outgoing edges. */
+  action?: string;
+  /** For a SUSPENDED execution: the step to re-run instead of the one that suspended. */
+  fromStep?: string;
+  requestId?: string;
+  waitUntilSettled?: boolean;
+}
+
+export interface MutateOptions extends CallOptions {
+  requestId?: string;
+}
+
+export interface ListExecutionsOptions extends CallOptions {
+  workflow?: string;
+  status?: Status;
+  pageSize?: number;
+  pageToken?: string;
+}
+
+export interface EventsOptions extends CallOptions {
+  /** Only the events after this sequence; 0 (the default) for the whole log. */
+  afterSequence?: number;
+  pageSize?: number;
+}
+
+export interface WatchOptions {
+  /**
+   * Replay the events after this sequence instead of starting with a snapshot (0: the whole
+   * log; an execution's lastSequence: only what happens next).
+   */
+  afterSequence?: number;
+  /** Aborting ends the watch: the iterator then throws the signal's reason. */
+  signal?: AbortSignal;
+}
+
+type UnaryMethod<Req, Resp> = (
+  request: Req,
+  metadata: grpc.Metadata,
+  options: Partial<grpc.CallOptions>,
+  callback: (error: grpc.ServiceError | null, response: Resp) => void,
+) => grpc.ClientUnaryCall;
+
+/**
+ * A client of a Tarry server.
+ *
+ * Failed calls reject with a TarryError subclass (see errors.ts); user data that JSON cannot
+ * hold is refused with a TypeError before anything is sent.
+ */
+export class Client {
+  private readonly stub: WorkflowServiceClient;
+  private readonly timeoutMs: number | null;
+  private readonly baseMetadata: grpc.Metadata;
+  private readonly retry: Retry;
+  private readonly watchRetry: Retry;
+
+  constructor(target: string, options: ClientOptions = {}) {
+    this.stub = new WorkflowServiceClient(
+      target, options.credentials ?? grpc.credentials.createInsecure(), options.channelOptions);
+    this.timeoutMs = options.timeoutMs === undefined ? DEFAULT_TIMEOUT_MS : options.timeoutMs;
+    this.retry = options.retry === undefined
+      ? DEFAULT_RETRY : checkRetry(options.retry ?? NO_RETRY);
+    this.watchRetry = options.watchRetry === undefined
+      ? DEFAULT_WATCH_RETRY : checkRetry(options.watchRetry ?? NO_RETRY);
+    this.baseMetadata = toMetadata(options.metadata);
+    if (options.token !== undefined) {
+      this.baseMetadata.set("authorization", `Bearer ${options.token}`);
+    }
+  }
+
+  /** Closes the channel; calls still in flight end with CANCELLED. */
+  close(): void {
+    this.stub.close();
+  }
+
+  // -- mutations ------------------------------------------------------------------------
+
+  /**
+   * Starts an execution of `workflow` (the latest version unless `version`). With
+   * `executionId` or `requestId`, running again returns the same execution. Rejects with
+   * WorkflowNotFound, InvalidInput (see `violations`), AlreadyExists.
+   */
+  async run(workflow: string, input?: unknown, options: RunOptions = {}): Promise<Execution> {
+    const response = await this.unary(this.stub.run.bind(this.stub), {
+      workflow,
+      version: options.version ?? "",
+      input: encode(input, "input"),
+      executionId: options.executionId ?? "",
+      requestId: requestId(options.requestId),
+      waitUntilSettled: options.waitUntilSettled ?? false,
+    }, options);
+    return execution(response.execution);
+  }
+
+  /**
+   * Continues an AWAITING or SUSPENDED execution with `data`. Rejects with
+   * ExecutionNotFound, InvalidResumeData (the execution is left as it was),
+   * InvalidArgument, WrongState, NodeNotWaiting, Conflict.
+   */
+  async resume(executionId: string, data?: unknown,
+               options: ResumeOptions = {}): Promise<Execution> {
+    const response = await this.unary(this.stub.resume.bind(this.stub), {
+      executionId,
+      nodeId: options.nodeId ?? "",
+      data: encode(data, "data"),
+      action: options.action ?? "",
+      fromStep: options.fromStep ?? "",
+      requestId: requestId(options.requestId),
+      waitUntilSettled: options.waitUntilSettled ?? false,
+    }, options);
+    return execution(response.execution);
+  }
+
+  /**
+   * Suspends an execution: an AWAITING one at once, a RUNNING one at the next node boundary
+   * (`suspendRequested` is set until then). Rejects with ExecutionNotFound, WrongState.
+   */
+  async suspend(executionId: string, reason = "",
+                options: MutateOptions = {}): Promise<Execution> {
+    const response = await this.unary(this.stub.suspend.bind(this.stub), {
+      executionId, reason, requestId: requestId(options.requestId),
+    }, options);
+    return execution(response.execution);
+  }
+
+  /** Cancels an execution. Rejects with ExecutionNotFound, WrongState (COMPLETED, FAILED). */
+  async cancel(executionId: string, reason = "",
+               options: MutateOptions = {}): Promise<Execution> {
+    const response = await this.unary(this.stub.cancel.bind(this.stub), {
+      executionId, reason, requestId: requestId(options.requestId),
+    }, options);
+    return execution(response.execution);
+  }
+
+  // -- reads ----------------------------------------------------------------------------
+
+  /** The current snapshot of an execution. Rejects with ExecutionNotFound. */
+  async get(executionId: string, options: CallOptions = {}): Promise<Execution> {
+    const response = await this.unary(this.stub.getExecution.bind(this.stub),
+                                      { executionId }, options);
+    return execution(response.execution);
+  }
+
+  /**
+   * Removes a finished execution whole, now. Rejects with ExecutionNotFound, WrongState (it
+   * is not finished).
+   */
+  async delete(executionId: string, options: CallOptions = {}): Promise<void> {
+    await this.unary(this.stub.deleteExecution.bind(this.stub), { executionId }, options);
+  }
+
+  /** One page of executions, newest first, optionally of one workflow and / or status. */
+  async listExecutions(options: ListExecutionsOptions = {}): Promise<ExecutionPage> {
+    const response = await this.unary(this.stub.listExecutions.bind(this.stub), {
+      workflow: options.workflow ?? "",
+      status: statusToPb(options.status),
+      pageSize: options.pageSize ?? 0,
+      pageToken: options.pageToken ?? "",
+    }, options);
+    return executionPageFromPb(response);
+  }
+
+  /** Every matching execution, newest first, fetching pages as needed. */
+  async *iterExecutions(options: Omit<ListExecutionsOptions, "pageToken"> = {}
+  ): AsyncGenerator<Execution, void, undefined> {
+    let pageToken: string | undefined;
+    do {
+      const page = await this.listExecutions({ ...options, pageToken });
+      yield* page.executions;
+      pageToken = page.nextPageToken;
+    } while (pageToken !== undefined);
+  }
+
+  /**
+   * One page of an execution's event log after `afterSequence`, oldest first. Rejects with
+   * ExecutionNotFound, CursorOutOfRange.
+   */
+  async events(executionId: string, options: EventsOptions = {}): Promise<EventPage> {
+    const response = await this.unary(this.stub.listExecutionEvents.bind(this.stub), {
+      executionId, afterSequence: options.afterSequence ?? 0, pageSize: options.pageSize ?? 0,
+    }, options);
+    return eventPageFromPb(response);
+  }
+
+  /** Every workflow the server hosts (each registered version), sorted by name. */
+  async workflows(options: CallOptions = {}): Promise<Workflow[]> {
+    const found: Workflow[] = [];
+    let pageToken = "";
+    do {
+      const response = await this.unary(this.stub.listWorkflows.bind(this.stub),
+                                        { pageSize: 0, pageToken }, options);
+      found.push(...response.workflows.map(workflowFromPb));
+      pageToken = response.nextPageToken;
+    } while (pageToken !== "");
+    return found;
+  }
+
+  /** One workflow definition (the latest version unless `version`). Rejects with
+   * WorkflowNotFound. */
+  async describe(workflow: string, version?: string,
+                 options: CallOptions = {}): Promise<Workflow> {
+    const response = await this.unary(this.stub.describeWorkflow.bind(this.stub),
+                                      { workflow, version: version ?? "" }, options);
+    if (response.workflow === undefined) {
+      throw new Error("the server answered DescribeWorkflow without a workflow");
+    }
+    return workflowFromPb(response.workflow);
+  }
+
+  /**
+   * Follows an execution until it ends.
+   *
+   * Yields the current snapshot first (`kind: "snapshot"`), or, given `afterSequence`, the
+   * events after it; then each event (`kind: "event"`) as it happens. It ends after the
+   * terminal status event (or at once after a terminal snapshot). When the stream breaks
+   * (UNAVAILABLE, a transport reset) or the server ends it early (after an hour, or when it
+   * shuts down), it reconnects by itself from the last sequence it yielded, so nothing is
+   * missed or repeated; it throws (e.g. Unavailable) only once `watchRetry` is spent, and
+   * ExecutionNotFound or CursorOutOfRange without retrying. Leaving the loop early (break)
+   * cancels the stream.
+   */
+  async *watch(executionId: string, options: WatchOptions = {}
+  ): AsyncGenerator<WatchItem, void, undefined> {
+    const { signal } = options;
+    const cursor = new WatchCursor(executionId, options.afterSequence, this.watchRetry);
+    while (!cursor.done) {
+      signal?.throwIfAborted();
+      const call = this.stub.watchExecution(cursor.request(), this.baseMetadata.clone());
+      // The stream's iterator reads errors itself; this keeps a late one (after the loop
+      // below has let go of the stream) from being an unhandled 'error' event.
+      call.on("error", () => undefined);
+      const onAbort = (): void => call.cancel();
+      signal?.addEventListener("abort", onAbort, { once: true });
+      let delay: number;
+      try {
+        let failure: grpc.ServiceError | undefined;
+        try {
+          for await (const message of call as AsyncIterable<WatchExecutionResponse>) {
+            const item = cursor.accept(message);
+            if (item !== undefined) {
+              yield item;
+              if (cursor.done) {
+                return;
+              }
+            }
+          }
+        } catch (error) {
+          signal?.throwIfAborted();
+          if (!isServiceError(error)) {
+            throw error;
+          }
+          failure = error;
+        }
+        if (failure === undefined && !cursor.received &&
+            cursor.caughtUp(await this.get(executionId, { signal }))) {
+          return;
+        }
+        delay = cursor.retryAfter(failure);
+      } finally {
+        signal?.removeEventListener("abort", onAbort);
+        call.cancel(); // a no-op once the call is over; stops it when abandoned early
+      }
+      await sleep(delay, signal);
+    }
+  }
+
+  // -- plumbing -------------------------------------------------------------------------
+
+  private async unary<Req, Resp>(method: UnaryMethod<Req, Resp>, request: Req,
+                                 options: CallOptions): Promise<Resp> {
+    const timeoutMs = options.timeoutMs === undefined ? this.timeoutMs : options.timeoutMs;
+    const deadline = timeoutMs === null ? undefined : Date.now() + timeoutMs;
+    const { signal } = options;
+    for (let attempt = 1; ; attempt++) {
+      signal?.throwIfAborted();
+      try {
+        return await this.once(method, request, deadline, signal);
+      } catch (error) {
+        signal?.throwIfAborted();
+        if (!isServiceError(error)) {
+          throw error;
+        }
+        const delay = unaryRetryDelay(this.retry, attempt, error, deadline);
+        if (delay === undefined) {
+          throw fromServiceError(error);
+        }
+        await sleep(delay, signal);
+      }
+    }
+  }
+
+  private once<Req, Resp>(method: UnaryMethod<Req, Resp>, request: Req,
+                          deadline: number | undefined, signal: AbortSignal | undefined
+  ): Promise<Resp> {
+    return new Promise((resolve, reject) => {
+      const call = method(request, this.baseMetadata.clone(),
+                          deadline === undefined ? {} : { deadline },
+                          (error, response) => {
+                            signal?.removeEventListener("abort", onAbort);
+                            if (error) {
+                              reject(error);
+                            } else {
+                              resolve(response);
+                            }
+                          });
+      const onAbort = (): void => call.cancel();
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+}
+
+function toMetadata(given: Record<string, string> | grpc.Metadata | undefined): grpc.Metadata {
+  if (given instanceof grpc.Metadata) {
+    return given.clone();
+  }
+  const metadata = new grpc.Metadata();
+  for (const [key, value] of Object.entries(given ?? {})) {
+    metadata.set(key, value);
+  }
+  return metadata;
+}
+
+/**
+ * The caller's idempotency key, or a fresh one: every mutating call carries one, so that the
+ * client's own retries (and a caller's retry with the same key) are answered once.
+ */
+function requestId(given: string | undefined): string {
+  return given ? given : randomUUID();
+}
+
+/**
+ * User data for a Value field: null and undefined leave it unset (the server reads that as
+ * JSON null, or as {} for a Run input when the workflow declares an input schema), as the
+ * Python client does; anything else must be plain JSON.
+ */
+function encode(value: unknown, path: string): Json | undefined {
+  if (value === undefined || value === null) {
+    return undefined;
+  }
+  checkJson(value, path);
+  return value;
+}
+
+function execution(message: PbExecution | undefined): Execution {
+  if (message === undefined) {
+    throw new Error("the server answered without an execution");
+  }
+  return executionFromPb(message);
+}
+
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}

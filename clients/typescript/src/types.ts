@@ -1,0 +1,202 @@
+// The values the client returns. They mirror the tarry.v1 messages field for field, in
+// camelCase like the generated code, with three differences: enums are their names without
+// the proto prefix ("AWAITING", not EXECUTION_STATUS_AWAITING = 2), messages the server
+// leaves unset are `undefined` (never empty objects), and user data is plain JSON.
+
+import type { Json, JsonObject } from "./json";
+
+/** Where an execution stands. The last three are terminal. */
+export type Status = "RUNNING" | "AWAITING" | "SUSPENDED" | "COMPLETED" | "FAILED" | "CANCELLED";
+
+export const STATUSES: readonly Status[] = [
+  "RUNNING", "AWAITING", "SUSPENDED", "COMPLETED", "FAILED", "CANCELLED",
+];
+
+/** True for COMPLETED, FAILED and CANCELLED, which never change again. */
+export function isTerminal(status: Status | undefined): boolean {
+  return status === "COMPLETED" || status === "FAILED" || status === "CANCELLED";
+}
+
+/** What a paused node waits for: Resume data, a sleep timer, or a retry's backoff. */
+export type WaitingKind = "WAIT" | "SLEEP" | "RETRY";
+
+/** Who suspended an execution: a step's suspend(), or a Suspend call. */
+export type SuspensionSource = "STEP" | "REQUEST";
+
+export type NodeKind = "STEP" | "WAIT" | "SLEEP";
+
+export type JoinMode = "ALL" | "ANY";
+
+/** Why an execution FAILED. */
+export interface ExecutionError {
+  /** The error's type, e.g. the Python exception class name. */
+  type: string;
+  message: string;
+  /** The step that raised, if a step raised. */
+  nodeId?: string;
+  /** The attempt (1-based) of that step that raised the final error. */
+  attempt?: number;
+  /** The step's traceback (its last frames), if a step raised. */
+  stackTrace?: string;
+}
+
+/** A node paused while the execution is AWAITING. */
+export interface WaitingPoint {
+  nodeId: string;
+  kind: WaitingKind;
+  /** When a SLEEP or RETRY point wakes by itself. */
+  wakeTime?: Date;
+  /** For RETRY: the attempt that will run at `wakeTime`. */
+  attempt?: number;
+  /** For WAIT: the JSON Schema the resume data must match; undefined when anything goes. */
+  resumeSchema?: JsonObject;
+  /** For WAIT: the actions `resume(..., {action})` may choose (sorted). */
+  actions: string[];
+}
+
+/** A suspension in force. */
+export interface Suspension {
+  reason: string;
+  by: SuspensionSource;
+  suspendTime: Date;
+  /** The step that suspended itself; undefined when suspended by a Suspend call. */
+  nodeId?: string;
+  /** What the step passed to suspend(); null from a Suspend call. */
+  data: Json;
+  resumeSchema?: JsonObject;
+}
+
+/** A Suspend call that a RUNNING execution has not acted on yet. */
+export interface PendingSuspension {
+  reason: string;
+}
+
+export interface Cancellation {
+  reason: string;
+  cancelTime: Date;
+}
+
+/** A read-only snapshot of one execution. */
+export interface Execution {
+  id: string;
+  workflow: string;
+  workflowVersion: string;
+  status: Status;
+  /** The input given to Run, after validation; null when none. */
+  input: Json;
+  /** The shared state the steps have written so far. */
+  state: JsonObject;
+  /** The workflow's result when COMPLETED, else null. */
+  result: Json;
+  error?: ExecutionError;
+  waitingPoints: WaitingPoint[];
+  runningNodeIds: string[];
+  suspension?: Suspension;
+  suspendRequested?: PendingSuspension;
+  cancellation?: Cancellation;
+  createTime: Date;
+  updateTime: Date;
+  /** The sequence of the latest event: the cursor to continue from this snapshot. */
+  lastSequence: number;
+  /** When the execution times out, if its workflow has a timeout. */
+  deadlineTime?: Date;
+  /** The fingerprint of the definition the execution started with. */
+  workflowFingerprint?: string;
+  /** Why the server that answered will not drive this execution; undefined when it can. */
+  driveError?: string;
+}
+
+/** The nodes of an execution waiting for Resume data (its WAIT points). */
+export function waitingNodeIds(execution: Execution): string[] {
+  return execution.waitingPoints.filter((w) => w.kind === "WAIT").map((w) => w.nodeId);
+}
+
+/**
+ * The event types a server writes. `ExecutionEvent.type` is a plain string: a newer server
+ * may write one not listed here, and clients should ignore types they do not know.
+ */
+export type EventType =
+  | "status" | "node_started" | "node_finished" | "node_waiting" | "node_failed"
+  | "node_suspended" | "node_cancelled" | "suspend_requested" | "resumed";
+
+/** One entry of an execution's event log. */
+export interface ExecutionEvent {
+  sequence: number;
+  type: EventType | (string & {});
+  eventTime: Date;
+  /** The new status, on "status" events only. */
+  status?: Status;
+  nodeId?: string;
+  attempt?: number;
+  /** Everything else the event records (action, reason, error, waiting nodes...). */
+  data?: JsonObject;
+}
+
+/**
+ * What `watch()` yields: the snapshot (first, unless a cursor was given), then each event.
+ * `sequence` is the cursor of either: the snapshot's lastSequence or the event's sequence.
+ */
+export type WatchItem =
+  | { kind: "snapshot"; sequence: number; execution: Execution }
+  | { kind: "event"; sequence: number; event: ExecutionEvent };
+
+export interface ExecutionPage {
+  executions: Execution[];
+  /** Pass as `pageToken` for the next page; undefined on the last page. */
+  nextPageToken?: string;
+}
+
+export interface EventPage {
+  events: ExecutionEvent[];
+  /** Pass as `afterSequence` to read on. */
+  nextAfterSequence: number;
+  /** More events are already logged beyond this page. */
+  hasMore: boolean;
+}
+
+/** How a failing step is retried, as DescribeWorkflow publishes it. Durations in ms. */
+export interface RetryPolicy {
+  maxAttempts: number;
+  initialIntervalMs: number;
+  backoffCoefficient: number;
+  /** undefined: no cap. */
+  maxIntervalMs?: number;
+  nonRetryableErrorTypes: string[];
+}
+
+export interface WorkflowNode {
+  id: string;
+  kind: NodeKind;
+  joinMode: JoinMode;
+  description: string;
+  resumeSchema?: JsonObject;
+  suspendSchema?: JsonObject;
+  retryPolicy?: RetryPolicy;
+  /** How long one attempt of a step may run; undefined when there is no limit. */
+  timeoutMs?: number;
+}
+
+export interface WorkflowEdge {
+  source: string;
+  target: string;
+  /** The action that selects this edge; undefined for a default edge. */
+  action?: string;
+}
+
+/** A workflow definition: its graph and JSON Schemas. */
+export interface Workflow {
+  name: string;
+  version: string;
+  description: string;
+  nodes: WorkflowNode[];
+  edges: WorkflowEdge[];
+  startNodeIds: string[];
+  inputSchema?: JsonObject;
+  resultSchema?: JsonObject;
+  resumeSchema?: JsonObject;
+  suspendSchema?: JsonObject;
+  /** How long an execution may take in all; undefined when there is no limit. */
+  timeoutMs?: number;
+  /** A hash of the definition's shape; executions keep the one they started with. */
+  fingerprint: string;
+}

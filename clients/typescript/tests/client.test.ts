@@ -1,0 +1,330 @@
+// The client against a scripted in-process gRPC server: watch reconnects, unary retries,
+// request ids, metadata and deadlines, none of which needs a Tarry server or Redis.
+
+import assert from "node:assert/strict";
+import { after, before, beforeEach, describe, test } from "node:test";
+
+import * as grpc from "@grpc/grpc-js";
+
+import {
+  Client, DeadlineExceeded, ExecutionNotFound, Unavailable,
+} from "../src/index";
+import type { Retry, WatchItem } from "../src/index";
+import { ErrorInfo } from "../src/gen/google/rpc/error_details";
+import { Status as RpcStatus } from "../src/gen/google/rpc/status";
+import { ExecutionStatus } from "../src/gen/tarry/v1/execution";
+import type { Execution as PbExecution } from "../src/gen/tarry/v1/execution";
+import { WorkflowServiceService } from "../src/gen/tarry/v1/workflow_service";
+import type {
+  GetExecutionRequest, GetExecutionResponse, RunRequest, RunResponse, WatchExecutionRequest,
+  WatchExecutionResponse, WorkflowServiceServer,
+} from "../src/gen/tarry/v1/workflow_service";
+
+type WatchCall = grpc.ServerWritableStream<WatchExecutionRequest, WatchExecutionResponse>;
+type Unary<Req, Resp> = (call: grpc.ServerUnaryCall<Req, Resp>,
+                         callback: grpc.sendUnaryData<Resp>) => void;
+
+const FAST: Retry = { attempts: 3, initialBackoffMs: 1, maxBackoffMs: 5, multiplier: 2, jitter: 0 };
+
+function execution(status: ExecutionStatus, lastSequence: number): PbExecution {
+  return {
+    id: "e1", workflow: "w", workflowVersion: "1", status, waitingPoints: [], runningNodeIds: [],
+    lastSequence, workflowFingerprint: "", driveError: "", state: {},
+  };
+}
+
+function snapshot(sequence: number, status = ExecutionStatus.EXECUTION_STATUS_RUNNING
+): WatchExecutionResponse {
+  return { sequence, payload: { $case: "execution", execution: execution(status, sequence) } };
+}
+
+function event(sequence: number, status = ExecutionStatus.EXECUTION_STATUS_UNSPECIFIED
+): WatchExecutionResponse {
+  return {
+    sequence,
+    payload: { $case: "event", event: {
+      sequence, type: status ? "status" : "node_started", status, nodeId: "", attempt: 0,
+    } },
+  };
+}
+
+function rpcError(code: grpc.status, reason?: string): Partial<grpc.ServiceError> {
+  const metadata = new grpc.Metadata();
+  if (reason !== undefined) {
+    const info = ErrorInfo.encode({ reason, domain: "tarry.dev", metadata: {} }).finish();
+    metadata.set("grpc-status-details-bin", Buffer.from(RpcStatus.encode({
+      code, message: reason, details: [
+        { typeUrl: "type.googleapis.com/google.rpc.ErrorInfo", value: Buffer.from(info) },
+      ],
+    }).finish()));
+  }
+  return { code, details: reason ?? "from the fake", metadata };
+}
+
+/** What the fake server does next, and what it was asked. */
+const fake = {
+  watches: [] as ((call: WatchCall) => void)[],
+  watchRequests: [] as (number | undefined)[],
+  get: undefined as Unary<GetExecutionRequest, GetExecutionResponse> | undefined,
+  run: undefined as Unary<RunRequest, RunResponse> | undefined,
+};
+
+let server: grpc.Server;
+let target: string;
+
+before(async () => {
+  server = new grpc.Server();
+  const handlers: Partial<WorkflowServiceServer> = {
+    watchExecution(call: WatchCall) {
+      fake.watchRequests.push(call.request.afterSequence);
+      const next = fake.watches.shift();
+      if (next === undefined) {
+        call.emit("error", rpcError(grpc.status.INTERNAL, "NO_SCRIPT"));
+      } else {
+        next(call);
+      }
+    },
+    getExecution(call, callback) {
+      (fake.get ?? ((_, cb) => cb(rpcError(grpc.status.INTERNAL, "NO_SCRIPT"))))(call, callback);
+    },
+    run(call, callback) {
+      (fake.run ?? ((_, cb) => cb(rpcError(grpc.status.INTERNAL, "NO_SCRIPT"))))(call, callback);
+    },
+  };
+  server.addService(WorkflowServiceService, handlers as WorkflowServiceServer);
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(),
+                     (error, bound) => (error ? reject(error) : resolve(bound)));
+  });
+  target = `127.0.0.1:${port}`;
+});
+
+after(() => {
+  server.forceShutdown();
+});
+
+beforeEach(() => {
+  fake.watches = [];
+  fake.watchRequests = [];
+  fake.get = undefined;
+  fake.run = undefined;
+});
+
+async function collect(items: AsyncIterable<WatchItem>): Promise<string[]> {
+  const seen: string[] = [];
+  for await (const item of items) {
+    seen.push(`${item.kind}#${item.sequence}`);
+  }
+  return seen;
+}
+
+describe("watch", () => {
+  test("reconnects after an early end and after UNAVAILABLE, each event once", async () => {
+    fake.watches.push(
+      (call) => { // the server ends a long watch with OK
+        call.write(snapshot(2));
+        call.write(event(3));
+        call.end();
+      },
+      (call) => { // a generous replay repeats 3, then the connection breaks
+        call.write(event(3));
+        call.write(event(4));
+        call.emit("error", rpcError(grpc.status.UNAVAILABLE));
+      },
+      (call) => {
+        call.write(event(5, ExecutionStatus.EXECUTION_STATUS_COMPLETED));
+        call.end();
+      },
+    );
+    const client = new Client(target, { watchRetry: FAST });
+    try {
+      assert.deepEqual(await collect(client.watch("e1")),
+                       ["snapshot#2", "event#3", "event#4", "event#5"]);
+      assert.deepEqual(fake.watchRequests, [undefined, 3, 4]);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("a terminal snapshot ends it at once", async () => {
+    fake.watches.push((call) => {
+      call.write(snapshot(7, ExecutionStatus.EXECUTION_STATUS_CANCELLED));
+      call.end();
+    });
+    const client = new Client(target, { watchRetry: FAST });
+    try {
+      assert.deepEqual(await collect(client.watch("e1")), ["snapshot#7"]);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("from the end of a finished execution it ends with nothing", async () => {
+    fake.watches.push((call) => call.end());
+    fake.get = (_, cb) => cb(null, { execution: execution(
+      ExecutionStatus.EXECUTION_STATUS_COMPLETED, 10) });
+    const client = new Client(target, { watchRetry: FAST });
+    try {
+      assert.deepEqual(await collect(client.watch("e1", { afterSequence: 10 })), []);
+      assert.deepEqual(fake.watchRequests, [10]);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("NOT_FOUND is thrown at once, typed", async () => {
+    fake.watches.push((call) => call.emit("error",
+                                          rpcError(grpc.status.NOT_FOUND, "EXECUTION_NOT_FOUND")));
+    const client = new Client(target, { watchRetry: FAST });
+    try {
+      await assert.rejects(collect(client.watch("e1")), ExecutionNotFound);
+      assert.equal(fake.watchRequests.length, 1);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("streams that keep ending without progress end in Unavailable", async () => {
+    for (let i = 0; i < 3; i++) {
+      fake.watches.push((call) => call.end());
+    }
+    fake.get = (_, cb) => cb(null, { execution: execution(
+      ExecutionStatus.EXECUTION_STATUS_RUNNING, 4) });
+    const client = new Client(target, { watchRetry: FAST });
+    try {
+      await assert.rejects(collect(client.watch("e1", { afterSequence: 4 })), Unavailable);
+      assert.deepEqual(fake.watchRequests, [4, 4, 4]);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("leaving the loop cancels the stream", async () => {
+    let cancelled!: () => void;
+    const sawCancel = new Promise<void>((resolve) => { cancelled = resolve; });
+    fake.watches.push((call) => {
+      call.on("cancelled", () => cancelled());
+      call.write(snapshot(1));
+    });
+    const client = new Client(target, { watchRetry: FAST });
+    try {
+      for await (const item of client.watch("e1")) {
+        assert.equal(item.kind, "snapshot");
+        break;
+      }
+      await sawCancel;
+    } finally {
+      client.close();
+    }
+  });
+
+  test("an aborted signal ends it with the signal's reason", async () => {
+    fake.watches.push((call) => call.write(snapshot(1)));
+    const client = new Client(target, { watchRetry: FAST });
+    const controller = new AbortController();
+    try {
+      const seen: string[] = [];
+      await assert.rejects((async () => {
+        for await (const item of client.watch("e1", { signal: controller.signal })) {
+          seen.push(item.kind);
+          controller.abort(new Error("enough"));
+        }
+      })(), /enough/);
+      assert.deepEqual(seen, ["snapshot"]);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+describe("unary calls", () => {
+  test("UNAVAILABLE is retried with the same generated request id", async () => {
+    const seen: { requestId: string; auth: grpc.MetadataValue[] }[] = [];
+    fake.run = (call, cb) => {
+      seen.push({ requestId: call.request.requestId, auth: call.metadata.get("authorization") });
+      if (seen.length < 3) {
+        cb(rpcError(grpc.status.UNAVAILABLE, "STORE_UNAVAILABLE"));
+      } else {
+        cb(null, { execution: execution(ExecutionStatus.EXECUTION_STATUS_AWAITING, 5) });
+      }
+    };
+    const client = new Client(target, { token: "s3cret", retry: FAST });
+    try {
+      const ex = await client.run("w", { amount: 1 });
+      assert.equal(ex.status, "AWAITING");
+      assert.equal(seen.length, 3);
+      const ids = new Set(seen.map((s) => s.requestId));
+      assert.equal(ids.size, 1);
+      assert.match([...ids][0] ?? "", /^[0-9a-f-]{36}$/);
+      assert.deepEqual(seen[0]?.auth, ["Bearer s3cret"]);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("a given request id is sent as it is, and each call gets a fresh one otherwise", async () => {
+    const ids: string[] = [];
+    fake.run = (call, cb) => {
+      ids.push(call.request.requestId);
+      cb(null, { execution: execution(ExecutionStatus.EXECUTION_STATUS_RUNNING, 1) });
+    };
+    const client = new Client(target);
+    try {
+      await client.run("w", undefined, { requestId: "mine" });
+      await client.run("w");
+      await client.run("w");
+      assert.equal(ids[0], "mine");
+      assert.notEqual(ids[1], ids[2]);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("the retries give up, typed", async () => {
+    let calls = 0;
+    fake.run = (_, cb) => {
+      calls += 1;
+      cb(rpcError(grpc.status.UNAVAILABLE, "STORE_UNAVAILABLE"));
+    };
+    const client = new Client(target, { retry: FAST });
+    try {
+      await assert.rejects(client.run("w"), (error: unknown) => {
+        assert.ok(error instanceof Unavailable);
+        assert.equal(error.reason, "STORE_UNAVAILABLE");
+        return true;
+      });
+      assert.equal(calls, 3);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("a call past its deadline is DeadlineExceeded", async () => {
+    fake.get = (_, cb) => {
+      setTimeout(() => cb(null, { execution: execution(
+        ExecutionStatus.EXECUTION_STATUS_RUNNING, 1) }), 500);
+    };
+    const client = new Client(target, { timeoutMs: 50 });
+    try {
+      await assert.rejects(client.get("e1"), DeadlineExceeded);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("user data JSON cannot hold is refused before anything is sent", async () => {
+    let calls = 0;
+    fake.run = (_, cb) => {
+      calls += 1;
+      cb(null, { execution: execution(ExecutionStatus.EXECUTION_STATUS_RUNNING, 1) });
+    };
+    const client = new Client(target);
+    try {
+      await assert.rejects(client.run("w", { when: new Date() }), TypeError);
+      await assert.rejects(client.run("w", [1, undefined]), TypeError);
+      assert.equal(calls, 0);
+    } finally {
+      client.close();
+    }
+  });
+});

@@ -1,0 +1,80 @@
+// Generated messages -> the client's types: readable enums, absent unset fields, JSON data.
+
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { eventFromPb, executionFromPb, statusToPb } from "../src/convert";
+import { ExecutionStatus, SuspensionSource, WaitingKind } from "../src/gen/tarry/v1/execution";
+import { Execution as PbExecution } from "../src/gen/tarry/v1/execution";
+import { isTerminal, waitingNodeIds } from "../src/index";
+
+const base: PbExecution = {
+  id: "e1", workflow: "w", workflowVersion: "1", status: ExecutionStatus.EXECUTION_STATUS_AWAITING,
+  waitingPoints: [], runningNodeIds: [], lastSequence: 5, workflowFingerprint: "", driveError: "",
+};
+
+// Through the wire format, so that the test sees what the generated decoder produces.
+function decoded(m: PbExecution): PbExecution {
+  return PbExecution.decode(PbExecution.encode(m).finish());
+}
+
+test("an execution with readable enums, Dates and JSON", () => {
+  const ex = executionFromPb(decoded({
+    ...base,
+    input: { amount: 1500 },
+    state: { request: { user: "Alice" } },
+    waitingPoints: [
+      { nodeId: "approve", kind: WaitingKind.WAITING_KIND_WAIT, attempt: 0, actions: ["no", "yes"] },
+      { nodeId: "delay", kind: WaitingKind.WAITING_KIND_SLEEP, attempt: 0, actions: [],
+        wakeTime: new Date("2026-01-01T00:00:00Z") },
+    ],
+    suspension: { reason: "why", nodeId: "", by: SuspensionSource.SUSPENSION_SOURCE_REQUEST,
+                  suspendTime: new Date(1000) },
+    createTime: new Date(2000),
+  }));
+  assert.equal(ex.status, "AWAITING");
+  assert.deepEqual(ex.input, { amount: 1500 });
+  assert.deepEqual(ex.state, { request: { user: "Alice" } });
+  assert.equal(ex.result, null);
+  assert.deepEqual(waitingNodeIds(ex), ["approve"]);
+  assert.equal(ex.waitingPoints[1]?.kind, "SLEEP");
+  assert.equal(ex.waitingPoints[1]?.wakeTime?.toISOString(), "2026-01-01T00:00:00.000Z");
+  assert.deepEqual(ex.suspension, { reason: "why", by: "REQUEST", suspendTime: new Date(1000),
+                                    data: null });
+  assert.equal(ex.createTime.getTime(), 2000);
+  assert.equal(ex.updateTime.getTime(), 0); // unset: the epoch, as proto3 reads it
+  // What the server left unset is absent, not undefined-valued or empty.
+  for (const key of ["error", "cancellation", "suspendRequested", "deadlineTime",
+                     "workflowFingerprint", "driveError"]) {
+    assert.ok(!(key in ex), `${key} is present`);
+  }
+});
+
+test("JSON null input stays null, and an unset state is {}", () => {
+  const ex = executionFromPb(decoded({ ...base, input: null }));
+  assert.equal(ex.input, null);
+  assert.deepEqual(ex.state, {});
+});
+
+test("events: the status only on status events", () => {
+  const ev = eventFromPb({ sequence: 3, type: "node_started", status: 0, nodeId: "submit",
+                           attempt: 1, eventTime: new Date(5) });
+  assert.deepEqual(ev, { sequence: 3, type: "node_started", eventTime: new Date(5),
+                         nodeId: "submit", attempt: 1 });
+  const done = eventFromPb({ sequence: 4, type: "status", nodeId: "", attempt: 0,
+                             status: ExecutionStatus.EXECUTION_STATUS_COMPLETED });
+  assert.equal(done.status, "COMPLETED");
+  assert.ok(isTerminal(done.status));
+  assert.ok(!isTerminal("SUSPENDED"));
+});
+
+test("a status filter by name, any case; an unknown name is refused", () => {
+  assert.equal(statusToPb("COMPLETED"), ExecutionStatus.EXECUTION_STATUS_COMPLETED);
+  assert.equal(statusToPb("awaiting" as "AWAITING"), ExecutionStatus.EXECUTION_STATUS_AWAITING);
+  assert.equal(statusToPb(undefined), ExecutionStatus.EXECUTION_STATUS_UNSPECIFIED);
+  assert.throws(() => statusToPb("DONE" as "COMPLETED"), TypeError);
+});
+
+test("an enum value this client does not know is an error, not a guess", () => {
+  assert.throws(() => executionFromPb({ ...base, status: 42 as ExecutionStatus }), /42/);
+});
