@@ -10,6 +10,7 @@ STAMP  := $(VENV)/.installed
 PROTO_BASELINE := 8b651cea69e47d3cbd5352ac3ca4f776cde77a6f
 
 TS     := clients/typescript
+GO     := clients/go
 
 .PHONY: setup redis faketime protos protos-check clients run test lint bench clean
 
@@ -47,12 +48,16 @@ faketime:
 protos: $(STAMP) node_modules/.installed $(TS)/node_modules/.installed
 	$(BIN)/python scripts/gen_protos.py
 	$(TS)/scripts/gen.sh $(TS)/src/gen
+	$(GO)/gen.sh
 
 protos-check: $(STAMP) node_modules/.installed $(TS)/node_modules/.installed
 	$(BIN)/python scripts/gen_protos.py --check
 	@tmp=$$(mktemp -d); $(TS)/scripts/gen.sh $$tmp/ts && diff -r $$tmp/ts $(TS)/src/gen; \
 	  rc=$$?; rm -rf $$tmp; \
 	  if [ $$rc -ne 0 ]; then echo "TypeScript code is stale: run make protos"; exit 1; fi
+	@tmp=$$(mktemp -d); $(GO)/gen.sh $$tmp && diff -r $$tmp/tarry/v1 $(GO)/tarry/v1; \
+	  rc=$$?; rm -rf $$tmp; \
+	  if [ $$rc -ne 0 ]; then echo "Go code is stale: run make protos"; exit 1; fi
 
 run: setup
 	$(BIN)/tarry serve
@@ -60,9 +65,11 @@ run: setup
 # The clients of other languages, built for their tests and the conformance suite.
 clients: node_modules/.installed $(TS)/node_modules/.installed
 	cd $(TS) && npm run build --silent
+	cd $(GO) && go build -o .bin/conformance ./conformance
 
 test: setup faketime clients
 	cd $(TS) && node --test dist/tests/
+	cd $(GO) && go test ./...
 	$(BIN)/pytest -q
 
 node_modules/.installed: package.json package-lock.json
@@ -77,6 +84,7 @@ lint: $(STAMP) node_modules/.installed $(TS)/node_modules/.installed
 	$(BIN)/ruff check service clients/python tests examples scripts bench
 	$(BIN)/mypy service clients/python tests examples bench
 	cd $(TS) && npm run lint --silent
+	cd $(GO) && go vet ./...
 	npx --no-install buf lint
 	npx --no-install buf breaking --against '.git#ref=$(PROTO_BASELINE)'
 	$(MAKE) --no-print-directory protos-check
@@ -85,4 +93,4 @@ bench: setup
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) node_modules var build *.egg-info $(TS)/node_modules $(TS)/dist
+	rm -rf $(VENV) node_modules var build *.egg-info $(TS)/node_modules $(TS)/dist $(GO)/.bin

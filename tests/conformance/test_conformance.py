@@ -29,6 +29,8 @@ SCENARIOS = runner.load()
 RUNNERS: dict[str, tuple[list[str], str]] = {
     "typescript": (["node", str(ROOT / "clients/typescript/dist/conformance/main.js")],
                    "make clients (npm ci and npm run build in clients/typescript)"),
+    "go": ([str(ROOT / "clients/go/.bin/conformance")],
+           "make clients (go build in clients/go)"),
 }
 
 

@@ -1,0 +1,116 @@
+package tarry
+
+import (
+	"context"
+	"net"
+	"sync"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/test/bufconn"
+
+	tarryv1 "github.com/tarry-dev/tarry/clients/go/tarry/v1"
+)
+
+// fakeServer is a scripted WorkflowService in the test process: each watch connection
+// and each Run answer comes from the next entry of its script.
+type fakeServer struct {
+	tarryv1.UnimplementedWorkflowServiceServer
+
+	mu        sync.Mutex
+	watches   []func(*tarryv1.WatchExecutionRequest, tarryv1.WorkflowService_WatchExecutionServer) error
+	watchReqs []*tarryv1.WatchExecutionRequest
+	runs      []error // nil answers with an execution
+	runReqs   []*tarryv1.RunRequest
+	get       *tarryv1.Execution
+	headers   []metadata.MD
+	cancelled chan struct{} // closed when a watch sees its call cancelled
+}
+
+func (f *fakeServer) WatchExecution(req *tarryv1.WatchExecutionRequest, stream tarryv1.WorkflowService_WatchExecutionServer) error {
+	f.mu.Lock()
+	f.watchReqs = append(f.watchReqs, req)
+	n := len(f.watchReqs) - 1
+	var script func(*tarryv1.WatchExecutionRequest, tarryv1.WorkflowService_WatchExecutionServer) error
+	if n < len(f.watches) {
+		script = f.watches[n]
+	} else {
+		script = f.watches[len(f.watches)-1] // the last one repeats
+	}
+	f.mu.Unlock()
+	return script(req, stream)
+}
+
+func (f *fakeServer) Run(ctx context.Context, req *tarryv1.RunRequest) (*tarryv1.RunResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	md, _ := metadata.FromIncomingContext(ctx)
+	f.headers = append(f.headers, md)
+	f.runReqs = append(f.runReqs, req)
+	if n := len(f.runReqs) - 1; n < len(f.runs) && f.runs[n] != nil {
+		return nil, f.runs[n]
+	}
+	return &tarryv1.RunResponse{Execution: &tarryv1.Execution{Id: "e1", Workflow: req.GetWorkflow(),
+		Status: tarryv1.ExecutionStatus_EXECUTION_STATUS_AWAITING, Input: req.GetInput()}}, nil
+}
+
+func (f *fakeServer) GetExecution(context.Context, *tarryv1.GetExecutionRequest) (*tarryv1.GetExecutionResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return &tarryv1.GetExecutionResponse{Execution: f.get}, nil
+}
+
+// start serves f over an in-memory listener and returns a client of it.
+func (f *fakeServer) start(t *testing.T, opts ...Option) *Client {
+	t.Helper()
+	lis := bufconn.Listen(1 << 20)
+	srv := grpc.NewServer()
+	tarryv1.RegisterWorkflowServiceServer(srv, f)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient("passthrough:///fake",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return New(conn, opts...)
+}
+
+func snapshot(seq int64, st tarryv1.ExecutionStatus) *tarryv1.WatchExecutionResponse {
+	return &tarryv1.WatchExecutionResponse{Sequence: seq, Payload: &tarryv1.WatchExecutionResponse_Execution{
+		Execution: &tarryv1.Execution{Id: "e1", Status: st, LastSequence: seq}}}
+}
+
+func event(seq int64, typ string, st tarryv1.ExecutionStatus) *tarryv1.WatchExecutionResponse {
+	return &tarryv1.WatchExecutionResponse{Sequence: seq, Payload: &tarryv1.WatchExecutionResponse_Event{
+		Event: &tarryv1.ExecutionEvent{Sequence: seq, Type: typ, Status: st}}}
+}
+
+// sends is a watch connection that sends msgs, then ends with err (nil: OK).
+func sends(err error, msgs ...*tarryv1.WatchExecutionResponse) func(*tarryv1.WatchExecutionRequest, tarryv1.WorkflowService_WatchExecutionServer) error {
+	return func(_ *tarryv1.WatchExecutionRequest, stream tarryv1.WorkflowService_WatchExecutionServer) error {
+		for _, m := range msgs {
+			if e := stream.Send(m); e != nil {
+				return e
+			}
+		}
+		return err
+	}
+}
+
+// watchRequests and runRequests are what the server received so far.
+func (f *fakeServer) watchRequests() []*tarryv1.WatchExecutionRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]*tarryv1.WatchExecutionRequest(nil), f.watchReqs...)
+}
+
+func (f *fakeServer) runRequests() []*tarryv1.RunRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]*tarryv1.RunRequest(nil), f.runReqs...)
+}

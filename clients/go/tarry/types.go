@@ -1,0 +1,272 @@
+package tarry
+
+import "time"
+
+// Status is where an execution stands. The last three are terminal.
+type Status string
+
+// The statuses an execution can have.
+const (
+	StatusRunning   Status = "RUNNING"
+	StatusAwaiting  Status = "AWAITING"
+	StatusSuspended Status = "SUSPENDED"
+	StatusCompleted Status = "COMPLETED"
+	StatusFailed    Status = "FAILED"
+	StatusCancelled Status = "CANCELLED"
+)
+
+// Terminal reports whether the status is COMPLETED, FAILED or CANCELLED, which never
+// change again.
+func (s Status) Terminal() bool {
+	return s == StatusCompleted || s == StatusFailed || s == StatusCancelled
+}
+
+// WaitingKind is what a paused node waits for.
+type WaitingKind string
+
+// The kinds of waiting point.
+const (
+	WaitingWait  WaitingKind = "WAIT"  // data from Resume
+	WaitingSleep WaitingKind = "SLEEP" // a timer (WakeTime)
+	WaitingRetry WaitingKind = "RETRY" // the backoff before a failed step's next attempt
+)
+
+// SuspensionSource is who suspended an execution.
+type SuspensionSource string
+
+// The sources of a suspension.
+const (
+	// SuspendedByStep: a step called suspend(); Resume re-runs it with the resume data.
+	SuspendedByStep SuspensionSource = "STEP"
+	// SuspendedByRequest: a Suspend call; Resume continues where the execution stopped.
+	SuspendedByRequest SuspensionSource = "REQUEST"
+)
+
+// Execution is a read-only snapshot of one execution. JSON values (Input, State, Result,
+// schemas, suspend data) are plain Go values as encoding/json decodes them into an `any`;
+// a time that the server left unset is the zero time.Time.
+type Execution struct {
+	ID              string
+	Workflow        string
+	WorkflowVersion string
+	Status          Status
+	Input           any
+	// State is what the steps have written so far.
+	State map[string]any
+	// Result is the workflow's result when COMPLETED, else nil.
+	Result any
+	// Error says why the execution FAILED; nil otherwise.
+	Error *ExecutionError
+	// WaitingPoints are the paused nodes (AWAITING, and kept while SUSPENDED from it).
+	WaitingPoints  []WaitingPoint
+	RunningNodeIDs []string
+	Suspension     *Suspension
+	// SuspendRequested is set while a RUNNING execution has been asked to suspend.
+	SuspendRequested *PendingSuspension
+	Cancellation     *Cancellation
+	CreateTime       time.Time
+	UpdateTime       time.Time
+	// LastSequence is the sequence of the latest event: the cursor that continues from
+	// this snapshot (WatchOptions.AfterSequence, EventsOptions.AfterSequence).
+	LastSequence int64
+	// DeadlineTime is when the execution times out; zero when its workflow has no timeout.
+	DeadlineTime time.Time
+	// WorkflowFingerprint is that of the definition the execution started with.
+	WorkflowFingerprint string
+	// DriveError says why the answering server will not drive this execution; empty when
+	// it can.
+	DriveError string
+}
+
+// Terminal reports whether the execution is over (COMPLETED, FAILED or CANCELLED).
+func (e *Execution) Terminal() bool { return e.Status.Terminal() }
+
+// WaitingNodeIDs are the nodes waiting for Resume data (WAIT points only).
+func (e *Execution) WaitingNodeIDs() []string {
+	var ids []string
+	for _, w := range e.WaitingPoints {
+		if w.Kind == WaitingWait {
+			ids = append(ids, w.NodeID)
+		}
+	}
+	return ids
+}
+
+// ExecutionError is why an execution FAILED.
+type ExecutionError struct {
+	// Type is the error's type, e.g. the Python exception class name.
+	Type    string
+	Message string
+	// NodeID is the step that raised, if a step raised.
+	NodeID string
+	// Attempt is the attempt (1-based) of that step that raised the final error.
+	Attempt    int
+	StackTrace string
+}
+
+// WaitingPoint is a node paused while the execution is AWAITING.
+type WaitingPoint struct {
+	NodeID string
+	Kind   WaitingKind
+	// WakeTime is when a SLEEP or RETRY point wakes by itself; zero for WAIT.
+	WakeTime time.Time
+	// Attempt is, for RETRY, the attempt that will run at WakeTime.
+	Attempt int
+	// ResumeSchema is, for WAIT, the JSON Schema the resume data must match; nil when
+	// anything goes.
+	ResumeSchema map[string]any
+	// Actions are, for WAIT, the actions ResumeOptions.Action may choose.
+	Actions []string
+}
+
+// Suspension is a suspension in force.
+type Suspension struct {
+	Reason      string
+	By          SuspensionSource
+	SuspendTime time.Time
+	// NodeID is the step that suspended itself; empty when suspended by a Suspend call.
+	NodeID string
+	// Data is what the step passed to suspend(); nil from a Suspend call.
+	Data         any
+	ResumeSchema map[string]any
+}
+
+// PendingSuspension is a Suspend call that a RUNNING execution has not acted on yet.
+type PendingSuspension struct {
+	Reason string
+}
+
+// Cancellation is a cancellation in force.
+type Cancellation struct {
+	Reason     string
+	CancelTime time.Time
+}
+
+// The event types a server writes. Event.Type is a plain string: a newer server may write
+// one not listed here, which callers should ignore.
+const (
+	EventStatus           = "status"
+	EventNodeStarted      = "node_started"
+	EventNodeFinished     = "node_finished"
+	EventNodeWaiting      = "node_waiting"
+	EventNodeFailed       = "node_failed"
+	EventNodeSuspended    = "node_suspended"
+	EventNodeCancelled    = "node_cancelled"
+	EventSuspendRequested = "suspend_requested"
+	EventResumed          = "resumed"
+)
+
+// Event is one entry of an execution's event log.
+type Event struct {
+	Sequence  int64
+	Type      string
+	EventTime time.Time
+	// Status is the new status, on "status" events only; empty otherwise.
+	Status Status
+	NodeID string
+	// Attempt is set on "node_started" and "node_failed"; 0 otherwise.
+	Attempt int
+	// Data is everything else the event records (action, reason, error...); nil when none.
+	Data map[string]any
+}
+
+// Terminal reports whether this is the status event that ends the execution (the last
+// one of its log).
+func (e *Event) Terminal() bool { return e.Status.Terminal() }
+
+// ExecutionPage is one page of ListExecutions.
+type ExecutionPage struct {
+	Executions []Execution
+	// NextPageToken is ListOptions.PageToken for the next page; empty on the last one.
+	NextPageToken string
+}
+
+// EventPage is one page of an execution's event log.
+type EventPage struct {
+	Events []Event
+	// NextAfterSequence is EventsOptions.AfterSequence to read on.
+	NextAfterSequence int64
+	// HasMore reports that more events are already logged beyond this page.
+	HasMore bool
+}
+
+// NodeKind is what a workflow node does.
+type NodeKind string
+
+// The kinds of node.
+const (
+	NodeStep  NodeKind = "STEP"
+	NodeWait  NodeKind = "WAIT"
+	NodeSleep NodeKind = "SLEEP"
+)
+
+// JoinMode is when a node with several incoming edges runs.
+type JoinMode string
+
+// The join modes.
+const (
+	JoinAll JoinMode = "ALL" // once every active predecessor has finished (the default)
+	JoinAny JoinMode = "ANY" // as soon as one has
+)
+
+// Workflow is a workflow definition: its graph and JSON Schemas.
+type Workflow struct {
+	Name         string
+	Version      string
+	Description  string
+	Nodes        []WorkflowNode
+	Edges        []WorkflowEdge
+	StartNodeIDs []string
+	// The schemas are nil when the workflow declares none.
+	InputSchema   map[string]any
+	ResultSchema  map[string]any
+	ResumeSchema  map[string]any
+	SuspendSchema map[string]any
+	// Timeout is how long an execution may take in all; 0 for no limit.
+	Timeout time.Duration
+	// Fingerprint is a hash of the definition's shape; executions keep the one they
+	// started with.
+	Fingerprint string
+}
+
+// Node returns the node with this id, or false when there is none.
+func (w *Workflow) Node(id string) (WorkflowNode, bool) {
+	for _, n := range w.Nodes {
+		if n.ID == id {
+			return n, true
+		}
+	}
+	return WorkflowNode{}, false
+}
+
+// WorkflowNode is one node of a workflow graph.
+type WorkflowNode struct {
+	ID            string
+	Kind          NodeKind
+	JoinMode      JoinMode
+	Description   string
+	ResumeSchema  map[string]any
+	SuspendSchema map[string]any
+	// RetryPolicy is how a failing step is retried; nil for wait and sleep nodes.
+	RetryPolicy *RetryPolicy
+	// Timeout is how long one attempt of a step may run; 0 for no limit.
+	Timeout time.Duration
+}
+
+// WorkflowEdge is a directed edge of a workflow graph.
+type WorkflowEdge struct {
+	Source string
+	Target string
+	// Action selects this edge when Source finishes; empty for a default edge.
+	Action string
+}
+
+// RetryPolicy is how often a failing step is tried, and the waits in between.
+type RetryPolicy struct {
+	MaxAttempts        int
+	InitialInterval    time.Duration
+	BackoffCoefficient float64
+	// MaxInterval caps the wait; 0 for no cap.
+	MaxInterval            time.Duration
+	NonRetryableErrorTypes []string
+}
