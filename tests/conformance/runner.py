@@ -17,13 +17,22 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tarry_client import Client, Event, Execution, Status, TarryError, WaitingKind, Workflow
+from tarry_client import (
+    Client,
+    Event,
+    Execution,
+    ExecutionPage,
+    Status,
+    TarryError,
+    WaitingKind,
+    Workflow,
+)
 
 HERE = Path(__file__).resolve().parent
 SCENARIOS = HERE / "scenarios"
 DEFAULT_TIMEOUT = 10.0
 OPERATIONS = ("run", "resume", "suspend", "cancel", "get", "delete", "describe", "events",
-              "watch", "await")
+              "watch", "await", "list")
 
 
 class Mismatch(Exception):
@@ -44,7 +53,7 @@ def load(directory: Path = SCENARIOS) -> list[dict[str, Any]]:
 
 def run_scenario(client: Client, scenario: dict[str, Any]) -> str | None:
     """Run one scenario; None when it passed, else what differed."""
-    saved: dict[str, Execution] = {}
+    saved: dict[str, Execution | ExecutionPage] = {}
     uid = secrets.token_hex(8)
     for index, raw in enumerate(scenario["steps"]):
         step = _substitute(raw, uid, saved)
@@ -64,7 +73,8 @@ def _operation(step: dict[str, Any]) -> str:
     return found[0]
 
 
-def _run_step(client: Client, step: dict[str, Any], saved: dict[str, Execution]) -> None:
+def _run_step(client: Client, step: dict[str, Any],
+              saved: dict[str, Execution | ExecutionPage]) -> None:
     op = _operation(step)
     args: dict[str, Any] = step[op]
     timeout = float(step.get("timeout_s", DEFAULT_TIMEOUT))
@@ -78,13 +88,15 @@ def _run_step(client: Client, step: dict[str, Any], saved: dict[str, Execution])
         return
     if expected_error is not None:
         raise Mismatch(f"succeeded, expected {expected_error['code']}")
-    if isinstance(got, Execution) and "save" in step:
+    if isinstance(got, Execution | ExecutionPage) and "save" in step:
         saved[step["save"]] = got
     if "expect" in step:
         if isinstance(got, Execution):
             _check_execution(got, step["expect"])
         elif isinstance(got, Workflow):
             _check_workflow(got, step["expect"])
+        elif isinstance(got, ExecutionPage):
+            _check_page(got, step["expect"])
         else:
             raise ValueError(f"{op} returns nothing to expect of")
     if "expect_events" in step:
@@ -122,6 +134,9 @@ def _call(client: Client, op: str, a: dict[str, Any], timeout: float) -> object:
         return list(page.events)
     if op == "watch":
         return _watch(client, a, timeout)
+    if op == "list":
+        return client.list_executions(a.get("workflow"), a.get("status"), a.get("page_size"),
+                                      a.get("page_token"), timeout=timeout)
     return _await(client, a, timeout)
 
 
@@ -231,6 +246,25 @@ def _check_workflow(wf: Workflow, want: dict[str, Any]) -> None:
             _equal(key, getattr(wf, key), value)
 
 
+def _check_page(page: ExecutionPage, want: dict[str, Any]) -> None:
+    ids = [ex.id for ex in page.executions]
+    for key, value in want.items():
+        if key == "count":
+            _equal("count", len(ids), value)
+        elif key == "ids":
+            _equal("ids", ids, value)
+        elif key == "includes":
+            missing = [i for i in value if i not in ids]
+            if missing:
+                raise Mismatch(f"the page lacks {missing}")
+        elif key == "statuses":
+            _same_set("statuses", sorted({ex.status.value for ex in page.executions}), value)
+        elif key == "more":
+            _equal("more", bool(page.next_page_token), value)
+        else:
+            raise ValueError(f"unknown list expectation {key!r}")
+
+
 def _check_events(events: list[Event], want: list[dict[str, Any]]) -> None:
     def show(e: Event) -> str:
         return e.type + (f":{e.status.value}" if e.status else "") + (
@@ -295,7 +329,7 @@ def _at_least(have: int, want: int) -> None:
 
 # -- substitution --------------------------------------------------------------------------
 
-def _substitute(value: Any, uid: str, saved: dict[str, Execution]) -> Any:
+def _substitute(value: Any, uid: str, saved: dict[str, Execution | ExecutionPage]) -> Any:
     if isinstance(value, dict):
         return {k: _substitute(v, uid, saved) for k, v in value.items()}
     if isinstance(value, list):
@@ -303,13 +337,12 @@ def _substitute(value: Any, uid: str, saved: dict[str, Execution]) -> Any:
     if isinstance(value, str):
         if value.startswith("$"):
             name, _, field = value[1:].partition(".")
-            if name not in saved:
-                raise ValueError(f"{value}: nothing saved as {name!r}")
-            if field == "sequence":
-                return saved[name].last_sequence
-            if field:
-                raise ValueError(f"{value}: only .sequence may follow a saved name")
-            return saved[name].id
+            found = saved.get(name)
+            if isinstance(found, ExecutionPage) and field == "next":
+                return found.next_page_token
+            if not isinstance(found, Execution) or field not in ("", "sequence"):
+                raise ValueError(f"{value}: no execution (or page, for .next) saved as {name!r}")
+            return found.last_sequence if field == "sequence" else found.id
         return value.replace("{uid}", uid)
     return value
 

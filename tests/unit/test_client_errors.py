@@ -157,7 +157,8 @@ def test_without_details_the_code_decides() -> None:
     (grpc.StatusCode.INTERNAL, tc.Internal),
     (grpc.StatusCode.UNKNOWN, tc.Internal),
     (grpc.StatusCode.UNIMPLEMENTED, tc.TarryError),
-    (grpc.StatusCode.UNAUTHENTICATED, tc.TarryError),
+    (grpc.StatusCode.UNAUTHENTICATED, tc.Unauthenticated),
+    (grpc.StatusCode.PERMISSION_DENIED, tc.PermissionDenied),
 ])
 def test_unknown_reasons_fall_back_to_the_code(code: grpc.StatusCode,
                                                cls: type[tc.TarryError]) -> None:

@@ -199,6 +199,61 @@ func checkWorkflow(w *tarry.Workflow, want any) error {
 	return nil
 }
 
+// checkPage checks a ListExecutions page: count, ids (in order), includes, statuses (a
+// set) and more (whether next_page_token is set).
+func checkPage(page *tarry.ExecutionPage, want any) error {
+	keys, err := object("expect", want)
+	if err != nil {
+		return err
+	}
+	ids := []string{}
+	seen := []string{}
+	for _, ex := range page.Executions {
+		ids = append(ids, ex.ID)
+		if !slices.Contains(seen, string(ex.Status)) {
+			seen = append(seen, string(ex.Status))
+		}
+	}
+	for _, key := range sortedKeys(keys) {
+		v := keys[key]
+		var err error
+		switch key {
+		case "count":
+			err = equal("count", len(ids), v)
+		case "ids":
+			err = equal("ids", ids, v)
+		case "includes":
+			list, ok := v.([]any)
+			if !ok {
+				return fmt.Errorf("includes: the expectation must be a list, not %s", show(v))
+			}
+			var missing []string
+			for _, item := range list {
+				id, ok := item.(string)
+				if !ok {
+					return fmt.Errorf("includes: %s is not a string", show(item))
+				}
+				if !slices.Contains(ids, id) {
+					missing = append(missing, id)
+				}
+			}
+			if len(missing) > 0 {
+				err = mismatch("the page lacks %s (has %d executions)", show(missing), len(ids))
+			}
+		case "statuses":
+			err = sameSet("statuses", seen, v)
+		case "more":
+			err = equal("more", page.NextPageToken != "", v)
+		default:
+			err = fmt.Errorf("unknown list expectation %q", key)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // checkEvents wants exactly the events listed, in order; each listed key must match.
 func checkEvents(events []tarry.Event, want any) error {
 	list, ok := want.([]any)

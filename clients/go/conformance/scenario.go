@@ -16,7 +16,7 @@ import (
 )
 
 // The operation keys a step may have, exactly one of them.
-var operations = []string{"run", "resume", "suspend", "cancel", "get", "delete", "describe", "events", "watch", "await"}
+var operations = []string{"run", "resume", "suspend", "cancel", "get", "delete", "describe", "events", "watch", "await", "list"}
 
 // The other keys a step may have.
 var stepKeys = []string{"save", "expect", "expect_events", "error", "timeout_s"}
@@ -87,9 +87,9 @@ func operation(step map[string]any) (string, error) {
 	return found[0], nil
 }
 
-// substitute rewrites every string in a step: {uid}, and $name / $name.sequence for what
-// an earlier step saved.
-func substitute(value any, uid string, saved map[string]*tarry.Execution) (any, error) {
+// substitute rewrites every string in a step: {uid}, $name / $name.sequence for an
+// execution an earlier step saved, and $name.next for a saved page's next_page_token.
+func substitute(value any, uid string, saved map[string]any) (any, error) {
 	switch v := value.(type) {
 	case map[string]any:
 		out := make(map[string]any, len(v))
@@ -116,17 +116,22 @@ func substitute(value any, uid string, saved map[string]*tarry.Execution) (any, 
 			return strings.ReplaceAll(v, "{uid}", uid), nil
 		}
 		name, field, _ := strings.Cut(v[1:], ".")
-		ex, ok := saved[name]
-		if !ok {
-			return nil, fmt.Errorf("%s: nothing saved as %q", v, name)
+		switch found := saved[name].(type) {
+		case *tarry.Execution:
+			switch field {
+			case "":
+				return found.ID, nil
+			case "sequence":
+				return json.Number(strconv.FormatInt(found.LastSequence, 10)), nil
+			}
+			return nil, fmt.Errorf("%s: only .sequence may follow a saved execution", v)
+		case *tarry.ExecutionPage:
+			if field == "next" {
+				return found.NextPageToken, nil
+			}
+			return nil, fmt.Errorf("%s: only .next may follow a saved page", v)
 		}
-		switch field {
-		case "":
-			return ex.ID, nil
-		case "sequence":
-			return json.Number(strconv.FormatInt(ex.LastSequence, 10)), nil
-		}
-		return nil, fmt.Errorf("%s: only .sequence may follow a saved name", v)
+		return nil, fmt.Errorf("%s: nothing saved as %q", v, name)
 	}
 	return value, nil
 }

@@ -8,19 +8,20 @@ import (
 )
 
 func TestSubstitute(t *testing.T) {
-	saved := map[string]*tarry.Execution{"ex": {ID: "e-1", LastSequence: 5}}
+	saved := map[string]any{"ex": &tarry.Execution{ID: "e-1", LastSequence: 5},
+		"page": &tarry.ExecutionPage{NextPageToken: "tok"}}
 	step := map[string]any{"get": map[string]any{"execution_id": "$ex"},
-		"expect": map[string]any{"id": "order-{uid}", "n": []any{"$ex.sequence", "a{uid}b", ""}}}
+		"expect": map[string]any{"id": "order-{uid}", "n": []any{"$ex.sequence", "a{uid}b", "", "$page.next"}}}
 	got, err := substitute(step, "u1", saved)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]any{"get": map[string]any{"execution_id": "e-1"},
-		"expect": map[string]any{"id": "order-u1", "n": []any{json.Number("5"), "au1b", ""}}}
+		"expect": map[string]any{"id": "order-u1", "n": []any{json.Number("5"), "au1b", "", "tok"}}}
 	if !jsonEqual(got, want) {
 		t.Fatalf("got %s, want %s", show(got), show(want))
 	}
-	for _, bad := range []string{"$nope", "$ex.id"} {
+	for _, bad := range []string{"$nope", "$ex.id", "$ex.next", "$page", "$page.sequence"} {
 		if _, err := substitute(bad, "u1", saved); err == nil {
 			t.Errorf("%s was substituted", bad)
 		}
@@ -57,5 +58,24 @@ func TestSameSet(t *testing.T) {
 	}
 	if sameSet("w", []string{}, []any{"a"}) == nil {
 		t.Error("a missing item passed")
+	}
+}
+
+func TestCheckPage(t *testing.T) {
+	page := &tarry.ExecutionPage{NextPageToken: "tok", Executions: []tarry.Execution{
+		{ID: "b", Status: tarry.StatusCancelled}, {ID: "a", Status: tarry.StatusSuspended}}}
+	good := map[string]any{"count": json.Number("2"), "ids": []any{"b", "a"}, "includes": []any{"a"},
+		"statuses": []any{"SUSPENDED", "CANCELLED"}, "more": true}
+	if err := checkPage(page, good); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []map[string]any{{"count": json.Number("1")}, {"ids": []any{"a", "b"}},
+		{"includes": []any{"c"}}, {"statuses": []any{"SUSPENDED"}}, {"more": false}, {"nope": 1.0}} {
+		if checkPage(page, bad) == nil {
+			t.Errorf("%s passed", show(bad))
+		}
+	}
+	if err := checkPage(&tarry.ExecutionPage{}, map[string]any{"count": json.Number("0"), "statuses": []any{}, "more": false}); err != nil {
+		t.Error(err)
 	}
 }

@@ -16,7 +16,7 @@ import (
 // runScenario runs the steps in order; the first that differs from its expectation ends
 // the scenario with an error naming the step.
 func runScenario(client *tarry.Client, sc scenario) error {
-	saved := map[string]*tarry.Execution{}
+	saved := map[string]any{}
 	uid := newUID()
 	for i, raw := range sc.Steps {
 		op, err := operation(raw)
@@ -34,7 +34,8 @@ func runScenario(client *tarry.Client, sc scenario) error {
 	return nil
 }
 
-func runStep(client *tarry.Client, op string, step map[string]any, saved map[string]*tarry.Execution) error {
+// saved holds what steps kept with "save": an *Execution, or an *ExecutionPage from list.
+func runStep(client *tarry.Client, op string, step map[string]any, saved map[string]any) error {
 	a, ok := step[op].(map[string]any)
 	if !ok {
 		return fmt.Errorf("the operation's fields must be an object")
@@ -69,9 +70,10 @@ func runStep(client *tarry.Client, op string, step map[string]any, saved map[str
 	if wantsError {
 		return fmt.Errorf("succeeded, expected %v", describeWant(want))
 	}
-	if ex, ok := got.(*tarry.Execution); ok {
-		if name, ok := step["save"].(string); ok {
-			saved[name] = ex
+	if name, ok := step["save"].(string); ok {
+		switch got.(type) {
+		case *tarry.Execution, *tarry.ExecutionPage:
+			saved[name] = got
 		}
 	}
 	if want, ok := step["expect"]; ok {
@@ -80,6 +82,8 @@ func runStep(client *tarry.Client, op string, step map[string]any, saved map[str
 			return checkExecution(g, want)
 		case *tarry.Workflow:
 			return checkWorkflow(g, want)
+		case *tarry.ExecutionPage:
+			return checkPage(g, want)
 		}
 		return fmt.Errorf("%s returns nothing to expect of", op)
 	}
@@ -109,6 +113,7 @@ type fields struct {
 	Reason           string `json:"reason"`
 	AfterSequence    *int64 `json:"after_sequence"`
 	PageSize         int    `json:"page_size"`
+	PageToken        string `json:"page_token"`
 	ReconnectAfter   int    `json:"reconnect_after"`
 	Status           string `json:"status"`
 }
@@ -124,6 +129,7 @@ var fieldsOf = map[string][]string{
 	"events":   {"execution_id", "after_sequence", "page_size"},
 	"watch":    {"execution_id", "after_sequence", "reconnect_after"},
 	"await":    {"execution_id", "status"},
+	"list":     {"workflow", "status", "page_size", "page_token"},
 }
 
 // parseFields checks an operation's fields by name and decodes them; input and data stay
@@ -148,7 +154,7 @@ func parseFields(op string, raw map[string]any) (fields, error) {
 }
 
 // call makes the step's call through the client; what it returns is an *Execution, a
-// *Workflow, []Event or nil.
+// *Workflow, an *ExecutionPage, []Event or nil.
 func call(ctx context.Context, c *tarry.Client, op string, f fields) (any, error) {
 	switch op {
 	case "run":
@@ -181,6 +187,9 @@ func call(ctx context.Context, c *tarry.Client, op string, f fields) (any, error
 		return watch(ctx, c, f)
 	case "await":
 		return answer(await(ctx, c, f))
+	case "list":
+		return answer(c.ListExecutions(ctx, &tarry.ListOptions{Workflow: f.Workflow,
+			Status: tarry.Status(f.Status), PageSize: f.PageSize, PageToken: f.PageToken}))
 	}
 	return nil, fmt.Errorf("unknown operation %q", op)
 }

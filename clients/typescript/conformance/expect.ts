@@ -2,7 +2,7 @@
 // the client's own types and typed errors.
 
 import type {
-  Execution, ExecutionEvent, Json, JsonObject, TarryError, Workflow,
+  Execution, ExecutionEvent, ExecutionPage, Json, JsonObject, TarryError, Workflow,
 } from "../src/index";
 import { isObject, ScenarioError } from "./scenarios";
 
@@ -104,6 +104,29 @@ export function checkWorkflow(wf: Workflow, want: JsonObject): void {
       equal(key, have[key] ?? null, value);
     } else {
       throw new ScenarioError(`unknown workflow expectation ${JSON.stringify(key)}`);
+    }
+  }
+}
+
+export function checkPage(page: ExecutionPage, want: JsonObject): void {
+  const ids = page.executions.map((ex) => ex.id);
+  for (const [key, value] of Object.entries(want)) {
+    switch (key) {
+      case "count": equal("count", ids.length, value); break;
+      case "ids": equal("ids", ids, value); break;
+      case "includes": {
+        const missing = strings(value, key).filter((id) => !ids.includes(id));
+        if (missing.length > 0) {
+          throw new Mismatch(`the page lacks ${JSON.stringify(missing)}`);
+        }
+        break;
+      }
+      case "statuses":
+        sameSet("statuses", [...new Set(page.executions.map((ex) => ex.status))],
+                strings(value, key));
+        break;
+      case "more": equal("more", page.nextPageToken !== undefined, value); break;
+      default: throw new ScenarioError(`unknown list expectation ${JSON.stringify(key)}`);
     }
   }
 }

@@ -8,9 +8,8 @@
 import { resolve } from "node:path";
 
 import { Client } from "../src/index";
-import type { Execution } from "../src/index";
 import { load, newUid, substitute } from "./scenarios";
-import type { Scenario } from "./scenarios";
+import type { Saved, Scenario } from "./scenarios";
 import { DEFAULT_TIMEOUT_S, operation, runStep } from "./steps";
 
 // dist/conformance/main.js -> the repository's tests/conformance/scenarios.
@@ -18,7 +17,7 @@ const SCENARIOS = resolve(__dirname, "..", "..", "..", "..", "tests", "conforman
 
 /** Runs one scenario: undefined when it passed, else what differed and at which step. */
 export async function runScenario(client: Client, scenario: Scenario): Promise<string | undefined> {
-  const saved = new Map<string, Execution>();
+  const saved = new Map<string, Saved>();
   const uid = newUid();
   for (const [index, raw] of scenario.steps.entries()) {
     let op = "?";

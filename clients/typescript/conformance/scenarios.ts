@@ -5,7 +5,12 @@ import { randomBytes } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 
-import type { Execution, Json, JsonObject } from "../src/index";
+import type { Execution, ExecutionPage, Json, JsonObject } from "../src/index";
+
+/** What a step's `"save"` keeps: an execution, or (on a `list` step) a page. */
+export type Saved =
+  | { kind: "execution"; execution: Execution }
+  | { kind: "page"; page: ExecutionPage };
 
 export interface Scenario {
   name: string;
@@ -58,9 +63,10 @@ export function newUid(): string {
 /**
  * `value` with every string rewritten: `{uid}` becomes the scenario's token, and a string
  * starting with `$` names a saved execution: `$name` its id, `$name.sequence` its
- * lastSequence (a number).
+ * lastSequence (a number); or a saved page: `$name.next` its nextPageToken (null on the
+ * last page, which leaves the field unset).
  */
-export function substitute(value: Json, uid: string, saved: ReadonlyMap<string, Execution>): Json {
+export function substitute(value: Json, uid: string, saved: ReadonlyMap<string, Saved>): Json {
   if (Array.isArray(value)) {
     return value.map((item) => substitute(item, uid, saved));
   }
@@ -78,15 +84,21 @@ export function substitute(value: Json, uid: string, saved: ReadonlyMap<string, 
     return value.split("{uid}").join(uid);
   }
   const [name = "", field, ...more] = value.slice(1).split(".");
-  const execution = saved.get(name);
-  if (execution === undefined) {
+  const found = saved.get(name);
+  if (found === undefined) {
     throw new ScenarioError(`${value}: nothing saved as ${JSON.stringify(name)}`);
   }
+  if (found.kind === "page") {
+    if (field === "next" && more.length === 0) {
+      return found.page.nextPageToken ?? null;
+    }
+    throw new ScenarioError(`${value}: only .next may follow a saved page`);
+  }
   if (field === undefined) {
-    return execution.id;
+    return found.execution.id;
   }
   if (field === "sequence" && more.length === 0) {
-    return execution.lastSequence;
+    return found.execution.lastSequence;
   }
-  throw new ScenarioError(`${value}: only .sequence may follow a saved name`);
+  throw new ScenarioError(`${value}: only .sequence may follow a saved execution`);
 }

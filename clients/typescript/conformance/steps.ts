@@ -1,10 +1,15 @@
 // One step of a scenario: its operation, called through the client's public API, and its
 // expectation checked against what came back (tests/conformance/README.md, "Operations").
 
-import { Client, TarryError } from "../src/index";
-import type { Execution, ExecutionEvent, Json, JsonObject, Workflow } from "../src/index";
-import { checkError, checkEvents, checkExecution, checkWorkflow, Mismatch } from "./expect";
+import { Client, STATUSES, TarryError } from "../src/index";
+import type {
+  Execution, ExecutionEvent, ExecutionPage, Json, JsonObject, Status, Workflow,
+} from "../src/index";
+import {
+  checkError, checkEvents, checkExecution, checkPage, checkWorkflow, Mismatch,
+} from "./expect";
 import { isObject, ScenarioError } from "./scenarios";
+import type { Saved } from "./scenarios";
 
 export const DEFAULT_TIMEOUT_S = 10;
 
@@ -21,6 +26,7 @@ const OPERATIONS: Readonly<Record<string, readonly string[]>> = {
   events: ["execution_id", "after_sequence", "page_size"],
   watch: ["execution_id", "after_sequence", "reconnect_after"],
   await: ["execution_id", "status"],
+  list: ["workflow", "status", "page_size", "page_token"],
 };
 
 const STEP_KEYS = new Set(["save", "expect", "expect_events", "error", "timeout_s", "comment"]);
@@ -28,6 +34,7 @@ const STEP_KEYS = new Set(["save", "expect", "expect_events", "error", "timeout_
 type Returned =
   | { kind: "execution"; execution: Execution }
   | { kind: "workflow"; workflow: Workflow }
+  | { kind: "page"; page: ExecutionPage }
   | { kind: "events"; events: ExecutionEvent[] }
   | { kind: "nothing" };
 
@@ -42,7 +49,7 @@ export function operation(step: JsonObject): string {
 
 /** Runs one (substituted) step; throws Mismatch when it does not do what it expects. */
 export async function runStep(client: Client, step: JsonObject,
-                              saved: Map<string, Execution>): Promise<void> {
+                              saved: Map<string, Saved>): Promise<void> {
   const op = operation(step);
   for (const key of Object.keys(step)) {
     if (key !== op && !STEP_KEYS.has(key)) {
@@ -80,11 +87,13 @@ export async function runStep(client: Client, step: JsonObject,
     const code = isObject(expectedError) ? expectedError["code"] : undefined;
     throw new Mismatch(`succeeded, expected ${String(code)}`);
   }
-  if (got.kind === "execution" && step["save"] !== undefined) {
+  if ((got.kind === "execution" || got.kind === "page") && step["save"] !== undefined) {
     if (typeof step["save"] !== "string") {
       throw new ScenarioError("save must be a name");
     }
-    saved.set(step["save"], got.execution);
+    saved.set(step["save"], got.kind === "execution"
+      ? { kind: "execution", execution: got.execution }
+      : { kind: "page", page: got.page });
   }
   const expect = step["expect"];
   if (expect !== undefined) {
@@ -92,6 +101,8 @@ export async function runStep(client: Client, step: JsonObject,
       checkExecution(got.execution, expectObject(expect, "expect"));
     } else if (got.kind === "workflow") {
       checkWorkflow(got.workflow, expectObject(expect, "expect"));
+    } else if (got.kind === "page") {
+      checkPage(got.page, expectObject(expect, "expect"));
     } else {
       throw new ScenarioError(`${op} returns nothing to expect of`);
     }
@@ -115,12 +126,12 @@ function expectObject(value: Json, what: string): JsonObject {
   return value;
 }
 
-/** Typed access to an operation's fields; a field left out is left unset. */
+/** Typed access to an operation's fields; a field left out (or null) is left unset. */
 class Args {
   constructor(private readonly op: string, private readonly fields: JsonObject) {}
 
   private get(key: string, type: "string" | "number" | "boolean"): Json | undefined {
-    const value = this.fields[key];
+    const value = this.fields[key] ?? undefined;
     if (value !== undefined && typeof value !== type) {
       throw new ScenarioError(`${this.op}.${key} must be a ${type}`);
     }
@@ -149,6 +160,14 @@ class Args {
 
   json(key: string): Json | undefined {
     return this.fields[key];
+  }
+
+  status(key: string): Status | undefined {
+    const value = this.str(key);
+    if (value !== undefined && !(STATUSES as readonly string[]).includes(value)) {
+      throw new ScenarioError(`${this.op}.${key}: ${JSON.stringify(value)} is not a status`);
+    }
+    return value as Status | undefined;
   }
 }
 
@@ -192,6 +211,12 @@ async function call(client: Client, op: string, a: Args, timeoutMs: number): Pro
       return { kind: "events", events: await watch(client, a, timeoutMs) };
     case "await":
       return execution(await awaitStatus(client, a, timeoutMs));
+    case "list":
+      return { kind: "page",
+               page: await client.listExecutions({
+                 workflow: a.str("workflow"), status: a.status("status"),
+                 pageSize: a.num("page_size"), pageToken: a.str("page_token"), timeoutMs,
+               }) };
   }
   throw new ScenarioError(`unknown operation ${op}`);
 }
@@ -239,7 +264,10 @@ async function watch(client: Client, a: Args, timeoutMs: number): Promise<Execut
 
 async function awaitStatus(client: Client, a: Args, timeoutMs: number): Promise<Execution> {
   const executionId = a.required("execution_id");
-  const want = a.required("status");
+  const want = a.status("status");
+  if (want === undefined) {
+    throw new ScenarioError("await needs status");
+  }
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const execution = await client.get(executionId, { timeoutMs });
