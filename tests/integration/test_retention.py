@@ -22,7 +22,7 @@ async def keys_of(store: RedisStore, execution_id: str) -> int:
     k = store.keys
     return sum([await store.redis.exists(k.state(execution_id), k.events(execution_id)),
                 *[await store.redis.zscore(i, execution_id) is not None
-                  for i in (k.all, k.expiry, k.by_status("COMPLETED"),
+                  for i in (k.all(), k.expiry, k.by_status("COMPLETED"),
                             k.by_workflow("short-lived"),
                             k.by_workflow_status("short-lived", "COMPLETED"))]])
 

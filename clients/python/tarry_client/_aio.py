@@ -53,6 +53,7 @@ class AsyncClient:
         options: Sequence[tuple[str, str | int]] = (),
         metadata: Sequence[tuple[str, str]] = (),
         token: str | None = None,
+        namespace: str | None = None,
     ) -> None:
         if isinstance(target, str):
             self._channel = (grpc.aio.secure_channel(target, credentials, options=list(options))
@@ -65,7 +66,7 @@ class AsyncClient:
         self._timeout = timeout
         self._retry = retry or NO_RETRY
         self._watch_retry = watch_retry or NO_RETRY
-        self._metadata = req.call_metadata(metadata, token)
+        self._metadata = req.call_metadata(metadata, token, namespace)
 
     async def close(self) -> None:
         """Close the channel if the client opened it."""

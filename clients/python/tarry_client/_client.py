@@ -46,7 +46,8 @@ class Client:
     `retry` governs retries of unary calls on UNAVAILABLE, `watch_retry` the reconnects of
     `watch()` (None: never retry).
     `metadata` is sent with every call; `token` adds `authorization: Bearer <token>` (for a
-    server with authentication on). For TLS give `credentials`, e.g.
+    server with authentication on), `namespace` the namespace the calls work in (default:
+    the token's first, or `default`). For TLS give `credentials`, e.g.
     `grpc.ssl_channel_credentials(ca_pem)` (with a client key and certificate for mutual TLS).
 
     Failed calls raise a `TarryError` subclass; see the package docstring.
@@ -63,6 +64,7 @@ class Client:
         options: Sequence[tuple[str, str | int]] = (),
         metadata: Sequence[tuple[str, str]] = (),
         token: str | None = None,
+        namespace: str | None = None,
     ) -> None:
         if isinstance(target, str):
             self._channel = (grpc.secure_channel(target, credentials, options=list(options))
@@ -75,7 +77,7 @@ class Client:
         self._timeout = timeout
         self._retry = retry or NO_RETRY
         self._watch_retry = watch_retry or NO_RETRY
-        self._metadata = req.call_metadata(metadata, token)
+        self._metadata = req.call_metadata(metadata, token, namespace)
 
     # -- lifecycle ------------------------------------------------------------------------
 

@@ -11,14 +11,18 @@ from ._convert import status_to_pb, to_value
 from ._types import JSON, Status
 
 
-def call_metadata(metadata: Sequence[tuple[str, str]], token: str | None
-                  ) -> tuple[tuple[str, str], ...]:
-    """The metadata every call carries: `metadata`, and the bearer `token` if given."""
-    if token is None:
-        return tuple(metadata)
-    if not token.strip() or any(c in token for c in "\r\n"):
-        raise ValueError("token must be a non-empty single line")
-    return (*metadata, ("authorization", f"Bearer {token.strip()}"))
+def call_metadata(metadata: Sequence[tuple[str, str]], token: str | None,
+                  namespace: str | None = None) -> tuple[tuple[str, str], ...]:
+    """The metadata every call carries: `metadata`, the bearer `token` and the `namespace`
+    if given."""
+    out = tuple(metadata)
+    if token is not None:
+        if not token.strip() or any(c in token for c in "\r\n"):
+            raise ValueError("token must be a non-empty single line")
+        out += (("authorization", f"Bearer {token.strip()}"),)
+    if namespace is not None:
+        out += (("tarry-namespace", namespace),)
+    return out
 
 
 def request_id(given: str | None) -> str:

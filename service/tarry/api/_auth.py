@@ -26,6 +26,7 @@ import hmac
 import json
 import tomllib
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
@@ -34,7 +35,7 @@ from typing import Any
 import grpc
 import jwt
 
-from tarry.engine import TarryError
+from tarry.engine import TarryError, namespaces
 
 
 class Role(IntEnum):
@@ -72,6 +73,15 @@ class Principal:
     subject: str
     role: Role
     """The highest of the caller's roles."""
+    namespaces: tuple[str, ...] = (namespaces.DEFAULT,)
+    """The namespaces the caller may reach, the first one by default."""
+
+
+NAMESPACE: ContextVar[str] = ContextVar("tarry_namespace", default=namespaces.DEFAULT)
+"""The namespace of the call being handled (set by `identify`)."""
+
+NAMESPACE_METADATA = "tarry-namespace"
+"""The call metadata that names the namespace a call works in."""
 
 
 class AuthConfigError(ValueError):
@@ -133,7 +143,10 @@ class Authenticator:
         role = _highest(claims.get("roles", []))
         if role is None:
             raise Unauthenticated("the bearer token carries no Tarry role")
-        return Principal(str(claims["sub"]), role)
+        reach = _namespaces(claims.get("namespaces"))
+        if reach is None:
+            raise Unauthenticated("the bearer token's namespaces claim is not a list of names")
+        return Principal(str(claims["sub"]), role, reach)
 
 
 def _bearer(metadata: Sequence[tuple[str, Any]]) -> str:
@@ -147,6 +160,18 @@ def _bearer(metadata: Sequence[tuple[str, Any]]) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("the authorization metadata must read `Bearer <token>`")
     return token.strip()
+
+
+def _namespaces(given: object) -> tuple[str, ...] | None:
+    """The namespaces of a token (absent: the default one); None when malformed."""
+    if given is None:
+        return (namespaces.DEFAULT,)
+    if isinstance(given, str):
+        given = given.split()
+    if (not isinstance(given, list) or not given
+            or not all(isinstance(n, str) and namespaces.valid(n) for n in given)):
+        return None
+    return tuple(given)
 
 
 def _highest(roles: object) -> Role | None:
@@ -179,7 +204,11 @@ def _read_tokens(path: Path) -> dict[str, Principal]:
         if not entry.get("subject") or role is None:
             raise AuthConfigError(f"tokens file {path}: token {n} needs a subject and one of "
                                   f"the roles reader, operator, admin")
-        tokens[digest] = Principal(str(entry["subject"]), role)
+        reach = _namespaces(entry.get("namespaces"))
+        if reach is None:
+            raise AuthConfigError(f"tokens file {path}: token {n}: namespaces must be a list "
+                                  f"of names (lowercase letters, digits, -)")
+        tokens[digest] = Principal(str(entry["subject"]), role, reach)
     if not tokens:
         raise AuthConfigError(f"tokens file {path} has no [[token]] entry")
     return tokens
@@ -204,8 +233,20 @@ def identify(auth: Authenticator | None, method: str,
     names = list(context.auth_context().get("x509_common_name", ()))
     if names:
         caller["subject"] = names[0].decode(errors="replace")
-    if auth is not None:
-        principal = auth.authenticate(tuple(context.invocation_metadata() or ()))
+    metadata = tuple(context.invocation_metadata() or ())
+    asked = next((str(v) for k, v in metadata if k == NAMESPACE_METADATA), None)
+    if auth is None:
+        reach: tuple[str, ...] = (asked,) if asked else (namespaces.DEFAULT,)
+    else:
+        principal = auth.authenticate(metadata)
         auth.authorize(principal, method)
         caller["subject"] = principal.subject
+        reach = principal.namespaces
+    namespace = asked or reach[0]
+    if not namespaces.valid(namespace):
+        raise PermissionDenied(f"{namespace[:64]!r} is not a namespace name")
+    if namespace not in reach:
+        raise PermissionDenied(f"this caller may not work in namespace {namespace!r}",
+                               metadata={"namespace": namespace})
+    NAMESPACE.set(namespace)
     return caller

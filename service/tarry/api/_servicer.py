@@ -36,18 +36,21 @@ from tarry.engine import (
     DeadlineExceeded,
     Engine,
     Execution,
+    ExecutionNotFound,
     FieldViolation,
     InvalidArgument,
     Overloaded,
     Status,
+    TarryError,
     Workflow,
     WorkflowNotFound,
+    namespaces,
 )
 from tarry_api.v1 import execution_pb2
 from tarry_api.v1 import workflow_service_pb2 as pb
 from tarry_api.v1 import workflow_service_pb2_grpc as pb_grpc
 
-from ._auth import Authenticator
+from ._auth import NAMESPACE, Authenticator
 from ._convert import (
     STATUS_FROM_PB,
     from_value,
@@ -129,11 +132,34 @@ def _unary(
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
-            await abort(context, exc)
+            await abort(context, _plain(exc))
         finally:
             self._calls -= 1
 
     return handler
+
+
+def _qualified(execution_id: str) -> str:
+    """The execution id a caller gave, qualified with the call's namespace. No execution
+    id holds the separator, so an id with one names no execution, in any namespace: it is
+    answered as such (and can never reach into another namespace)."""
+    execution_id = _required(execution_id, "execution_id")
+    if namespaces.SEPARATOR in execution_id:
+        raise ExecutionNotFound(f"no execution with id {execution_id!r}",
+                                metadata={"execution_id": execution_id})
+    return namespaces.qualify(NAMESPACE.get(), execution_id)
+
+
+def _plain(exc: Exception) -> Exception:
+    """`exc` as the caller may see it: the execution ids it names without the call's
+    namespace, so that an answer reads the same in every namespace."""
+    namespace = NAMESPACE.get()
+    if namespace == namespaces.DEFAULT or not isinstance(exc, TarryError):
+        return exc
+    prefix = namespace + namespaces.SEPARATOR
+    exc.message = exc.message.replace(prefix, "")
+    exc.metadata = {k: v.replace(prefix, "") for k, v in exc.metadata.items()}
+    return exc
 
 
 class WorkflowService(pb_grpc.WorkflowServiceServicer):
@@ -171,6 +197,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             version=request.version or None,
             execution_id=request.execution_id or None,
             request_id=_request_id(request.request_id),
+            namespace=NAMESPACE.get(),
         )
         if request.wait_until_settled:
             ex = await self._settled(ex)
@@ -180,7 +207,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
     @_unary
     async def Resume(self, request: pb.ResumeRequest, context: Context) -> pb.ResumeResponse:
         ex = await self.engine.resume(
-            _required(request.execution_id, "execution_id"),
+            _qualified(request.execution_id),
             _user_value(request.data if request.HasField("data") else None, "data"),
             node=request.node_id or None,
             action=request.action or None,
@@ -195,7 +222,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
     @_unary
     async def Suspend(self, request: pb.SuspendRequest, context: Context) -> pb.SuspendResponse:
         ex = await self.engine.suspend(
-            _required(request.execution_id, "execution_id"), request.reason,
+            _qualified(request.execution_id), request.reason,
             request_id=_request_id(request.request_id),
         )
         return pb.SuspendResponse(execution=self._snapshot(ex))
@@ -204,7 +231,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
     @_unary
     async def Cancel(self, request: pb.CancelRequest, context: Context) -> pb.CancelResponse:
         ex = await self.engine.cancel(
-            _required(request.execution_id, "execution_id"), request.reason,
+            _qualified(request.execution_id), request.reason,
             request_id=_request_id(request.request_id),
         )
         return pb.CancelResponse(execution=self._snapshot(ex))
@@ -215,14 +242,14 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
     @_unary
     async def GetExecution(self, request: pb.GetExecutionRequest, context: Context
                            ) -> pb.GetExecutionResponse:
-        ex = await self.engine.get(_required(request.execution_id, "execution_id"))
+        ex = await self.engine.get(_qualified(request.execution_id))
         return pb.GetExecutionResponse(execution=self._snapshot(ex))
 
     @override
     @_unary
     async def DeleteExecution(self, request: pb.DeleteExecutionRequest, context: Context
                               ) -> pb.DeleteExecutionResponse:
-        await self.engine.delete(_required(request.execution_id, "execution_id"))
+        await self.engine.delete(_qualified(request.execution_id))
         return pb.DeleteExecutionResponse()
 
     @override
@@ -235,6 +262,9 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         # The token wraps the engine's cursor with the filters it was issued for, so that a
         # token reused with other filters is refused instead of skipping rows silently.
         filters = {"workflow": workflow, "status": status.value if status else None}
+        namespace = NAMESPACE.get()
+        if namespace != namespaces.DEFAULT:  # (tokens from before namespaces stay good)
+            filters["namespace"] = namespace
         cursor: str | None = None
         if request.page_token:
             token = _decode_token(request.page_token)
@@ -242,7 +272,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                 raise _invalid("page_token", "was issued for other filters")
             cursor = token["cursor"]
         rows, nxt = await self.engine.list(workflow=workflow, status=status, limit=size,
-                                           cursor=cursor)
+                                           cursor=cursor, namespace=namespace)
         return pb.ListExecutionsResponse(
             # Each row is converted on its own (`_snapshot` never raises): one execution
             # whose stored data cannot be converted comes as a minimal snapshot, and the
@@ -255,7 +285,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
     @_unary
     async def ListExecutionEvents(self, request: pb.ListExecutionEventsRequest,
                                   context: Context) -> pb.ListExecutionEventsResponse:
-        execution_id = _required(request.execution_id, "execution_id")
+        execution_id = _qualified(request.execution_id)
         after = _non_negative(request.after_sequence, "after_sequence")
         size = _page_size(request.page_size, *EVENTS_PAGE)
         # One more than asked tells whether the log goes on beyond this page.
@@ -279,7 +309,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         self._watching += 1
         try:
             check_strings(request)
-            execution_id = _required(request.execution_id, "execution_id")
+            execution_id = _qualified(request.execution_id)
             after: int | None = None
             if request.HasField("after_sequence"):
                 after = _non_negative(request.after_sequence, "after_sequence")
@@ -292,7 +322,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
-            await abort(context, exc)
+            await abort(context, _plain(exc))
         finally:
             self._watching -= 1
 
@@ -330,7 +360,9 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
     def _snapshot(self, ex: Execution) -> execution_pb2.Execution:
         """The execution as the API sends it; never raises (a minimal snapshot when its
         stored data cannot be converted)."""
-        return safe_execution_to_pb(ex, self._workflow_of(ex))
+        shown = safe_execution_to_pb(ex, self._workflow_of(ex))
+        shown.id = namespaces.split(shown.id)[1]  # callers see plain ids (`_qualified`)
+        return shown
 
     def _workflow_of(self, ex: Execution) -> Workflow | None:
         try:

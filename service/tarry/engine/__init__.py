@@ -3,6 +3,7 @@
 It imports neither grpc nor redis: the store is a port (`Store`), adapted in `tarry.store`.
 """
 
+from . import namespaces
 from ._config import EngineConfig
 from ._context import Output, SleepContext, StepContext
 from ._definition import (
@@ -116,4 +117,5 @@ __all__ = [
     "WorkflowNotFound",
     "WrongState",
     "lua_statuses",
+    "namespaces",
 ]

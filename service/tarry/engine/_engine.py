@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from tarry import _json
 
+from . import namespaces
 from ._checks import (
     allowed,
     check_action,
@@ -122,9 +123,10 @@ class Engine:
         version: str | None = None,
         execution_id: str | None = None,
         request_id: str | None = None,
+        namespace: str = namespaces.DEFAULT,
     ) -> Execution:
-        """Start an execution. The same `request_id` (or `execution_id`) twice gives the
-        same execution, not a second one."""
+        """Start an execution in `namespace` (its id is qualified: `namespaces`). The same
+        `request_id` (or `execution_id`) twice gives the same execution, not a second one."""
         wf = self.registry.get(workflow, version)
         self._admit()
         check_depth(input, "input")
@@ -139,9 +141,12 @@ class Engine:
             check_id(execution_id, "execution_id")
             eid = execution_id
         elif request_id:
-            eid = uuid.uuid5(_IDEMPOTENCY_NS, f"{wf.name}\n{request_id}").hex
+            # (The default namespace's derivation is the one from before namespaces.)
+            scope = "" if namespace == namespaces.DEFAULT else f"{namespace}\n"
+            eid = uuid.uuid5(_IDEMPOTENCY_NS, f"{scope}{wf.name}\n{request_id}").hex
         else:
             eid = uuid.uuid4().hex
+        eid = namespaces.qualify(namespace, eid)
         now = self.clock.now_ms()
         doc = Doc(eid, wf.name, wf.version, data, now, now, fp=wf.fingerprint)
         t = Txn(wf, doc, Status.RUNNING, now, caller=CALLER.get())
@@ -297,9 +302,11 @@ class Engine:
         return events
 
     async def list(self, *, workflow: str | None = None, status: Status | None = None,
-                   limit: int = 50, cursor: str | None = None
-                   ) -> tuple[list[Execution], str | None]:
-        rows, nxt = await self.store.list_executions(workflow, status, limit, cursor)
+                   limit: int = 50, cursor: str | None = None,
+                   namespace: str = namespaces.DEFAULT) -> tuple[list[Execution], str | None]:
+        """One page of one namespace's executions, newest first (their ids qualified)."""
+        rows, nxt = await self.store.list_executions(workflow, status, limit, cursor,
+                                                     namespace)
         return [self._listed(r) for r in rows], nxt
 
     def _listed(self, stored: Stored) -> Execution:

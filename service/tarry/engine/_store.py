@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from . import namespaces
 from ._model import Event, Status
 
 
@@ -152,7 +153,8 @@ class Store(Protocol):
         ...
 
     async def list_executions(self, workflow: str | None, status: Status | None, limit: int,
-                              cursor: str | None) -> tuple[list[Stored], str | None]: ...
+                              cursor: str | None, namespace: str = namespaces.DEFAULT
+                              ) -> tuple[list[Stored], str | None]: ...
 
     def notifications(self) -> AsyncIterator[Notification]:
         """What happens, from every process (see `Notification`)."""

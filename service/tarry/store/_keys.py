@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tarry.engine.namespaces import DEFAULT
+
 
 class StateField:
     """The fields of an execution's state hash (`Keys.state`). The Lua scripts use the same
@@ -54,19 +56,24 @@ class Keys:
     def leases(self) -> str:
         return f"{self.prefix}:leases"
 
-    @property
-    def all(self) -> str:
-        return f"{self.prefix}:idx:all"
+    def _idx(self, namespace: str) -> str:
+        # The default namespace keeps the index keys from before namespaces existed.
+        return (f"{self.prefix}:idx" if namespace == DEFAULT
+                else f"{self.prefix}:ns:{namespace}:idx")
 
-    def by_status(self, status: str) -> str:
-        return f"{self.prefix}:idx:status:{status}"
+    def all(self, namespace: str = DEFAULT) -> str:
+        """The executions of one namespace, by creation time."""
+        return f"{self._idx(namespace)}:all"
 
-    def by_workflow(self, workflow: str) -> str:
-        return f"{self.prefix}:idx:wf:{workflow}"
+    def by_status(self, status: str, namespace: str = DEFAULT) -> str:
+        return f"{self._idx(namespace)}:status:{status}"
 
-    def by_workflow_status(self, workflow: str, status: str) -> str:
+    def by_workflow(self, workflow: str, namespace: str = DEFAULT) -> str:
+        return f"{self._idx(namespace)}:wf:{workflow}"
+
+    def by_workflow_status(self, workflow: str, status: str, namespace: str = DEFAULT) -> str:
         """Executions of one workflow in one status (workflow names hold no ':')."""
-        return f"{self.prefix}:idx:wfst:{workflow}:{status}"
+        return f"{self._idx(namespace)}:wfst:{workflow}:{status}"
 
     @property
     def expiry(self) -> str:

@@ -39,6 +39,7 @@ from tarry.engine import (
     SuspendRequested,
     lua_statuses,
 )
+from tarry.engine.namespaces import DEFAULT, namespace_of
 
 from ._batch import ScriptBatcher
 from ._connect import make_pool
@@ -152,7 +153,7 @@ class RedisStore:
                 return
             offset = 0
             while True:
-                ids = [_s(i) for i in await self._redis.zrange(k.all, offset,
+                ids = [_s(i) for i in await self._redis.zrange(k.all(), offset,
                                                                 offset + batch - 1)]
                 if not ids:
                     break
@@ -160,7 +161,7 @@ class RedisStore:
                 async with self._redis.pipeline(transaction=False) as p:
                     for i in ids:
                         p.hmget(k.state(i), StateField.WORKFLOW, StateField.STATUS)
-                        p.zscore(k.all, i)
+                        p.zscore(k.all(), i)
                     found = await p.execute()
                 async with self._redis.pipeline(transaction=False) as p:
                     for n, i in enumerate(ids):
@@ -199,15 +200,15 @@ class RedisStore:
         return await self._call(go)
 
     async def commit(self, c: Commit) -> CommitOutcome:
-        k = self.keys
+        k, ns = self.keys, namespace_of(c.execution_id)
         rid = c.request_id
         keys = [
-            k.state(c.execution_id), k.events(c.execution_id), k.timers, k.leases, k.all,
-            k.by_status(c.prev_status.value), k.by_status(c.status.value),
-            k.by_workflow(c.workflow),
+            k.state(c.execution_id), k.events(c.execution_id), k.timers, k.leases, k.all(ns),
+            k.by_status(c.prev_status.value, ns), k.by_status(c.status.value, ns),
+            k.by_workflow(c.workflow, ns),
             k.request(c.execution_id, rid) if rid else k.state(c.execution_id),
-            k.by_workflow_status(c.workflow, c.prev_status.value),
-            k.by_workflow_status(c.workflow, c.status.value), k.expiry,
+            k.by_workflow_status(c.workflow, c.prev_status.value, ns),
+            k.by_workflow_status(c.workflow, c.status.value, ns), k.expiry,
         ]
         args: list[Any] = [
             c.expected_version, c.status.value, c.doc, c.owner, c.lease, c.lease_ttl,
@@ -317,8 +318,10 @@ class RedisStore:
                 st, wf = "", ""
             else:
                 st, wf = _s(h[0]), _s(h[1] or b"")
-            keys = [k.state(execution_id), k.events(execution_id), k.expiry, k.all,
-                    k.by_status(st), k.by_workflow(wf), k.by_workflow_status(wf, st), k.leases]
+            ns = namespace_of(execution_id)
+            keys = [k.state(execution_id), k.events(execution_id), k.expiry, k.all(ns),
+                    k.by_status(st, ns), k.by_workflow(wf, ns), k.by_workflow_status(wf, st, ns),
+                    k.leases]
             args = [execution_id, st, wf, _DELETE_FROM]
             res = await self._call(lambda: self._delete(keys=keys, args=args))  # noqa: B023
             tag = _s(res[0])
@@ -356,16 +359,20 @@ class RedisStore:
         return out
 
     async def list_executions(self, workflow: str | None, status: Status | None, limit: int,
-                              cursor: str | None) -> tuple[list[Stored], str | None]:
-        k = self.keys
-        if status is not None and workflow is not None and self._pairs_ready:
-            index = k.by_workflow_status(workflow, status.value)
+                              cursor: str | None, namespace: str = DEFAULT
+                              ) -> tuple[list[Stored], str | None]:
+        k, ns = self.keys, namespace
+        # Namespaces other than the default were born with the pair index (migrate() is for
+        # the default namespace's executions from before it).
+        if status is not None and workflow is not None and (self._pairs_ready
+                                                            or ns != DEFAULT):
+            index = k.by_workflow_status(workflow, status.value, ns)
         elif status is not None:
-            index = k.by_status(status.value)
+            index = k.by_status(status.value, ns)
         elif workflow is not None:
-            index = k.by_workflow(workflow)
+            index = k.by_workflow(workflow, ns)
         else:
-            index = k.all
+            index = k.all(ns)
         # Newest first. The cursor is the (score, id) of the last row given.
         max_score: str = "+inf"
         after_id: str | None = None

@@ -242,3 +242,75 @@ async def test_mutual_tls(tls_server: tuple[Server, Authority, Authority], case:
         assert first.data["caller"]["subject"] == "billing-service"  # the certificate's CN
         with pytest.raises(InvalidArgument):
             await client.get("")
+
+
+# -- namespaces ----------------------------------------------------------------------------
+
+TENANTS = {"team-a": "ta-4b9d2e7f1a", "team-b": "tb-8c1e5f3a2d"}
+
+
+@pytest.fixture
+async def tenants(make_server: ServerFactory, tmp_path: Path) -> str:
+    entries = [f'[[token]]\nsha256 = "{hashlib.sha256(t.encode()).hexdigest()}"\n'
+               f'subject = "{ns}-ops"\nroles = ["admin"]\nnamespaces = ["{ns}"]\n'
+               for ns, t in TENANTS.items()]
+    server = await make_server(auth_tokens=write(tmp_path / "tenants.toml", "\n".join(entries)))
+    return f"127.0.0.1:{server.port}"
+
+
+def _answer(err: TarryError, execution_id: str) -> tuple[object, ...]:
+    """Everything a refusal tells, with the id it quotes blanked out."""
+    def blank(text: str) -> str:
+        return text.replace(execution_id, "<id>")
+    return (err.code, err.reason, blank(err.message),
+            {k: blank(v) for k, v in err.metadata.items()}, err.violations, err.preconditions)
+
+
+async def test_another_namespace_is_a_world_of_its_own(tenants: str) -> None:
+    async with (AsyncClient(tenants, token=TENANTS["team-a"], timeout=5) as a,
+                AsyncClient(tenants, token=TENANTS["team-b"], timeout=5) as b):
+        mine = await a.run("expense-approval", wait=True)
+        # The same execution id and request id in two namespaces: two executions.
+        a1 = await a.run("expense-approval", execution_id="order-1", wait=True)
+        b1 = await b.run("conditional-workflow", execution_id="order-1", wait=True)
+        assert a1.id == b1.id == "order-1" and a1.workflow != b1.workflow
+        ra = await a.run("expense-approval", request_id="same-key")
+        rb = await b.run("expense-approval", request_id="same-key")
+        assert ra.id != rb.id
+        assert (await a.get("order-1")).workflow == "expense-approval"
+        # To team-b, team-a's execution is exactly a missing one: same code, message
+        # and details for every RPC that names an execution.
+        missing = "never-existed-0000"
+        calls: list[Any] = [
+            lambda c, i: c.get(i), lambda c, i: c.resume(i, {"approved": True}),
+            lambda c, i: c.suspend(i, "x"), lambda c, i: c.cancel(i, "x"),
+            lambda c, i: c.delete(i), lambda c, i: c.events(i),
+            lambda c, i: _drain(c.watch(i)), lambda c, i: _drain(c.watch(i, 0))]
+        for call in calls:
+            answers = []
+            for target in (mine.id, missing):
+                with pytest.raises(TarryError) as caught:
+                    await call(b, target)
+                answers.append(_answer(caught.value, target))
+            assert answers[0] == answers[1]
+            assert answers[0][0] is grpc.StatusCode.NOT_FOUND
+        # An id that spells another namespace out reaches nothing either.
+        with pytest.raises(TarryError) as caught:
+            await b.get(f"team-a/{mine.id}")
+        assert caught.value.code is grpc.StatusCode.NOT_FOUND
+        # Listings never cross.
+        listed_b = {ex.id for ex in (await b.list_executions(page_size=1000)).executions}
+        listed_a = {ex.id for ex in (await a.list_executions(page_size=1000)).executions}
+        assert mine.id in listed_a and mine.id not in listed_b
+        assert {"order-1", rb.id} <= listed_b and ra.id not in listed_b
+        assert (await a.get(mine.id)).status.value == "AWAITING"  # untouched by team-b
+    async with AsyncClient(tenants, token=TENANTS["team-a"], namespace="team-b",
+                           timeout=5) as astray:
+        with pytest.raises(PermissionDenied) as denied:
+            await astray.get("order-1")
+        assert denied.value.metadata["namespace"] == "team-b"
+
+
+async def _drain(items: AsyncIterator[object]) -> None:
+    async for _ in items:
+        pass
