@@ -238,6 +238,8 @@ def _node(m: workflow_pb2.WorkflowNode) -> WorkflowNode:
         resume_schema=_optional_struct(m, "resume_schema"),
         suspend_schema=_optional_struct(m, "suspend_schema"),
         retry_policy=_retry_policy(m.retry_policy) if m.HasField("retry_policy") else None,
+        timeout=m.timeout.ToTimedelta() if m.HasField("timeout") else None,
+        on_timeout=m.on_timeout or None,
     )
 
 

@@ -88,7 +88,8 @@ class WaitingPoint:
     node_id: str
     kind: WaitingKind
     wake_time: datetime | None = None
-    """When a SLEEP or RETRY point wakes by itself; None for WAIT."""
+    """When a SLEEP or RETRY point wakes by itself, or a WAIT with a timeout stops waiting;
+    None for a WAIT without one."""
     attempt: int | None = None
     """For RETRY: the attempt that will run at `wake_time`."""
     resume_schema: dict[str, JSON] | None = None
@@ -242,6 +243,10 @@ class WorkflowNode:
     resume_schema: dict[str, JSON] | None = None
     suspend_schema: dict[str, JSON] | None = None
     retry_policy: RetryPolicy | None = None
+    timeout: timedelta | None = None
+    """Steps: how long one attempt may run. Waits: how long it waits for a Resume."""
+    on_timeout: str | None = None
+    """Waits with a timeout: the action taken when it runs out (None: the default edges)."""
 
 
 @dataclass(frozen=True, slots=True)

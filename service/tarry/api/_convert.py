@@ -351,6 +351,8 @@ def _node(target: workflow_pb2.WorkflowNode, node: Node) -> None:
         _retry(target.retry_policy, node.retry)
         if node.timeout is not None:
             target.timeout.CopyFrom(duration(node.timeout))
+        if node.on_timeout is not None:
+            target.on_timeout = node.on_timeout
 
 
 def _retry(target: workflow_pb2.RetryPolicy, policy: RetryPolicy) -> None:

@@ -113,8 +113,12 @@ class Node:
     max_visits: int | None = None
     description: str = ""
     timeout: float | None = None
-    """Seconds one attempt of a step may run; past it the attempt fails with StepTimeout
-    (retried as its retry policy says)."""
+    """Steps: seconds one attempt may run; past it the attempt fails with StepTimeout
+    (retried as its retry policy says). Waits: seconds the node waits for its Resume; past
+    it the node finishes without data, with the action `on_timeout`."""
+    on_timeout: str | None = None
+    """The action a wait node finishes with when its `timeout` runs out (None: the default
+    edges)."""
 
     @property
     def is_async(self) -> bool:
@@ -184,7 +188,9 @@ class Workflow:
 
         nodes = [[n.id, n.kind.value, n.join.value, n.key, n.max_visits, n.timeout,
                   retry(n.retry), schema(n.resume_schema), schema(n.suspend_schema),
-                  "computed" if callable(n.sleep) else repr(n.sleep)]
+                  "computed" if callable(n.sleep) else repr(n.sleep),
+                  # (Only when set: definitions from before wait deadlines keep their hash.)
+                  *([n.on_timeout] if n.on_timeout is not None else [])]
                  for n in self.nodes.values()]
         shape = {
             "nodes": nodes, "edges": [[e.source, e.target, e.action] for e in self.edges],
@@ -327,14 +333,23 @@ class Flow:
         join: JoinMode | str = JoinMode.ALL,
         max_visits: int | None = None,
         description: str = "",
+        timeout: float | timedelta | None = None,
+        on_timeout: str | None = None,
     ) -> Flow:
-        """A node that pauses until Resume delivers data; the data is kept in state[key or id]."""
+        """A node that pauses until Resume delivers data; the data is kept in state[key or id].
+
+        With `timeout` (seconds or a timedelta) the wait has a durable deadline: if no Resume
+        came by then, the node finishes without data, with the action `on_timeout` (None: the
+        default edges), as a Resume with that action would."""
         if key is not None and key.count(".") > MAX_STATE_DEPTH - MAX_DEPTH - 1:
             raise DefinitionError(f"wait {id!r}: key {key!r} nests too deep (at most "
                                   f"{MAX_STATE_DEPTH - MAX_DEPTH - 1} dots)")
+        if on_timeout is not None and timeout is None:
+            raise DefinitionError(f"wait {id!r}: on_timeout needs a timeout")
         return self._add(
             Node(id, NodeKind.WAIT, key=key, resume_schema=resume, join=JoinMode(join),
-                 max_visits=max_visits, description=description)
+                 max_visits=max_visits, description=description,
+                 timeout=_seconds(timeout, f"wait {id!r} timeout"), on_timeout=on_timeout)
         )
 
     def sleep(
@@ -373,6 +388,14 @@ class Flow:
         for source, _ in self._ends:
             if source not in self._nodes:
                 raise DefinitionError(f"end after {source!r}: no node {source!r}")
+        for node in self._nodes.values():
+            if node.on_timeout is not None and not any(
+                    e.source == node.id and e.action in (node.on_timeout, None)
+                    for e in self._edges) and (node.id, node.on_timeout) not in self._ends \
+                    and (node.id, None) not in self._ends:
+                raise DefinitionError(
+                    f"wait {node.id!r}: no edge or end takes its on_timeout action "
+                    f"{node.on_timeout!r}")
         if not self._nodes:
             raise DefinitionError(f"workflow {self.name!r} has no nodes")
         if self._start is not None:

@@ -42,7 +42,7 @@ from ._store import (
     Stored,
     SuspendRequested,
 )
-from ._vocab import EventType, WaitKind
+from ._vocab import EventType
 
 
 class Port(Protocol):
@@ -290,10 +290,7 @@ class Driver:
             t.time_out()
             return
         for w in t.due():
-            if w.kind == WaitKind.SLEEP:
-                t.sleep_fired(w.node)
-            else:
-                t.retry_due(w.node)
+            t.fire(w)
 
     async def transition(self, mutate: Callable[[Txn], None]) -> None:
         """Apply `mutate` to the last committed document and commit it."""

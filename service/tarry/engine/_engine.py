@@ -54,7 +54,6 @@ from ._registry import Registry
 from ._schema import JSON, validate, violations
 from ._store import Commit, Committed, Existing, Store, Stored
 from ._supervisor import Supervisor
-from ._vocab import WaitKind
 
 log = logging.getLogger(__name__)
 
@@ -385,7 +384,7 @@ class Engine:
         """The store's view of transition `t`: document, events, timers and lease."""
         doc = t.doc
         sleeps = {w.node: w.wake_at for w in doc.waits.values()
-                  if w.kind == WaitKind.SLEEP and w.wake_at is not None}
+                  if w.has_timer and w.wake_at is not None}
         if doc.deadline is not None:
             sleeps[DEADLINE] = doc.deadline
         timers = sleeps if status in (Status.RUNNING, Status.AWAITING) else {}

@@ -69,7 +69,7 @@ class Txn:
         self.events: list[tuple[str, dict[str, Any]]] = []
         self.failed = False
         # Timers the store holds for this execution now; the commit clears the stale.
-        self.sleeps_before = {n for n, w in doc.waits.items() if w.kind == WaitKind.SLEEP}
+        self.sleeps_before = {n for n, w in doc.waits.items() if w.has_timer}
         if doc.deadline is not None:
             self.sleeps_before.add(DEADLINE)
 
@@ -107,8 +107,11 @@ class Txn:
         if node.kind is NodeKind.STEP:
             self.run_step(Activation(node_id, node_input, 1))
         elif node.kind is NodeKind.WAIT:
-            doc.waits[node_id] = Waiting(node_id, WaitKind.WAIT, node_input)
-            self.emit(EventType.NODE_WAITING, node=node_id, kind=WaitKind.WAIT)
+            deadline = (None if node.timeout is None
+                        else min(math.ceil(self.now + 1 + node.timeout * 1000), MAX_WAKE_MS))
+            doc.waits[node_id] = Waiting(node_id, WaitKind.WAIT, node_input, deadline)
+            self.emit(EventType.NODE_WAITING, node=node_id, kind=WaitKind.WAIT,
+                      **({} if deadline is None else {"wake_at": deadline}))
         else:
             try:
                 wake = self._wake_time(node_id, node_input)
@@ -118,7 +121,7 @@ class Txn:
             doc.waits[node_id] = Waiting(node_id, WaitKind.SLEEP, node_input, wake)
             self.emit(EventType.NODE_WAITING, node=node_id, kind=WaitKind.SLEEP, wake_at=wake)
 
-    def run_step(self, act: Activation) -> None:
+    def run_step(self, act: Activation, **timer: int) -> None:
         """Start a step now, or hold it while a suspension is pending."""
         if self.doc.suspending is not None:
             self.doc.ready.append(act)
@@ -127,7 +130,7 @@ class Txn:
             self.doc.ready.append(act)
             return
         self.doc.running[act.node] = act
-        self.emit(EventType.NODE_STARTED, node=act.node, attempt=act.attempt)
+        self.emit(EventType.NODE_STARTED, node=act.node, attempt=act.attempt, **timer)
 
     def _wake_time(self, node_id: str, node_input: JSON) -> int:
         spec: Any = self.wf.nodes[node_id].sleep
@@ -160,9 +163,9 @@ class Txn:
 
     # -- routing -------------------------------------------------------------------
 
-    def finish(self, node_id: str, output: JSON, action: str | None) -> None:
+    def finish(self, node_id: str, output: JSON, action: str | None, **extra: Any) -> None:
         """A node finished: follow its edges."""
-        self.emit(EventType.NODE_FINISHED, node=node_id, action=action)
+        self.emit(EventType.NODE_FINISHED, node=node_id, action=action, **extra)
         targets = self.wf.next_nodes(node_id, action)
         if not targets:
             self.doc.last_output = output
@@ -276,13 +279,36 @@ class Txn:
                                          act.input)
         self.emit(EventType.NODE_SUSPENDED, node=act.node, reason=reason)
 
+    def fire(self, w: Waiting) -> None:
+        """A timer of `w` is due (one of `due()`): its sleep ends, its retry starts, or its
+        wait times out."""
+        if w.kind == WaitKind.SLEEP:
+            self.sleep_fired(w.node)
+        elif w.kind == WaitKind.WAIT:
+            self.wait_timed_out(w.node)
+        else:
+            self.retry_due(w.node)
+
+    def _lateness(self, w: Waiting) -> dict[str, int]:
+        """When a timer was due, and how late it fired (ms): recorded in the event it
+        causes, so the log shows how punctual timers are."""
+        assert w.wake_at is not None
+        return {"due": w.wake_at, "late_ms": max(0, self.now - w.wake_at)}
+
     def retry_due(self, node_id: str) -> None:
         w = self.doc.waits.pop(node_id)
-        self.run_step(Activation(node_id, w.input, w.attempt))
+        self.run_step(Activation(node_id, w.input, w.attempt), **self._lateness(w))
 
     def sleep_fired(self, node_id: str) -> None:
         w = self.doc.waits.pop(node_id)
-        self.finish(node_id, w.input, None)
+        self.finish(node_id, w.input, None, **self._lateness(w))
+
+    def wait_timed_out(self, node_id: str) -> None:
+        """A wait's deadline passed with no Resume: it finishes without data, with its
+        `on_timeout` action."""
+        w = self.doc.waits.pop(node_id)
+        self.finish(node_id, None, self.wf.nodes[node_id].on_timeout, timed_out=True,
+                    **self._lateness(w))
 
     def wait_resumed(self, node_id: str, data: JSON, action: str | None) -> None:
         self.doc.waits.pop(node_id)
@@ -300,7 +326,7 @@ class Txn:
             None, None))
 
     def due(self) -> list[Waiting]:
-        """Sleeps and retries whose time has come, earliest first."""
+        """Sleeps, retries and wait deadlines whose time has come, earliest first."""
         due = sorted((p for p in self.doc.timed_waits() if p[0] <= self.now), key=lambda p: p[0])
         return [w for _, w in due]
 

@@ -53,8 +53,14 @@ class Waiting:
     node: str
     kind: WaitKind
     input: JSON = None
-    wake_at: int | None = None  # ms since the epoch, for sleep and retry
+    wake_at: int | None = None  # ms since the epoch: a sleep's, a retry's, a wait's deadline
     attempt: int = 1  # the attempt a retry will run
+
+    @property
+    def has_timer(self) -> bool:
+        """Is a timer of the store's set for it? Sleeps and wait deadlines; a retry's
+        backoff is kept by the server that runs the execution (it holds the lease)."""
+        return self.wake_at is not None and self.kind in (WaitKind.SLEEP, WaitKind.WAIT)
 
 
 @dataclass
@@ -112,9 +118,9 @@ class Doc:
     execution started before fingerprints were kept)."""
 
     def timed_waits(self) -> list[tuple[int, Waiting]]:
-        """The sleeps and retry backoffs, each with its wake-up time (ms since the epoch)."""
-        return [(w.wake_at, w) for w in self.waits.values()
-                if w.kind != WaitKind.WAIT and w.wake_at is not None]
+        """The sleeps, retry backoffs and wait deadlines, each with its time (ms since the
+        epoch)."""
+        return [(w.wake_at, w) for w in self.waits.values() if w.wake_at is not None]
 
     def dumps(self) -> str:
         # By hand rather than dataclasses.asdict, which deep-copies every value on the way

@@ -508,7 +508,8 @@ type WaitingPoint struct {
 	NodeId string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	// What the node waits for.
 	Kind WaitingKind `protobuf:"varint,2,opt,name=kind,proto3,enum=tarry.v1.WaitingKind" json:"kind,omitempty"`
-	// When a SLEEP or RETRY point wakes by itself; unset for WAIT.
+	// When a SLEEP or RETRY point wakes by itself, or a WAIT with a timeout stops waiting;
+	// unset for a WAIT without one.
 	WakeTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=wake_time,json=wakeTime,proto3" json:"wake_time,omitempty"`
 	// For RETRY: the attempt (1-based) that will run at `wake_time`; 0 otherwise.
 	Attempt int32 `protobuf:"varint,4,opt,name=attempt,proto3" json:"attempt,omitempty"`

@@ -303,9 +303,13 @@ type WorkflowNode struct {
 	SuspendSchema *structpb.Struct `protobuf:"bytes,6,opt,name=suspend_schema,json=suspendSchema,proto3" json:"suspend_schema,omitempty"`
 	// How a failing step is retried; unset for wait and sleep nodes.
 	RetryPolicy *RetryPolicy `protobuf:"bytes,7,opt,name=retry_policy,json=retryPolicy,proto3" json:"retry_policy,omitempty"`
-	// How long one attempt of a step may run (then it fails with StepTimeout and is retried
-	// as its retry policy says); unset when there is no limit.
-	Timeout       *durationpb.Duration `protobuf:"bytes,8,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// Steps: how long one attempt may run (then it fails with StepTimeout and is retried as
+	// its retry policy says). Waits: how long the node waits for a Resume (then it finishes
+	// without data, with the action `on_timeout`). Unset when there is no limit.
+	Timeout *durationpb.Duration `protobuf:"bytes,8,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// Waits with a timeout: the action the node finishes with when it runs out; empty for
+	// the default edges.
+	OnTimeout     string `protobuf:"bytes,9,opt,name=on_timeout,json=onTimeout,proto3" json:"on_timeout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -394,6 +398,13 @@ func (x *WorkflowNode) GetTimeout() *durationpb.Duration {
 		return x.Timeout
 	}
 	return nil
+}
+
+func (x *WorkflowNode) GetOnTimeout() string {
+	if x != nil {
+		return x.OnTimeout
+	}
+	return ""
 }
 
 // A directed edge of a workflow graph; cycles are allowed.
@@ -562,7 +573,7 @@ const file_tarry_v1_workflow_proto_rawDesc = "" +
 	"\x0esuspend_schema\x18\n" +
 	" \x01(\v2\x17.google.protobuf.StructR\rsuspendSchema\x123\n" +
 	"\atimeout\x18\v \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12 \n" +
-	"\vfingerprint\x18\f \x01(\tR\vfingerprint\"\x86\x03\n" +
+	"\vfingerprint\x18\f \x01(\tR\vfingerprint\"\xa5\x03\n" +
 	"\fWorkflowNode\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x12.tarry.v1.NodeKindR\x04kind\x12/\n" +
@@ -571,7 +582,9 @@ const file_tarry_v1_workflow_proto_rawDesc = "" +
 	"\rresume_schema\x18\x05 \x01(\v2\x17.google.protobuf.StructR\fresumeSchema\x12>\n" +
 	"\x0esuspend_schema\x18\x06 \x01(\v2\x17.google.protobuf.StructR\rsuspendSchema\x128\n" +
 	"\fretry_policy\x18\a \x01(\v2\x15.tarry.v1.RetryPolicyR\vretryPolicy\x123\n" +
-	"\atimeout\x18\b \x01(\v2\x19.google.protobuf.DurationR\atimeout\"V\n" +
+	"\atimeout\x18\b \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x1d\n" +
+	"\n" +
+	"on_timeout\x18\t \x01(\tR\tonTimeout\"V\n" +
 	"\fWorkflowEdge\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12\x16\n" +

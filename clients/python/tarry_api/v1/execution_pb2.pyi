@@ -302,7 +302,9 @@ class WaitingPoint(_message.Message):
     """For RETRY: the attempt (1-based) that will run at `wake_time`; 0 otherwise."""
     @_builtins.property
     def wake_time(self) -> _timestamp_pb2.Timestamp:
-        """When a SLEEP or RETRY point wakes by itself; unset for WAIT."""
+        """When a SLEEP or RETRY point wakes by itself, or a WAIT with a timeout stops waiting;
+        unset for a WAIT without one.
+        """
 
     @_builtins.property
     def resume_schema(self) -> _struct_pb2.Struct:

@@ -175,6 +175,7 @@ class WorkflowNode(_message.Message):
     SUSPEND_SCHEMA_FIELD_NUMBER: _builtins.int
     RETRY_POLICY_FIELD_NUMBER: _builtins.int
     TIMEOUT_FIELD_NUMBER: _builtins.int
+    ON_TIMEOUT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The node id, unique in its workflow; used as ResumeRequest.node_id and in events."""
     kind: Global___NodeKind.ValueType
@@ -183,6 +184,10 @@ class WorkflowNode(_message.Message):
     """How the node joins several incoming edges; only matters when it has more than one."""
     description: _builtins.str
     """What the node does, for humans."""
+    on_timeout: _builtins.str
+    """Waits with a timeout: the action the node finishes with when it runs out; empty for
+    the default edges.
+    """
     @_builtins.property
     def resume_schema(self) -> _struct_pb2.Struct:
         """The JSON Schema of the data Resume delivers to this node; unset when it uses the
@@ -201,8 +206,9 @@ class WorkflowNode(_message.Message):
 
     @_builtins.property
     def timeout(self) -> _duration_pb2.Duration:
-        """How long one attempt of a step may run (then it fails with StepTimeout and is retried
-        as its retry policy says); unset when there is no limit.
+        """Steps: how long one attempt may run (then it fails with StepTimeout and is retried as
+        its retry policy says). Waits: how long the node waits for a Resume (then it finishes
+        without data, with the action `on_timeout`). Unset when there is no limit.
         """
 
     def __init__(
@@ -216,10 +222,11 @@ class WorkflowNode(_message.Message):
         suspend_schema: _struct_pb2.Struct | None = ...,
         retry_policy: Global___RetryPolicy | None = ...,
         timeout: _duration_pb2.Duration | None = ...,
+        on_timeout: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["resume_schema", b"resume_schema", "retry_policy", b"retry_policy", "suspend_schema", b"suspend_schema", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "id", b"id", "join_mode", b"join_mode", "kind", b"kind", "resume_schema", b"resume_schema", "retry_policy", b"retry_policy", "suspend_schema", b"suspend_schema", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "id", b"id", "join_mode", b"join_mode", "kind", b"kind", "on_timeout", b"on_timeout", "resume_schema", b"resume_schema", "retry_policy", b"retry_policy", "suspend_schema", b"suspend_schema", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -159,7 +159,10 @@ export interface WaitingPoint {
   nodeId: string;
   /** What the node waits for. */
   kind: WaitingKind;
-  /** When a SLEEP or RETRY point wakes by itself; unset for WAIT. */
+  /**
+   * When a SLEEP or RETRY point wakes by itself, or a WAIT with a timeout stops waiting;
+   * unset for a WAIT without one.
+   */
   wakeTime?:
     | Date
     | undefined;

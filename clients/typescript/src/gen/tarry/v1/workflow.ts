@@ -114,10 +114,18 @@ export interface WorkflowNode {
     | RetryPolicy
     | undefined;
   /**
-   * How long one attempt of a step may run (then it fails with StepTimeout and is retried
-   * as its retry policy says); unset when there is no limit.
+   * Steps: how long one attempt may run (then it fails with StepTimeout and is retried as
+   * its retry policy says). Waits: how long the node waits for a Resume (then it finishes
+   * without data, with the action `on_timeout`). Unset when there is no limit.
    */
-  timeout?: Duration | undefined;
+  timeout?:
+    | Duration
+    | undefined;
+  /**
+   * Waits with a timeout: the action the node finishes with when it runs out; empty for
+   * the default edges.
+   */
+  onTimeout: string;
 }
 
 /** A directed edge of a workflow graph; cycles are allowed. */
@@ -344,6 +352,7 @@ function createBaseWorkflowNode(): WorkflowNode {
     suspendSchema: undefined,
     retryPolicy: undefined,
     timeout: undefined,
+    onTimeout: "",
   };
 }
 
@@ -372,6 +381,9 @@ export const WorkflowNode: MessageFns<WorkflowNode> = {
     }
     if (message.timeout !== undefined) {
       Duration.encode(message.timeout, writer.uint32(66).fork()).join();
+    }
+    if (message.onTimeout !== "") {
+      writer.uint32(74).string(message.onTimeout);
     }
     return writer;
   },
@@ -451,6 +463,14 @@ export const WorkflowNode: MessageFns<WorkflowNode> = {
             }
 
             message.timeout = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.onTimeout = reader.string();
             continue;
           }
         }
