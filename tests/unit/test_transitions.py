@@ -27,6 +27,7 @@ ALLOWED: dict[tuple[Status | None, Op], Status | None] = {
     (S.RUNNING, Op.ADVANCE): None, (S.AWAITING, Op.ADVANCE): None,
     (S.COMPLETED, Op.DELETE): None, (S.FAILED, Op.DELETE): None,
     (S.CANCELLED, Op.DELETE): None,
+    (S.FAILED, Op.RERUN): None,
 }
 
 
@@ -40,8 +41,8 @@ def test_every_pair(status: Status | None, op: Op) -> None:
 def test_terminal_statuses_lead_nowhere_but_a_repeated_cancel_or_deletion() -> None:
     for (status, op), target in TABLE.items():
         if status is not None and status.terminal:
-            assert (op, target) == (Op.DELETE, None) or (status, op, target) == (
-                S.CANCELLED, Op.CANCEL, S.CANCELLED)
+            assert (op, target) == (Op.DELETE, None) or (status, op, target) in (
+                (S.CANCELLED, Op.CANCEL, S.CANCELLED), (S.FAILED, Op.RERUN, None))
 
 
 @pytest.mark.parametrize(("kind", "status"),

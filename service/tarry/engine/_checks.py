@@ -95,6 +95,32 @@ def check_id(value: str, field_name: str) -> None:
         )
 
 
+def rerun_failed(wf: Workflow, doc: Doc, data: JSON, from_step: str | None
+                 ) -> Callable[[Txn], None]:
+    """The transition a Resume of a FAILED execution asks for, checked: run the step that
+    failed (or `from_step`) again, with the input it had, in the same execution; the state
+    is kept, the error goes. Branches the failure cut off are not restarted."""
+    failed = doc.error.node if doc.error is not None else None
+    target = from_step or failed
+    if target is None:
+        raise InvalidArgument(
+            f"execution {doc.id!r} failed outside any step ({doc.error.type if doc.error else ''}"
+            f"): name the step to run again with from_step",
+            violations=[FieldViolation("from_step", "required: no step failed")])
+    if target not in doc.inputs:
+        raise InvalidArgument(
+            f"step {target!r} has not run in execution {doc.id!r}: it has no input to run with",
+            violations=[FieldViolation("from_step", "must name a step that has run")])
+    value = None if data is None else check_resume(wf, target, data)
+    node_input = doc.inputs[target]
+
+    def rerun(t: Txn) -> None:
+        t.reopen(target)
+        t.rerun(target, node_input, value, None)
+
+    return rerun
+
+
 def resume_suspended(wf: Workflow, doc: Doc, data: JSON, node: str | None, action: str | None,
                      from_step: str | None) -> Callable[[Txn], None]:
     """The transition a Resume of a SUSPENDED execution asks for, checked: run the step

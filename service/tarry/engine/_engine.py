@@ -27,6 +27,7 @@ from ._checks import (
     check_depth,
     check_id,
     check_resume,
+    rerun_failed,
     resume_suspended,
     waiting_node,
 )
@@ -203,7 +204,9 @@ class Engine:
                 violations=[FieldViolation("from_step", "must name a step node of the workflow")],
             )
         mutate: Callable[[Txn], None]
-        if stored.status is Status.SUSPENDED:
+        if stored.status is Status.FAILED:
+            mutate = rerun_failed(wf, doc, data, from_step)
+        elif stored.status is Status.SUSPENDED:
             mutate = resume_suspended(wf, doc, data, node, action, from_step)
         else:
             if from_step is not None:
@@ -401,7 +404,8 @@ class Engine:
             # A driver holds the lease already (the heartbeat renews it): no need to rewrite.
             lease=("keep" if holding else "hold") if running else "release",
             owner=self.config.owner, lease_ttl=self._lease_ms if running else 0,
-            expire_at=self._expiry(wf, status, t.now),
+            expire_at=-1 if base.status.terminal and not status.terminal
+            else self._expiry(wf, status, t.now),
             check_suspend_request=check_suspend_request,
             clear_suspend_request=clear_suspend_request, request_id=request_id,
         )

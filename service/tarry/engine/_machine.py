@@ -346,6 +346,15 @@ class Txn:
         for act in held:
             self.run_step(act)
 
+    def reopen(self, node_id: str) -> None:
+        """A FAILED execution runs again from `node_id`: its error goes (kept in the
+        event), and its own timeout starts again."""
+        error, self.doc.error = self.doc.error, None
+        self.emit(EventType.RESUMED, node=node_id, rerun=True,
+                  error=None if error is None else {"type": error.type, "message": error.message})
+        if self.wf.timeout is not None:
+            self.doc.deadline = min(self.now + int(self.wf.timeout * 1000), MAX_WAKE_MS)
+
     def rerun(self, node_id: str, node_input: JSON, resume_data: JSON,
               suspend_data: JSON) -> None:
         """Run a step again after a Resume (the suspended one, or a chosen `from_step`)."""

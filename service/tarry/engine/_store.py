@@ -47,7 +47,8 @@ class Commit:
     clear_suspend_request: bool = False
     request_id: str | None = None
     expire_at: int = 0
-    """For a terminal status: when retention removes the execution (ms; 0: kept)."""
+    """For a terminal status: when retention removes the execution (ms; 0: kept). -1: the
+    execution leaves a terminal status (a FAILED one run again): its expiry goes."""
 
 
 @dataclass(frozen=True)

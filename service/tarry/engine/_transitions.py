@@ -6,7 +6,8 @@ transition outside the state machine (claim.lua, suspend_request.lua) receive fr
 statuses they accept, and a unit test walks every (status, operation) pair. A pair not in
 the table is refused: a caller's request with FAILED_PRECONDITION (`WrongState`), a
 background claim with nothing to do. Terminal statuses lead nowhere (a Cancel of a
-cancelled execution answers it unchanged).
+cancelled execution answers it unchanged), except that a FAILED one may be run again from a
+step (`RERUN`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ class Op(StrEnum):
     """The driver holding the lease commits a step's outcome or a fired timer."""
     DELETE = "delete"
     """DeleteExecution, or retention: a finished execution is removed whole (delete.lua)."""
+    RERUN = "rerun"
+    """Resume of a FAILED execution: a step runs again (the one that failed, or
+    `from_step`), in the same execution, with the data it had."""
 
 
 CREATE = None
@@ -73,10 +77,11 @@ TABLE: Mapping[tuple[Status | None, Op], Status | None] = {
     (_S.COMPLETED, Op.DELETE): CREATE,
     (_S.FAILED, Op.DELETE): CREATE,
     (_S.CANCELLED, Op.DELETE): CREATE,
+    (_S.FAILED, Op.RERUN): DERIVED,
 }
 
 REQUESTS: Mapping[str, tuple[Op, ...]] = {
-    "resume": (Op.RESUME_WAIT, Op.RESUME_STEP, Op.RESUME_AFTER_REQUEST),
+    "resume": (Op.RESUME_WAIT, Op.RESUME_STEP, Op.RESUME_AFTER_REQUEST, Op.RERUN),
     "suspend": (Op.SUSPEND, Op.REQUEST_SUSPEND),
     "cancel": (Op.CANCEL,),
     "delete": (Op.DELETE,),

@@ -9,7 +9,8 @@
 --       7 check suspend request, 8 clear suspend request, 9 created ms (index score),
 --       10 execution id, 11 workflow, 12 events maxlen, 13 has request id,
 --       14 request answer ttl s, 15 channels: "<execution> <control> <timers>",
---       16 when a terminal execution expires (ms; 0: kept), 17 n events, then n (type, json)
+--       16 when a terminal execution expires (ms; 0: kept; -1: it is terminal no more,
+--       its expiry goes), 17 n events, then n (type, json)
 --       pairs, then n timers to set as (member, due ms), then n timers to clear as member
 local state, events, timers, leases = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local idx_all, idx_prev, idx_new, idx_wf, answer_key = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
@@ -69,7 +70,8 @@ elseif idx_prev ~= idx_new then
   redis.call('ZADD', idx_pair_new, created, id)
 end
 if clear_sreq then redis.call('HDEL', state, 'sreq') end
-if expire_at > 0 then redis.call('ZADD', expiry, expire_at, id) end
+if expire_at > 0 then redis.call('ZADD', expiry, expire_at, id)
+elseif expire_at < 0 then redis.call('ZREM', expiry, id) end
 
 if lease_mode == 'hold' then
   -- Leases run on Redis's clock, so that servers with skewed clocks agree on them.
