@@ -31,6 +31,8 @@ from tarry_client import (
 HERE = Path(__file__).resolve().parent
 SCENARIOS = HERE / "scenarios"
 DEFAULT_TIMEOUT = 10.0
+WORKFLOWS = ("examples.pausing", "examples.suspend_resume", "tests.conformance.workflows")
+"""What the server the scenarios run against serves (`tarry serve --workflows`)."""
 OPERATIONS = ("run", "resume", "suspend", "cancel", "get", "delete", "describe", "events",
               "watch", "await", "list")
 

@@ -40,7 +40,8 @@ def address(redis_server: LocalRedis) -> Iterator[str]:
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "tarry", "serve", "--address", f"127.0.0.1:{port}",
-         "--redis-url", redis_server.url, "--log-level", "WARNING"],
+         "--redis-url", redis_server.url, "--log-level", "WARNING",
+         "--workflows", ",".join(runner.WORKFLOWS)],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT),
                        "TARRY_KEY_PREFIX": f"conformance{uuid.uuid4().hex[:8]}:v1"})
     try:
