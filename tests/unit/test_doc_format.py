@@ -39,7 +39,7 @@ def test_fields_of_a_newer_server_are_ignored() -> None:
     newer["tags"] = {"team": "x"}  # a field this server does not know
     newer["running"]["s"]["lease_hint"] = 7
     newer["waits"]["ask"]["deadline"] = 123
-    newer["suspension"]["frozen"] = {"r": 5}
+    newer["suspension"]["snoozed"] = {"r": 5}
     newer["error"]["cause"] = "deeper"
     doc = Doc.loads(json.dumps(newer))
     assert doc == Doc.loads(FORMAT_1)

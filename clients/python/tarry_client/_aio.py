@@ -101,9 +101,10 @@ class AsyncClient:
         return execution_from_pb(response.execution)
 
     async def suspend(self, execution_id: str, reason: str = "", *,
-                      request_id: str | None = None, timeout: float | None = None) -> Execution:
+                      request_id: str | None = None, freeze_timers: bool = False,
+                      timeout: float | None = None) -> Execution:
         """See `Client.suspend`."""
-        request = req.suspend(execution_id, reason, request_id)
+        request = req.suspend(execution_id, reason, request_id, freeze_timers)
         response = await self._unary(self._stub.Suspend, request, timeout)
         return execution_from_pb(response.execution)
 

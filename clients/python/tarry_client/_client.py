@@ -124,10 +124,13 @@ class Client:
         return execution_from_pb(self._unary(self._stub.Resume, request, timeout).execution)
 
     def suspend(self, execution_id: str, reason: str = "", *, request_id: str | None = None,
+                freeze_timers: bool = False,
                 timeout: float | None = None) -> Execution:
         """Suspend an execution: AWAITING at once, RUNNING at the next node boundary
-        (`suspend_requested` is set until then). Raises ExecutionNotFound, WrongState."""
-        request = req.suspend(execution_id, reason, request_id)
+        (`suspend_requested` is set until then). With `freeze_timers` its timers stop while
+        it is suspended (each gets the time it had left at the Resume).
+        Raises ExecutionNotFound, WrongState."""
+        request = req.suspend(execution_id, reason, request_id, freeze_timers)
         return execution_from_pb(self._unary(self._stub.Suspend, request, timeout).execution)
 
     def cancel(self, execution_id: str, reason: str = "", *, request_id: str | None = None,

@@ -182,6 +182,7 @@ def _waiting_point(m: execution_pb2.WaitingPoint) -> WaitingPoint:
         attempt=m.attempt or None,
         resume_schema=_optional_struct(m, "resume_schema"),
         actions=tuple(m.actions),
+        remaining=m.remaining.ToTimedelta() if m.HasField("remaining") else None,
     )
 
 
@@ -194,6 +195,9 @@ def _suspension(m: execution_pb2.Suspension) -> Suspension:
         node_id=m.node_id or None,
         data=_optional_value(m, "data"),
         resume_schema=_optional_struct(m, "resume_schema"),
+        timers_frozen=m.timers_frozen,
+        timeout_remaining=(m.timeout_remaining.ToTimedelta()
+                           if m.HasField("timeout_remaining") else None),
     )
 
 

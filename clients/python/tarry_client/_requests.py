@@ -51,9 +51,10 @@ def resume(execution_id: str, data: JSON, *, node_id: str | None, action: str | 
     return request
 
 
-def suspend(execution_id: str, reason: str, request_id_: str | None) -> pb.SuspendRequest:
+def suspend(execution_id: str, reason: str, request_id_: str | None,
+            freeze_timers: bool = False) -> pb.SuspendRequest:
     return pb.SuspendRequest(execution_id=execution_id, reason=reason,
-                             request_id=request_id(request_id_))
+                             request_id=request_id(request_id_), freeze_timers=freeze_timers)
 
 
 def cancel(execution_id: str, reason: str, request_id_: str | None) -> pb.CancelRequest:

@@ -96,6 +96,9 @@ class WaitingPoint:
     """For WAIT: the JSON Schema the resume data must match; None when anything goes."""
     actions: tuple[str, ...] = ()
     """For WAIT: the actions `resume(action=...)` may choose."""
+    remaining: timedelta | None = None
+    """While suspended with frozen timers: the time this timer has left (`wake_time` is
+    None meanwhile); the Resume gives it back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +113,10 @@ class Suspension:
     data: JSON = None
     """What the step passed to suspend(); None from a Suspend call."""
     resume_schema: dict[str, JSON] | None = None
+    timers_frozen: bool = False
+    """The timers stop while it lasts (`suspend(freeze_timers=True)`)."""
+    timeout_remaining: timedelta | None = None
+    """With frozen timers and a workflow timeout: the time the execution has left."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -212,6 +212,8 @@ def execution_to_pb(ex: Execution, wf: Workflow | None) -> execution_pb2.Executi
         _waiting_point(msg.waiting_points.add(), point, wf)
     if ex.suspension is not None:
         _suspension(msg.suspension, ex.suspension, wf)
+        if ex.deadline_left is not None:
+            msg.suspension.timeout_remaining.CopyFrom(duration(ex.deadline_left / 1000))
     if ex.suspend_requested is not None:
         msg.suspend_requested.reason = ex.suspend_requested
     if ex.cancellation is not None:
@@ -262,6 +264,8 @@ def _waiting_point(target: execution_pb2.WaitingPoint, point: WaitingPoint,
         set_time(target.wake_time, point.wake_at, "wake time")
     if point.attempt is not None:
         target.attempt = point.attempt
+    if point.remaining is not None:
+        target.remaining.CopyFrom(duration(point.remaining / 1000))
     if point.kind == WaitKind.WAIT and wf is not None and point.node in wf.nodes:
         _set_schema(target.resume_schema, wf.resume_schema_for(point.node))
         target.actions.extend(wf.actions(point.node))
@@ -272,6 +276,7 @@ def _suspension(target: execution_pb2.Suspension, sus: Suspension, wf: Workflow 
     target.reason = sus.reason
     set_time(target.suspend_time, sus.at, "suspend time")
     target.by = _SUSPENDED_BY.get(sus.by, execution_pb2.SUSPENSION_SOURCE_UNSPECIFIED)
+    target.timers_frozen = bool(sus.frozen)
     if sus.node is not None:
         target.node_id = sus.node
     if sus.by == SuspendedBy.STEP:

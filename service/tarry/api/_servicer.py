@@ -223,7 +223,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
     async def Suspend(self, request: pb.SuspendRequest, context: Context) -> pb.SuspendResponse:
         ex = await self.engine.suspend(
             _qualified(request.execution_id), request.reason,
-            request_id=_request_id(request.request_id),
+            request_id=_request_id(request.request_id), freeze=request.freeze_timers,
         )
         return pb.SuspendResponse(execution=self._snapshot(ex))
 

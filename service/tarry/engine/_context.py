@@ -7,6 +7,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from ._model import pending_suspension
 from ._schema import JSON, to_json
 
 
@@ -55,7 +56,7 @@ class Signals:
             return self._event
 
     def request_suspend(self, reason: str) -> None:
-        self.suspend_reason = reason
+        self.suspend_reason = pending_suspension(reason)[0]
         self._wake()
 
     def request_cancel(self, reason: str) -> None:

@@ -49,7 +49,7 @@ from ._errors import (
 )
 from ._hub import Hub, wait_event
 from ._machine import CALLER, DEADLINE, Txn
-from ._model import Doc, Event, Execution, Status
+from ._model import FREEZE_MARK, Doc, Event, Execution, Status
 from ._recent import Recent
 from ._registry import Registry
 from ._schema import JSON, validate, violations
@@ -222,8 +222,10 @@ class Engine:
 
 
     async def suspend(self, execution_id: str, reason: str = "", *,
-                      request_id: str | None = None) -> Execution:
-        """AWAITING: suspend now. RUNNING: at the next node boundary. SUSPENDED: unchanged."""
+                      request_id: str | None = None, freeze: bool = False) -> Execution:
+        """AWAITING: suspend now. RUNNING: at the next node boundary. SUSPENDED: unchanged.
+        With `freeze`, its timers (sleeps, wait deadlines, retry backoffs, its own timeout)
+        stop while it is suspended: at the Resume each gets the time it had left."""
 
         async def attempt(stored: Stored) -> Execution | None:
             allowed("suspend", stored.status, execution_id)
@@ -231,8 +233,11 @@ class Engine:
                 return self.snapshot(stored)
             if stored.status is Status.RUNNING:
                 event = _json.dumps({"reason": reason, "time": self.clock.now_ms(),
+                                     **({"freeze": True} if freeze else {}),
                                      **({"caller": c} if (c := CALLER.get()) else {})})
-                after = await self.store.request_suspend(execution_id, reason, event, request_id)
+                pending = FREEZE_MARK + reason if freeze else reason
+                after = await self.store.request_suspend(execution_id, pending, event,
+                                                         request_id)
                 if after is None:
                     return None  # it stopped RUNNING meanwhile: look again
                 driver = self._drivers.get(execution_id)
@@ -243,7 +248,7 @@ class Engine:
             doc = Doc.loads(stored.doc)
             # Suspending an AWAITING execution runs nothing: any definition will do.
             return await self._apply(self.workflow_of(doc, strict=False), stored, doc,
-                                     lambda t: t.request_suspension(reason), request_id)
+                                     lambda t: t.request_suspension(reason, freeze), request_id)
 
         recent = self._recent.take(execution_id)
         if recent is not None and recent.status is not Status.AWAITING:

@@ -30,7 +30,15 @@ from tarry.limits import MAX_WAKE_MS
 
 from ._context import SleepContext
 from ._definition import JoinMode, NodeKind, Workflow
-from ._model import Activation, Doc, ErrorInfo, Status, Suspension, Waiting
+from ._model import (
+    Activation,
+    Doc,
+    ErrorInfo,
+    Status,
+    Suspension,
+    Waiting,
+    pending_suspension,
+)
 from ._schema import JSON, to_json, validate
 from ._vocab import EventType, SuspendedBy, WaitKind
 
@@ -332,15 +340,39 @@ class Txn:
 
     # -- requests ------------------------------------------------------------------
 
-    def request_suspension(self, reason: str) -> None:
-        """A Suspend request: stop at the next node boundary (at once when none runs)."""
+    def request_suspension(self, reason: str, freeze: bool = False) -> None:
+        """A Suspend request: stop at the next node boundary (at once when none runs).
+        With `freeze`, the timers stop while suspended. `reason` may be a pending request
+        as the store keeps it (`pending_suspension`)."""
+        reason, marked = pending_suspension(reason)
         if self.doc.suspending is None:
-            self.doc.suspending = Suspension(reason, self.now, SuspendedBy.REQUEST)
+            self.doc.suspending = Suspension(reason, self.now, SuspendedBy.REQUEST,
+                                             frozen=True if freeze or marked else None)
+
+    def _freeze(self) -> None:
+        """Stop the timers of an execution that has just been suspended: each keeps the time
+        it has left, and none is due until the Resume gives it back (`_thaw`)."""
+        doc = self.doc
+        for w in doc.waits.values():
+            if w.wake_at is not None:
+                w.remaining, w.wake_at = max(0, w.wake_at - self.now), None
+        if doc.deadline is not None:
+            doc.deadline_left, doc.deadline = max(0, doc.deadline - self.now), None
+
+    def _thaw(self) -> None:
+        doc = self.doc
+        for w in doc.waits.values():
+            if w.remaining is not None:
+                w.wake_at, w.remaining = min(self.now + w.remaining, MAX_WAKE_MS), None
+        if doc.deadline_left is not None:
+            doc.deadline, doc.deadline_left = self.now + doc.deadline_left, None
 
     def unsuspend(self) -> None:
         sus = self.doc.suspension
         assert sus is not None
         self.doc.suspension = None
+        if sus.frozen:
+            self._thaw()
         self.emit(EventType.RESUMED, by=sus.by, node=sus.node)
         held, self.doc.ready = self.doc.ready, []
         for act in held:
@@ -401,6 +433,8 @@ class Txn:
             return self.settle()
         elif doc.suspending is not None:
             doc.suspension, doc.suspending = doc.suspending, None
+            if doc.suspension.frozen:
+                self._freeze()
             status = Status.SUSPENDED
         elif doc.suspension is not None:
             status = Status.SUSPENDED

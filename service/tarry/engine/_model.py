@@ -55,6 +55,9 @@ class Waiting:
     input: JSON = None
     wake_at: int | None = None  # ms since the epoch: a sleep's, a retry's, a wait's deadline
     attempt: int = 1  # the attempt a retry will run
+    remaining: int | None = None
+    """While its execution is suspended with its timers frozen: the ms its timer had left
+    (`wake_at` is unset meanwhile)."""
 
     @property
     def has_timer(self) -> bool:
@@ -71,6 +74,21 @@ class Suspension:
     node: str | None = None
     data: JSON = None
     input: JSON = None
+    frozen: bool | None = None
+    """True: the timers stop while it lasts (each gets the time it had left at the Resume)."""
+
+
+FREEZE_MARK = "\x1ffreeze\x1f"
+"""How a Suspend request that freezes timers is told apart while it is pending on a RUNNING
+execution: the store keeps a pending request as one string (its reason), so the mark goes
+in front of it. `pending_suspension` reads it back."""
+
+
+def pending_suspension(raw: str) -> tuple[str, bool]:
+    """(reason, freeze) of a pending Suspend request as the store keeps it."""
+    if raw.startswith(FREEZE_MARK):
+        return raw[len(FREEZE_MARK):], True
+    return raw, False
 
 
 @dataclass
@@ -113,6 +131,8 @@ class Doc:
     result: JSON = None
     deadline: int | None = None
     """When the execution times out (ms since the epoch), if its workflow has a timeout."""
+    deadline_left: int | None = None
+    """While suspended with frozen timers: the ms its timeout had left (`deadline` unset)."""
     fp: str | None = None
     """The fingerprint of the workflow definition the execution started with (None: an
     execution started before fingerprints were kept)."""
@@ -206,6 +226,8 @@ class WaitingPoint:
     kind: str
     wake_at: int | None
     attempt: int | None = None
+    remaining: int | None = None
+    """Frozen timers only: the ms left, which the Resume gives back."""
 
 
 @dataclass(frozen=True)
@@ -231,6 +253,8 @@ class Execution:
     version: int
     deadline: int | None = None
     fingerprint: str | None = None
+    deadline_left: int | None = None
+    """While suspended with frozen timers: the ms its timeout has left."""
 
     @classmethod
     def bare(cls, raw: str, *, status: Status, version: int, seq: int) -> Execution:
@@ -252,11 +276,14 @@ class Execution:
             status=status, input=doc.input, state=doc.state, result=doc.result, error=doc.error,
             waiting=tuple(
                 WaitingPoint(w.node, w.kind, w.wake_at,
-                             w.attempt if w.kind == WaitKind.RETRY else None)
+                             w.attempt if w.kind == WaitKind.RETRY else None, w.remaining)
                 for w in doc.waits.values()
             ),
             running=tuple(doc.running),
-            suspension=doc.suspension, suspend_requested=sreq, cancellation=doc.cancellation,
+            suspension=doc.suspension,
+            suspend_requested=None if sreq is None else pending_suspension(sreq)[0],
+            cancellation=doc.cancellation,
             created_at=doc.created_at, updated_at=doc.updated_at, last_sequence=seq,
             version=version, deadline=doc.deadline, fingerprint=doc.fp,
+            deadline_left=doc.deadline_left,
         )

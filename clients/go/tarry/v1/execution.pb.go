@@ -11,6 +11,7 @@ package tarryv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
@@ -516,7 +517,10 @@ type WaitingPoint struct {
 	// For WAIT: the JSON Schema that ResumeRequest.data must match; unset when any data is accepted.
 	ResumeSchema *structpb.Struct `protobuf:"bytes,5,opt,name=resume_schema,json=resumeSchema,proto3" json:"resume_schema,omitempty"`
 	// For WAIT: the actions its outgoing edges accept as ResumeRequest.action (sorted).
-	Actions       []string `protobuf:"bytes,6,rep,name=actions,proto3" json:"actions,omitempty"`
+	Actions []string `protobuf:"bytes,6,rep,name=actions,proto3" json:"actions,omitempty"`
+	// While the execution is suspended with its timers frozen: the time this point's timer
+	// has left (`wake_time` is unset meanwhile); the Resume gives it back.
+	Remaining     *durationpb.Duration `protobuf:"bytes,7,opt,name=remaining,proto3" json:"remaining,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -593,6 +597,13 @@ func (x *WaitingPoint) GetActions() []string {
 	return nil
 }
 
+func (x *WaitingPoint) GetRemaining() *durationpb.Duration {
+	if x != nil {
+		return x.Remaining
+	}
+	return nil
+}
+
 // A suspension in force.
 type Suspension struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -607,9 +618,14 @@ type Suspension struct {
 	// Who suspended the execution.
 	By SuspensionSource `protobuf:"varint,5,opt,name=by,proto3,enum=tarry.v1.SuspensionSource" json:"by,omitempty"`
 	// The JSON Schema that ResumeRequest.data must match; unset when any data is accepted.
-	ResumeSchema  *structpb.Struct `protobuf:"bytes,6,opt,name=resume_schema,json=resumeSchema,proto3" json:"resume_schema,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ResumeSchema *structpb.Struct `protobuf:"bytes,6,opt,name=resume_schema,json=resumeSchema,proto3" json:"resume_schema,omitempty"`
+	// The timers are frozen while it lasts (SuspendRequest.freeze_timers): the waiting points
+	// show what each has left, `timeout_remaining` what the execution's own timeout has.
+	TimersFrozen bool `protobuf:"varint,7,opt,name=timers_frozen,json=timersFrozen,proto3" json:"timers_frozen,omitempty"`
+	// With timers_frozen and a workflow timeout: the time the execution has left.
+	TimeoutRemaining *durationpb.Duration `protobuf:"bytes,8,opt,name=timeout_remaining,json=timeoutRemaining,proto3" json:"timeout_remaining,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Suspension) Reset() {
@@ -680,6 +696,20 @@ func (x *Suspension) GetBy() SuspensionSource {
 func (x *Suspension) GetResumeSchema() *structpb.Struct {
 	if x != nil {
 		return x.ResumeSchema
+	}
+	return nil
+}
+
+func (x *Suspension) GetTimersFrozen() bool {
+	if x != nil {
+		return x.TimersFrozen
+	}
+	return false
+}
+
+func (x *Suspension) GetTimeoutRemaining() *durationpb.Duration {
+	if x != nil {
+		return x.TimeoutRemaining
 	}
 	return nil
 }
@@ -894,7 +924,7 @@ var File_tarry_v1_execution_proto protoreflect.FileDescriptor
 
 const file_tarry_v1_execution_proto_rawDesc = "" +
 	"\n" +
-	"\x18tarry/v1/execution.proto\x12\btarry.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xab\a\n" +
+	"\x18tarry/v1/execution.proto\x12\btarry.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xab\a\n" +
 	"\tExecution\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bworkflow\x18\x02 \x01(\tR\bworkflow\x12)\n" +
@@ -927,14 +957,15 @@ const file_tarry_v1_execution_proto_rawDesc = "" +
 	"\anode_id\x18\x03 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aattempt\x18\x04 \x01(\x05R\aattempt\x12\x1f\n" +
 	"\vstack_trace\x18\x05 \x01(\tR\n" +
-	"stackTrace\"\xfd\x01\n" +
+	"stackTrace\"\xb6\x02\n" +
 	"\fWaitingPoint\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12)\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x15.tarry.v1.WaitingKindR\x04kind\x127\n" +
 	"\twake_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bwakeTime\x12\x18\n" +
 	"\aattempt\x18\x04 \x01(\x05R\aattempt\x12<\n" +
 	"\rresume_schema\x18\x05 \x01(\v2\x17.google.protobuf.StructR\fresumeSchema\x12\x18\n" +
-	"\aactions\x18\x06 \x03(\tR\aactions\"\x92\x02\n" +
+	"\aactions\x18\x06 \x03(\tR\aactions\x127\n" +
+	"\tremaining\x18\a \x01(\v2\x19.google.protobuf.DurationR\tremaining\"\xff\x02\n" +
 	"\n" +
 	"Suspension\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12*\n" +
@@ -942,7 +973,9 @@ const file_tarry_v1_execution_proto_rawDesc = "" +
 	"\fsuspend_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vsuspendTime\x12\x17\n" +
 	"\anode_id\x18\x04 \x01(\tR\x06nodeId\x12*\n" +
 	"\x02by\x18\x05 \x01(\x0e2\x1a.tarry.v1.SuspensionSourceR\x02by\x12<\n" +
-	"\rresume_schema\x18\x06 \x01(\v2\x17.google.protobuf.StructR\fresumeSchema\"+\n" +
+	"\rresume_schema\x18\x06 \x01(\v2\x17.google.protobuf.StructR\fresumeSchema\x12#\n" +
+	"\rtimers_frozen\x18\a \x01(\bR\ftimersFrozen\x12F\n" +
+	"\x11timeout_remaining\x18\b \x01(\v2\x19.google.protobuf.DurationR\x10timeoutRemaining\"+\n" +
 	"\x11PendingSuspension\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\"c\n" +
 	"\fCancellation\x12\x16\n" +
@@ -1004,6 +1037,7 @@ var file_tarry_v1_execution_proto_goTypes = []any{
 	(*structpb.Value)(nil),        // 10: google.protobuf.Value
 	(*structpb.Struct)(nil),       // 11: google.protobuf.Struct
 	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
 }
 var file_tarry_v1_execution_proto_depIdxs = []int32{
 	0,  // 0: tarry.v1.Execution.status:type_name -> tarry.v1.ExecutionStatus
@@ -1021,19 +1055,21 @@ var file_tarry_v1_execution_proto_depIdxs = []int32{
 	1,  // 12: tarry.v1.WaitingPoint.kind:type_name -> tarry.v1.WaitingKind
 	12, // 13: tarry.v1.WaitingPoint.wake_time:type_name -> google.protobuf.Timestamp
 	11, // 14: tarry.v1.WaitingPoint.resume_schema:type_name -> google.protobuf.Struct
-	10, // 15: tarry.v1.Suspension.data:type_name -> google.protobuf.Value
-	12, // 16: tarry.v1.Suspension.suspend_time:type_name -> google.protobuf.Timestamp
-	2,  // 17: tarry.v1.Suspension.by:type_name -> tarry.v1.SuspensionSource
-	11, // 18: tarry.v1.Suspension.resume_schema:type_name -> google.protobuf.Struct
-	12, // 19: tarry.v1.Cancellation.cancel_time:type_name -> google.protobuf.Timestamp
-	12, // 20: tarry.v1.ExecutionEvent.event_time:type_name -> google.protobuf.Timestamp
-	0,  // 21: tarry.v1.ExecutionEvent.status:type_name -> tarry.v1.ExecutionStatus
-	11, // 22: tarry.v1.ExecutionEvent.data:type_name -> google.protobuf.Struct
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	13, // 15: tarry.v1.WaitingPoint.remaining:type_name -> google.protobuf.Duration
+	10, // 16: tarry.v1.Suspension.data:type_name -> google.protobuf.Value
+	12, // 17: tarry.v1.Suspension.suspend_time:type_name -> google.protobuf.Timestamp
+	2,  // 18: tarry.v1.Suspension.by:type_name -> tarry.v1.SuspensionSource
+	11, // 19: tarry.v1.Suspension.resume_schema:type_name -> google.protobuf.Struct
+	13, // 20: tarry.v1.Suspension.timeout_remaining:type_name -> google.protobuf.Duration
+	12, // 21: tarry.v1.Cancellation.cancel_time:type_name -> google.protobuf.Timestamp
+	12, // 22: tarry.v1.ExecutionEvent.event_time:type_name -> google.protobuf.Timestamp
+	0,  // 23: tarry.v1.ExecutionEvent.status:type_name -> tarry.v1.ExecutionStatus
+	11, // 24: tarry.v1.ExecutionEvent.data:type_name -> google.protobuf.Struct
+	25, // [25:25] is the sub-list for method output_type
+	25, // [25:25] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_tarry_v1_execution_proto_init() }

@@ -327,7 +327,11 @@ type SuspendRequest struct {
 	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	// Idempotency key chosen by the caller: a repeat with the same request_id returns the
 	// first answer. Empty disables deduplication.
-	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Stop the execution's timers while it is suspended (sleeps, wait deadlines, retry
+	// backoffs and its own timeout): at the Resume each gets exactly the time it had left.
+	// False: they run on, and those that fall due fire after the Resume.
+	FreezeTimers  bool `protobuf:"varint,4,opt,name=freeze_timers,json=freezeTimers,proto3" json:"freeze_timers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -381,6 +385,13 @@ func (x *SuspendRequest) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
+}
+
+func (x *SuspendRequest) GetFreezeTimers() bool {
+	if x != nil {
+		return x.FreezeTimers
+	}
+	return false
 }
 
 // The response of WorkflowService.Suspend.
@@ -1364,12 +1375,13 @@ const file_tarry_v1_workflow_service_proto_rawDesc = "" +
 	"request_id\x18\x06 \x01(\tR\trequestId\x12,\n" +
 	"\x12wait_until_settled\x18\a \x01(\bR\x10waitUntilSettled\"C\n" +
 	"\x0eResumeResponse\x121\n" +
-	"\texecution\x18\x01 \x01(\v2\x13.tarry.v1.ExecutionR\texecution\"j\n" +
+	"\texecution\x18\x01 \x01(\v2\x13.tarry.v1.ExecutionR\texecution\"\x8f\x01\n" +
 	"\x0eSuspendRequest\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"D\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\x12#\n" +
+	"\rfreeze_timers\x18\x04 \x01(\bR\ffreezeTimers\"D\n" +
 	"\x0fSuspendResponse\x121\n" +
 	"\texecution\x18\x01 \x01(\v2\x13.tarry.v1.ExecutionR\texecution\"i\n" +
 	"\rCancelRequest\x12!\n" +

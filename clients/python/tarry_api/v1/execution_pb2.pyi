@@ -5,6 +5,7 @@ Executions: one run of a workflow, its status and its event log."""
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -294,6 +295,7 @@ class WaitingPoint(_message.Message):
     ATTEMPT_FIELD_NUMBER: _builtins.int
     RESUME_SCHEMA_FIELD_NUMBER: _builtins.int
     ACTIONS_FIELD_NUMBER: _builtins.int
+    REMAINING_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     """The paused node."""
     kind: Global___WaitingKind.ValueType
@@ -314,6 +316,12 @@ class WaitingPoint(_message.Message):
     def actions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """For WAIT: the actions its outgoing edges accept as ResumeRequest.action (sorted)."""
 
+    @_builtins.property
+    def remaining(self) -> _duration_pb2.Duration:
+        """While the execution is suspended with its timers frozen: the time this point's timer
+        has left (`wake_time` is unset meanwhile); the Resume gives it back.
+        """
+
     def __init__(
         self,
         *,
@@ -323,10 +331,11 @@ class WaitingPoint(_message.Message):
         attempt: _builtins.int = ...,
         resume_schema: _struct_pb2.Struct | None = ...,
         actions: _abc.Iterable[_builtins.str] | None = ...,
+        remaining: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["resume_schema", b"resume_schema", "wake_time", b"wake_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["remaining", b"remaining", "resume_schema", b"resume_schema", "wake_time", b"wake_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "attempt", b"attempt", "kind", b"kind", "node_id", b"node_id", "resume_schema", b"resume_schema", "wake_time", b"wake_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "attempt", b"attempt", "kind", b"kind", "node_id", b"node_id", "remaining", b"remaining", "resume_schema", b"resume_schema", "wake_time", b"wake_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -344,12 +353,18 @@ class Suspension(_message.Message):
     NODE_ID_FIELD_NUMBER: _builtins.int
     BY_FIELD_NUMBER: _builtins.int
     RESUME_SCHEMA_FIELD_NUMBER: _builtins.int
+    TIMERS_FROZEN_FIELD_NUMBER: _builtins.int
+    TIMEOUT_REMAINING_FIELD_NUMBER: _builtins.int
     reason: _builtins.str
     """The reason given to suspend() or to the Suspend RPC."""
     node_id: _builtins.str
     """The step that suspended itself; empty when suspended by a Suspend request."""
     by: Global___SuspensionSource.ValueType
     """Who suspended the execution."""
+    timers_frozen: _builtins.bool
+    """The timers are frozen while it lasts (SuspendRequest.freeze_timers): the waiting points
+    show what each has left, `timeout_remaining` what the execution's own timeout has.
+    """
     @_builtins.property
     def data(self) -> _struct_pb2.Value:
         """The data the step passed to suspend() (matching its suspend schema); unset from a request."""
@@ -362,6 +377,10 @@ class Suspension(_message.Message):
     def resume_schema(self) -> _struct_pb2.Struct:
         """The JSON Schema that ResumeRequest.data must match; unset when any data is accepted."""
 
+    @_builtins.property
+    def timeout_remaining(self) -> _duration_pb2.Duration:
+        """With timers_frozen and a workflow timeout: the time the execution has left."""
+
     def __init__(
         self,
         *,
@@ -371,10 +390,12 @@ class Suspension(_message.Message):
         node_id: _builtins.str = ...,
         by: Global___SuspensionSource.ValueType = ...,
         resume_schema: _struct_pb2.Struct | None = ...,
+        timers_frozen: _builtins.bool = ...,
+        timeout_remaining: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "resume_schema", b"resume_schema", "suspend_time", b"suspend_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "resume_schema", b"resume_schema", "suspend_time", b"suspend_time", "timeout_remaining", b"timeout_remaining"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "data", b"data", "node_id", b"node_id", "reason", b"reason", "resume_schema", b"resume_schema", "suspend_time", b"suspend_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "data", b"data", "node_id", b"node_id", "reason", b"reason", "resume_schema", b"resume_schema", "suspend_time", b"suspend_time", "timeout_remaining", b"timeout_remaining", "timers_frozen", b"timers_frozen"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -190,6 +190,7 @@ class SuspendRequest(_message.Message):
     EXECUTION_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    FREEZE_TIMERS_FIELD_NUMBER: _builtins.int
     execution_id: _builtins.str
     """The execution to suspend."""
     reason: _builtins.str
@@ -198,16 +199,22 @@ class SuspendRequest(_message.Message):
     """Idempotency key chosen by the caller: a repeat with the same request_id returns the
     first answer. Empty disables deduplication.
     """
+    freeze_timers: _builtins.bool
+    """Stop the execution's timers while it is suspended (sleeps, wait deadlines, retry
+    backoffs and its own timeout): at the Resume each gets exactly the time it had left.
+    False: they run on, and those that fall due fire after the Resume.
+    """
     def __init__(
         self,
         *,
         execution_id: _builtins.str = ...,
         reason: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        freeze_timers: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "freeze_timers", b"freeze_timers", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

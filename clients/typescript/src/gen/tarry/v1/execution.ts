@@ -6,6 +6,7 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { Duration } from "../../google/protobuf/duration";
 import { Struct, Value } from "../../google/protobuf/struct";
 import { Timestamp } from "../../google/protobuf/timestamp";
 
@@ -174,6 +175,11 @@ export interface WaitingPoint {
     | undefined;
   /** For WAIT: the actions its outgoing edges accept as ResumeRequest.action (sorted). */
   actions: string[];
+  /**
+   * While the execution is suspended with its timers frozen: the time this point's timer
+   * has left (`wake_time` is unset meanwhile); the Resume gives it back.
+   */
+  remaining?: Duration | undefined;
 }
 
 /** A suspension in force. */
@@ -193,7 +199,16 @@ export interface Suspension {
   /** Who suspended the execution. */
   by: SuspensionSource;
   /** The JSON Schema that ResumeRequest.data must match; unset when any data is accepted. */
-  resumeSchema?: { [key: string]: any } | undefined;
+  resumeSchema?:
+    | { [key: string]: any }
+    | undefined;
+  /**
+   * The timers are frozen while it lasts (SuspendRequest.freeze_timers): the waiting points
+   * show what each has left, `timeout_remaining` what the execution's own timeout has.
+   */
+  timersFrozen: boolean;
+  /** With timers_frozen and a workflow timeout: the time the execution has left. */
+  timeoutRemaining?: Duration | undefined;
 }
 
 /**
@@ -598,7 +613,15 @@ export const ExecutionError: MessageFns<ExecutionError> = {
 };
 
 function createBaseWaitingPoint(): WaitingPoint {
-  return { nodeId: "", kind: 0, wakeTime: undefined, attempt: 0, resumeSchema: undefined, actions: [] };
+  return {
+    nodeId: "",
+    kind: 0,
+    wakeTime: undefined,
+    attempt: 0,
+    resumeSchema: undefined,
+    actions: [],
+    remaining: undefined,
+  };
 }
 
 export const WaitingPoint: MessageFns<WaitingPoint> = {
@@ -620,6 +643,9 @@ export const WaitingPoint: MessageFns<WaitingPoint> = {
     }
     for (const v of message.actions) {
       writer.uint32(50).string(v!);
+    }
+    if (message.remaining !== undefined) {
+      Duration.encode(message.remaining, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -685,6 +711,14 @@ export const WaitingPoint: MessageFns<WaitingPoint> = {
             message.actions.push(reader.string());
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.remaining = Duration.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -699,7 +733,16 @@ export const WaitingPoint: MessageFns<WaitingPoint> = {
 };
 
 function createBaseSuspension(): Suspension {
-  return { reason: "", data: undefined, suspendTime: undefined, nodeId: "", by: 0, resumeSchema: undefined };
+  return {
+    reason: "",
+    data: undefined,
+    suspendTime: undefined,
+    nodeId: "",
+    by: 0,
+    resumeSchema: undefined,
+    timersFrozen: false,
+    timeoutRemaining: undefined,
+  };
 }
 
 export const Suspension: MessageFns<Suspension> = {
@@ -721,6 +764,12 @@ export const Suspension: MessageFns<Suspension> = {
     }
     if (message.resumeSchema !== undefined) {
       Struct.encode(Struct.wrap(message.resumeSchema), writer.uint32(50).fork()).join();
+    }
+    if (message.timersFrozen !== false) {
+      writer.uint32(56).bool(message.timersFrozen);
+    }
+    if (message.timeoutRemaining !== undefined) {
+      Duration.encode(message.timeoutRemaining, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -784,6 +833,22 @@ export const Suspension: MessageFns<Suspension> = {
             }
 
             message.resumeSchema = Struct.unwrap(Struct.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.timersFrozen = reader.bool();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.timeoutRemaining = Duration.decode(reader, reader.uint32());
             continue;
           }
         }

@@ -120,6 +120,12 @@ export interface SuspendRequest {
    * first answer. Empty disables deduplication.
    */
   requestId: string;
+  /**
+   * Stop the execution's timers while it is suspended (sleeps, wait deadlines, retry
+   * backoffs and its own timeout): at the Resume each gets exactly the time it had left.
+   * False: they run on, and those that fall due fire after the Resume.
+   */
+  freezeTimers: boolean;
 }
 
 /** The response of WorkflowService.Suspend. */
@@ -589,7 +595,7 @@ export const ResumeResponse: MessageFns<ResumeResponse> = {
 };
 
 function createBaseSuspendRequest(): SuspendRequest {
-  return { executionId: "", reason: "", requestId: "" };
+  return { executionId: "", reason: "", requestId: "", freezeTimers: false };
 }
 
 export const SuspendRequest: MessageFns<SuspendRequest> = {
@@ -602,6 +608,9 @@ export const SuspendRequest: MessageFns<SuspendRequest> = {
     }
     if (message.requestId !== "") {
       writer.uint32(26).string(message.requestId);
+    }
+    if (message.freezeTimers !== false) {
+      writer.uint32(32).bool(message.freezeTimers);
     }
     return writer;
   },
@@ -641,6 +650,14 @@ export const SuspendRequest: MessageFns<SuspendRequest> = {
             }
 
             message.requestId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.freezeTimers = reader.bool();
             continue;
           }
         }
