@@ -34,7 +34,7 @@ DEFAULT_TIMEOUT = 10.0
 WORKFLOWS = ("examples.pausing", "examples.suspend_resume", "tests.conformance.workflows")
 """What the server the scenarios run against serves (`tarry serve --workflows`)."""
 OPERATIONS = ("run", "resume", "suspend", "cancel", "get", "delete", "describe", "events",
-              "watch", "await", "list")
+              "watch", "await", "list", "pause")
 
 
 class Mismatch(Exception):
@@ -119,7 +119,11 @@ def _call(client: Client, op: str, a: dict[str, Any], timeout: float) -> object:
                              wait=a.get("wait_until_settled", False), timeout=timeout)
     if op == "suspend":
         return client.suspend(a["execution_id"], a.get("reason", ""),
-                              request_id=a.get("request_id"), timeout=timeout)
+                              request_id=a.get("request_id"),
+                              freeze_timers=a.get("freeze_timers", False), timeout=timeout)
+    if op == "pause":
+        time.sleep(float(a["seconds"]))
+        return None
     if op == "cancel":
         return client.cancel(a["execution_id"], a.get("reason", ""),
                              request_id=a.get("request_id"), timeout=timeout)
@@ -192,6 +196,8 @@ def _check_execution(ex: Execution, want: dict[str, Any]) -> None:
             w.node_id for w in ex.waiting_points if w.kind is WaitingKind.WAIT], v),
         "sleeping": lambda v: _same_set("sleeping", [
             w.node_id for w in ex.waiting_points if w.kind is not WaitingKind.WAIT], v),
+        "frozen": lambda v: _same_set("frozen", [
+            w.node_id for w in ex.waiting_points if w.remaining is not None], v),
         "actions": lambda v: _check_actions(ex, v),
         "error": lambda v: _check_failure(ex, v),
         "suspension": lambda v: _check_suspension(ex, v),
@@ -235,7 +241,7 @@ def _check_suspension(ex: Execution, want: dict[str, Any] | None) -> None:
         _equal("suspension", None if s is None else s.reason, None if want is None else want)
         return
     have = {"reason": s.reason, "node_id": s.node_id, "by": s.by.value.upper(),
-            "data": s.data}
+            "data": s.data, "timers_frozen": s.timers_frozen}
     for key, value in want.items():
         _equal(f"suspension {key}", have[key], value)
 
