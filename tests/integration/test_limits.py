@@ -146,6 +146,7 @@ async def test_a_failed_step_keeps_its_traceback(make_engine: EngineFactory) -> 
     assert ex.error.message.endswith("(cut)") and len(ex.error.message) < 4200
     assert ex.error.traceback is not None
     assert "in explode" in ex.error.traceback and "RuntimeError" in ex.error.traceback
+    assert "tarry/engine" not in ex.error.traceback  # the workflow's frames, not the server's
 
 
 async def test_one_unreadable_stored_execution_does_not_fail_a_listing(

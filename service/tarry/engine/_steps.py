@@ -5,10 +5,13 @@ that is JSON and within the nesting limits, suspend data that fits its schema.""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
+import os
 import traceback
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -109,9 +112,21 @@ def check_outcome(wf: Workflow, act: Activation, outcome: Outcome) -> Outcome:
 def error_info(exc: BaseException, act: Activation) -> ErrorInfo:
     """The error a failed attempt records: type, message and traceback, each trimmed."""
     message = _cut(str(exc), MAX_ERROR_MESSAGE)
-    frames = "".join(traceback.format_tb(exc.__traceback__))[-MAX_TRACEBACK:]
+    # Only the workflow's own frames: the server's (the engine's, the thread pool's, the
+    # event loop's) say nothing about the step and would show the server's files to callers.
+    own = [f for f in traceback.extract_tb(exc.__traceback__) if not _server_frame(f.filename)]
+    frames = "".join(traceback.format_list(own))[-MAX_TRACEBACK:]
     trace = f"Traceback (most recent call last):\n{frames}{type(exc).__name__}: {message}"
     return ErrorInfo(type(exc).__name__, message, act.node, act.attempt, traceback=trace)
+
+
+_SERVER_FILES = tuple(str(Path(p).resolve().parent) + os.sep for p in (
+    Path(__file__).parent, asyncio.__file__, concurrent.futures.__file__))
+"""The tarry package and the standard library's asyncio and concurrent.futures."""
+
+
+def _server_frame(filename: str) -> bool:
+    return filename.startswith(_SERVER_FILES)
 
 
 def _cut(text: str, limit: int) -> str:
