@@ -53,6 +53,8 @@ func checkExecution(ex *tarry.Execution, want any) error {
 			err = sameSet("waiting", pointIDs(ex, true), v)
 		case "sleeping":
 			err = sameSet("sleeping", pointIDs(ex, false), v)
+		case "frozen":
+			err = sameSet("frozen", frozenIDs(ex), v)
 		case "actions":
 			err = checkActions(ex, v)
 		case "error":
@@ -91,6 +93,17 @@ func pointIDs(ex *tarry.Execution, wait bool) []string {
 	ids := []string{}
 	for _, w := range ex.WaitingPoints {
 		if (w.Kind == tarry.WaitingWait) == wait {
+			ids = append(ids, w.NodeID)
+		}
+	}
+	return ids
+}
+
+// frozenIDs are the node ids of the waiting points whose timers are frozen (Remaining set).
+func frozenIDs(ex *tarry.Execution) []string {
+	ids := []string{}
+	for _, w := range ex.WaitingPoints {
+		if w.Remaining != nil {
 			ids = append(ids, w.NodeID)
 		}
 	}
@@ -157,7 +170,8 @@ func checkSuspension(s *tarry.Suspension, want any) error {
 	if err != nil {
 		return err
 	}
-	have := map[string]any{"reason": s.Reason, "node_id": orNil(s.NodeID), "by": string(s.By), "data": s.Data}
+	have := map[string]any{"reason": s.Reason, "node_id": orNil(s.NodeID), "by": string(s.By), "data": s.Data,
+		"timers_frozen": s.TimersFrozen}
 	for _, key := range sortedKeys(keys) {
 		if _, ok := have[key]; !ok {
 			return fmt.Errorf("unknown suspension expectation %q", key)

@@ -16,7 +16,7 @@ import (
 )
 
 // The operation keys a step may have, exactly one of them.
-var operations = []string{"run", "resume", "suspend", "cancel", "get", "delete", "describe", "events", "watch", "await", "list"}
+var operations = []string{"run", "resume", "suspend", "cancel", "get", "delete", "describe", "events", "watch", "await", "list", "pause"}
 
 // The other keys a step may have.
 var stepKeys = []string{"save", "expect", "expect_events", "error", "timeout_s"}

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/tarry-dev/tarry/clients/go/tarry"
 )
@@ -77,5 +78,67 @@ func TestCheckPage(t *testing.T) {
 	}
 	if err := checkPage(&tarry.ExecutionPage{}, map[string]any{"count": json.Number("0"), "statuses": []any{}, "more": false}); err != nil {
 		t.Error(err)
+	}
+}
+
+func TestCheckFrozenTimers(t *testing.T) {
+	left := 300 * time.Millisecond
+	ex := &tarry.Execution{Status: tarry.StatusSuspended,
+		WaitingPoints: []tarry.WaitingPoint{
+			{NodeID: "delay", Kind: tarry.WaitingSleep, Remaining: &left},
+			{NodeID: "approve", Kind: tarry.WaitingWait},
+		},
+		Suspension: &tarry.Suspension{Reason: "hold", By: tarry.SuspendedByRequest, TimersFrozen: true}}
+	good := map[string]any{"frozen": []any{"delay"}, "sleeping": []any{"delay"}, "error": nil,
+		"suspension": map[string]any{"reason": "hold", "by": "REQUEST", "timers_frozen": true}}
+	if err := checkExecution(ex, good); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []map[string]any{{"frozen": []any{}}, {"frozen": []any{"delay", "approve"}},
+		{"suspension": map[string]any{"timers_frozen": false}}, {"error": map[string]any{"type": "X"}}} {
+		if checkExecution(ex, bad) == nil {
+			t.Errorf("%s passed", show(bad))
+		}
+	}
+	thawed := &tarry.Execution{WaitingPoints: []tarry.WaitingPoint{{NodeID: "delay", Kind: tarry.WaitingSleep}}}
+	if err := checkExecution(thawed, map[string]any{"frozen": []any{}, "suspension": nil}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPauseAndFreezeFields(t *testing.T) {
+	step := map[string]any{"pause": map[string]any{"seconds": json.Number("0.01")}}
+	op, err := operation(step)
+	if err != nil || op != "pause" {
+		t.Fatalf("%q, %v", op, err)
+	}
+	f, err := parseFields("pause", step["pause"].(map[string]any))
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now()
+	if err := wait(f); err != nil || time.Since(started) < 10*time.Millisecond {
+		t.Fatalf("pause: %v after %v", err, time.Since(started))
+	}
+	if err := wait(fields{Seconds: "soon"}); err == nil {
+		t.Error("a pause of \"soon\" was accepted")
+	}
+	if _, err := parseFields("pause", map[string]any{"execution_id": "e"}); err == nil {
+		t.Error("pause took an execution_id")
+	}
+	f, err = parseFields("suspend", map[string]any{"execution_id": "e", "freeze_timers": true})
+	if err != nil || !f.FreezeTimers {
+		t.Fatalf("%+v, %v", f, err)
+	}
+}
+
+func TestPauseHasNothingToExpect(t *testing.T) {
+	step := map[string]any{"pause": map[string]any{"seconds": json.Number("0")}, "expect": map[string]any{"status": "AWAITING"}}
+	if err := runStep(nil, "pause", step, map[string]any{}); err == nil {
+		t.Fatal("an expectation of a pause passed")
+	}
+	// "error": null is no error expected: a pause succeeds.
+	if err := runStep(nil, "pause", map[string]any{"pause": map[string]any{"seconds": json.Number("0")}, "error": nil}, map[string]any{}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -56,7 +56,9 @@ func runStep(client *tarry.Client, op string, step map[string]any, saved map[str
 		return err
 	}
 	got, err := call(ctx, client, op, f)
-	want, wantsError := step["error"]
+	// "error": null is the same as no "error": the step must succeed.
+	want := step["error"]
+	wantsError := want != nil
 	if err != nil {
 		var terr *tarry.Error
 		if _, ok := err.(*mismatchError); ok {
@@ -116,12 +118,14 @@ type fields struct {
 	PageToken        string `json:"page_token"`
 	ReconnectAfter   int    `json:"reconnect_after"`
 	Status           string `json:"status"`
+	FreezeTimers     bool   `json:"freeze_timers"`
+	Seconds          any    `json:"seconds"`
 }
 
 var fieldsOf = map[string][]string{
 	"run":      {"workflow", "version", "input", "execution_id", "request_id", "wait_until_settled"},
 	"resume":   {"execution_id", "node_id", "data", "action", "from_step", "request_id", "wait_until_settled"},
-	"suspend":  {"execution_id", "reason", "request_id"},
+	"suspend":  {"execution_id", "reason", "request_id", "freeze_timers"},
 	"cancel":   {"execution_id", "reason", "request_id"},
 	"get":      {"execution_id"},
 	"delete":   {"execution_id"},
@@ -130,6 +134,7 @@ var fieldsOf = map[string][]string{
 	"watch":    {"execution_id", "after_sequence", "reconnect_after"},
 	"await":    {"execution_id", "status"},
 	"list":     {"workflow", "status", "page_size", "page_token"},
+	"pause":    {"seconds"},
 }
 
 // parseFields checks an operation's fields by name and decodes them; input and data stay
@@ -164,7 +169,8 @@ func call(ctx context.Context, c *tarry.Client, op string, f fields) (any, error
 		return answer(c.Resume(ctx, f.ExecutionID, f.Data, &tarry.ResumeOptions{NodeID: f.NodeID,
 			Action: f.Action, FromStep: f.FromStep, RequestID: f.RequestID, Wait: f.WaitUntilSettled}))
 	case "suspend":
-		return answer(c.Suspend(ctx, f.ExecutionID, f.Reason, &tarry.RequestOptions{RequestID: f.RequestID}))
+		return answer(c.Suspend(ctx, f.ExecutionID, f.Reason, &tarry.SuspendOptions{RequestID: f.RequestID,
+			FreezeTimers: f.FreezeTimers}))
 	case "cancel":
 		return answer(c.Cancel(ctx, f.ExecutionID, f.Reason, &tarry.RequestOptions{RequestID: f.RequestID}))
 	case "get":
@@ -187,6 +193,8 @@ func call(ctx context.Context, c *tarry.Client, op string, f fields) (any, error
 		return watch(ctx, c, f)
 	case "await":
 		return answer(await(ctx, c, f))
+	case "pause":
+		return nil, wait(f)
 	case "list":
 		return answer(c.ListExecutions(ctx, &tarry.ListOptions{Workflow: f.Workflow,
 			Status: tarry.Status(f.Status), PageSize: f.PageSize, PageToken: f.PageToken}))
@@ -243,6 +251,17 @@ func readEvents(ctx context.Context, items iter.Seq2[tarry.WatchItem, error], li
 		}
 	}
 	return seen, false, nil
+}
+
+// wait is the pause operation: it sleeps for the step's seconds (whatever its timeout_s,
+// as the Python runner does), then the next step runs.
+func wait(f fields) error {
+	seconds, err := asFloat(f.Seconds)
+	if err != nil || seconds < 0 {
+		return fmt.Errorf("pause: seconds must be a number of at least 0, not %s", show(f.Seconds))
+	}
+	time.Sleep(time.Duration(seconds * float64(time.Second)))
+	return nil
 }
 
 // await reads the execution every 50 ms until it has the status asked for.

@@ -36,7 +36,19 @@ type ResumeOptions struct {
 	Wait bool
 }
 
-// RequestOptions are the optional parts of Suspend and Cancel.
+// SuspendOptions are the optional parts of Suspend; a nil *SuspendOptions means none.
+type SuspendOptions struct {
+	// RequestID is the idempotency key; empty for a fresh one. A repeat with the same key
+	// gets the first answer.
+	RequestID string
+	// FreezeTimers stops the execution's timers (sleeps, retry backoffs, wait timeouts and
+	// the workflow's own timeout) while it is suspended: each keeps the time it had left
+	// (WaitingPoint.Remaining, Suspension.TimeoutRemaining) and gets it back at the
+	// Resume. Without it, timers that fall due while suspended fire after the Resume.
+	FreezeTimers bool
+}
+
+// RequestOptions are the optional parts of Cancel.
 type RequestOptions struct {
 	// RequestID is the idempotency key; empty for a fresh one. A repeat with the same key
 	// gets the first answer.
@@ -108,10 +120,15 @@ func (c *Client) Resume(ctx context.Context, id string, data any, opts *ResumeOp
 }
 
 // Suspend suspends an execution: an AWAITING one at once, a RUNNING one at the next node
-// boundary (SuspendRequested is set until then). Errors: ErrExecutionNotFound,
+// boundary (SuspendRequested is set until then). With opts.FreezeTimers its timers stop
+// while it is suspended (Suspension.TimersFrozen). Errors: ErrExecutionNotFound,
 // ErrWrongState (terminal), ErrConflict.
-func (c *Client) Suspend(ctx context.Context, id, reason string, opts *RequestOptions) (*Execution, error) {
-	req := &tarryv1.SuspendRequest{ExecutionId: id, Reason: reason, RequestId: requestID(givenID(opts))}
+func (c *Client) Suspend(ctx context.Context, id, reason string, opts *SuspendOptions) (*Execution, error) {
+	if opts == nil {
+		opts = &SuspendOptions{}
+	}
+	req := &tarryv1.SuspendRequest{ExecutionId: id, Reason: reason, RequestId: requestID(opts.RequestID),
+		FreezeTimers: opts.FreezeTimers}
 	resp, err := unary(c, ctx, c.stub.Suspend, req)
 	return execution(resp.GetExecution(), err)
 }

@@ -41,6 +41,7 @@ type config struct {
 	watchRetry Retry
 	dialOpts   []grpc.DialOption
 	headers    []string
+	namespace  string
 }
 
 // WithTransportCredentials makes Dial connect with TLS (or any transport security), e.g.
@@ -76,6 +77,18 @@ func WithRetry(r Retry) Option {
 // WithWatchRetry sets how Watch reconnects (default DefaultWatchRetry).
 func WithWatchRetry(r Retry) Option {
 	return func(c *config) { c.watchRetry = r }
+}
+
+// NamespaceHeader is the call metadata that names the namespace a call works in.
+const NamespaceHeader = "tarry-namespace"
+
+// WithNamespace makes every call work in the namespace name (lowercase letters, digits
+// and "-"), sent as the metadata `tarry-namespace: <name>`. Without it (or with ""), the
+// server picks the caller's default: the first namespace of its token, or "default". A
+// namespace the caller may not reach, or a malformed name, fails the call with
+// ErrPermissionDenied.
+func WithNamespace(name string) Option {
+	return func(c *config) { c.namespace = name }
 }
 
 // WithHeader sends a metadata header with every call.
@@ -132,6 +145,9 @@ func newClient(conn grpc.ClientConnInterface, cfg *config) *Client {
 		retry:      cfg.retry,
 		watchRetry: cfg.watchRetry,
 		headers:    cfg.headers,
+	}
+	if cfg.namespace != "" {
+		c.headers = append(append([]string(nil), cfg.headers...), NamespaceHeader, cfg.namespace)
 	}
 	if cfg.token != "" {
 		c.callOpts = append(c.callOpts, grpc.PerRPCCredentials(bearer{token: cfg.token, insecure: cfg.insecure}))

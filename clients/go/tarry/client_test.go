@@ -112,3 +112,54 @@ func TestStatusFilter(t *testing.T) {
 		t.Fatal("an unknown status was accepted")
 	}
 }
+
+func TestNamespaceIsSentOnEveryCall(t *testing.T) {
+	f := &fakeServer{}
+	c := f.start(t, WithNamespace("billing"), WithHeader("x-team", "billing"))
+	if _, err := c.Run(context.Background(), "w", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Suspend(context.Background(), "e1", "hold", nil); err != nil {
+		t.Fatal(err)
+	}
+	for i, md := range f.headers {
+		if got := md.Get(NamespaceHeader); len(got) != 1 || got[0] != "billing" {
+			t.Fatalf("call %d: %s: %v", i, NamespaceHeader, got)
+		}
+		if got := md.Get("x-team"); len(got) != 1 {
+			t.Fatalf("call %d: x-team: %v", i, got)
+		}
+	}
+}
+
+func TestNoNamespaceSendsNone(t *testing.T) {
+	f := &fakeServer{}
+	if _, err := f.start(t, WithNamespace("")).Run(context.Background(), "w", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.headers[0].Get(NamespaceHeader); len(got) != 0 {
+		t.Fatalf("%s sent: %v", NamespaceHeader, got)
+	}
+}
+
+func TestSuspendFreezeTimers(t *testing.T) {
+	f := &fakeServer{}
+	c := f.start(t)
+	ex, err := c.Suspend(context.Background(), "e1", "hold", &SuspendOptions{FreezeTimers: true, RequestID: "r1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ex.Suspension == nil || !ex.Suspension.TimersFrozen {
+		t.Fatalf("suspension %+v", ex.Suspension)
+	}
+	if _, err := c.Suspend(context.Background(), "e1", "hold", nil); err != nil {
+		t.Fatal(err)
+	}
+	first, second := f.suspReqs[0], f.suspReqs[1]
+	if !first.GetFreezeTimers() || first.GetRequestId() != "r1" || first.GetReason() != "hold" {
+		t.Fatalf("first request %v", first)
+	}
+	if second.GetFreezeTimers() || second.GetRequestId() == "" {
+		t.Fatalf("second request %v", second)
+	}
+}

@@ -52,6 +52,15 @@ func durationFromPB(d *durationpb.Duration) time.Duration {
 	return d.AsDuration()
 }
 
+// optionalDurationFromPB is nil for an unset Duration, where a zero one means no time left.
+func optionalDurationFromPB(d *durationpb.Duration) *time.Duration {
+	if d == nil {
+		return nil
+	}
+	v := d.AsDuration()
+	return &v
+}
+
 func executionFromPB(m *tarryv1.Execution) Execution {
 	ex := Execution{
 		ID:                  m.GetId(),
@@ -84,16 +93,19 @@ func executionFromPB(m *tarryv1.Execution) Execution {
 			Attempt:      int(w.GetAttempt()),
 			ResumeSchema: FromStruct(w.GetResumeSchema()),
 			Actions:      w.GetActions(),
+			Remaining:    optionalDurationFromPB(w.GetRemaining()),
 		})
 	}
 	if s := m.GetSuspension(); s != nil {
 		ex.Suspension = &Suspension{
-			Reason:       s.GetReason(),
-			By:           SuspensionSource(enumName(s.GetBy().String(), "SUSPENSION_SOURCE_")),
-			SuspendTime:  timeFromPB(s.GetSuspendTime()),
-			NodeID:       s.GetNodeId(),
-			Data:         FromValue(s.GetData()),
-			ResumeSchema: FromStruct(s.GetResumeSchema()),
+			Reason:           s.GetReason(),
+			By:               SuspensionSource(enumName(s.GetBy().String(), "SUSPENSION_SOURCE_")),
+			SuspendTime:      timeFromPB(s.GetSuspendTime()),
+			NodeID:           s.GetNodeId(),
+			Data:             FromValue(s.GetData()),
+			ResumeSchema:     FromStruct(s.GetResumeSchema()),
+			TimersFrozen:     s.GetTimersFrozen(),
+			TimeoutRemaining: optionalDurationFromPB(s.GetTimeoutRemaining()),
 		}
 	}
 	if p := m.GetSuspendRequested(); p != nil {
@@ -140,6 +152,7 @@ func workflowFromPB(m *tarryv1.Workflow) Workflow {
 			ResumeSchema:  FromStruct(n.GetResumeSchema()),
 			SuspendSchema: FromStruct(n.GetSuspendSchema()),
 			Timeout:       durationFromPB(n.GetTimeout()),
+			OnTimeout:     n.GetOnTimeout(),
 		}
 		if n.GetJoinMode() != tarryv1.JoinMode_JOIN_MODE_UNSPECIFIED {
 			node.JoinMode = JoinMode(enumName(n.GetJoinMode().String(), "JOIN_MODE_"))

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -65,5 +66,58 @@ func TestWorkflowFromPB(t *testing.T) {
 func TestUnknownEnumsReadAsNumbers(t *testing.T) {
 	if s := statusFromPB(tarryv1.ExecutionStatus(42)); s != "42" || s.Terminal() {
 		t.Fatalf("status %q", s)
+	}
+}
+
+func TestFrozenTimersFromPB(t *testing.T) {
+	ex := executionFromPB(&tarryv1.Execution{
+		Status: tarryv1.ExecutionStatus_EXECUTION_STATUS_SUSPENDED,
+		WaitingPoints: []*tarryv1.WaitingPoint{
+			{NodeId: "delay", Kind: tarryv1.WaitingKind_WAITING_KIND_SLEEP, Remaining: durationpb.New(1500 * time.Millisecond)},
+			{NodeId: "due", Kind: tarryv1.WaitingKind_WAITING_KIND_SLEEP, Remaining: durationpb.New(0)},
+			{NodeId: "approve", Kind: tarryv1.WaitingKind_WAITING_KIND_WAIT},
+		},
+		Suspension: &tarryv1.Suspension{Reason: "hold", By: tarryv1.SuspensionSource_SUSPENSION_SOURCE_REQUEST,
+			TimersFrozen: true, TimeoutRemaining: durationpb.New(time.Minute)},
+	})
+	delay, due, approve := ex.WaitingPoints[0], ex.WaitingPoints[1], ex.WaitingPoints[2]
+	if delay.Remaining == nil || *delay.Remaining != 1500*time.Millisecond || !delay.WakeTime.IsZero() {
+		t.Fatalf("delay %+v", delay)
+	}
+	// A frozen timer with nothing left is still frozen: zero, not nil.
+	if due.Remaining == nil || *due.Remaining != 0 {
+		t.Fatalf("due %+v", due)
+	}
+	if approve.Remaining != nil {
+		t.Fatalf("approve %+v", approve)
+	}
+	s := ex.Suspension
+	if !s.TimersFrozen || s.TimeoutRemaining == nil || *s.TimeoutRemaining != time.Minute || s.By != SuspendedByRequest {
+		t.Fatalf("suspension %+v", s)
+	}
+
+	plain := executionFromPB(&tarryv1.Execution{Suspension: &tarryv1.Suspension{Reason: "hold"}})
+	if plain.Suspension.TimersFrozen || plain.Suspension.TimeoutRemaining != nil {
+		t.Fatalf("unfrozen suspension %+v", plain.Suspension)
+	}
+}
+
+func TestNodeTimeoutsFromPB(t *testing.T) {
+	w := workflowFromPB(&tarryv1.Workflow{Name: "w", Nodes: []*tarryv1.WorkflowNode{
+		{Id: "charge", Kind: tarryv1.NodeKind_NODE_KIND_STEP, Timeout: durationpb.New(30 * time.Second)},
+		{Id: "approve", Kind: tarryv1.NodeKind_NODE_KIND_WAIT, Timeout: durationpb.New(time.Hour), OnTimeout: "expired"},
+		{Id: "plain", Kind: tarryv1.NodeKind_NODE_KIND_WAIT},
+	}})
+	charge, _ := w.Node("charge")
+	approve, _ := w.Node("approve")
+	plain, _ := w.Node("plain")
+	if charge.Timeout != 30*time.Second || charge.OnTimeout != "" {
+		t.Fatalf("charge %+v", charge)
+	}
+	if approve.Timeout != time.Hour || approve.OnTimeout != "expired" {
+		t.Fatalf("approve %+v", approve)
+	}
+	if plain.Timeout != 0 || plain.OnTimeout != "" {
+		t.Fatalf("plain %+v", plain)
 	}
 }

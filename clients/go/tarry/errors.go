@@ -35,10 +35,14 @@ const Domain = "tarry.dev"
 //	ErrDeadlineExceeded    DEADLINE_EXCEEDED (also errors.Is context.DeadlineExceeded)
 //	ErrCancelled           CANCELLED (also errors.Is context.Canceled)
 //	ErrInternal            INTERNAL, UNKNOWN, DATA_LOSS: a server bug
+//	ErrUnauthenticated     UNAUTHENTICATED: no token (WithToken), or one not valid or expired
+//	ErrPermissionDenied    PERMISSION_DENIED: the token's roles do not allow the call
+//	                       (Error.Metadata "method" and "role", the role needed), or it
+//	                       may not reach the namespace (Metadata "namespace"; WithNamespace)
 //
 // The ErrorInfo reason picks the kind when it names one; otherwise the gRPC code does, so
 // errors from a proxy, a newer server or the transport still land somewhere sensible. Any
-// other code (UNIMPLEMENTED, UNAUTHENTICATED...) matches none of them.
+// other code (UNIMPLEMENTED...) matches none of them.
 var (
 	ErrNotFound          = newKind("not found", nil)
 	ErrExecutionNotFound = newKind("execution not found", ErrNotFound)
@@ -56,6 +60,8 @@ var (
 	ErrDeadlineExceeded  = newKind("deadline exceeded", nil)
 	ErrCancelled         = newKind("cancelled", nil)
 	ErrInternal          = newKind("internal", nil)
+	ErrUnauthenticated   = newKind("unauthenticated", nil)
+	ErrPermissionDenied  = newKind("permission denied", nil)
 )
 
 // kind is a sentinel with a parent, so that errors.Is sees the whole tree.
@@ -86,6 +92,8 @@ var kindByReason = map[string]error{
 	"STORE_UNAVAILABLE":   ErrUnavailable,
 	"OVERLOADED":          ErrOverloaded,
 	"MALFORMED_REQUEST":   ErrInvalidArgument,
+	"UNAUTHENTICATED":     ErrUnauthenticated,
+	"PERMISSION_DENIED":   ErrPermissionDenied,
 }
 
 var kindByCode = map[codes.Code]error{
@@ -100,6 +108,8 @@ var kindByCode = map[codes.Code]error{
 	codes.DeadlineExceeded:   ErrDeadlineExceeded,
 	codes.Canceled:           ErrCancelled,
 	codes.Internal:           ErrInternal,
+	codes.Unauthenticated:    ErrUnauthenticated,
+	codes.PermissionDenied:   ErrPermissionDenied,
 	codes.Unknown:            ErrInternal,
 	codes.DataLoss:           ErrInternal,
 }
@@ -196,7 +206,7 @@ func (e *Error) Is(target error) bool {
 }
 
 // Kind is the most specific Err* sentinel the error matches, or nil for a code that has
-// none (UNIMPLEMENTED, UNAUTHENTICATED...).
+// none (UNIMPLEMENTED...).
 func (e *Error) Kind() error { return e.kind }
 
 // GRPCStatus lets status.FromError and status.Code read the original status.

@@ -67,6 +67,8 @@ func TestKindsByReason(t *testing.T) {
 		{codes.ResourceExhausted, "OVERLOADED", []error{ErrOverloaded}, nil},
 		{codes.DeadlineExceeded, "DEADLINE_EXCEEDED", []error{ErrDeadlineExceeded, context.DeadlineExceeded}, nil},
 		{codes.Internal, "INTERNAL", []error{ErrInternal}, []error{ErrNotFound}},
+		{codes.Unauthenticated, "UNAUTHENTICATED", []error{ErrUnauthenticated}, []error{ErrPermissionDenied}},
+		{codes.PermissionDenied, "PERMISSION_DENIED", []error{ErrPermissionDenied}, []error{ErrUnauthenticated}},
 	}
 	for _, c := range cases {
 		t.Run(c.reason, func(t *testing.T) {
@@ -93,6 +95,7 @@ func TestKindsByCodeWithoutDetails(t *testing.T) {
 		codes.Unavailable: ErrUnavailable, codes.ResourceExhausted: ErrOverloaded,
 		codes.DeadlineExceeded: ErrDeadlineExceeded, codes.Canceled: ErrCancelled,
 		codes.Internal: ErrInternal, codes.Unknown: ErrInternal, codes.DataLoss: ErrInternal,
+		codes.Unauthenticated: ErrUnauthenticated, codes.PermissionDenied: ErrPermissionDenied,
 	}
 	for code, want := range cases {
 		err := FromError(status.Error(code, "from a proxy"))
@@ -225,5 +228,27 @@ func TestCodeName(t *testing.T) {
 		if got := CodeName(code); got != name {
 			t.Errorf("CodeName(%v) = %q, want %q", code, got, name)
 		}
+	}
+}
+
+func TestPermissionDenied(t *testing.T) {
+	err := FromError(serverError(t, codes.PermissionDenied, "Run needs the operator role", "PERMISSION_DENIED",
+		map[string]string{"method": "Run", "role": "operator"}))
+	var e *Error
+	if !errors.As(err, &e) || e.Kind() != ErrPermissionDenied || e.Metadata["method"] != "Run" || e.Metadata["role"] != "operator" {
+		t.Fatalf("%#v", err)
+	}
+	if e.Error() != "PERMISSION_DENIED (PERMISSION_DENIED): Run needs the operator role" {
+		t.Fatalf("Error() = %q", e.Error())
+	}
+	ns := FromError(serverError(t, codes.PermissionDenied, "this caller may not work in namespace 'x'", "PERMISSION_DENIED",
+		map[string]string{"namespace": "x"}))
+	if !errors.Is(ns, ErrPermissionDenied) || errors.Is(ns, ErrUnauthenticated) {
+		t.Fatalf("namespace: %v", ns)
+	}
+	// The reason wins over the code, as for every other kind.
+	odd := FromError(serverError(t, codes.Unknown, "m", "UNAUTHENTICATED", nil))
+	if !errors.Is(odd, ErrUnauthenticated) || errors.Is(odd, ErrInternal) {
+		t.Fatalf("reason over code: %v", odd)
 	}
 }

@@ -25,6 +25,7 @@ type fakeServer struct {
 	runs      []error // nil answers with an execution
 	runReqs   []*tarryv1.RunRequest
 	get       *tarryv1.Execution
+	suspReqs  []*tarryv1.SuspendRequest
 	headers   []metadata.MD
 	cancelled chan struct{} // closed when a watch sees its call cancelled
 }
@@ -54,6 +55,18 @@ func (f *fakeServer) Run(ctx context.Context, req *tarryv1.RunRequest) (*tarryv1
 	}
 	return &tarryv1.RunResponse{Execution: &tarryv1.Execution{Id: "e1", Workflow: req.GetWorkflow(),
 		Status: tarryv1.ExecutionStatus_EXECUTION_STATUS_AWAITING, Input: req.GetInput()}}, nil
+}
+
+func (f *fakeServer) Suspend(ctx context.Context, req *tarryv1.SuspendRequest) (*tarryv1.SuspendResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	md, _ := metadata.FromIncomingContext(ctx)
+	f.headers = append(f.headers, md)
+	f.suspReqs = append(f.suspReqs, req)
+	return &tarryv1.SuspendResponse{Execution: &tarryv1.Execution{Id: req.GetExecutionId(),
+		Status: tarryv1.ExecutionStatus_EXECUTION_STATUS_SUSPENDED,
+		Suspension: &tarryv1.Suspension{Reason: req.GetReason(), By: tarryv1.SuspensionSource_SUSPENSION_SOURCE_REQUEST,
+			TimersFrozen: req.GetFreezeTimers()}}}, nil
 }
 
 func (f *fakeServer) GetExecution(context.Context, *tarryv1.GetExecutionRequest) (*tarryv1.GetExecutionResponse, error) {

@@ -108,7 +108,8 @@ type ExecutionError struct {
 type WaitingPoint struct {
 	NodeID string
 	Kind   WaitingKind
-	// WakeTime is when a SLEEP or RETRY point wakes by itself; zero for WAIT.
+	// WakeTime is when a SLEEP or RETRY point wakes by itself, or a WAIT with a timeout
+	// stops waiting; zero for a WAIT without one, and while the timers are frozen.
 	WakeTime time.Time
 	// Attempt is, for RETRY, the attempt that will run at WakeTime.
 	Attempt int
@@ -117,6 +118,10 @@ type WaitingPoint struct {
 	ResumeSchema map[string]any
 	// Actions are, for WAIT, the actions ResumeOptions.Action may choose.
 	Actions []string
+	// Remaining is, while the execution is suspended with its timers frozen
+	// (SuspendOptions.FreezeTimers), the time this point's timer has left (WakeTime is
+	// zero meanwhile); the Resume gives it back. Nil when the timer is not frozen.
+	Remaining *time.Duration
 }
 
 // Suspension is a suspension in force.
@@ -129,6 +134,12 @@ type Suspension struct {
 	// Data is what the step passed to suspend(); nil from a Suspend call.
 	Data         any
 	ResumeSchema map[string]any
+	// TimersFrozen reports that the timers stop while the suspension lasts
+	// (SuspendOptions.FreezeTimers): each waiting point's Remaining says what it has left.
+	TimersFrozen bool
+	// TimeoutRemaining is, with TimersFrozen and a workflow timeout, the time the
+	// execution has left; nil otherwise.
+	TimeoutRemaining *time.Duration
 }
 
 // PendingSuspension is a Suspend call that a RUNNING execution has not acted on yet.
@@ -249,8 +260,14 @@ type WorkflowNode struct {
 	SuspendSchema map[string]any
 	// RetryPolicy is how a failing step is retried; nil for wait and sleep nodes.
 	RetryPolicy *RetryPolicy
-	// Timeout is how long one attempt of a step may run; 0 for no limit.
+	// Timeout is, for a step, how long one attempt may run (then it fails with
+	// StepTimeout and is retried as its retry policy says); for a wait, how long it waits
+	// for a Resume (then it finishes without data, with the action OnTimeout). 0 for no
+	// limit.
 	Timeout time.Duration
+	// OnTimeout is, for a wait with a Timeout, the action it finishes with when it runs
+	// out; empty for the default edges.
+	OnTimeout string
 }
 
 // WorkflowEdge is a directed edge of a workflow graph.
