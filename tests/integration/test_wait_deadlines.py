@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tarry import Flow, StepContext
+from tarry.api._convert import workflow_to_pb
 from tarry.engine import DefinitionError, Status, WaitKind
 from tarry.store import RedisStore
 from tests.conftest import EngineFactory
@@ -116,3 +117,6 @@ def test_wait_deadlines_are_checked_when_the_workflow_is_built() -> None:
     wf = ticket(60).build()
     assert wf.nodes["response"].timeout == 60 and wf.nodes["response"].on_timeout == "escalate"
     assert ticket(60).build().fingerprint != ticket(61).build().fingerprint
+    shown = workflow_to_pb(wf).nodes
+    [response] = [n for n in shown if n.id == "response"]
+    assert response.timeout.seconds == 60 and response.on_timeout == "escalate"

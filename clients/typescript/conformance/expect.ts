@@ -12,6 +12,8 @@ export class Mismatch extends Error {}
 export function checkExecution(ex: Execution, want: JsonObject): void {
   const wait = ex.waitingPoints.filter((w) => w.kind === "WAIT").map((w) => w.nodeId);
   const timers = ex.waitingPoints.filter((w) => w.kind !== "WAIT").map((w) => w.nodeId);
+  const frozen = ex.waitingPoints.filter((w) => w.remainingMs !== undefined)
+    .map((w) => w.nodeId);
   for (const [key, value] of Object.entries(want)) {
     switch (key) {
       case "status": equal("status", ex.status, value); break;
@@ -22,6 +24,7 @@ export function checkExecution(ex: Execution, want: JsonObject): void {
       case "state": includes("state", ex.state, object(value, key)); break;
       case "waiting": sameSet("waiting", wait, strings(value, key)); break;
       case "sleeping": sameSet("sleeping", timers, strings(value, key)); break;
+      case "frozen": sameSet("frozen", frozen, strings(value, key)); break;
       case "actions": checkActions(ex, object(value, key)); break;
       case "error": checkFailure(ex, value); break;
       case "suspension": checkSuspension(ex, value); break;
@@ -83,7 +86,10 @@ function checkSuspension(ex: Execution, want: Json): void {
     equal("suspension", s === undefined ? null : s.reason, want);
     return;
   }
-  const have: JsonObject = { reason: s.reason, node_id: s.nodeId ?? null, by: s.by, data: s.data };
+  const have: JsonObject = {
+    reason: s.reason, node_id: s.nodeId ?? null, by: s.by, data: s.data,
+    timers_frozen: s.timersFrozen,
+  };
   for (const [key, value] of Object.entries(object(want, "suspension"))) {
     if (!(key in have)) {
       throw new ScenarioError(`unknown suspension expectation ${JSON.stringify(key)}`);

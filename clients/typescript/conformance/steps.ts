@@ -18,7 +18,7 @@ const OPERATIONS: Readonly<Record<string, readonly string[]>> = {
   run: ["workflow", "version", "input", "execution_id", "request_id", "wait_until_settled"],
   resume: ["execution_id", "node_id", "data", "action", "from_step", "request_id",
            "wait_until_settled"],
-  suspend: ["execution_id", "reason", "request_id"],
+  suspend: ["execution_id", "reason", "request_id", "freeze_timers"],
   cancel: ["execution_id", "reason", "request_id"],
   get: ["execution_id"],
   delete: ["execution_id"],
@@ -27,6 +27,7 @@ const OPERATIONS: Readonly<Record<string, readonly string[]>> = {
   watch: ["execution_id", "after_sequence", "reconnect_after"],
   await: ["execution_id", "status"],
   list: ["workflow", "status", "page_size", "page_token"],
+  pause: ["seconds"],
 };
 
 const STEP_KEYS = new Set(["save", "expect", "expect_events", "error", "timeout_s", "comment"]);
@@ -69,7 +70,8 @@ export async function runStep(client: Client, step: JsonObject,
   if (typeof timeoutS !== "number") {
     throw new ScenarioError("timeout_s must be a number");
   }
-  const expectedError = step["error"];
+  // `"error": null` is the same as no `error`: the step must succeed.
+  const expectedError = step["error"] ?? undefined;
   let got: Returned;
   try {
     got = await call(client, op, new Args(op, args), timeoutS * 1000);
@@ -187,8 +189,17 @@ async function call(client: Client, op: string, a: Args, timeoutMs: number): Pro
         timeoutMs,
       }));
     case "suspend":
-      return execution(await client.suspend(a.required("execution_id"), a.str("reason"),
-                                             { requestId: a.str("request_id"), timeoutMs }));
+      return execution(await client.suspend(a.required("execution_id"), a.str("reason"), {
+        requestId: a.str("request_id"), freezeTimers: a.bool("freeze_timers"), timeoutMs,
+      }));
+    case "pause": {
+      const seconds = a.num("seconds");
+      if (seconds === undefined || seconds < 0) {
+        throw new ScenarioError("pause needs seconds (a number, at least 0)");
+      }
+      await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+      return { kind: "nothing" };
+    }
     case "cancel":
       return execution(await client.cancel(a.required("execution_id"), a.str("reason"),
                                             { requestId: a.str("request_id"), timeoutMs }));

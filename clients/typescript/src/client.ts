@@ -30,6 +30,11 @@ export interface ClientOptions {
   /** Sent with every call as `authorization: Bearer <token>`. */
   token?: string;
   /**
+   * The namespace the calls work in, sent with every call as `tarry-namespace: <name>`.
+   * Left out, the server picks: the token's first namespace, or `default`.
+   */
+  namespace?: string;
+  /**
    * The default deadline of each unary call, in ms (null: none). With `waitUntilSettled` it
    * is also how long Run / Resume wait for the execution to settle. watch() has none.
    */
@@ -76,6 +81,14 @@ export interface ResumeOptions extends CallOptions {
 
 export interface MutateOptions extends CallOptions {
   requestId?: string;
+}
+
+export interface SuspendOptions extends MutateOptions {
+  /**
+   * Stop the execution's timers while it is suspended (sleeps, retry backoffs, wait
+   * timeouts and the workflow timeout): each gets back, at the Resume, the time it had left.
+   */
+  freezeTimers?: boolean;
 }
 
 export interface ListExecutionsOptions extends CallOptions {
@@ -133,6 +146,9 @@ export class Client {
     if (options.token !== undefined) {
       this.baseMetadata.set("authorization", `Bearer ${options.token}`);
     }
+    if (options.namespace !== undefined) {
+      this.baseMetadata.set("tarry-namespace", options.namespace);
+    }
   }
 
   /** Closes the channel; calls still in flight end with CANCELLED. */
@@ -180,12 +196,15 @@ export class Client {
 
   /**
    * Suspends an execution: an AWAITING one at once, a RUNNING one at the next node boundary
-   * (`suspendRequested` is set until then). Rejects with ExecutionNotFound, WrongState.
+   * (`suspendRequested` is set until then). With `freezeTimers` its timers stop while it is
+   * suspended (each gets the time it had left at the Resume). Rejects with
+   * ExecutionNotFound, WrongState.
    */
   async suspend(executionId: string, reason = "",
-                options: MutateOptions = {}): Promise<Execution> {
+                options: SuspendOptions = {}): Promise<Execution> {
     const response = await this.unary(this.stub.suspend.bind(this.stub), {
       executionId, reason, requestId: requestId(options.requestId),
+      freezeTimers: options.freezeTimers ?? false,
     }, options);
     return execution(response.execution);
   }

@@ -150,6 +150,7 @@ function waitingPointFromPb(m: epb.WaitingPoint): WaitingPoint {
     attempt: nonZero(m.attempt),
     resumeSchema: object(m.resumeSchema),
     actions: [...m.actions],
+    remainingMs: durationMs(m.remaining),
   });
 }
 
@@ -161,6 +162,8 @@ function suspensionFromPb(m: epb.Suspension): Suspension {
     nodeId: nonEmpty(m.nodeId),
     data: json(m.data),
     resumeSchema: object(m.resumeSchema),
+    timersFrozen: m.timersFrozen,
+    timeoutRemainingMs: durationMs(m.timeoutRemaining),
   });
 }
 
@@ -222,6 +225,7 @@ function nodeFromPb(m: wpb.WorkflowNode): WorkflowNode {
     suspendSchema: object(m.suspendSchema),
     retryPolicy: m.retryPolicy && retryPolicyFromPb(m.retryPolicy),
     timeoutMs: durationMs(m.timeout),
+    onTimeout: nonEmpty(m.onTimeout),
   });
 }
 

@@ -17,11 +17,14 @@
 // ├── Overloaded              RESOURCE_EXHAUSTED (OVERLOADED): the server is at a limit
 // ├── DeadlineExceeded        DEADLINE_EXCEEDED: the call's timeout passed
 // ├── Cancelled               CANCELLED: the call was cancelled
-// └── Internal                INTERNAL / UNKNOWN / DATA_LOSS: a server bug
+// ├── Internal                INTERNAL / UNKNOWN / DATA_LOSS: a server bug
+// ├── Unauthenticated         UNAUTHENTICATED: no valid credentials (the `token` option)
+// └── PermissionDenied        PERMISSION_DENIED: the caller's roles or namespaces do not
+//                             allow the call; metadata says which (method / role, namespace)
 //
 // The ErrorInfo reason picks the class when there is one; otherwise the gRPC code does, so
 // errors from a proxy, a newer server or the transport still land somewhere sensible. Any
-// other code (UNIMPLEMENTED, UNAUTHENTICATED, ...) gives a plain TarryError.
+// other code (UNIMPLEMENTED, ...) gives a plain TarryError.
 
 import { Metadata, status as GrpcStatus } from "@grpc/grpc-js";
 import type { ServiceError } from "@grpc/grpc-js";
@@ -189,6 +192,23 @@ export class Internal extends TarryError {
   static override readonly defaultCode = GrpcStatus.INTERNAL;
 }
 
+/**
+ * The server needs credentials (a bearer token: the client's `token` option) it did not
+ * get, or the token is not valid or has expired.
+ */
+export class Unauthenticated extends TarryError {
+  static override readonly defaultCode = GrpcStatus.UNAUTHENTICATED;
+}
+
+/**
+ * The caller's roles do not allow the call (`metadata.method` names the call and
+ * `metadata.role` the role it needs), or its token does not cover the namespace
+ * (`metadata.namespace`).
+ */
+export class PermissionDenied extends TarryError {
+  static override readonly defaultCode = GrpcStatus.PERMISSION_DENIED;
+}
+
 type ErrorClass = new (details: string, init?: TarryErrorInit) => TarryError;
 
 // The one table from ErrorInfo reasons to classes; codes are the fallback below.
@@ -206,6 +226,8 @@ const BY_REASON: ReadonlyMap<string, ErrorClass> = new Map<string, ErrorClass>([
   ["STORE_UNAVAILABLE", Unavailable],
   ["OVERLOADED", Overloaded],
   ["MALFORMED_REQUEST", InvalidArgument],
+  ["UNAUTHENTICATED", Unauthenticated],
+  ["PERMISSION_DENIED", PermissionDenied],
 ]);
 
 const BY_CODE: ReadonlyMap<GrpcStatus, ErrorClass> = new Map<GrpcStatus, ErrorClass>([
@@ -220,6 +242,8 @@ const BY_CODE: ReadonlyMap<GrpcStatus, ErrorClass> = new Map<GrpcStatus, ErrorCl
   [GrpcStatus.DEADLINE_EXCEEDED, DeadlineExceeded],
   [GrpcStatus.CANCELLED, Cancelled],
   [GrpcStatus.INTERNAL, Internal],
+  [GrpcStatus.UNAUTHENTICATED, Unauthenticated],
+  [GrpcStatus.PERMISSION_DENIED, PermissionDenied],
   [GrpcStatus.UNKNOWN, Internal],
   [GrpcStatus.DATA_LOSS, Internal],
 ]);

@@ -3,12 +3,13 @@
 export { Client, DEFAULT_TIMEOUT_MS } from "./client";
 export type {
   CallOptions, ClientOptions, EventsOptions, ListExecutionsOptions, MutateOptions, ResumeOptions,
-  RunOptions, WatchOptions,
+  RunOptions, SuspendOptions, WatchOptions,
 } from "./client";
 export {
   AlreadyExists, Cancelled, codeName, Conflict, CursorOutOfRange, DeadlineExceeded, DOMAIN,
   ExecutionNotFound, fromServiceError, Internal, InvalidArgument, InvalidInput, InvalidResumeData,
-  NodeNotWaiting, NotFound, Overloaded, TarryError, Unavailable, WorkflowNotFound, WrongState,
+  NodeNotWaiting, NotFound, Overloaded, PermissionDenied, TarryError, Unauthenticated,
+  Unavailable, WorkflowNotFound, WrongState,
 } from "./errors";
 export type { FieldViolation, PreconditionViolation, TarryErrorInit } from "./errors";
 export { checkJson } from "./json";

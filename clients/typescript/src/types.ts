@@ -44,7 +44,10 @@ export interface ExecutionError {
 export interface WaitingPoint {
   nodeId: string;
   kind: WaitingKind;
-  /** When a SLEEP or RETRY point wakes by itself. */
+  /**
+   * When a SLEEP or RETRY point wakes by itself, or a WAIT with a timeout stops waiting;
+   * undefined for a WAIT without one, and while the timer is frozen (see `remainingMs`).
+   */
   wakeTime?: Date;
   /** For RETRY: the attempt that will run at `wakeTime`. */
   attempt?: number;
@@ -52,6 +55,12 @@ export interface WaitingPoint {
   resumeSchema?: JsonObject;
   /** For WAIT: the actions `resume(..., {action})` may choose (sorted). */
   actions: string[];
+  /**
+   * While suspended with frozen timers (`suspend(id, reason, {freezeTimers: true})`): the
+   * time in ms this timer has left (`wakeTime` is undefined meanwhile); the Resume gives it
+   * back. Undefined when the timer is not frozen.
+   */
+  remainingMs?: number;
 }
 
 /** A suspension in force. */
@@ -64,6 +73,13 @@ export interface Suspension {
   /** What the step passed to suspend(); null from a Suspend call. */
   data: Json;
   resumeSchema?: JsonObject;
+  /** The timers stop while it lasts (`suspend(id, reason, {freezeTimers: true})`). */
+  timersFrozen: boolean;
+  /**
+   * With frozen timers and a workflow timeout: the time in ms the execution has left.
+   * Undefined otherwise.
+   */
+  timeoutRemainingMs?: number;
 }
 
 /** A Suspend call that a RUNNING execution has not acted on yet. */
@@ -172,8 +188,17 @@ export interface WorkflowNode {
   resumeSchema?: JsonObject;
   suspendSchema?: JsonObject;
   retryPolicy?: RetryPolicy;
-  /** How long one attempt of a step may run; undefined when there is no limit. */
+  /**
+   * Steps: how long one attempt may run, in ms (then it fails with StepTimeout and is
+   * retried as its retry policy says). Waits: how long the node waits for a Resume (then it
+   * finishes without data, with the action `onTimeout`). Undefined when there is no limit.
+   */
   timeoutMs?: number;
+  /**
+   * Waits with a timeout: the action the node finishes with when it runs out; undefined
+   * for the default edges.
+   */
+  onTimeout?: string;
 }
 
 export interface WorkflowEdge {

@@ -7,7 +7,7 @@ import { after, before, beforeEach, describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 
 import {
-  Client, DeadlineExceeded, ExecutionNotFound, Unavailable,
+  Client, DeadlineExceeded, ExecutionNotFound, PermissionDenied, Unavailable,
 } from "../src/index";
 import type { Retry, WatchItem } from "../src/index";
 import { ErrorInfo } from "../src/gen/google/rpc/error_details";
@@ -16,8 +16,8 @@ import { ExecutionStatus } from "../src/gen/tarry/v1/execution";
 import type { Execution as PbExecution } from "../src/gen/tarry/v1/execution";
 import { WorkflowServiceService } from "../src/gen/tarry/v1/workflow_service";
 import type {
-  GetExecutionRequest, GetExecutionResponse, RunRequest, RunResponse, WatchExecutionRequest,
-  WatchExecutionResponse, WorkflowServiceServer,
+  GetExecutionRequest, GetExecutionResponse, RunRequest, RunResponse, SuspendRequest,
+  SuspendResponse, WatchExecutionRequest, WatchExecutionResponse, WorkflowServiceServer,
 } from "../src/gen/tarry/v1/workflow_service";
 
 type WatchCall = grpc.ServerWritableStream<WatchExecutionRequest, WatchExecutionResponse>;
@@ -67,6 +67,7 @@ const fake = {
   watchRequests: [] as (number | undefined)[],
   get: undefined as Unary<GetExecutionRequest, GetExecutionResponse> | undefined,
   run: undefined as Unary<RunRequest, RunResponse> | undefined,
+  suspend: undefined as Unary<SuspendRequest, SuspendResponse> | undefined,
 };
 
 let server: grpc.Server;
@@ -90,6 +91,10 @@ before(async () => {
     run(call, callback) {
       (fake.run ?? ((_, cb) => cb(rpcError(grpc.status.INTERNAL, "NO_SCRIPT"))))(call, callback);
     },
+    suspend(call, callback) {
+      (fake.suspend ?? ((_, cb) => cb(rpcError(grpc.status.INTERNAL, "NO_SCRIPT"))))(
+        call, callback);
+    },
   };
   server.addService(WorkflowServiceService, handlers as WorkflowServiceServer);
   const port = await new Promise<number>((resolve, reject) => {
@@ -108,6 +113,7 @@ beforeEach(() => {
   fake.watchRequests = [];
   fake.get = undefined;
   fake.run = undefined;
+  fake.suspend = undefined;
 });
 
 async function collect(items: AsyncIterable<WatchItem>): Promise<string[]> {
@@ -323,6 +329,61 @@ describe("unary calls", () => {
       await assert.rejects(client.run("w", { when: new Date() }), TypeError);
       await assert.rejects(client.run("w", [1, undefined]), TypeError);
       assert.equal(calls, 0);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("the namespace goes with every call as tarry-namespace, unary and watch", async () => {
+    const seen: grpc.MetadataValue[][] = [];
+    fake.run = (call, cb) => {
+      seen.push(call.metadata.get("tarry-namespace"));
+      cb(null, { execution: execution(ExecutionStatus.EXECUTION_STATUS_COMPLETED, 2) });
+    };
+    fake.watches.push((call) => {
+      seen.push(call.metadata.get("tarry-namespace"));
+      call.write(snapshot(2, ExecutionStatus.EXECUTION_STATUS_COMPLETED));
+      call.end();
+    });
+    const client = new Client(target, { namespace: "billing", token: "t" });
+    try {
+      await client.run("w");
+      assert.deepEqual(await collect(client.watch("e1")), ["snapshot#2"]);
+      assert.deepEqual(seen, [["billing"], ["billing"]]);
+    } finally {
+      client.close();
+    }
+    const plain = new Client(target);
+    try {
+      await plain.run("w");
+      assert.deepEqual(seen[2], [], "no namespace: no tarry-namespace header");
+    } finally {
+      plain.close();
+    }
+  });
+
+  test("a namespace the caller may not use is PermissionDenied", async () => {
+    fake.run = (_, cb) => cb(rpcError(grpc.status.PERMISSION_DENIED, "PERMISSION_DENIED"));
+    const client = new Client(target, { namespace: "elsewhere", retry: FAST });
+    try {
+      await assert.rejects(client.run("w"), PermissionDenied);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("suspend sends freezeTimers (false unless asked)", async () => {
+    const seen: { reason: string; freeze: boolean }[] = [];
+    fake.suspend = (call, cb) => {
+      seen.push({ reason: call.request.reason, freeze: call.request.freezeTimers });
+      cb(null, { execution: execution(ExecutionStatus.EXECUTION_STATUS_SUSPENDED, 3) });
+    };
+    const client = new Client(target);
+    try {
+      const ex = await client.suspend("e1", "hold", { freezeTimers: true });
+      assert.equal(ex.status, "SUSPENDED");
+      await client.suspend("e1", "again");
+      assert.deepEqual(seen, [{ reason: "hold", freeze: true }, { reason: "again", freeze: false }]);
     } finally {
       client.close();
     }

@@ -3,9 +3,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { eventFromPb, executionFromPb, statusToPb } from "../src/convert";
+import { eventFromPb, executionFromPb, statusToPb, workflowFromPb } from "../src/convert";
 import { ExecutionStatus, SuspensionSource, WaitingKind } from "../src/gen/tarry/v1/execution";
 import { Execution as PbExecution } from "../src/gen/tarry/v1/execution";
+import { NodeKind, Workflow as PbWorkflow } from "../src/gen/tarry/v1/workflow";
 import { isTerminal, waitingNodeIds } from "../src/index";
 
 const base: PbExecution = {
@@ -29,7 +30,7 @@ test("an execution with readable enums, Dates and JSON", () => {
         wakeTime: new Date("2026-01-01T00:00:00Z") },
     ],
     suspension: { reason: "why", nodeId: "", by: SuspensionSource.SUSPENSION_SOURCE_REQUEST,
-                  suspendTime: new Date(1000) },
+                  suspendTime: new Date(1000), timersFrozen: false },
     createTime: new Date(2000),
   }));
   assert.equal(ex.status, "AWAITING");
@@ -40,7 +41,8 @@ test("an execution with readable enums, Dates and JSON", () => {
   assert.equal(ex.waitingPoints[1]?.kind, "SLEEP");
   assert.equal(ex.waitingPoints[1]?.wakeTime?.toISOString(), "2026-01-01T00:00:00.000Z");
   assert.deepEqual(ex.suspension, { reason: "why", by: "REQUEST", suspendTime: new Date(1000),
-                                    data: null });
+                                    data: null, timersFrozen: false });
+  assert.ok(!("remainingMs" in (ex.waitingPoints[1] ?? {})), "remainingMs is present");
   assert.equal(ex.createTime.getTime(), 2000);
   assert.equal(ex.updateTime.getTime(), 0); // unset: the epoch, as proto3 reads it
   // What the server left unset is absent, not undefined-valued or empty.
@@ -77,4 +79,53 @@ test("a status filter by name, any case; an unknown name is refused", () => {
 
 test("an enum value this client does not know is an error, not a guess", () => {
   assert.throws(() => executionFromPb({ ...base, status: 42 as ExecutionStatus }), /42/);
+});
+
+test("frozen timers: remainingMs on the waiting point, timersFrozen and timeoutRemainingMs", () => {
+  const ex = executionFromPb(decoded({
+    ...base,
+    status: ExecutionStatus.EXECUTION_STATUS_SUSPENDED,
+    waitingPoints: [
+      { nodeId: "delay", kind: WaitingKind.WAITING_KIND_SLEEP, attempt: 0, actions: [],
+        remaining: { seconds: 1, nanos: 250_000_000 } },
+    ],
+    suspension: { reason: "hold", nodeId: "", by: SuspensionSource.SUSPENSION_SOURCE_REQUEST,
+                  suspendTime: new Date(1000), timersFrozen: true,
+                  timeoutRemaining: { seconds: 30, nanos: 0 } },
+  }));
+  const point = ex.waitingPoints[0];
+  assert.equal(point?.remainingMs, 1250);
+  assert.ok(!("wakeTime" in (point ?? {})), "a frozen timer has no wakeTime");
+  assert.equal(ex.suspension?.timersFrozen, true);
+  assert.equal(ex.suspension?.timeoutRemainingMs, 30_000);
+  // Not frozen: timersFrozen is false and timeoutRemainingMs absent.
+  const plain = executionFromPb(decoded({
+    ...base,
+    suspension: { reason: "hold", nodeId: "", by: SuspensionSource.SUSPENSION_SOURCE_REQUEST,
+                  suspendTime: new Date(1000), timersFrozen: false },
+  }));
+  assert.equal(plain.suspension?.timersFrozen, false);
+  assert.ok(!("timeoutRemainingMs" in (plain.suspension ?? {})));
+});
+
+test("workflow nodes: timeoutMs and onTimeout", () => {
+  const message: PbWorkflow = {
+    name: "w", version: "1", description: "", edges: [], startNodeIds: ["work"],
+    fingerprint: "f",
+    nodes: [
+      { id: "work", kind: NodeKind.NODE_KIND_STEP, joinMode: 0, description: "",
+        timeout: { seconds: 5, nanos: 0 }, onTimeout: "" },
+      { id: "approve", kind: NodeKind.NODE_KIND_WAIT, joinMode: 0, description: "",
+        timeout: { seconds: 0, nanos: 500_000_000 }, onTimeout: "expired" },
+      { id: "free", kind: NodeKind.NODE_KIND_WAIT, joinMode: 0, description: "", onTimeout: "" },
+    ],
+  };
+  const wf = workflowFromPb(PbWorkflow.decode(PbWorkflow.encode(message).finish()));
+  const [work, approve, free] = wf.nodes;
+  assert.equal(work?.timeoutMs, 5000);
+  assert.ok(!("onTimeout" in (work ?? {})), "an empty on_timeout is absent");
+  assert.equal(approve?.timeoutMs, 500);
+  assert.equal(approve?.onTimeout, "expired");
+  assert.equal(approve?.kind, "WAIT");
+  assert.ok(!("timeoutMs" in (free ?? {})) && !("onTimeout" in (free ?? {})));
 });

@@ -10,7 +10,8 @@ import type { ServiceError } from "@grpc/grpc-js";
 import {
   AlreadyExists, Cancelled, Conflict, CursorOutOfRange, DeadlineExceeded, ExecutionNotFound,
   fromServiceError, Internal, InvalidArgument, InvalidInput, InvalidResumeData, NodeNotWaiting,
-  NotFound, Overloaded, TarryError, Unavailable, WorkflowNotFound, WrongState,
+  NotFound, Overloaded, PermissionDenied, TarryError, Unauthenticated, Unavailable,
+  WorkflowNotFound, WrongState,
 } from "../src/index";
 import type { Any } from "../src/gen/google/protobuf/any";
 import { BadRequest, ErrorInfo, PreconditionFailure } from "../src/gen/google/rpc/error_details";
@@ -51,6 +52,8 @@ describe("the reason picks the class", () => {
     ["CURSOR_OUT_OF_RANGE", status.OUT_OF_RANGE, CursorOutOfRange],
     ["STORE_UNAVAILABLE", status.UNAVAILABLE, Unavailable],
     ["OVERLOADED", status.RESOURCE_EXHAUSTED, Overloaded],
+    ["UNAUTHENTICATED", status.UNAUTHENTICATED, Unauthenticated],
+    ["PERMISSION_DENIED", status.PERMISSION_DENIED, PermissionDenied],
   ];
   for (const [reason, code, cls] of cases) {
     test(reason, () => {
@@ -138,6 +141,34 @@ describe("details", () => {
     assert.deepEqual(error.metadata, { execution_id: "e1" });
   });
 
+  test("PermissionDenied: the method and role, or the namespace, in metadata", () => {
+    const byRole = fromServiceError(failure(status.PERMISSION_DENIED,
+      "DeleteExecution needs the admin role",
+      [info("PERMISSION_DENIED", { method: "DeleteExecution", role: "admin" })]));
+    assert.ok(byRole instanceof PermissionDenied);
+    assert.equal(byRole.codeName, "PERMISSION_DENIED");
+    assert.deepEqual(byRole.metadata, { method: "DeleteExecution", role: "admin" });
+    assert.equal(byRole.message,
+                 "PERMISSION_DENIED (PERMISSION_DENIED): DeleteExecution needs the admin role");
+    const byNamespace = fromServiceError(failure(status.PERMISSION_DENIED,
+      "this caller may not work in namespace 'billing'",
+      [info("PERMISSION_DENIED", { namespace: "billing" })]));
+    assert.ok(byNamespace instanceof PermissionDenied);
+    assert.equal(byNamespace.metadata["namespace"], "billing");
+  });
+
+  test("Unauthenticated, and both classes made by hand", () => {
+    const error = fromServiceError(failure(status.UNAUTHENTICATED, "a bearer token is needed",
+                                           [info("UNAUTHENTICATED")]));
+    assert.ok(error instanceof Unauthenticated);
+    assert.ok(!(error instanceof PermissionDenied));
+    assert.equal(error.message, "UNAUTHENTICATED (UNAUTHENTICATED): a bearer token is needed");
+    assert.equal(new Unauthenticated("x").code, status.UNAUTHENTICATED);
+    assert.equal(new PermissionDenied("x").codeName, "PERMISSION_DENIED");
+    assert.equal(new PermissionDenied("x").name, "PermissionDenied");
+    assert.ok(new PermissionDenied("x") instanceof TarryError);
+  });
+
   test("a reason of another domain does not pick a Tarry class", () => {
     const error = fromServiceError(failure(status.NOT_FOUND, "no route",
                                            [info("EXECUTION_NOT_FOUND", {}, "proxy.example")]));
@@ -162,6 +193,8 @@ describe("without a google.rpc.Status the code decides", () => {
     [status.INTERNAL, Internal],
     [status.UNKNOWN, Internal],
     [status.DATA_LOSS, Internal],
+    [status.UNAUTHENTICATED, Unauthenticated],
+    [status.PERMISSION_DENIED, PermissionDenied],
   ];
   for (const [code, cls] of cases) {
     test(status[code], () => {
@@ -175,9 +208,9 @@ describe("without a google.rpc.Status the code decides", () => {
   }
 
   test("any other code is a plain TarryError", () => {
-    const error = fromServiceError(failure(status.UNAUTHENTICATED, "who are you"));
+    const error = fromServiceError(failure(status.UNIMPLEMENTED, "no such method"));
     assert.equal(error.constructor, TarryError);
-    assert.equal(error.codeName, "UNAUTHENTICATED");
+    assert.equal(error.codeName, "UNIMPLEMENTED");
   });
 
   test("a trailer that does not decode falls back to the code and message", () => {

@@ -354,10 +354,10 @@ def _node(target: workflow_pb2.WorkflowNode, node: Node) -> None:
     _set_schema(target.suspend_schema, node.suspend_schema)
     if node.kind is NodeKind.STEP:
         _retry(target.retry_policy, node.retry)
-        if node.timeout is not None:
-            target.timeout.CopyFrom(duration(node.timeout))
-        if node.on_timeout is not None:
-            target.on_timeout = node.on_timeout
+    if node.timeout is not None:  # a step's attempt limit, a wait's deadline
+        target.timeout.CopyFrom(duration(node.timeout))
+    if node.on_timeout is not None:
+        target.on_timeout = node.on_timeout
 
 
 def _retry(target: workflow_pb2.RetryPolicy, policy: RetryPolicy) -> None:
