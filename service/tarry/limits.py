@@ -20,6 +20,15 @@ MAX_NAME = 128
 MAX_REQUEST_ID = 256
 """Characters of a `request_id`."""
 
+MAX_TAGS = 16
+"""Tags of one execution (RunRequest.tags)."""
+
+MAX_TAG_KEY = 64
+"""Characters of a tag's key (letters, digits, '_', '.', '-', starting with a letter or digit)."""
+
+MAX_TAG_VALUE = 256
+"""Characters of a tag's value (1 or more)."""
+
 MAX_REASON = 1024
 """Characters of a Suspend or Cancel reason, and of the reason a step passes to suspend()."""
 

@@ -36,7 +36,7 @@ def test_the_previous_format_reads() -> None:
 def test_fields_of_a_newer_server_are_ignored() -> None:
     newer = json.loads(FORMAT_1)
     newer["fmt"] = FORMAT + 1
-    newer["tags"] = {"team": "x"}  # a field this server does not know
+    newer["labels"] = {"team": "x"}  # a field this server does not know
     newer["running"]["s"]["lease_hint"] = 7
     newer["waits"]["ask"]["deadline"] = 123
     newer["suspension"]["snoozed"] = {"r": 5}

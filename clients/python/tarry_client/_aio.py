@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Self, TypeVar
 
@@ -84,10 +85,11 @@ class AsyncClient:
 
     async def run(self, workflow: str, input: JSON = None, *, version: str | None = None,
                   execution_id: str | None = None, request_id: str | None = None,
-                  wait: bool = False, timeout: float | None = None) -> Execution:
+                  wait: bool = False, tags: Mapping[str, str] | None = None,
+            timeout: float | None = None) -> Execution:
         """See `Client.run`."""
         request = req.run(workflow, input, version=version, execution_id=execution_id,
-                          request_id_=request_id, wait=wait)
+                          request_id_=request_id, wait=wait, tags=tags)
         return execution_from_pb((await self._unary(self._stub.Run, request, timeout)).execution)
 
     async def resume(self, execution_id: str, data: JSON = None, *,
@@ -130,9 +132,14 @@ class AsyncClient:
     async def list_executions(self, workflow: str | None = None,
                               status: Status | str | None = None, page_size: int | None = None,
                               page_token: str | None = None, *,
+                              tags: Mapping[str, str] | None = None, version: str | None = None,
+                              created_from: datetime | None = None,
+                              created_to: datetime | None = None,
                               timeout: float | None = None) -> ExecutionPage:
         """See `Client.list_executions`."""
-        request = req.list_executions(workflow, status, page_size, page_token)
+        request = req.list_executions(workflow, status, page_size, page_token, tags=tags,
+                                      version=version, created_from=created_from,
+                                      created_to=created_to)
         response = await self._unary(self._stub.ListExecutions, request, timeout)
         return execution_page_from_pb(response)
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Self, TypeVar
 
@@ -97,7 +98,8 @@ class Client:
 
     def run(self, workflow: str, input: JSON = None, *, version: str | None = None,
             execution_id: str | None = None, request_id: str | None = None,
-            wait: bool = False, timeout: float | None = None) -> Execution:
+            wait: bool = False, tags: Mapping[str, str] | None = None,
+            timeout: float | None = None) -> Execution:
         """Start an execution of `workflow` (the latest version unless `version`).
 
         With `execution_id` or `request_id`, running again returns the same execution. With
@@ -154,9 +156,16 @@ class Client:
 
     def list_executions(self, workflow: str | None = None, status: Status | str | None = None,
                         page_size: int | None = None, page_token: str | None = None, *,
+                        tags: Mapping[str, str] | None = None, version: str | None = None,
+                        created_from: datetime | None = None,
+                        created_to: datetime | None = None,
                         timeout: float | None = None) -> ExecutionPage:
-        """One page of executions, newest first, optionally of one workflow / status."""
-        request = req.list_executions(workflow, status, page_size, page_token)
+        """One page of executions, newest first, optionally of one workflow / status, with
+        every one of `tags`, of one `version` (with a workflow), created in
+        [`created_from`, `created_to`). A next page must repeat the same filters."""
+        request = req.list_executions(workflow, status, page_size, page_token, tags=tags,
+                                      version=version, created_from=created_from,
+                                      created_to=created_to)
         response = self._unary(self._stub.ListExecutions, request, timeout)
         return execution_page_from_pb(response)
 

@@ -166,6 +166,7 @@ def execution_from_pb(m: execution_pb2.Execution) -> Execution:
         deadline_time=_optional_time(m, "deadline_time"),
         workflow_fingerprint=m.workflow_fingerprint or None,
         drive_error=m.drive_error or None,
+        tags=dict(m.tags),
     )
 
 

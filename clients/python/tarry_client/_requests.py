@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 from tarry_api.v1 import workflow_service_pb2 as pb
 
@@ -32,10 +33,11 @@ def request_id(given: str | None) -> str:
 
 
 def run(workflow: str, input: JSON, *, version: str | None, execution_id: str | None,
-        request_id_: str | None, wait: bool) -> pb.RunRequest:
+        request_id_: str | None, wait: bool, tags: Mapping[str, str] | None = None
+        ) -> pb.RunRequest:
     request = pb.RunRequest(
         workflow=workflow, version=version or "", execution_id=execution_id or "",
-        request_id=request_id(request_id_), wait_until_settled=wait)
+        request_id=request_id(request_id_), wait_until_settled=wait, tags=tags or {})
     if input is not None:
         request.input.CopyFrom(to_value(input))
     return request
@@ -63,10 +65,18 @@ def cancel(execution_id: str, reason: str, request_id_: str | None) -> pb.Cancel
 
 
 def list_executions(workflow: str | None, status: Status | str | None, page_size: int | None,
-                    page_token: str | None) -> pb.ListExecutionsRequest:
-    return pb.ListExecutionsRequest(
+                    page_token: str | None, *, tags: Mapping[str, str] | None = None,
+                    version: str | None = None, created_from: datetime | None = None,
+                    created_to: datetime | None = None) -> pb.ListExecutionsRequest:
+    request = pb.ListExecutionsRequest(
         workflow=workflow or "", status=status_to_pb(status),
-        page_size=page_size or 0, page_token=page_token or "")
+        page_size=page_size or 0, page_token=page_token or "", tags=tags or {},
+        version=version or "")
+    if created_from is not None:
+        request.create_time_from.FromDatetime(created_from)
+    if created_to is not None:
+        request.create_time_to.FromDatetime(created_to)
+    return request
 
 
 def events(execution_id: str, after_sequence: int, page_size: int | None

@@ -9,7 +9,7 @@ pleasant in Python: enum prefixes are dropped (`Status.AWAITING`, not
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeAlias
@@ -155,6 +155,8 @@ class Execution:
     drive_error: str | None = None
     """Why the server that answered will not drive this execution (no definition of its
     workflow version, or another one); None when it can."""
+    tags: dict[str, str] = field(default_factory=dict)
+    """The labels given at Run."""
     """The sequence of the latest event: the cursor to continue from this snapshot."""
 
     @property

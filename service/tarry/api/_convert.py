@@ -227,6 +227,7 @@ def execution_to_pb(ex: Execution, wf: Workflow | None) -> execution_pb2.Executi
         set_time(msg.deadline_time, ex.deadline, "deadline")
     if ex.fingerprint is not None:
         msg.workflow_fingerprint = ex.fingerprint
+    msg.tags.update(ex.tags)
     if wf is None:
         msg.drive_error = (f"this server has no workflow {ex.workflow!r} version "
                            f"{ex.workflow_version!r}")

@@ -21,7 +21,7 @@ import contextvars
 import functools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
 
 import grpc
 from google.protobuf import message as pb_message
@@ -39,6 +39,7 @@ from tarry.engine import (
     ExecutionNotFound,
     FieldViolation,
     InvalidArgument,
+    ListFilters,
     Overloaded,
     Status,
     TarryError,
@@ -139,6 +140,19 @@ def _unary(
     return handler
 
 
+def _time_filter(request: pb.ListExecutionsRequest,
+                 name: Literal["create_time_from", "create_time_to"]) -> int | None:
+    """A Timestamp filter in ms since the epoch (None when unset); one outside what a
+    Timestamp may hold (0001-01-01 to 9999-12-31, nanos 0-999,999,999) is refused."""
+    if not request.HasField(name):
+        return None
+    stamp = getattr(request, name)
+    if not (0 <= stamp.nanos < 1_000_000_000
+            and limits.MIN_TIME_MS <= stamp.seconds * 1000 <= limits.MAX_WAKE_MS):
+        raise _invalid(name, "not a valid Timestamp (0001-01-01 to 9999-12-31)")
+    return int(stamp.seconds * 1000 + stamp.nanos // 1_000_000)
+
+
 def _qualified(execution_id: str) -> str:
     """The execution id a caller gave, qualified with the call's namespace. No execution
     id holds the separator, so an id with one names no execution, in any namespace: it is
@@ -198,6 +212,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             execution_id=request.execution_id or None,
             request_id=_request_id(request.request_id),
             namespace=NAMESPACE.get(),
+            tags=dict(request.tags),
         )
         if request.wait_until_settled:
             ex = await self._settled(ex)
@@ -261,10 +276,20 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         workflow = request.workflow or None
         # The token wraps the engine's cursor with the filters it was issued for, so that a
         # token reused with other filters is refused instead of skipping rows silently.
-        filters = {"workflow": workflow, "status": status.value if status else None}
+        narrower = ListFilters(
+            tags=dict(request.tags), version=request.version or None,
+            created_from=_time_filter(request, "create_time_from"),
+            created_to=_time_filter(request, "create_time_to"))
+        if narrower.version is not None and workflow is None:
+            raise _invalid("version", "needs workflow")
+        filters: dict[str, object] = {"workflow": workflow,
+                                      "status": status.value if status else None}
         namespace = NAMESPACE.get()
         if namespace != namespaces.DEFAULT:  # (tokens from before namespaces stay good)
             filters["namespace"] = namespace
+        if narrower:  # (likewise)
+            filters.update(tags=narrower.tags, version=narrower.version,
+                           created_from=narrower.created_from, created_to=narrower.created_to)
         cursor: str | None = None
         if request.page_token:
             token = _decode_token(request.page_token)
@@ -272,7 +297,8 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                 raise _invalid("page_token", "was issued for other filters")
             cursor = token["cursor"]
         rows, nxt = await self.engine.list(workflow=workflow, status=status, limit=size,
-                                           cursor=cursor, namespace=namespace)
+                                           cursor=cursor, namespace=namespace,
+                                           filters=narrower)
         return pb.ListExecutionsResponse(
             # Each row is converted on its own (`_snapshot` never raises): one execution
             # whose stored data cannot be converted comes as a minimal snapshot, and the

@@ -5,11 +5,11 @@ Each refusal is a domain error that changes nothing."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from pydantic import ValidationError
 
-from tarry.limits import MAX_DEPTH, depth, quote
+from tarry.limits import MAX_DEPTH, MAX_TAG_KEY, MAX_TAG_VALUE, MAX_TAGS, depth, quote
 
 from ._definition import Workflow
 from ._errors import FieldViolation, InvalidArgument, InvalidResumeData, NodeNotWaiting, WrongState
@@ -93,6 +93,28 @@ def check_id(value: str, field_name: str) -> None:
             f"{field_name} must be 1-128 characters of letters, digits, '_', '.', ':', '-'",
             violations=[FieldViolation(field_name, "invalid characters or length")],
         )
+
+
+_TAG_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def check_tags(tags: Mapping[str, str], field_name: str = "tags") -> None:
+    """Tags as documented: at most `MAX_TAGS`; keys of letters, digits, '_', '.', '-'
+    (starting with a letter or digit) up to `MAX_TAG_KEY`; values 1-`MAX_TAG_VALUE` long."""
+    if len(tags) > MAX_TAGS:
+        raise InvalidArgument(f"{field_name}: at most {MAX_TAGS} tags, not {len(tags)}",
+                              violations=[FieldViolation(field_name, f"at most {MAX_TAGS}")])
+    for key, value in tags.items():
+        if len(key) > MAX_TAG_KEY or not _TAG_KEY.fullmatch(key):
+            raise InvalidArgument(
+                f"{field_name}: the key {quote(key)} is not 1-{MAX_TAG_KEY} letters, digits, "
+                f"'_', '.' or '-' starting with a letter or digit",
+                violations=[FieldViolation(field_name, "a key is malformed")])
+        if not 1 <= len(value) <= MAX_TAG_VALUE:
+            raise InvalidArgument(
+                f"{field_name}: the value of {key!r} must be 1-{MAX_TAG_VALUE} characters",
+                violations=[FieldViolation(f"{field_name}.{key}",
+                                           f"1-{MAX_TAG_VALUE} characters")])
 
 
 def rerun_failed(wf: Workflow, doc: Doc, data: JSON, from_step: str | None

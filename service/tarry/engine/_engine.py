@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from pydantic import ValidationError
@@ -27,6 +27,7 @@ from ._checks import (
     check_depth,
     check_id,
     check_resume,
+    check_tags,
     rerun_failed,
     resume_suspended,
     waiting_node,
@@ -53,7 +54,7 @@ from ._model import FREEZE_MARK, Doc, Event, Execution, Status
 from ._recent import Recent
 from ._registry import Registry
 from ._schema import JSON, validate, violations
-from ._store import Commit, Committed, Existing, Store, Stored
+from ._store import Commit, Committed, Existing, ListFilters, Store, Stored
 from ._supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -124,10 +125,13 @@ class Engine:
         execution_id: str | None = None,
         request_id: str | None = None,
         namespace: str = namespaces.DEFAULT,
+        tags: Mapping[str, str] | None = None,
     ) -> Execution:
         """Start an execution in `namespace` (its id is qualified: `namespaces`). The same
         `request_id` (or `execution_id`) twice gives the same execution, not a second one."""
         wf = self.registry.get(workflow, version)
+        if tags:
+            check_tags(tags)
         self._admit()
         check_depth(input, "input")
         if wf.input_schema is not None and input is None:
@@ -148,7 +152,8 @@ class Engine:
             eid = uuid.uuid4().hex
         eid = namespaces.qualify(namespace, eid)
         now = self.clock.now_ms()
-        doc = Doc(eid, wf.name, wf.version, data, now, now, fp=wf.fingerprint)
+        doc = Doc(eid, wf.name, wf.version, data, now, now, fp=wf.fingerprint,
+                  tags=dict(tags) if tags else None)
         t = Txn(wf, doc, Status.RUNNING, now, caller=CALLER.get())
         t.start()
         status = t.settle()
@@ -310,10 +315,13 @@ class Engine:
 
     async def list(self, *, workflow: str | None = None, status: Status | None = None,
                    limit: int = 50, cursor: str | None = None,
-                   namespace: str = namespaces.DEFAULT) -> tuple[list[Execution], str | None]:
+                   namespace: str = namespaces.DEFAULT, filters: ListFilters | None = None
+                   ) -> tuple[list[Execution], str | None]:
         """One page of one namespace's executions, newest first (their ids qualified)."""
+        if filters is not None and filters.tags:
+            check_tags(filters.tags)
         rows, nxt = await self.store.list_executions(workflow, status, limit, cursor,
-                                                     namespace)
+                                                     namespace, filters)
         return [self._listed(r) for r in rows], nxt
 
     def _listed(self, stored: Stored) -> Execution:
@@ -401,7 +409,8 @@ class Engine:
         if timers:
             self.supervisor.timer_due(min(timers.values()))  # sooner than the notification
         return Commit(
-            execution_id=doc.id, workflow=wf.name,
+            execution_id=doc.id, workflow=wf.name, version=doc.workflow_version,
+            tags=doc.tags or {},
             expected_version=base.version,  # 0: create it
             prev_status=base.status, status=status, doc=doc.dumps(), created_at=doc.created_at,
             events=[(kind, _json.dumps(data)) for kind, data in t.events],

@@ -133,6 +133,8 @@ class Doc:
     """When the execution times out (ms since the epoch), if its workflow has a timeout."""
     deadline_left: int | None = None
     """While suspended with frozen timers: the ms its timeout had left (`deadline` unset)."""
+    tags: dict[str, str] | None = None
+    """The labels given at Run (fixed for the execution's life)."""
     fp: str | None = None
     """The fingerprint of the workflow definition the execution started with (None: an
     execution started before fingerprints were kept)."""
@@ -255,6 +257,7 @@ class Execution:
     fingerprint: str | None = None
     deadline_left: int | None = None
     """While suspended with frozen timers: the ms its timeout has left."""
+    tags: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def bare(cls, raw: str, *, status: Status, version: int, seq: int) -> Execution:
@@ -285,5 +288,5 @@ class Execution:
             cancellation=doc.cancellation,
             created_at=doc.created_at, updated_at=doc.updated_at, last_sequence=seq,
             version=version, deadline=doc.deadline, fingerprint=doc.fp,
-            deadline_left=doc.deadline_left,
+            deadline_left=doc.deadline_left, tags=doc.tags or {},
         )

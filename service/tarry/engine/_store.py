@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from . import namespaces
@@ -19,6 +19,24 @@ class Stored:
     seq: int
     suspend_request: str | None
     doc: str
+
+
+@dataclass(frozen=True)
+class ListFilters:
+    """The narrower filters of a listing, beside workflow and status."""
+
+    tags: Mapping[str, str] = field(default_factory=dict)
+    """Every one of these tags."""
+    version: str | None = None
+    """This workflow version (with a workflow)."""
+    created_from: int | None = None
+    """Created at or after (ms since the epoch)."""
+    created_to: int | None = None
+    """Created before (ms since the epoch)."""
+
+    def __bool__(self) -> bool:
+        return bool(self.tags) or any(
+            v is not None for v in (self.version, self.created_from, self.created_to))
 
 
 @dataclass(frozen=True)
@@ -49,6 +67,10 @@ class Commit:
     expire_at: int = 0
     """For a terminal status: when retention removes the execution (ms; 0: kept). -1: the
     execution leaves a terminal status (a FAILED one run again): its expiry goes."""
+    version: str = ""
+    """The workflow version (at creation: the execution joins its version's index)."""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    """At creation: the tags whose indexes the execution joins."""
 
 
 @dataclass(frozen=True)
@@ -154,7 +176,8 @@ class Store(Protocol):
         ...
 
     async def list_executions(self, workflow: str | None, status: Status | None, limit: int,
-                              cursor: str | None, namespace: str = namespaces.DEFAULT
+                              cursor: str | None, namespace: str = namespaces.DEFAULT,
+                              filters: ListFilters | None = None
                               ) -> tuple[list[Stored], str | None]: ...
 
     def notifications(self) -> AsyncIterator[Notification]:

@@ -6,6 +6,7 @@ Redis Cluster slot. The timer, lease and listing indexes are global sorted sets.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from tarry.engine.namespaces import DEFAULT
@@ -28,6 +29,8 @@ class StateField:
     """The workflow's name, for listings by workflow."""
     OWNER = "own"
     """The server holding the lease."""
+    INDEXES = "ix"
+    """The tag indexes the execution joined at creation, space-separated (for deletion)."""
 
 
 STORED = (StateField.VERSION, StateField.STATUS, StateField.SEQUENCE,
@@ -70,6 +73,11 @@ class Keys:
 
     def by_workflow(self, workflow: str, namespace: str = DEFAULT) -> str:
         return f"{self._idx(namespace)}:wf:{workflow}"
+
+    def by_tag(self, key: str, value: str, namespace: str = DEFAULT) -> str:
+        """Executions that carry one tag (hashed: a tag may hold any character)."""
+        digest = hashlib.sha1(f"{key}\0{value}".encode(), usedforsecurity=False).hexdigest()
+        return f"{self._idx(namespace)}:tag:{digest}"
 
     def by_workflow_status(self, workflow: str, status: str, namespace: str = DEFAULT) -> str:
         """Executions of one workflow in one status (workflow names hold no ':')."""

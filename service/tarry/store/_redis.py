@@ -31,6 +31,7 @@ from tarry.engine import (
     Existing,
     FieldViolation,
     InvalidArgument,
+    ListFilters,
     Notification,
     Op,
     Status,
@@ -209,6 +210,8 @@ class RedisStore:
             k.request(c.execution_id, rid) if rid else k.state(c.execution_id),
             k.by_workflow_status(c.workflow, c.prev_status.value, ns),
             k.by_workflow_status(c.workflow, c.status.value, ns), k.expiry,
+            *((k.by_tag(key, value, ns) for key, value in sorted(c.tags.items()))
+              if c.expected_version == 0 else ()),
         ]
         args: list[Any] = [
             c.expected_version, c.status.value, c.doc, c.owner, c.lease, c.lease_ttl,
@@ -313,7 +316,8 @@ class RedisStore:
         k = self.keys
         for _ in range(8):
             h = await self._call(lambda: self._redis.hmget(
-                k.state(execution_id), StateField.STATUS, StateField.WORKFLOW))
+                k.state(execution_id), StateField.STATUS, StateField.WORKFLOW,
+                StateField.INDEXES))
             if h[0] is None:
                 st, wf = "", ""
             else:
@@ -321,7 +325,7 @@ class RedisStore:
             ns = namespace_of(execution_id)
             keys = [k.state(execution_id), k.events(execution_id), k.expiry, k.all(ns),
                     k.by_status(st, ns), k.by_workflow(wf, ns), k.by_workflow_status(wf, st, ns),
-                    k.leases]
+                    k.leases, *(_s(h[2]).split() if h[2] else ())]
             args = [execution_id, st, wf, _DELETE_FROM]
             res = await self._call(lambda: self._delete(keys=keys, args=args))  # noqa: B023
             tag = _s(res[0])
@@ -359,13 +363,20 @@ class RedisStore:
         return out
 
     async def list_executions(self, workflow: str | None, status: Status | None, limit: int,
-                              cursor: str | None, namespace: str = DEFAULT
+                              cursor: str | None, namespace: str = DEFAULT,
+                              filters: ListFilters | None = None
                               ) -> tuple[list[Stored], str | None]:
         k, ns = self.keys, namespace
-        # Namespaces other than the default were born with the pair index (migrate() is for
-        # the default namespace's executions from before it).
-        if status is not None and workflow is not None and (self._pairs_ready
-                                                            or ns != DEFAULT):
+        f = filters or ListFilters()
+        # The narrowest index first: a tag's; else the (workflow, status) pair's (namespaces
+        # other than the default were born with it; migrate() is for the default namespace's
+        # executions from before it); else the status's or the workflow's. The other filters
+        # are checked on each row read.
+        if f.tags:
+            key, value = min(f.tags.items())
+            index = k.by_tag(key, value, ns)
+        elif status is not None and workflow is not None and (self._pairs_ready
+                                                              or ns != DEFAULT):
             index = k.by_workflow_status(workflow, status.value, ns)
         elif status is not None:
             index = k.by_status(status.value, ns)
@@ -374,7 +385,8 @@ class RedisStore:
         else:
             index = k.all(ns)
         # Newest first. The cursor is the (score, id) of the last row given.
-        max_score: str = "+inf"
+        max_score: str = "+inf" if f.created_to is None else f"({f.created_to}"
+        min_score: str = "-inf" if f.created_from is None else str(f.created_from)
         after_id: str | None = None
         if cursor:
             score, _, after_id = cursor.partition(":")
@@ -390,7 +402,7 @@ class RedisStore:
         while len(out) < limit:
             rows: list[Any] = await self._call(
                 lambda o=offset, n=batch_size: self._redis.zrevrangebyscore(  # type: ignore[misc]
-                    index, max_score, "-inf", start=o, num=n, withscores=True)
+                    index, max_score, min_score, start=o, num=n, withscores=True)
             )
             if not rows:
                 break
@@ -404,7 +416,8 @@ class RedisStore:
             for (i, s), (st, wf) in zip(ids, stored, strict=True):
                 # Index entries can lag behind (a backfill racing a commit): check the row.
                 if st is None or (workflow is not None and wf != workflow) or (
-                        status is not None and st.status is not status):
+                        status is not None and st.status is not status) or (
+                        f and not _matches(st, f)):
                     continue
                 out.append(st)
                 last = (s, i)
@@ -491,3 +504,12 @@ class RedisStore:
             finally:
                 self._pubsub = None
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+def _matches(stored: Stored, f: ListFilters) -> bool:
+    """Does a listed row meet the filters its index did not apply (the document says)?"""
+    doc = _json.loads(stored.doc)
+    if f.version is not None and doc.get("workflow_version") != f.version:
+        return False
+    tags = doc.get("tags") or {}
+    return all(tags.get(key) == value for key, value in f.tags.items())

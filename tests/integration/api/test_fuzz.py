@@ -23,7 +23,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import message as pb_message
-from google.protobuf import struct_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
@@ -104,6 +104,12 @@ ODD_VALUES = st.one_of(
 )
 
 
+def timestamp_ms(ms: int) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromMilliseconds(ms)
+    return stamp
+
+
 def ints(bits: int) -> st.SearchStrategy[int]:
     top = 2 ** (bits - 1)
     return st.one_of(st.integers(-top, top - 1), st.sampled_from((-top, -1, top - 1, 1001)))
@@ -127,6 +133,16 @@ def field_strategies(field: FieldDescriptor, ids: tuple[str, ...]
         return st.sampled_from([v.number for v in field.enum_type.values]), ints(32)
     if field.message_type is not None and field.message_type.full_name == "google.protobuf.Value":
         return JSON.map(to_value), ODD_VALUES
+    if field.message_type is not None and field.message_type.GetOptions().map_entry:
+        # map<string, string> (tags): a few plausible ones, or anything at all.
+        return (st.dictionaries(st.sampled_from(("team", "env")), st.sampled_from(("a", "b")),
+                                max_size=2),
+                st.dictionaries(ODD_TEXT, ODD_TEXT, max_size=20))
+    if (field.message_type is not None
+            and field.message_type.full_name == "google.protobuf.Timestamp"):
+        return (st.integers(0, 4_000_000_000_000).map(timestamp_ms),
+                st.builds(lambda s, n: timestamp_pb2.Timestamp(seconds=s, nanos=n),
+                          ints(64), ints(32)))
     raise AssertionError(f"no strategy for {field.full_name}: add one")
 
 
@@ -135,8 +151,10 @@ def build(cls: type[pb_message.Message], values: dict[str, Any]) -> pb_message.M
     for name, item in values.items():
         if item is None:
             continue  # left unset
-        if isinstance(item, struct_pb2.Value):
+        if isinstance(item, struct_pb2.Value | timestamp_pb2.Timestamp):
             getattr(msg, name).CopyFrom(item)  # a constructor would re-parse deep values
+        elif isinstance(item, dict):
+            getattr(msg, name).update(item)  # a map field
         else:
             setattr(msg, name, item)
     return msg

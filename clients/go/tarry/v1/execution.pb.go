@@ -252,7 +252,9 @@ type Execution struct {
 	// Why the server that answered will not drive this execution: it has no definition of its
 	// workflow version, or one with another fingerprint. Empty when it can. Such an execution
 	// stays as it is until a server with its definition takes it.
-	DriveError    string `protobuf:"bytes,19,opt,name=drive_error,json=driveError,proto3" json:"drive_error,omitempty"`
+	DriveError string `protobuf:"bytes,19,opt,name=drive_error,json=driveError,proto3" json:"drive_error,omitempty"`
+	// The labels given to RunRequest.tags.
+	Tags          map[string]string `protobuf:"bytes,20,rep,name=tags,proto3" json:"tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -418,6 +420,13 @@ func (x *Execution) GetDriveError() string {
 		return x.DriveError
 	}
 	return ""
+}
+
+func (x *Execution) GetTags() map[string]string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
 }
 
 // The failure that ended an execution.
@@ -924,7 +933,7 @@ var File_tarry_v1_execution_proto protoreflect.FileDescriptor
 
 const file_tarry_v1_execution_proto_rawDesc = "" +
 	"\n" +
-	"\x18tarry/v1/execution.proto\x12\btarry.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xab\a\n" +
+	"\x18tarry/v1/execution.proto\x12\btarry.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x97\b\n" +
 	"\tExecution\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bworkflow\x18\x02 \x01(\tR\bworkflow\x12)\n" +
@@ -950,7 +959,11 @@ const file_tarry_v1_execution_proto_rawDesc = "" +
 	"\rdeadline_time\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\fdeadlineTime\x121\n" +
 	"\x14workflow_fingerprint\x18\x12 \x01(\tR\x13workflowFingerprint\x12\x1f\n" +
 	"\vdrive_error\x18\x13 \x01(\tR\n" +
-	"driveError\"\x92\x01\n" +
+	"driveError\x121\n" +
+	"\x04tags\x18\x14 \x03(\v2\x1d.tarry.v1.Execution.TagsEntryR\x04tags\x1a7\n" +
+	"\tTagsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x92\x01\n" +
 	"\x0eExecutionError\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x17\n" +
@@ -1022,7 +1035,7 @@ func file_tarry_v1_execution_proto_rawDescGZIP() []byte {
 }
 
 var file_tarry_v1_execution_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_tarry_v1_execution_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_tarry_v1_execution_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_tarry_v1_execution_proto_goTypes = []any{
 	(ExecutionStatus)(0),          // 0: tarry.v1.ExecutionStatus
 	(WaitingKind)(0),              // 1: tarry.v1.WaitingKind
@@ -1034,42 +1047,44 @@ var file_tarry_v1_execution_proto_goTypes = []any{
 	(*PendingSuspension)(nil),     // 7: tarry.v1.PendingSuspension
 	(*Cancellation)(nil),          // 8: tarry.v1.Cancellation
 	(*ExecutionEvent)(nil),        // 9: tarry.v1.ExecutionEvent
-	(*structpb.Value)(nil),        // 10: google.protobuf.Value
-	(*structpb.Struct)(nil),       // 11: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
+	nil,                           // 10: tarry.v1.Execution.TagsEntry
+	(*structpb.Value)(nil),        // 11: google.protobuf.Value
+	(*structpb.Struct)(nil),       // 12: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 14: google.protobuf.Duration
 }
 var file_tarry_v1_execution_proto_depIdxs = []int32{
 	0,  // 0: tarry.v1.Execution.status:type_name -> tarry.v1.ExecutionStatus
-	10, // 1: tarry.v1.Execution.input:type_name -> google.protobuf.Value
-	11, // 2: tarry.v1.Execution.state:type_name -> google.protobuf.Struct
-	10, // 3: tarry.v1.Execution.result:type_name -> google.protobuf.Value
+	11, // 1: tarry.v1.Execution.input:type_name -> google.protobuf.Value
+	12, // 2: tarry.v1.Execution.state:type_name -> google.protobuf.Struct
+	11, // 3: tarry.v1.Execution.result:type_name -> google.protobuf.Value
 	4,  // 4: tarry.v1.Execution.error:type_name -> tarry.v1.ExecutionError
 	5,  // 5: tarry.v1.Execution.waiting_points:type_name -> tarry.v1.WaitingPoint
 	6,  // 6: tarry.v1.Execution.suspension:type_name -> tarry.v1.Suspension
 	7,  // 7: tarry.v1.Execution.suspend_requested:type_name -> tarry.v1.PendingSuspension
 	8,  // 8: tarry.v1.Execution.cancellation:type_name -> tarry.v1.Cancellation
-	12, // 9: tarry.v1.Execution.create_time:type_name -> google.protobuf.Timestamp
-	12, // 10: tarry.v1.Execution.update_time:type_name -> google.protobuf.Timestamp
-	12, // 11: tarry.v1.Execution.deadline_time:type_name -> google.protobuf.Timestamp
-	1,  // 12: tarry.v1.WaitingPoint.kind:type_name -> tarry.v1.WaitingKind
-	12, // 13: tarry.v1.WaitingPoint.wake_time:type_name -> google.protobuf.Timestamp
-	11, // 14: tarry.v1.WaitingPoint.resume_schema:type_name -> google.protobuf.Struct
-	13, // 15: tarry.v1.WaitingPoint.remaining:type_name -> google.protobuf.Duration
-	10, // 16: tarry.v1.Suspension.data:type_name -> google.protobuf.Value
-	12, // 17: tarry.v1.Suspension.suspend_time:type_name -> google.protobuf.Timestamp
-	2,  // 18: tarry.v1.Suspension.by:type_name -> tarry.v1.SuspensionSource
-	11, // 19: tarry.v1.Suspension.resume_schema:type_name -> google.protobuf.Struct
-	13, // 20: tarry.v1.Suspension.timeout_remaining:type_name -> google.protobuf.Duration
-	12, // 21: tarry.v1.Cancellation.cancel_time:type_name -> google.protobuf.Timestamp
-	12, // 22: tarry.v1.ExecutionEvent.event_time:type_name -> google.protobuf.Timestamp
-	0,  // 23: tarry.v1.ExecutionEvent.status:type_name -> tarry.v1.ExecutionStatus
-	11, // 24: tarry.v1.ExecutionEvent.data:type_name -> google.protobuf.Struct
-	25, // [25:25] is the sub-list for method output_type
-	25, // [25:25] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	13, // 9: tarry.v1.Execution.create_time:type_name -> google.protobuf.Timestamp
+	13, // 10: tarry.v1.Execution.update_time:type_name -> google.protobuf.Timestamp
+	13, // 11: tarry.v1.Execution.deadline_time:type_name -> google.protobuf.Timestamp
+	10, // 12: tarry.v1.Execution.tags:type_name -> tarry.v1.Execution.TagsEntry
+	1,  // 13: tarry.v1.WaitingPoint.kind:type_name -> tarry.v1.WaitingKind
+	13, // 14: tarry.v1.WaitingPoint.wake_time:type_name -> google.protobuf.Timestamp
+	12, // 15: tarry.v1.WaitingPoint.resume_schema:type_name -> google.protobuf.Struct
+	14, // 16: tarry.v1.WaitingPoint.remaining:type_name -> google.protobuf.Duration
+	11, // 17: tarry.v1.Suspension.data:type_name -> google.protobuf.Value
+	13, // 18: tarry.v1.Suspension.suspend_time:type_name -> google.protobuf.Timestamp
+	2,  // 19: tarry.v1.Suspension.by:type_name -> tarry.v1.SuspensionSource
+	12, // 20: tarry.v1.Suspension.resume_schema:type_name -> google.protobuf.Struct
+	14, // 21: tarry.v1.Suspension.timeout_remaining:type_name -> google.protobuf.Duration
+	13, // 22: tarry.v1.Cancellation.cancel_time:type_name -> google.protobuf.Timestamp
+	13, // 23: tarry.v1.ExecutionEvent.event_time:type_name -> google.protobuf.Timestamp
+	0,  // 24: tarry.v1.ExecutionEvent.status:type_name -> tarry.v1.ExecutionStatus
+	12, // 25: tarry.v1.ExecutionEvent.data:type_name -> google.protobuf.Struct
+	26, // [26:26] is the sub-list for method output_type
+	26, // [26:26] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_tarry_v1_execution_proto_init() }
@@ -1083,7 +1098,7 @@ func file_tarry_v1_execution_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tarry_v1_execution_proto_rawDesc), len(file_tarry_v1_execution_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

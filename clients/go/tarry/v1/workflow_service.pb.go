@@ -12,6 +12,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	structpb "google.golang.org/protobuf/types/known/structpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -45,8 +46,12 @@ type RunRequest struct {
 	// terminal), or shortly before the call's deadline, whichever comes first; in the latter
 	// case the execution is returned as it stands, still RUNNING. Set a deadline.
 	WaitUntilSettled bool `protobuf:"varint,6,opt,name=wait_until_settled,json=waitUntilSettled,proto3" json:"wait_until_settled,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Labels for the new execution (at most 16; keys 1-64 letters, digits, '_', '.' or '-',
+	// starting with a letter or digit; values 1-256 characters). Kept as given, for
+	// ListExecutionsRequest.tags to filter on.
+	Tags          map[string]string `protobuf:"bytes,7,rep,name=tags,proto3" json:"tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RunRequest) Reset() {
@@ -119,6 +124,13 @@ func (x *RunRequest) GetWaitUntilSettled() bool {
 		return x.WaitUntilSettled
 	}
 	return false
+}
+
+func (x *RunRequest) GetTags() map[string]string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
 }
 
 // The response of WorkflowService.Run.
@@ -736,7 +748,15 @@ type ListExecutionsRequest struct {
 	// The most executions to return; 0 for the server's default (50). The server may cap it.
 	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of the previous page, with the same filters; empty for the first page.
-	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only executions that carry every one of these tags (RunRequest.tags).
+	Tags map[string]string `protobuf:"bytes,5,rep,name=tags,proto3" json:"tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Only executions of this workflow version; needs `workflow`.
+	Version string `protobuf:"bytes,6,opt,name=version,proto3" json:"version,omitempty"`
+	// Only executions created at or after this time.
+	CreateTimeFrom *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=create_time_from,json=createTimeFrom,proto3" json:"create_time_from,omitempty"`
+	// Only executions created before this time.
+	CreateTimeTo  *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=create_time_to,json=createTimeTo,proto3" json:"create_time_to,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -797,6 +817,34 @@ func (x *ListExecutionsRequest) GetPageToken() string {
 		return x.PageToken
 	}
 	return ""
+}
+
+func (x *ListExecutionsRequest) GetTags() map[string]string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+func (x *ListExecutionsRequest) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *ListExecutionsRequest) GetCreateTimeFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTimeFrom
+	}
+	return nil
+}
+
+func (x *ListExecutionsRequest) GetCreateTimeTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTimeTo
+	}
+	return nil
 }
 
 // The response of WorkflowService.ListExecutions.
@@ -1353,7 +1401,7 @@ var File_tarry_v1_workflow_service_proto protoreflect.FileDescriptor
 
 const file_tarry_v1_workflow_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1ftarry/v1/workflow_service.proto\x12\btarry.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x18tarry/v1/execution.proto\x1a\x17tarry/v1/workflow.proto\"\xe0\x01\n" +
+	"\x1ftarry/v1/workflow_service.proto\x12\btarry.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18tarry/v1/execution.proto\x1a\x17tarry/v1/workflow.proto\"\xcd\x02\n" +
 	"\n" +
 	"RunRequest\x12\x1a\n" +
 	"\bworkflow\x18\x01 \x01(\tR\bworkflow\x12\x18\n" +
@@ -1362,7 +1410,11 @@ const file_tarry_v1_workflow_service_proto_rawDesc = "" +
 	"\fexecution_id\x18\x04 \x01(\tR\vexecutionId\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x05 \x01(\tR\trequestId\x12,\n" +
-	"\x12wait_until_settled\x18\x06 \x01(\bR\x10waitUntilSettled\"@\n" +
+	"\x12wait_until_settled\x18\x06 \x01(\bR\x10waitUntilSettled\x122\n" +
+	"\x04tags\x18\a \x03(\v2\x1e.tarry.v1.RunRequest.TagsEntryR\x04tags\x1a7\n" +
+	"\tTagsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"@\n" +
 	"\vRunResponse\x121\n" +
 	"\texecution\x18\x01 \x01(\v2\x13.tarry.v1.ExecutionR\texecution\"\xf9\x01\n" +
 	"\rResumeRequest\x12!\n" +
@@ -1397,13 +1449,20 @@ const file_tarry_v1_workflow_service_proto_rawDesc = "" +
 	"\texecution\x18\x01 \x01(\v2\x13.tarry.v1.ExecutionR\texecution\";\n" +
 	"\x16DeleteExecutionRequest\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\"\x19\n" +
-	"\x17DeleteExecutionResponse\"\xa2\x01\n" +
+	"\x17DeleteExecutionResponse\"\xbc\x03\n" +
 	"\x15ListExecutionsRequest\x12\x1a\n" +
 	"\bworkflow\x18\x01 \x01(\tR\bworkflow\x121\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x19.tarry.v1.ExecutionStatusR\x06status\x12\x1b\n" +
 	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x04 \x01(\tR\tpageToken\"u\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\x12=\n" +
+	"\x04tags\x18\x05 \x03(\v2).tarry.v1.ListExecutionsRequest.TagsEntryR\x04tags\x12\x18\n" +
+	"\aversion\x18\x06 \x01(\tR\aversion\x12D\n" +
+	"\x10create_time_from\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x0ecreateTimeFrom\x12@\n" +
+	"\x0ecreate_time_to\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\fcreateTimeTo\x1a7\n" +
+	"\tTagsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"u\n" +
 	"\x16ListExecutionsResponse\x123\n" +
 	"\n" +
 	"executions\x18\x01 \x03(\v2\x13.tarry.v1.ExecutionR\n" +
@@ -1463,7 +1522,7 @@ func file_tarry_v1_workflow_service_proto_rawDescGZIP() []byte {
 	return file_tarry_v1_workflow_service_proto_rawDescData
 }
 
-var file_tarry_v1_workflow_service_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_tarry_v1_workflow_service_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_tarry_v1_workflow_service_proto_goTypes = []any{
 	(*RunRequest)(nil),                  // 0: tarry.v1.RunRequest
 	(*RunResponse)(nil),                 // 1: tarry.v1.RunResponse
@@ -1487,54 +1546,61 @@ var file_tarry_v1_workflow_service_proto_goTypes = []any{
 	(*ListWorkflowsResponse)(nil),       // 19: tarry.v1.ListWorkflowsResponse
 	(*DescribeWorkflowRequest)(nil),     // 20: tarry.v1.DescribeWorkflowRequest
 	(*DescribeWorkflowResponse)(nil),    // 21: tarry.v1.DescribeWorkflowResponse
-	(*structpb.Value)(nil),              // 22: google.protobuf.Value
-	(*Execution)(nil),                   // 23: tarry.v1.Execution
-	(ExecutionStatus)(0),                // 24: tarry.v1.ExecutionStatus
-	(*ExecutionEvent)(nil),              // 25: tarry.v1.ExecutionEvent
-	(*Workflow)(nil),                    // 26: tarry.v1.Workflow
+	nil,                                 // 22: tarry.v1.RunRequest.TagsEntry
+	nil,                                 // 23: tarry.v1.ListExecutionsRequest.TagsEntry
+	(*structpb.Value)(nil),              // 24: google.protobuf.Value
+	(*Execution)(nil),                   // 25: tarry.v1.Execution
+	(ExecutionStatus)(0),                // 26: tarry.v1.ExecutionStatus
+	(*timestamppb.Timestamp)(nil),       // 27: google.protobuf.Timestamp
+	(*ExecutionEvent)(nil),              // 28: tarry.v1.ExecutionEvent
+	(*Workflow)(nil),                    // 29: tarry.v1.Workflow
 }
 var file_tarry_v1_workflow_service_proto_depIdxs = []int32{
-	22, // 0: tarry.v1.RunRequest.input:type_name -> google.protobuf.Value
-	23, // 1: tarry.v1.RunResponse.execution:type_name -> tarry.v1.Execution
-	22, // 2: tarry.v1.ResumeRequest.data:type_name -> google.protobuf.Value
-	23, // 3: tarry.v1.ResumeResponse.execution:type_name -> tarry.v1.Execution
-	23, // 4: tarry.v1.SuspendResponse.execution:type_name -> tarry.v1.Execution
-	23, // 5: tarry.v1.CancelResponse.execution:type_name -> tarry.v1.Execution
-	23, // 6: tarry.v1.GetExecutionResponse.execution:type_name -> tarry.v1.Execution
-	24, // 7: tarry.v1.ListExecutionsRequest.status:type_name -> tarry.v1.ExecutionStatus
-	23, // 8: tarry.v1.ListExecutionsResponse.executions:type_name -> tarry.v1.Execution
-	25, // 9: tarry.v1.ListExecutionEventsResponse.events:type_name -> tarry.v1.ExecutionEvent
-	23, // 10: tarry.v1.WatchExecutionResponse.execution:type_name -> tarry.v1.Execution
-	25, // 11: tarry.v1.WatchExecutionResponse.event:type_name -> tarry.v1.ExecutionEvent
-	26, // 12: tarry.v1.ListWorkflowsResponse.workflows:type_name -> tarry.v1.Workflow
-	26, // 13: tarry.v1.DescribeWorkflowResponse.workflow:type_name -> tarry.v1.Workflow
-	0,  // 14: tarry.v1.WorkflowService.Run:input_type -> tarry.v1.RunRequest
-	2,  // 15: tarry.v1.WorkflowService.Resume:input_type -> tarry.v1.ResumeRequest
-	4,  // 16: tarry.v1.WorkflowService.Suspend:input_type -> tarry.v1.SuspendRequest
-	6,  // 17: tarry.v1.WorkflowService.Cancel:input_type -> tarry.v1.CancelRequest
-	8,  // 18: tarry.v1.WorkflowService.GetExecution:input_type -> tarry.v1.GetExecutionRequest
-	10, // 19: tarry.v1.WorkflowService.DeleteExecution:input_type -> tarry.v1.DeleteExecutionRequest
-	12, // 20: tarry.v1.WorkflowService.ListExecutions:input_type -> tarry.v1.ListExecutionsRequest
-	14, // 21: tarry.v1.WorkflowService.ListExecutionEvents:input_type -> tarry.v1.ListExecutionEventsRequest
-	16, // 22: tarry.v1.WorkflowService.WatchExecution:input_type -> tarry.v1.WatchExecutionRequest
-	18, // 23: tarry.v1.WorkflowService.ListWorkflows:input_type -> tarry.v1.ListWorkflowsRequest
-	20, // 24: tarry.v1.WorkflowService.DescribeWorkflow:input_type -> tarry.v1.DescribeWorkflowRequest
-	1,  // 25: tarry.v1.WorkflowService.Run:output_type -> tarry.v1.RunResponse
-	3,  // 26: tarry.v1.WorkflowService.Resume:output_type -> tarry.v1.ResumeResponse
-	5,  // 27: tarry.v1.WorkflowService.Suspend:output_type -> tarry.v1.SuspendResponse
-	7,  // 28: tarry.v1.WorkflowService.Cancel:output_type -> tarry.v1.CancelResponse
-	9,  // 29: tarry.v1.WorkflowService.GetExecution:output_type -> tarry.v1.GetExecutionResponse
-	11, // 30: tarry.v1.WorkflowService.DeleteExecution:output_type -> tarry.v1.DeleteExecutionResponse
-	13, // 31: tarry.v1.WorkflowService.ListExecutions:output_type -> tarry.v1.ListExecutionsResponse
-	15, // 32: tarry.v1.WorkflowService.ListExecutionEvents:output_type -> tarry.v1.ListExecutionEventsResponse
-	17, // 33: tarry.v1.WorkflowService.WatchExecution:output_type -> tarry.v1.WatchExecutionResponse
-	19, // 34: tarry.v1.WorkflowService.ListWorkflows:output_type -> tarry.v1.ListWorkflowsResponse
-	21, // 35: tarry.v1.WorkflowService.DescribeWorkflow:output_type -> tarry.v1.DescribeWorkflowResponse
-	25, // [25:36] is the sub-list for method output_type
-	14, // [14:25] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	24, // 0: tarry.v1.RunRequest.input:type_name -> google.protobuf.Value
+	22, // 1: tarry.v1.RunRequest.tags:type_name -> tarry.v1.RunRequest.TagsEntry
+	25, // 2: tarry.v1.RunResponse.execution:type_name -> tarry.v1.Execution
+	24, // 3: tarry.v1.ResumeRequest.data:type_name -> google.protobuf.Value
+	25, // 4: tarry.v1.ResumeResponse.execution:type_name -> tarry.v1.Execution
+	25, // 5: tarry.v1.SuspendResponse.execution:type_name -> tarry.v1.Execution
+	25, // 6: tarry.v1.CancelResponse.execution:type_name -> tarry.v1.Execution
+	25, // 7: tarry.v1.GetExecutionResponse.execution:type_name -> tarry.v1.Execution
+	26, // 8: tarry.v1.ListExecutionsRequest.status:type_name -> tarry.v1.ExecutionStatus
+	23, // 9: tarry.v1.ListExecutionsRequest.tags:type_name -> tarry.v1.ListExecutionsRequest.TagsEntry
+	27, // 10: tarry.v1.ListExecutionsRequest.create_time_from:type_name -> google.protobuf.Timestamp
+	27, // 11: tarry.v1.ListExecutionsRequest.create_time_to:type_name -> google.protobuf.Timestamp
+	25, // 12: tarry.v1.ListExecutionsResponse.executions:type_name -> tarry.v1.Execution
+	28, // 13: tarry.v1.ListExecutionEventsResponse.events:type_name -> tarry.v1.ExecutionEvent
+	25, // 14: tarry.v1.WatchExecutionResponse.execution:type_name -> tarry.v1.Execution
+	28, // 15: tarry.v1.WatchExecutionResponse.event:type_name -> tarry.v1.ExecutionEvent
+	29, // 16: tarry.v1.ListWorkflowsResponse.workflows:type_name -> tarry.v1.Workflow
+	29, // 17: tarry.v1.DescribeWorkflowResponse.workflow:type_name -> tarry.v1.Workflow
+	0,  // 18: tarry.v1.WorkflowService.Run:input_type -> tarry.v1.RunRequest
+	2,  // 19: tarry.v1.WorkflowService.Resume:input_type -> tarry.v1.ResumeRequest
+	4,  // 20: tarry.v1.WorkflowService.Suspend:input_type -> tarry.v1.SuspendRequest
+	6,  // 21: tarry.v1.WorkflowService.Cancel:input_type -> tarry.v1.CancelRequest
+	8,  // 22: tarry.v1.WorkflowService.GetExecution:input_type -> tarry.v1.GetExecutionRequest
+	10, // 23: tarry.v1.WorkflowService.DeleteExecution:input_type -> tarry.v1.DeleteExecutionRequest
+	12, // 24: tarry.v1.WorkflowService.ListExecutions:input_type -> tarry.v1.ListExecutionsRequest
+	14, // 25: tarry.v1.WorkflowService.ListExecutionEvents:input_type -> tarry.v1.ListExecutionEventsRequest
+	16, // 26: tarry.v1.WorkflowService.WatchExecution:input_type -> tarry.v1.WatchExecutionRequest
+	18, // 27: tarry.v1.WorkflowService.ListWorkflows:input_type -> tarry.v1.ListWorkflowsRequest
+	20, // 28: tarry.v1.WorkflowService.DescribeWorkflow:input_type -> tarry.v1.DescribeWorkflowRequest
+	1,  // 29: tarry.v1.WorkflowService.Run:output_type -> tarry.v1.RunResponse
+	3,  // 30: tarry.v1.WorkflowService.Resume:output_type -> tarry.v1.ResumeResponse
+	5,  // 31: tarry.v1.WorkflowService.Suspend:output_type -> tarry.v1.SuspendResponse
+	7,  // 32: tarry.v1.WorkflowService.Cancel:output_type -> tarry.v1.CancelResponse
+	9,  // 33: tarry.v1.WorkflowService.GetExecution:output_type -> tarry.v1.GetExecutionResponse
+	11, // 34: tarry.v1.WorkflowService.DeleteExecution:output_type -> tarry.v1.DeleteExecutionResponse
+	13, // 35: tarry.v1.WorkflowService.ListExecutions:output_type -> tarry.v1.ListExecutionsResponse
+	15, // 36: tarry.v1.WorkflowService.ListExecutionEvents:output_type -> tarry.v1.ListExecutionEventsResponse
+	17, // 37: tarry.v1.WorkflowService.WatchExecution:output_type -> tarry.v1.WatchExecutionResponse
+	19, // 38: tarry.v1.WorkflowService.ListWorkflows:output_type -> tarry.v1.ListWorkflowsResponse
+	21, // 39: tarry.v1.WorkflowService.DescribeWorkflow:output_type -> tarry.v1.DescribeWorkflowResponse
+	29, // [29:40] is the sub-list for method output_type
+	18, // [18:29] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_tarry_v1_workflow_service_proto_init() }
@@ -1555,7 +1621,7 @@ func file_tarry_v1_workflow_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tarry_v1_workflow_service_proto_rawDesc), len(file_tarry_v1_workflow_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -122,6 +122,26 @@ class Execution(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class TagsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     ID_FIELD_NUMBER: _builtins.int
     WORKFLOW_FIELD_NUMBER: _builtins.int
     WORKFLOW_VERSION_FIELD_NUMBER: _builtins.int
@@ -141,6 +161,7 @@ class Execution(_message.Message):
     DEADLINE_TIME_FIELD_NUMBER: _builtins.int
     WORKFLOW_FINGERPRINT_FIELD_NUMBER: _builtins.int
     DRIVE_ERROR_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The execution id: chosen by the caller in RunRequest.execution_id, else by the server."""
     workflow: _builtins.str
@@ -214,6 +235,10 @@ class Execution(_message.Message):
         workflow declares none. Past it the execution ends FAILED with ExecutionTimeout.
         """
 
+    @_builtins.property
+    def tags(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The labels given to RunRequest.tags."""
+
     def __init__(
         self,
         *,
@@ -236,10 +261,11 @@ class Execution(_message.Message):
         deadline_time: _timestamp_pb2.Timestamp | None = ...,
         workflow_fingerprint: _builtins.str = ...,
         drive_error: _builtins.str = ...,
+        tags: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cancellation", b"cancellation", "create_time", b"create_time", "deadline_time", b"deadline_time", "error", b"error", "input", b"input", "result", b"result", "state", b"state", "suspend_requested", b"suspend_requested", "suspension", b"suspension", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancellation", b"cancellation", "create_time", b"create_time", "deadline_time", b"deadline_time", "drive_error", b"drive_error", "error", b"error", "id", b"id", "input", b"input", "last_sequence", b"last_sequence", "result", b"result", "running_node_ids", b"running_node_ids", "state", b"state", "status", b"status", "suspend_requested", b"suspend_requested", "suspension", b"suspension", "update_time", b"update_time", "waiting_points", b"waiting_points", "workflow", b"workflow", "workflow_fingerprint", b"workflow_fingerprint", "workflow_version", b"workflow_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancellation", b"cancellation", "create_time", b"create_time", "deadline_time", b"deadline_time", "drive_error", b"drive_error", "error", b"error", "id", b"id", "input", b"input", "last_sequence", b"last_sequence", "result", b"result", "running_node_ids", b"running_node_ids", "state", b"state", "status", b"status", "suspend_requested", b"suspend_requested", "suspension", b"suspension", "tags", b"tags", "update_time", b"update_time", "waiting_points", b"waiting_points", "workflow", b"workflow", "workflow_fingerprint", b"workflow_fingerprint", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

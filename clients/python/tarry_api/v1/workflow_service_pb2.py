@@ -23,11 +23,12 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from tarry_api.v1 import execution_pb2 as tarry_dot_v1_dot_execution__pb2
 from tarry_api.v1 import workflow_pb2 as tarry_dot_v1_dot_workflow__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftarry/v1/workflow_service.proto\x12\x08tarry.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x18tarry/v1/execution.proto\x1a\x17tarry/v1/workflow.proto\"\x9c\x01\n\nRunRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12%\n\x05input\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x14\n\x0c\x65xecution_id\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x1a\n\x12wait_until_settled\x18\x06 \x01(\x08\"5\n\x0bRunResponse\x12&\n\texecution\x18\x01 \x01(\x0b\x32\x13.tarry.v1.Execution\"\xaf\x01\n\rResumeRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12$\n\x04\x64\x61ta\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x11\n\tfrom_step\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x1a\n\x12wait_until_settled\x18\x07 \x01(\x08\"8\n\x0eResumeResponse\x12&\n\texecution\x18\x01 \x01(\x0b\x32\x13.tarry.v1.Execution\"a\n\x0eSuspendRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x15\n\rfreeze_timers\x18\x04 \x01(\x08\"9\n\x0fSuspendResponse\x12&\n\texecution\x18\x01 \x01(\x0b\x32\x13.tarry.v1.Execution\"I\n\rCancelRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"8\n\x0e\x43\x61ncelResponse\x12&\n\texecution\x18\x01 \x01(\x0b\x32\x13.tarry.v1.Execution\"+\n\x13GetExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\">\n\x14GetExecutionResponse\x12&\n\texecution\x18\x01 \x01(\x0b\x32\x13.tarry.v1.Execution\".\n\x16\x44\x65leteExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"\x19\n\x17\x44\x65leteExecutionResponse\"{\n\x15ListExecutionsRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12)\n\x06status\x18\x02 \x01(\x0e\x32\x19.tarry.v1.ExecutionStatus\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"Z\n\x16ListExecutionsResponse\x12\'\n\nexecutions\x18\x01 \x03(\x0b\x32\x13.tarry.v1.Execution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"]\n\x1aListExecutionEventsRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x12\x11\n\tpage_size\x18\x03 \x01(\x05\"v\n\x1bListExecutionEventsResponse\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.tarry.v1.ExecutionEvent\x12\x1b\n\x13next_after_sequence\x18\x02 \x01(\x03\x12\x10\n\x08has_more\x18\x03 \x01(\x08\"]\n\x15WatchExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x1b\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\x11\n\x0f_after_sequence\"\x8a\x01\n\x16WatchExecutionResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12(\n\texecution\x18\x02 \x01(\x0b\x32\x13.tarry.v1.ExecutionH\x00\x12)\n\x05\x65vent\x18\x03 \x01(\x0b\x32\x18.tarry.v1.ExecutionEventH\x00\x42\t\n\x07payload\"=\n\x14ListWorkflowsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"W\n\x15ListWorkflowsResponse\x12%\n\tworkflows\x18\x01 \x03(\x0b\x32\x12.tarry.v1.Workflow\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"<\n\x17\x44\x65scribeWorkflowRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"@\n\x18\x44\x65scribeWorkflowResponse\x12$\n\x08workflow\x18\x01 \x01(\x0b\x32\x12.tarry.v1.Workflow2\xe3\x06\n\x0fWorkflowService\x12\x32\n\x03Run\x12\x14.tarry.v1.RunRequest\x1a\x15.tarry.v1.RunResponse\x12;\n\x06Resume\x12\x17.tarry.v1.ResumeRequest\x1a\x18.tarry.v1.ResumeResponse\x12>\n\x07Suspend\x12\x18.tarry.v1.SuspendRequest\x1a\x19.tarry.v1.SuspendResponse\x12;\n\x06\x43\x61ncel\x12\x17.tarry.v1.CancelRequest\x1a\x18.tarry.v1.CancelResponse\x12M\n\x0cGetExecution\x12\x1d.tarry.v1.GetExecutionRequest\x1a\x1e.tarry.v1.GetExecutionResponse\x12V\n\x0f\x44\x65leteExecution\x12 .tarry.v1.DeleteExecutionRequest\x1a!.tarry.v1.DeleteExecutionResponse\x12S\n\x0eListExecutions\x12\x1f.tarry.v1.ListExecutionsRequest\x1a .tarry.v1.ListExecutionsResponse\x12\x62\n\x13ListExecutionEvents\x12$.tarry.v1.ListExecutionEventsRequest\x1a%.tarry.v1.ListExecutionEventsResponse\x12U\n\x0eWatchExecution\x12\x1f.tarry.v1.WatchExecutionRequest\x1a .tarry.v1.WatchExecutionResponse0\x01\x12P\n\rListWorkflows\x12\x1e.tarry.v1.ListWorkflowsRequest\x1a\x1f.tarry.v1.ListWorkflowsResponse\x12Y\n\x10\x44\x65scribeWorkflow\x12!.tarry.v1.DescribeWorkflowRequest\x1a\".tarry.v1.DescribeWorkflowResponseB8Z6github.com/tarry-dev/tarry/clients/go/tarry/v1;tarryv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftarry/v1/workflow_service.proto\x12\x08tarry.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18tarry/v1/execution.proto\x1a\x17tarry/v1/workflow.proto\"\xf7\x01\n\nRunRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12%\n\x05input\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x14\n\x0c\x65xecution_id\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x1a\n\x12wait_until_settled\x18\x06 \x01(\x08\x12,\n\x04tags\x18\x07 \x03(\x0b\x32\x1e.tarry.v1.RunRequest.TagsEntry\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"5\n\x0bRunResponse\x12&\n\texecution\x18\x01 \x01(\x0b\x32\x13.tarry.v1.Execution\"\xaf\x01\n\rResumeRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12$\n\x04\x64\x61ta\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x11\n\tfrom_step\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x1a\n\x12wait_until_settled\x18\x07 \x01(\x08\"8\n\x0eResumeResponse\x12&\n\texecution\x18\x01 \x01(\x0b\x32\x13.tarry.v1.Execution\"a\n\x0eSuspendRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x15\n\rfreeze_timers\x18\x04 \x01(\x08\"9\n\x0fSuspendResponse\x12&\n\texecution\x18\x01 \x01(\x0b\x32\x13.tarry.v1.Execution\"I\n\rCancelRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"8\n\x0e\x43\x61ncelResponse\x12&\n\texecution\x18\x01 \x01(\x0b\x32\x13.tarry.v1.Execution\"+\n\x13GetExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\">\n\x14GetExecutionResponse\x12&\n\texecution\x18\x01 \x01(\x0b\x32\x13.tarry.v1.Execution\".\n\x16\x44\x65leteExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"\x19\n\x17\x44\x65leteExecutionResponse\"\xdc\x02\n\x15ListExecutionsRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12)\n\x06status\x18\x02 \x01(\x0e\x32\x19.tarry.v1.ExecutionStatus\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x37\n\x04tags\x18\x05 \x03(\x0b\x32).tarry.v1.ListExecutionsRequest.TagsEntry\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\x34\n\x10\x63reate_time_from\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reate_time_to\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Z\n\x16ListExecutionsResponse\x12\'\n\nexecutions\x18\x01 \x03(\x0b\x32\x13.tarry.v1.Execution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"]\n\x1aListExecutionEventsRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x12\x11\n\tpage_size\x18\x03 \x01(\x05\"v\n\x1bListExecutionEventsResponse\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.tarry.v1.ExecutionEvent\x12\x1b\n\x13next_after_sequence\x18\x02 \x01(\x03\x12\x10\n\x08has_more\x18\x03 \x01(\x08\"]\n\x15WatchExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x1b\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\x11\n\x0f_after_sequence\"\x8a\x01\n\x16WatchExecutionResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12(\n\texecution\x18\x02 \x01(\x0b\x32\x13.tarry.v1.ExecutionH\x00\x12)\n\x05\x65vent\x18\x03 \x01(\x0b\x32\x18.tarry.v1.ExecutionEventH\x00\x42\t\n\x07payload\"=\n\x14ListWorkflowsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"W\n\x15ListWorkflowsResponse\x12%\n\tworkflows\x18\x01 \x03(\x0b\x32\x12.tarry.v1.Workflow\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"<\n\x17\x44\x65scribeWorkflowRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"@\n\x18\x44\x65scribeWorkflowResponse\x12$\n\x08workflow\x18\x01 \x01(\x0b\x32\x12.tarry.v1.Workflow2\xe3\x06\n\x0fWorkflowService\x12\x32\n\x03Run\x12\x14.tarry.v1.RunRequest\x1a\x15.tarry.v1.RunResponse\x12;\n\x06Resume\x12\x17.tarry.v1.ResumeRequest\x1a\x18.tarry.v1.ResumeResponse\x12>\n\x07Suspend\x12\x18.tarry.v1.SuspendRequest\x1a\x19.tarry.v1.SuspendResponse\x12;\n\x06\x43\x61ncel\x12\x17.tarry.v1.CancelRequest\x1a\x18.tarry.v1.CancelResponse\x12M\n\x0cGetExecution\x12\x1d.tarry.v1.GetExecutionRequest\x1a\x1e.tarry.v1.GetExecutionResponse\x12V\n\x0f\x44\x65leteExecution\x12 .tarry.v1.DeleteExecutionRequest\x1a!.tarry.v1.DeleteExecutionResponse\x12S\n\x0eListExecutions\x12\x1f.tarry.v1.ListExecutionsRequest\x1a .tarry.v1.ListExecutionsResponse\x12\x62\n\x13ListExecutionEvents\x12$.tarry.v1.ListExecutionEventsRequest\x1a%.tarry.v1.ListExecutionEventsResponse\x12U\n\x0eWatchExecution\x12\x1f.tarry.v1.WatchExecutionRequest\x1a .tarry.v1.WatchExecutionResponse0\x01\x12P\n\rListWorkflows\x12\x1e.tarry.v1.ListWorkflowsRequest\x1a\x1f.tarry.v1.ListWorkflowsResponse\x12Y\n\x10\x44\x65scribeWorkflow\x12!.tarry.v1.DescribeWorkflowRequest\x1a\".tarry.v1.DescribeWorkflowResponseB8Z6github.com/tarry-dev/tarry/clients/go/tarry/v1;tarryv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,50 +36,58 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tarry_api.v1.workflow_servi
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z6github.com/tarry-dev/tarry/clients/go/tarry/v1;tarryv1'
-  _globals['_RUNREQUEST']._serialized_start=127
-  _globals['_RUNREQUEST']._serialized_end=283
-  _globals['_RUNRESPONSE']._serialized_start=285
-  _globals['_RUNRESPONSE']._serialized_end=338
-  _globals['_RESUMEREQUEST']._serialized_start=341
-  _globals['_RESUMEREQUEST']._serialized_end=516
-  _globals['_RESUMERESPONSE']._serialized_start=518
-  _globals['_RESUMERESPONSE']._serialized_end=574
-  _globals['_SUSPENDREQUEST']._serialized_start=576
-  _globals['_SUSPENDREQUEST']._serialized_end=673
-  _globals['_SUSPENDRESPONSE']._serialized_start=675
-  _globals['_SUSPENDRESPONSE']._serialized_end=732
-  _globals['_CANCELREQUEST']._serialized_start=734
-  _globals['_CANCELREQUEST']._serialized_end=807
-  _globals['_CANCELRESPONSE']._serialized_start=809
-  _globals['_CANCELRESPONSE']._serialized_end=865
-  _globals['_GETEXECUTIONREQUEST']._serialized_start=867
-  _globals['_GETEXECUTIONREQUEST']._serialized_end=910
-  _globals['_GETEXECUTIONRESPONSE']._serialized_start=912
-  _globals['_GETEXECUTIONRESPONSE']._serialized_end=974
-  _globals['_DELETEEXECUTIONREQUEST']._serialized_start=976
-  _globals['_DELETEEXECUTIONREQUEST']._serialized_end=1022
-  _globals['_DELETEEXECUTIONRESPONSE']._serialized_start=1024
-  _globals['_DELETEEXECUTIONRESPONSE']._serialized_end=1049
-  _globals['_LISTEXECUTIONSREQUEST']._serialized_start=1051
-  _globals['_LISTEXECUTIONSREQUEST']._serialized_end=1174
-  _globals['_LISTEXECUTIONSRESPONSE']._serialized_start=1176
-  _globals['_LISTEXECUTIONSRESPONSE']._serialized_end=1266
-  _globals['_LISTEXECUTIONEVENTSREQUEST']._serialized_start=1268
-  _globals['_LISTEXECUTIONEVENTSREQUEST']._serialized_end=1361
-  _globals['_LISTEXECUTIONEVENTSRESPONSE']._serialized_start=1363
-  _globals['_LISTEXECUTIONEVENTSRESPONSE']._serialized_end=1481
-  _globals['_WATCHEXECUTIONREQUEST']._serialized_start=1483
-  _globals['_WATCHEXECUTIONREQUEST']._serialized_end=1576
-  _globals['_WATCHEXECUTIONRESPONSE']._serialized_start=1579
-  _globals['_WATCHEXECUTIONRESPONSE']._serialized_end=1717
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=1719
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=1780
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=1782
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=1869
-  _globals['_DESCRIBEWORKFLOWREQUEST']._serialized_start=1871
-  _globals['_DESCRIBEWORKFLOWREQUEST']._serialized_end=1931
-  _globals['_DESCRIBEWORKFLOWRESPONSE']._serialized_start=1933
-  _globals['_DESCRIBEWORKFLOWRESPONSE']._serialized_end=1997
-  _globals['_WORKFLOWSERVICE']._serialized_start=2000
-  _globals['_WORKFLOWSERVICE']._serialized_end=2867
+  _globals['_RUNREQUEST_TAGSENTRY']._loaded_options = None
+  _globals['_RUNREQUEST_TAGSENTRY']._serialized_options = b'8\001'
+  _globals['_LISTEXECUTIONSREQUEST_TAGSENTRY']._loaded_options = None
+  _globals['_LISTEXECUTIONSREQUEST_TAGSENTRY']._serialized_options = b'8\001'
+  _globals['_RUNREQUEST']._serialized_start=160
+  _globals['_RUNREQUEST']._serialized_end=407
+  _globals['_RUNREQUEST_TAGSENTRY']._serialized_start=364
+  _globals['_RUNREQUEST_TAGSENTRY']._serialized_end=407
+  _globals['_RUNRESPONSE']._serialized_start=409
+  _globals['_RUNRESPONSE']._serialized_end=462
+  _globals['_RESUMEREQUEST']._serialized_start=465
+  _globals['_RESUMEREQUEST']._serialized_end=640
+  _globals['_RESUMERESPONSE']._serialized_start=642
+  _globals['_RESUMERESPONSE']._serialized_end=698
+  _globals['_SUSPENDREQUEST']._serialized_start=700
+  _globals['_SUSPENDREQUEST']._serialized_end=797
+  _globals['_SUSPENDRESPONSE']._serialized_start=799
+  _globals['_SUSPENDRESPONSE']._serialized_end=856
+  _globals['_CANCELREQUEST']._serialized_start=858
+  _globals['_CANCELREQUEST']._serialized_end=931
+  _globals['_CANCELRESPONSE']._serialized_start=933
+  _globals['_CANCELRESPONSE']._serialized_end=989
+  _globals['_GETEXECUTIONREQUEST']._serialized_start=991
+  _globals['_GETEXECUTIONREQUEST']._serialized_end=1034
+  _globals['_GETEXECUTIONRESPONSE']._serialized_start=1036
+  _globals['_GETEXECUTIONRESPONSE']._serialized_end=1098
+  _globals['_DELETEEXECUTIONREQUEST']._serialized_start=1100
+  _globals['_DELETEEXECUTIONREQUEST']._serialized_end=1146
+  _globals['_DELETEEXECUTIONRESPONSE']._serialized_start=1148
+  _globals['_DELETEEXECUTIONRESPONSE']._serialized_end=1173
+  _globals['_LISTEXECUTIONSREQUEST']._serialized_start=1176
+  _globals['_LISTEXECUTIONSREQUEST']._serialized_end=1524
+  _globals['_LISTEXECUTIONSREQUEST_TAGSENTRY']._serialized_start=364
+  _globals['_LISTEXECUTIONSREQUEST_TAGSENTRY']._serialized_end=407
+  _globals['_LISTEXECUTIONSRESPONSE']._serialized_start=1526
+  _globals['_LISTEXECUTIONSRESPONSE']._serialized_end=1616
+  _globals['_LISTEXECUTIONEVENTSREQUEST']._serialized_start=1618
+  _globals['_LISTEXECUTIONEVENTSREQUEST']._serialized_end=1711
+  _globals['_LISTEXECUTIONEVENTSRESPONSE']._serialized_start=1713
+  _globals['_LISTEXECUTIONEVENTSRESPONSE']._serialized_end=1831
+  _globals['_WATCHEXECUTIONREQUEST']._serialized_start=1833
+  _globals['_WATCHEXECUTIONREQUEST']._serialized_end=1926
+  _globals['_WATCHEXECUTIONRESPONSE']._serialized_start=1929
+  _globals['_WATCHEXECUTIONRESPONSE']._serialized_end=2067
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=2069
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=2130
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=2132
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=2219
+  _globals['_DESCRIBEWORKFLOWREQUEST']._serialized_start=2221
+  _globals['_DESCRIBEWORKFLOWREQUEST']._serialized_end=2281
+  _globals['_DESCRIBEWORKFLOWRESPONSE']._serialized_start=2283
+  _globals['_DESCRIBEWORKFLOWRESPONSE']._serialized_end=2347
+  _globals['_WORKFLOWSERVICE']._serialized_start=2350
+  _globals['_WORKFLOWSERVICE']._serialized_end=3217
 # @@protoc_insertion_point(module_scope)

@@ -3,7 +3,9 @@
 --       6 index of the previous status, 7 index of the new status, 8 index of the workflow,
 --       9 request answer key (only read / written when has_request is '1'),
 --       10 index of (workflow, previous status), 11 index of (workflow, new status),
---       12 expiry zset (terminal executions by when retention removes them)
+--       12 expiry zset (terminal executions by when retention removes them),
+--       13... at creation: the tag indexes it joins (their names kept in the field 'ix', for
+--       delete.lua)
 -- ARGV: 1 expected version (0 = create), 2 new status, 3 document, 4 owner,
 --       5 lease mode (hold | release | keep), 6 lease ttl ms (from Redis's clock),
 --       7 check suspend request, 8 clear suspend request, 9 created ms (index score),
@@ -59,6 +61,14 @@ local nv = expected + 1
 redis.call('HSET', state, 'v', nv, 'st', status, 'seq', seq, 'doc', doc)
 if expected == 0 then
   redis.call('HSET', state, 'wf', workflow)
+  if #KEYS > 12 then
+    local joined = {}
+    for k = 13, #KEYS do
+      redis.call('ZADD', KEYS[k], created, id)
+      joined[#joined + 1] = KEYS[k]
+    end
+    redis.call('HSET', state, 'ix', table.concat(joined, ' '))
+  end
   redis.call('ZADD', idx_all, created, id)
   redis.call('ZADD', idx_wf, created, id)
   redis.call('ZADD', idx_new, created, id)

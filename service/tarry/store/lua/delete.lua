@@ -1,6 +1,7 @@
 -- Remove one finished execution whole: state, event log, and every index entry.
 -- KEYS: 1 state hash, 2 events stream, 3 expiry zset, 4 index all, 5 index of its status,
---       6 index of its workflow, 7 index of (workflow, status), 8 leases zset
+--       6 index of its workflow, 7 index of (workflow, status), 8 leases zset,
+--       9... the tag indexes it joined at creation (its field 'ix')
 -- ARGV: 1 execution id, 2 the status the caller read, 3 the workflow it read,
 --       4 the statuses a delete may start from, space-separated (the transition table)
 -- Request answers are left to expire on their own (their TTL); timers were cleared when the
@@ -19,5 +20,5 @@ if not string.find(' ' .. allowed .. ' ', ' ' .. st .. ' ', 1, true) then
 end
 if st ~= read_status or wf ~= read_workflow then return {'MOVED'} end
 redis.call('DEL', state, events)
-for k = 3, 8 do redis.call('ZREM', KEYS[k], id) end
+for k = 3, #KEYS do redis.call('ZREM', KEYS[k], id) end
 return {'OK'}

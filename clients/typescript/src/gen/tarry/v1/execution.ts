@@ -138,6 +138,13 @@ export interface Execution {
    * stays as it is until a server with its definition takes it.
    */
   driveError: string;
+  /** The labels given to RunRequest.tags. */
+  tags: { [key: string]: string };
+}
+
+export interface Execution_TagsEntry {
+  key: string;
+  value: string;
 }
 
 /** The failure that ended an execution. */
@@ -279,6 +286,7 @@ function createBaseExecution(): Execution {
     deadlineTime: undefined,
     workflowFingerprint: "",
     driveError: "",
+    tags: {},
   };
 }
 
@@ -341,6 +349,9 @@ export const Execution: MessageFns<Execution> = {
     if (message.driveError !== "") {
       writer.uint32(154).string(message.driveError);
     }
+    globalThis.Object.entries(message.tags).forEach(([key, value]: [string, string]) => {
+      Execution_TagsEntry.encode({ key: key as any, value }, writer.uint32(162).fork()).join();
+    });
     return writer;
   },
 
@@ -507,6 +518,74 @@ export const Execution: MessageFns<Execution> = {
             }
 
             message.driveError = reader.string();
+            continue;
+          }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            const entry20 = Execution_TagsEntry.decode(reader, reader.uint32());
+            if (entry20.value !== undefined) {
+              message.tags[entry20.key] = entry20.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseExecution_TagsEntry(): Execution_TagsEntry {
+  return { key: "", value: "" };
+}
+
+export const Execution_TagsEntry: MessageFns<Execution_TagsEntry> = {
+  encode(message: Execution_TagsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Execution_TagsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExecution_TagsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
             continue;
           }
         }

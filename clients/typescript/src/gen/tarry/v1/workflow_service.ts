@@ -21,6 +21,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Value } from "../../google/protobuf/struct";
+import { Timestamp } from "../../google/protobuf/timestamp";
 import { Execution, ExecutionEvent, ExecutionStatus } from "./execution";
 import { Workflow } from "./workflow";
 
@@ -60,6 +61,17 @@ export interface RunRequest {
    * case the execution is returned as it stands, still RUNNING. Set a deadline.
    */
   waitUntilSettled: boolean;
+  /**
+   * Labels for the new execution (at most 16; keys 1-64 letters, digits, '_', '.' or '-',
+   * starting with a letter or digit; values 1-256 characters). Kept as given, for
+   * ListExecutionsRequest.tags to filter on.
+   */
+  tags: { [key: string]: string };
+}
+
+export interface RunRequest_TagsEntry {
+  key: string;
+  value: string;
 }
 
 /** The response of WorkflowService.Run. */
@@ -185,6 +197,21 @@ export interface ListExecutionsRequest {
   pageSize: number;
   /** The next_page_token of the previous page, with the same filters; empty for the first page. */
   pageToken: string;
+  /** Only executions that carry every one of these tags (RunRequest.tags). */
+  tags: { [key: string]: string };
+  /** Only executions of this workflow version; needs `workflow`. */
+  version: string;
+  /** Only executions created at or after this time. */
+  createTimeFrom?:
+    | Date
+    | undefined;
+  /** Only executions created before this time. */
+  createTimeTo?: Date | undefined;
+}
+
+export interface ListExecutionsRequest_TagsEntry {
+  key: string;
+  value: string;
 }
 
 /** The response of WorkflowService.ListExecutions. */
@@ -282,7 +309,15 @@ export interface DescribeWorkflowResponse {
 }
 
 function createBaseRunRequest(): RunRequest {
-  return { workflow: "", version: "", input: undefined, executionId: "", requestId: "", waitUntilSettled: false };
+  return {
+    workflow: "",
+    version: "",
+    input: undefined,
+    executionId: "",
+    requestId: "",
+    waitUntilSettled: false,
+    tags: {},
+  };
 }
 
 export const RunRequest: MessageFns<RunRequest> = {
@@ -305,6 +340,9 @@ export const RunRequest: MessageFns<RunRequest> = {
     if (message.waitUntilSettled !== false) {
       writer.uint32(48).bool(message.waitUntilSettled);
     }
+    globalThis.Object.entries(message.tags).forEach(([key, value]: [string, string]) => {
+      RunRequest_TagsEntry.encode({ key: key as any, value }, writer.uint32(58).fork()).join();
+    });
     return writer;
   },
 
@@ -367,6 +405,74 @@ export const RunRequest: MessageFns<RunRequest> = {
             }
 
             message.waitUntilSettled = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            const entry7 = RunRequest_TagsEntry.decode(reader, reader.uint32());
+            if (entry7.value !== undefined) {
+              message.tags[entry7.key] = entry7.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseRunRequest_TagsEntry(): RunRequest_TagsEntry {
+  return { key: "", value: "" };
+}
+
+export const RunRequest_TagsEntry: MessageFns<RunRequest_TagsEntry> = {
+  encode(message: RunRequest_TagsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RunRequest_TagsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRunRequest_TagsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
             continue;
           }
         }
@@ -1007,7 +1113,16 @@ export const DeleteExecutionResponse: MessageFns<DeleteExecutionResponse> = {
 };
 
 function createBaseListExecutionsRequest(): ListExecutionsRequest {
-  return { workflow: "", status: 0, pageSize: 0, pageToken: "" };
+  return {
+    workflow: "",
+    status: 0,
+    pageSize: 0,
+    pageToken: "",
+    tags: {},
+    version: "",
+    createTimeFrom: undefined,
+    createTimeTo: undefined,
+  };
 }
 
 export const ListExecutionsRequest: MessageFns<ListExecutionsRequest> = {
@@ -1023,6 +1138,18 @@ export const ListExecutionsRequest: MessageFns<ListExecutionsRequest> = {
     }
     if (message.pageToken !== "") {
       writer.uint32(34).string(message.pageToken);
+    }
+    globalThis.Object.entries(message.tags).forEach(([key, value]: [string, string]) => {
+      ListExecutionsRequest_TagsEntry.encode({ key: key as any, value }, writer.uint32(42).fork()).join();
+    });
+    if (message.version !== "") {
+      writer.uint32(50).string(message.version);
+    }
+    if (message.createTimeFrom !== undefined) {
+      Timestamp.encode(toTimestamp(message.createTimeFrom), writer.uint32(58).fork()).join();
+    }
+    if (message.createTimeTo !== undefined) {
+      Timestamp.encode(toTimestamp(message.createTimeTo), writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -1070,6 +1197,98 @@ export const ListExecutionsRequest: MessageFns<ListExecutionsRequest> = {
             }
 
             message.pageToken = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            const entry5 = ListExecutionsRequest_TagsEntry.decode(reader, reader.uint32());
+            if (entry5.value !== undefined) {
+              message.tags[entry5.key] = entry5.value;
+            }
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.createTimeFrom = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.createTimeTo = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseListExecutionsRequest_TagsEntry(): ListExecutionsRequest_TagsEntry {
+  return { key: "", value: "" };
+}
+
+export const ListExecutionsRequest_TagsEntry: MessageFns<ListExecutionsRequest_TagsEntry> = {
+  encode(message: ListExecutionsRequest_TagsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListExecutionsRequest_TagsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListExecutionsRequest_TagsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
             continue;
           }
         }
@@ -2263,6 +2482,18 @@ export const WorkflowServiceClient = makeGenericClientConstructor(
   service: typeof WorkflowServiceService;
   serviceName: string;
 };
+
+function toTimestamp(date: Date): Timestamp {
+  const seconds = Math.trunc(date.getTime() / 1_000);
+  const nanos = (date.getTime() % 1_000) * 1_000_000;
+  return { seconds, nanos };
+}
+
+function fromTimestamp(t: Timestamp): Date {
+  let millis = (t.seconds || 0) * 1_000;
+  millis += (t.nanos || 0) / 1_000_000;
+  return new globalThis.Date(millis);
+}
 
 function longToNumber(int64: { toString(): string }): number {
   const num = globalThis.Number(int64.toString());
