@@ -94,6 +94,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workflows", metavar="MODULES", help="comma-separated Python "
                        "modules whose workflows to serve (env TARRY_WORKFLOWS)")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING... (env TARRY_LOG_LEVEL)")
+    serve.add_argument("--log-format", type=str.lower, choices=("text", "json"),
+                       help="text, or json for one JSON object a line (env TARRY_LOG_FORMAT; "
+                       "default text)")
+    serve.add_argument("--metrics-address", metavar="HOST:PORT",
+                       help="serve Prometheus metrics over HTTP there (env "
+                       "TARRY_METRICS_ADDRESS; default: none)")
     serve.add_argument("--no-reflection", action="store_true",
                        help="do not serve gRPC server reflection")
     serve.add_argument("--processes", metavar="N",
@@ -205,6 +211,7 @@ def _serve(args: argparse.Namespace) -> int:
     from tarry.config import Config, ConfigError, split_modules
     from tarry.engine import TarryError as EngineError
     from tarry.localredis import LocalRedisError
+    from tarry.observe import configure_logging
     from tarry.processes import resolve, serve_processes
     from tarry.server import run
 
@@ -221,7 +228,8 @@ def _serve(args: argparse.Namespace) -> int:
         config = Config.from_env(
             address=args.address, redis_url=args.redis_url, data_dir=args.data_dir,
             appendfsync=args.appendfsync, workflow_modules=modules, log_level=args.log_level,
-            reflection=False if args.no_reflection else None)
+            reflection=False if args.no_reflection else None, log_format=args.log_format,
+            metrics_address=args.metrics_address)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -231,6 +239,14 @@ def _serve(args: argparse.Namespace) -> int:
         args.parser.error(str(exc))
     try:
         if processes > 1:
+            if config.metrics_address:
+                print("error: a metrics address serves one process: TARRY_METRICS_ADDRESS "
+                      "(--metrics-address) cannot be used with --processes yet",
+                      file=sys.stderr)
+                return 1
+            # The children read their settings from their flags and the environment.
+            os.environ["TARRY_LOG_FORMAT"] = config.log_format
+            configure_logging(config.log_format, config.log_level)  # the parent's lines
             return serve_processes(config, processes)
         run(config)
     except (OSError, ImportError, EngineError, LocalRedisError, AuthConfigError) as exc:

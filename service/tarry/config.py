@@ -94,6 +94,15 @@ class Config:
     """Unary calls answered at a time; one more gets RESOURCE_EXHAUSTED (OVERLOADED) at once."""
     max_watches: int = limits.MAX_WATCHES
     """WatchExecution streams open at a time; one more gets RESOURCE_EXHAUSTED (OVERLOADED)."""
+    metrics_address: str | None = None
+    """Where Prometheus metrics are served over HTTP (`host:port`; port 0 picks a free one,
+    `Server.metrics_port` says which). None: no metrics endpoint, and no metrics kept."""
+    otlp_endpoint: str | None = None
+    """An OTLP/gRPC collector (`http://host:4317`) that receives the server's traces. None:
+    tracing off (unless a TracerProvider is given to `Server`)."""
+    log_format: str = "text"
+    """`text` or `json` (one JSON object a line, with the execution's fields): how
+    `serve` writes log lines."""
 
     @property
     def auth_enabled(self) -> bool:
@@ -156,11 +165,22 @@ class _Environment(BaseSettings):
     auth_jwks: str | None = None
     auth_issuer: str | None = None
     auth_audience: str | None = None
+    metrics_address: str | None = None
+    otlp_endpoint: str | None = None
+    log_format: Literal["text", "json"] | None = None
 
-    @field_validator("appendfsync", mode="before")
+    @field_validator("appendfsync", "log_format", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("metrics_address")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        _, sep, port = (value or "").rpartition(":")
+        if value is not None and (not sep or not port.isdigit() or int(port) > 65535):
+            raise ValueError("should be host:port (port 0 picks a free one)")
+        return value
 
 
 _RENAMED = {"workflows": "workflow_modules", "server_id": "owner"}

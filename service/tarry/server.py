@@ -5,6 +5,9 @@
     ...
     await server.stop()
 
+Metrics, traces and JSON logs are `tarry.observe`'s (`Config.metrics_address`,
+`Config.otlp_endpoint` or a `tracer_provider`, `Config.log_format`).
+
 `serve(config)` runs one until SIGTERM or SIGINT and then shuts it down gracefully: health
 NOT_SERVING, open watches end (OK, resumable), in-flight calls get `shutdown_grace` seconds,
 running steps as long again before their executions are handed to whichever server is next.
@@ -20,6 +23,7 @@ import logging
 import signal
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
@@ -30,10 +34,15 @@ from tarry.api._auth import Authenticator
 from tarry.api._handlers import new_server
 from tarry.config import Config
 from tarry.engine import Engine, EngineConfig, Registry, StoreUnavailable
+from tarry.engine._observe import Observer
 from tarry.localredis import LocalRedis, check_appendfsync
+from tarry.observe import Observability, configure_logging
 from tarry.store import RedisStore
 from tarry.store.refusal import why_refused
 from tarry_api.v1 import workflow_service_pb2
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +55,16 @@ HEALTH_PING_TIMEOUT = 2.0
 class Server:
     """A Tarry server: its own store, registry, engine and grpc.aio server. No globals."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, tracer_provider: TracerProvider | None = None
+                 ) -> None:
+        """`tracer_provider`: trace with it (instead of an OTLP exporter to
+        `config.otlp_endpoint`); the caller shuts it down."""
         self.config = config
         self.port: int | None = None
+        self.metrics_port: int | None = None
+        """Where the metrics endpoint listens (None: `config.metrics_address` is unset)."""
+        self.observe: Observability | None = None
+        self._tracer_provider = tracer_provider
         self.local_redis: LocalRedis | None = None
         self.store: RedisStore | None = None
         self.engine: Engine | None = None
@@ -83,6 +99,7 @@ class Server:
         auth = (Authenticator(cfg.auth_tokens, cfg.auth_jwks, issuer=cfg.auth_issuer,
                               audience=cfg.auth_audience) if cfg.auth_enabled else None)
         _server_credentials(cfg)
+        observe = self.observe = Observability(cfg, self._tracer_provider)
         redis_url = cfg.redis_url
         if redis_url is None:
             local = self.local_redis = LocalRedis(Path(cfg.data_dir), appendonly=True,
@@ -109,7 +126,8 @@ class Server:
         # limits see every call that waits (tarry.api._handlers).
         self._grpc = new_server([
             ("grpc.so_reuseport", int(cfg.reuse_port)),
-            ("grpc.max_receive_message_length", cfg.max_request_bytes)])
+            ("grpc.max_receive_message_length", cfg.max_request_bytes)],
+            observe.interceptors())
         try:
             credentials = _server_credentials(cfg)
             port = (self._grpc.add_secure_port(cfg.address, credentials) if credentials
@@ -119,30 +137,38 @@ class Server:
         if port == 0:
             raise OSError(f"cannot listen on {cfg.address}")
         self.port = port
-        self.engine = Engine(registry, self.store, self._engine_config(port))
+        # The engine's store is timed when metrics are kept (tarry.observe._store).
+        self.engine = Engine(registry, observe.store(self.store),
+                             self._engine_config(port, observe.engine_observer()))
         await self.engine.start()
 
         self.servicer = WorkflowService(self.engine, cfg, auth)
-        add_to_server(self.servicer, self._grpc)  # decodes requests itself (tarry.api._handlers)
+        # Decodes requests itself (tarry.api._handlers), and tells `observe` of each call.
+        add_to_server(self.servicer, self._grpc, observe.calls())
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
         if cfg.serves_reflection:
             reflection.enable_server_reflection(
                 (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc)
         await self._check_health()  # answer health checks truthfully from the first one
+        self.metrics_port = observe.serve(self.servicer, self.engine, self.store,
+                                          asyncio.get_running_loop())
+        if self.metrics_port is not None:
+            log.info("serving metrics on %s (port %d)", cfg.metrics_address, self.metrics_port)
         await self._grpc.start()
         self._health_task = asyncio.create_task(self._watch_health(), name="tarry:health")
         log.info("listening on %s (port %d)", cfg.address, port)
         _tune_gc()
         return port
 
-    def _engine_config(self, port: int) -> EngineConfig:
+    def _engine_config(self, port: int, observer: Observer) -> EngineConfig:
         """The engine's settings, with this server's identity in leases: `Config.owner`
         if set; else `host:port` when the port was fixed (binding it proved that no other
         live server of this host has that name, so the executions leased under it are this
         server's from before a restart: it takes them back at once); else a random name."""
         cfg = self.config
         limits = {"lease_ttl": cfg.lease_ttl, "max_step_restarts": cfg.max_step_restarts,
-                  "max_drivers": cfg.max_executions, "retention": cfg.retention}
+                  "max_drivers": cfg.max_executions, "retention": cfg.retention,
+                  "observer": observer}
         if cfg.owner:
             return EngineConfig(owner=cfg.owner, take_back=cfg.take_back,
                                 **limits)  # type: ignore[arg-type]
@@ -170,6 +196,8 @@ class Server:
                 await self._health_task
         if self.engine is not None:
             await self.engine.stop(grace=grace)
+        if self.observe is not None:
+            await self.observe.close()
         if self.store is not None:
             await self.store.close()
         if self.local_redis is not None:
@@ -273,8 +301,7 @@ def _tune_gc() -> None:
 
 async def serve(config: Config) -> None:
     """Run a server until SIGTERM or SIGINT, then shut it down gracefully."""
-    logging.basicConfig(level=config.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(config.log_format, config.log_level)
     server = Server(config)
     await server.start()
     stop = asyncio.Event()

@@ -1,5 +1,6 @@
 """The layers: the engine imports neither grpc nor redis nor generated code (api -> engine ->
-store), and no module of service/tarry imports in a circle.
+store), nor metrics or tracing libraries (tarry.observe implements its hooks), and no module
+of service/tarry imports in a circle.
 
 Imports are read from the source with relative imports resolved (tests/unit/imports.py), so
 `from ..store import RedisStore` inside the engine is caught like `from tarry.store import`.
@@ -12,7 +13,9 @@ import pytest
 from tests.unit.imports import PACKAGE, Import, cycles, graph, imports, imports_of, modules
 
 ENGINE = PACKAGE / "engine"
-FORBIDDEN = ("grpc", "redis", "tarry_api", "google.protobuf", "tarry.store", "tarry.api")
+FORBIDDEN = ("grpc", "redis", "tarry_api", "google.protobuf", "tarry.store", "tarry.api",
+             # Metrics and traces reach the engine only through its Observer hooks.
+             "prometheus_client", "opentelemetry", "tarry.observe")
 
 
 def _forbidden(name: str) -> bool:
@@ -40,6 +43,9 @@ def test_engine_imports_no_infrastructure() -> None:
     "import redis.asyncio",
     "from grpc import aio",
     "from google.protobuf import struct_pb2",
+    "from prometheus_client import Counter",
+    "from opentelemetry import trace",
+    "from ..observe import Observability",
     "def lazy():\n    from ..store import RedisStore",
     "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ..store import RedisStore",
 ])

@@ -16,18 +16,22 @@ Health and reflection keep their stock handlers.
 `new_server` builds the grpc.aio server, one that takes each call in from gRPC as it
 arrives, and `add_to_server` has it admit unary calls (`max_concurrent_rpcs`) right then
 (`Admission`); "accepting calls" below says why.
+
+A `CallObserver` (`tarry.observe`: metrics, traces, log fields) is told of every call: its
+decoded request, how it ended and how long it took, and the calls refused on arrival.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import importlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, cast
 
 import grpc
 from google.protobuf import message as pb_message
@@ -53,20 +57,39 @@ SERVICE = workflow_service_pb2.DESCRIPTOR.services_by_name["WorkflowService"]
 """The descriptor of tarry.v1.WorkflowService."""
 
 
-def method_handlers(servicer: WorkflowService, admission: Admission | None = None
+class CallObserver(Protocol):
+    """What the handlers tell of each call of WorkflowService. None of it may raise."""
+
+    async def handling(self, method: str, request: pb_message.Message) -> None:
+        """A call to `method` (`Run`...) is admitted, its caller known and its request
+        decoded: the servicer answers it next, in this same task."""
+
+    def answered(self, method: str, code: grpc.StatusCode, seconds: float,
+                 context: Context) -> None:
+        """A call ended with `code` after `seconds` in its handler (whatever the reason:
+        an answer, a refusal, the caller going away)."""
+
+    def refused(self, method: str, limit: str) -> None:
+        """A call was refused as it arrived, before any handler, `limit` being reached."""
+
+
+def method_handlers(servicer: WorkflowService, admission: Admission | None = None,
+                    observer: CallObserver | None = None
                     ) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
     """One handler per method of the service, each decoding its own request (and telling
-    `admission` when a unary call it admitted gets there)."""
-    return {method.name: _handler(servicer, method, admission) for method in SERVICE.methods}
+    `admission` when a unary call it admitted gets there, and `observer` of each call)."""
+    return {method.name: _handler(servicer, method, admission, observer)
+            for method in SERVICE.methods}
 
 
-def add_to_server(servicer: WorkflowService, server: grpc.aio.Server) -> None:
+def add_to_server(servicer: WorkflowService, server: grpc.aio.Server,
+                  observer: CallObserver | None = None) -> None:
     """Serve `servicer` on `server` (instead of the generated
     `add_WorkflowServiceServicer_to_server`). On a server from `new_server`, unary calls
     are admitted (`max_concurrent_rpcs`) as gRPC hands them over (`Admission`)."""
     core = getattr(server, "_server", None)
     admission = Admission(servicer) if isinstance(core, _AcceptAheadBase) else None
-    handlers = method_handlers(servicer, admission)
+    handlers = method_handlers(servicer, admission, observer)
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(SERVICE.full_name, handlers),))
     # As the generated code does: registered methods are looked up without the generic
@@ -76,8 +99,23 @@ def add_to_server(servicer: WorkflowService, server: grpc.aio.Server) -> None:
         assert isinstance(core, _AcceptAheadBase)
         for method in SERVICE.methods:
             if not method.server_streaming:
-                core.admit_with(f"/{SERVICE.full_name}/{method.name}".encode(),
-                                admission.admit)
+                admit = admission.admit if observer is None else _reporting(
+                    admission.admit, method.name, observer)
+                core.admit_with(f"/{SERVICE.full_name}/{method.name}".encode(), admit)
+
+
+def _reporting(admit: Callable[[], Exception | None], method: str, observer: CallObserver
+               ) -> Callable[[], Exception | None]:
+    """`admit`, telling `observer` of each call it refuses."""
+
+    def check() -> Exception | None:
+        refusal = admit()
+        if refusal is not None:
+            limit = getattr(refusal, "metadata", {}).get("limit", "max_concurrent_rpcs")
+            observer.refused(method, limit)
+        return refusal
+
+    return check
 
 
 # -- accepting calls ---------------------------------------------------------------------
@@ -111,11 +149,13 @@ CALLS_AHEAD_UNSUPPORTED = ("the installed grpcio lacks the internals that let Ta
                            "gRPC, unseen by max_concurrent_rpcs")
 
 
-def new_server(options: Sequence[tuple[str, Any]]) -> grpc.aio.Server:
-    """`grpc.aio.server(options=options)`, but asking gRPC core for the calls of each
-    method `limits.CALLS_AHEAD` at a time instead of one at a time (`_AcceptAheadBase`).
-    Falls back to the stock server, with a warning, on a grpcio without the internals this
-    relies on."""
+def new_server(options: Sequence[tuple[str, Any]],
+               interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> grpc.aio.Server:
+    """`grpc.aio.server(options=options, interceptors=interceptors)`, but asking gRPC core
+    for the calls of each method `limits.CALLS_AHEAD` at a time instead of one at a time
+    (`_AcceptAheadBase`). Falls back to the stock server, with a warning, on a grpcio
+    without the internals this relies on. Interceptors (the OpenTelemetry one) act on each
+    call once it is taken in, as on the stock server."""
     try:
         cygrpc, aio_server = _internals()
         # As grpc.aio.server() builds its Server (whose __init__ sets `_loop` and `_server`,
@@ -123,11 +163,11 @@ def new_server(options: Sequence[tuple[str, Any]]) -> grpc.aio.Server:
         server = aio_server.Server.__new__(aio_server.Server)
         server._loop = cygrpc.get_working_loop()
         server._server = _accept_ahead_server(cygrpc)(
-            server._loop, None, (), (), aio_server._augment_channel_arguments(list(options),
-                                                                              None), None)
+            server._loop, None, (), tuple(interceptors),
+            aio_server._augment_channel_arguments(list(options), None), None)
     except (_Unsupported, TypeError) as exc:  # TypeError: another constructor signature
         log.warning("%s (%s)", CALLS_AHEAD_UNSUPPORTED, exc)
-        return grpc.aio.server(options=options)
+        return grpc.aio.server(options=options, interceptors=interceptors)
     return cast(grpc.aio.Server, server)
 
 
@@ -358,8 +398,8 @@ def _accept_ahead_server(cygrpc: Any) -> type[Any]:
     return AcceptAhead
 
 
-def _handler(servicer: WorkflowService, method: MethodDescriptor,
-             admission: Admission | None) -> grpc.RpcMethodHandler[Any, Any]:
+def _handler(servicer: WorkflowService, method: MethodDescriptor, admission: Admission | None,
+             observer: CallObserver | None) -> grpc.RpcMethodHandler[Any, Any]:
     request_type: type[pb_message.Message] = getattr(workflow_service_pb2,
                                                      method.input_type.name)
     response_type: type[pb_message.Message] = getattr(workflow_service_pb2,
@@ -371,13 +411,19 @@ def _handler(servicer: WorkflowService, method: MethodDescriptor,
     caller = functools.partial(_caller, servicer.auth, method.name)
     if method.client_streaming:
         raise NotImplementedError(f"client-streaming method {method.full_name}")
+    handling = None if observer is None else functools.partial(observer.handling,
+                                                                 method.name)
     if method.server_streaming:
+        stream = _streaming(request_type, behaviour, caller, handling)
+        if observer is not None:
+            stream = _measured_stream(method.name, stream, observer)
         return grpc.unary_stream_rpc_method_handler(
-            _streaming(request_type, behaviour, caller), request_deserializer=None,
-            response_serializer=serialize)
+            stream, request_deserializer=None, response_serializer=serialize)
+    unary = _unary(request_type, behaviour, admission, caller, handling)
+    if observer is not None:
+        unary = _measured(method.name, unary, observer)
     return grpc.unary_unary_rpc_method_handler(
-        _unary(request_type, behaviour, admission, caller), request_deserializer=None,
-        response_serializer=serialize)
+        unary, request_deserializer=None, response_serializer=serialize)
 
 
 async def _caller(auth: Authenticator | None, method: str, context: Context) -> None:
@@ -390,15 +436,21 @@ async def _caller(auth: Authenticator | None, method: str, context: Context) -> 
         await abort(context, exc)
 
 
+Handling: TypeAlias = Callable[[pb_message.Message], Awaitable[None]]
+"""`CallObserver.handling` for one method."""
+
+
 def _unary(request_type: type[pb_message.Message],
            behaviour: Callable[[Any, Context], Awaitable[Any]], admission: Admission | None,
-           caller: Callable[[Context], Awaitable[None]]
+           caller: Callable[[Context], Awaitable[None]], handling: Handling | None
            ) -> Callable[[bytes, Context], Awaitable[Any]]:
     async def handle(raw: bytes, context: Context) -> Any:
         if admission is not None:
             admission.arrived()
         await caller(context)
         request = await _decode(request_type, raw, context)
+        if handling is not None:
+            await handling(request)
         return await behaviour(request, context)
 
     return handle
@@ -406,15 +458,71 @@ def _unary(request_type: type[pb_message.Message],
 
 def _streaming(request_type: type[pb_message.Message],
                behaviour: Callable[[Any, Context], AsyncIterator[Any]],
-               caller: Callable[[Context], Awaitable[None]]
+               caller: Callable[[Context], Awaitable[None]], handling: Handling | None
                ) -> Callable[[bytes, Context], AsyncIterator[Any]]:
     async def handle(raw: bytes, context: Context) -> AsyncIterator[Any]:
         await caller(context)
         request = await _decode(request_type, raw, context)
+        if handling is not None:
+            await handling(request)
         async for response in behaviour(request, context):
             yield response
 
     return handle
+
+
+def _measured(method: str, handle: Callable[[bytes, Context], Awaitable[Any]],
+              observer: CallObserver) -> Callable[[bytes, Context], Awaitable[Any]]:
+    """`handle`, telling `observer` how each call ended and how long it took."""
+
+    async def measured(raw: bytes, context: Context) -> Any:
+        start = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            return await handle(raw, context)
+        except BaseException as exc:
+            code = _ended_with(context, exc)
+            raise
+        finally:
+            observer.answered(method, code, time.perf_counter() - start, context)
+
+    return measured
+
+
+def _measured_stream(method: str, handle: Callable[[bytes, Context], AsyncIterator[Any]],
+                     observer: CallObserver) -> Callable[[bytes, Context], AsyncIterator[Any]]:
+    async def measured(raw: bytes, context: Context) -> AsyncIterator[Any]:
+        start = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            # aclosing: a caller that goes away closes the inner stream now, not whenever
+            # the garbage collector gets to it.
+            async with contextlib.aclosing(handle(raw, context)) as stream:  # type: ignore[type-var]
+                async for response in stream:
+                    yield response
+        except BaseException as exc:
+            code = _ended_with(context, exc)
+            raise
+        finally:
+            observer.answered(method, code, time.perf_counter() - start, context)
+
+    return measured
+
+
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def _ended_with(context: Context, exc: BaseException) -> grpc.StatusCode:
+    """The status a call that raised `exc` ends with: the one it was aborted with, else
+    CANCELLED when the caller went away, else UNKNOWN (what grpcio answers then)."""
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+        return grpc.StatusCode.CANCELLED
+    code: Any = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code
+    if isinstance(code, int):
+        return _CODES.get(code, grpc.StatusCode.UNKNOWN)
+    return grpc.StatusCode.UNKNOWN
 
 
 async def _decode(request_type: type[pb_message.Message], raw: bytes, context: Context

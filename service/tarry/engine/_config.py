@@ -7,6 +7,8 @@ import socket
 import uuid
 from dataclasses import dataclass, field
 
+from ._observe import Observer
+
 
 def _default_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -44,3 +46,6 @@ class EngineConfig:
     max_drivers: int = 10_000
     """Executions this process drives at once at most; a Run or Resume that would start one
     more is refused with Overloaded (timers and takeovers are never refused)."""
+    observer: Observer = field(default_factory=Observer, compare=False)
+    """Told of steps, timers and takeovers (metrics, traces: `tarry.observe`); the default
+    does nothing."""

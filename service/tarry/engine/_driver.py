@@ -13,11 +13,13 @@ stop it at once if the execution was cancelled or taken over.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor
-from typing import Any, Protocol
+from concurrent.futures import Executor, Future
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from tarry import _json
 
@@ -31,7 +33,8 @@ from ._errors import (
     StoreUnavailable,
 )
 from ._machine import Txn
-from ._model import Activation, Doc, ErrorInfo, Execution, Status
+from ._model import Activation, Doc, ErrorInfo, Execution, Status, Waiting
+from ._observe import LOG_FIELDS, Driven, Step, StepEnd, TimerKind, set_log_fields
 from ._steps import Done, Outcome, Suspended, check_outcome, error_info, run_step
 from ._store import (
     Commit,
@@ -42,7 +45,7 @@ from ._store import (
     Stored,
     SuspendRequested,
 )
-from ._vocab import EventType
+from ._vocab import EventType, WaitKind
 
 
 class Port(Protocol):
@@ -70,6 +73,27 @@ class Port(Protocol):
     def driver_done(self, driver: Driver) -> None: ...
 
 log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class InContext(Executor):
+    """An executor that runs each call in a copy of the caller's context (contextvars), as
+    asyncio does for a task but `run_in_executor` does not: a plain step's log lines and
+    spans then belong to its execution and attempt like an async step's."""
+
+    def __init__(self, inner: Executor) -> None:
+        self._inner = inner
+
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+        # partial, not a lambda: no frame of this module in a failed step's traceback.
+        run = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+        return self._inner.submit(run)
+
+
+_TIMER_KINDS = {WaitKind.SLEEP: TimerKind.SLEEP, WaitKind.RETRY: TimerKind.RETRY,
+                WaitKind.WAIT: TimerKind.WAIT}
 
 
 class Lost(Exception):
@@ -102,12 +126,21 @@ class Driver:
         """When (time.monotonic) the request that last set this execution's lease was sent."""
         self._sent = self.lease_sent  # when the last commit was sent
         self.committing = False  # a commit of this driver is on its way
+        self.observed: Driven = Driven()
+        self._steps: dict[str, Step] = {}
+        """The attempts that ran to an outcome not committed yet, by node."""
+        self._fired: list[tuple[TimerKind, int]] = []
+        """The timers the transition being built fires, each with how late (ms)."""
+        self._executor = InContext(engine.executor)
 
     # -- the loop --------------------------------------------------------------------
 
     async def run(self) -> None:
         poked: asyncio.Future[Any] | None = None
+        # The driver's own task: every log line and task from here on is about this execution.
+        set_log_fields(execution_id=self.id, workflow=self.wf.name)
         try:
+            self.observed = await self.engine.config.observer.driving(self.id, self.wf.name)
             if self.restart and self.doc.running:
                 await self.transition(self._restart)
             while self.stored.status is Status.RUNNING or self._holding_for_timer():
@@ -153,6 +186,9 @@ class Driver:
                 poked.cancel()
             for _, task in self.tasks.values():
                 task.cancel()
+            for step in self._steps.values():  # ran, but its outcome was never committed here
+                step.ended(StepEnd.CANCELLED)
+            self._steps.clear()
             self.engine.driver_done(self)
 
     def _lone_async_step(self) -> Activation | None:
@@ -284,17 +320,19 @@ class Driver:
             t.emit(EventType.NODE_STARTED, node=act.node, attempt=act.attempt, restarted=True)
         self._fire_due(t)
 
-    @staticmethod
-    def _fire_due(t: Txn) -> None:
+    def _fire_due(self, t: Txn) -> None:
         if t.timed_out():
+            self._fired.append((TimerKind.TIMEOUT, t.now - (t.doc.deadline or t.now)))
             t.time_out()
             return
         for w in t.due():
+            self._fired.append(_lateness(w, t.now))
             t.fire(w)
 
     async def transition(self, mutate: Callable[[Txn], None]) -> None:
         """Apply `mutate` to the last committed document and commit it."""
         while True:
+            self._fired.clear()  # what this try fires; told once it is committed
             base = self.stored
             doc = self.doc  # changed in place: on a refused commit it is read again from JSON
             t = Txn(self.wf, doc, base.status, self.engine.clock.now_ms())
@@ -323,6 +361,8 @@ class Driver:
                 continue
             assert not isinstance(outcome, Existing)
             self._committed(outcome, status, commit.doc, clear)
+            for kind, late in self._fired:
+                self.engine.config.observer.timer_fired(kind, max(late, 0) / 1000)
             return
 
     async def _commit_again(self, commit: Commit) -> CommitOutcome:
@@ -370,16 +410,27 @@ class Driver:
             attempt=act.attempt, resume_data=act.resume_data, suspend_data=act.suspend_data,
             signals=self.signals,
         )
-        return await run_step(self.wf.nodes[act.node], ctx, self.engine.executor)
+        step = self.observed.step(act.node, act.attempt)
+        token = set_log_fields(node=act.node)
+        try:
+            with step.running():
+                outcome = await run_step(self.wf.nodes[act.node], ctx, self._executor)
+        finally:
+            LOG_FIELDS.reset(token)
+        self._steps[act.node] = step  # `_outcome` tells how it ended, after its checks
+        return outcome
 
     async def _outcome(self, act: Activation, outcome: Outcome) -> None:
         """Commit what a step ended with (after the checks of `tarry.engine._steps`)."""
         checked = check_outcome(self.wf, act, outcome)
+        step = self._steps.pop(act.node, None) or Step()
         if isinstance(checked, Done):
+            step.ended(StepEnd.DONE)
             out, action, changes = checked.output, checked.action, checked.changes
             await self.transition(lambda t: t.step_done(act.node, out, action, changes))
             return
         if isinstance(checked, Suspended):
+            step.ended(StepEnd.SUSPENDED)
             reason, data, changes = checked.reason, checked.data, checked.changes
             await self.transition(lambda t: t.step_suspended(act, reason, data, changes))
             return
@@ -390,9 +441,10 @@ class Driver:
                 and act.attempt < policy.max_attempts):
             retry_in = policy.delay(act.attempt)
         error = error_info(exc, act)
+        step.ended(StepEnd.FAILED, exc, retried=retry_in is not None)
         log.warning("step %s of execution %s failed (attempt %d, %s):\n%s", act.node, self.id,
                     act.attempt, "retried" if retry_in is not None else "for good",
-                    error.traceback)
+                    error.traceback, extra={"node": act.node})
         await self.transition(lambda t: t.step_failed(act, error, retry_in))
 
     def _tell_steps(self, stored: Stored | None) -> None:
@@ -413,3 +465,8 @@ class Driver:
     def stop(self) -> None:
         if self.task is not None:
             self.task.cancel()
+
+
+def _lateness(w: Waiting, now: int) -> tuple[TimerKind, int]:
+    """What kind of timer of `w` fires at `now`, and how late (ms)."""
+    return _TIMER_KINDS[w.kind], now - (w.wake_at or now)

@@ -221,6 +221,7 @@ class Supervisor:
         stored = await self.store.claim(execution_id, self.config.owner, self._lease_ms,
                                         take_back=take_back)
         if stored is not None:
+            self.config.observer.lease_taken_over(execution_id, take_back=take_back)
             self.engine.take_over(stored, sent)
 
     async def _take_back(self) -> None:
