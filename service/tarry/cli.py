@@ -112,6 +112,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--version", help="the workflow version (default: the latest)")
     run.add_argument("--id", dest="execution_id", help="the execution id to use")
     run.add_argument("--request-id", help="idempotency key (default: a fresh one)")
+    run.add_argument("--tag", action="append", type=_tag, default=[], metavar="KEY=VALUE",
+                     help="a tag for the execution (repeat for several)")
     run.add_argument("--wait", action="store_true",
                      help="answer once the execution is no longer RUNNING (or at --timeout)")
 
@@ -131,6 +133,10 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("execution_id", metavar="ID")
         sub.add_argument("--reason", default="", help="why (kept with the execution)")
         sub.add_argument("--request-id", help="idempotency key (default: a fresh one)")
+        if name == "suspend":
+            sub.add_argument("--freeze", action="store_true",
+                             help="stop its timers while suspended (the Resume gives each the "
+                                  "time it had left)")
 
     get = command("get", _get, "Show an execution.")
     get.add_argument("execution_id", metavar="ID")
@@ -144,6 +150,13 @@ def _parser() -> argparse.ArgumentParser:
                     help="only executions with this status")
     ls.add_argument("--page-size", type=_natural, help="executions per page")
     ls.add_argument("--page-token", help="next_page_token of the previous page")
+    ls.add_argument("--tag", action="append", type=_tag, default=[], metavar="KEY=VALUE",
+                    help="only executions with this tag (repeat: with all of them)")
+    ls.add_argument("--version", help="only executions of this version (with --workflow)")
+    ls.add_argument("--since", type=_when, metavar="TIME",
+                    help="only executions created at or after TIME (ISO 8601, with a zone)")
+    ls.add_argument("--before", type=_when, metavar="TIME",
+                    help="only executions created before TIME (ISO 8601, with a zone)")
 
     events = command("events", _events, "Show a page of an execution's event log.")
     events.add_argument("execution_id", metavar="ID")
@@ -172,11 +185,29 @@ def _client_options(parser: argparse.ArgumentParser, target: Any, timeout: Any) 
     suppress = timeout is argparse.SUPPRESS
     for flag, env, help_ in (
             ("--token", "TARRY_TOKEN", "bearer token sent with each call"),
+            ("--namespace", "TARRY_NAMESPACE", "the namespace the calls work in"),
             ("--ca-cert", "TARRY_CA_CERT", "PEM CA certificate: speak TLS, trusting it"),
             ("--client-cert", "TARRY_CLIENT_CERT", "PEM client certificate (mutual TLS)"),
             ("--client-key", "TARRY_CLIENT_KEY", "PEM key of --client-cert")):
         parser.add_argument(flag, default=argparse.SUPPRESS if suppress else
                             (os.environ.get(env) or None), help=f"{help_} (env {env})")
+
+
+def _tag(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"a tag is KEY=VALUE, not {text[:64]!r}")
+    return key, value
+
+
+def _when(text: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text[:64]!r}") from None
+    if when.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"give a time zone: {text[:64]!r} (e.g. ...Z)")
+    return when
 
 
 def _natural(text: str) -> int:
@@ -239,11 +270,6 @@ def _serve(args: argparse.Namespace) -> int:
         args.parser.error(str(exc))
     try:
         if processes > 1:
-            if config.metrics_address:
-                print("error: a metrics address serves one process: TARRY_METRICS_ADDRESS "
-                      "(--metrics-address) cannot be used with --processes yet",
-                      file=sys.stderr)
-                return 1
             # The children read their settings from their flags and the environment.
             os.environ["TARRY_LOG_FORMAT"] = config.log_format
             configure_logging(config.log_format, config.log_level)  # the parent's lines
@@ -268,7 +294,8 @@ def _client(args: argparse.Namespace) -> Client:
                 pem(args.ca_cert), pem(args.client_key), pem(args.client_cert))
         except OSError as exc:
             args.parser.error(f"cannot read {exc.filename}: {exc.strerror}")
-    return Client(args.target, timeout=args.timeout, credentials=credentials, token=args.token)
+    return Client(args.target, timeout=args.timeout, credentials=credentials, token=args.token,
+                  namespace=args.namespace)
 
 
 def _print(value: object) -> None:
@@ -280,7 +307,7 @@ def _run(args: argparse.Namespace) -> int:
     with _client(args) as client:
         _print(client.run(args.workflow, data, version=args.version,
                           execution_id=args.execution_id, request_id=args.request_id,
-                          wait=args.wait))
+                          wait=args.wait, tags=dict(args.tag)))
     return 0
 
 
@@ -295,7 +322,8 @@ def _resume(args: argparse.Namespace) -> int:
 
 def _suspend(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        _print(client.suspend(args.execution_id, args.reason, request_id=args.request_id))
+        _print(client.suspend(args.execution_id, args.reason, request_id=args.request_id,
+                              freeze_timers=args.freeze))
     return 0
 
 
@@ -321,7 +349,9 @@ def _delete(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     with _client(args) as client:
         _print(client.list_executions(args.workflow, args.status, args.page_size,
-                                      args.page_token))
+                                      args.page_token, tags=dict(args.tag),
+                                      version=args.version, created_from=args.since,
+                                      created_to=args.before))
     return 0
 
 
@@ -408,10 +438,13 @@ def _event_detail(ev: Event) -> str:
     attempt = f" (attempt {ev.attempt})" if ev.attempt and ev.attempt > 1 else ""
     if ev.type == EventType.STATUS and ev.status is not None:
         return _status_detail(ev.status, data, first=ev.sequence == 1)
+    late = f" ({data['late_ms']} ms late)" if isinstance(data.get("late_ms"), int) else ""
     if ev.type == EventType.NODE_STARTED:
-        return f"{node} started{attempt}"
+        return f"{node} started{attempt}{late}"
     if ev.type == EventType.NODE_FINISHED:
-        return f"{node} finished" + (f" -> {data['action']}" if data.get("action") else "")
+        timed_out = " (timed out)" if data.get("timed_out") else ""
+        return (f"{node} finished{timed_out}"
+                + (f" -> {data['action']}" if data.get("action") else "") + late)
     if ev.type == EventType.NODE_WAITING:
         wake = data.get("wake_at")  # ms since the epoch, for sleep nodes
         if isinstance(wake, int | float):

@@ -104,7 +104,8 @@ def serve_processes(config: Config, processes: int) -> int:
                     continue
                 env = {**os.environ, "REDIS_URL": redis_url,
                        "TARRY_SERVER_ID": f"{me}:{port}/{i}", "TARRY_TAKE_BACK": "1",
-                       "TARRY_REUSE_PORT": "1"}
+                       "TARRY_REUSE_PORT": "1",
+                       **_metrics_env(config.metrics_address, i)}
                 children[i] = new = subprocess.Popen(
                     [sys.executable, "-m", "tarry", "serve", "--address", config.address,
                      "--workflows", ",".join(config.workflow_modules),
@@ -135,3 +136,13 @@ def serve_processes(config: Config, processes: int) -> int:
 
 
 __all__ = ["PortInUse", "resolve", "serve_processes"]
+
+
+def _metrics_env(address: str | None, i: int) -> dict[str, str]:
+    """Process i serves its metrics on the given port + i (each process counts its own
+    calls; a scrape config lists them all). Port 0: each picks a free one."""
+    if not address:
+        return {}
+    host, _, port = address.rpartition(":")
+    number = int(port) if port.isdigit() else 0
+    return {"TARRY_METRICS_ADDRESS": f"{host}:{number + i if number else 0}"}

@@ -143,3 +143,45 @@ async def test_sigterm_stops_every_process(
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         with pytest.raises(grpc.aio.AioRpcError):
             await WorkflowServiceStub(channel).ListWorkflows(pb.ListWorkflowsRequest(), timeout=1)
+
+
+def test_each_process_serves_its_own_metrics_port(redis_server: LocalRedis) -> None:
+    import socket
+    import urllib.request
+
+    while True:  # two free ports in a row: the processes' metrics ports
+        metrics = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", metrics + 1))
+                break
+            except OSError:
+                continue
+    port = free_port()
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "tarry", "serve", "--processes", "2",
+         "--address", f"127.0.0.1:{port}", "--redis-url", redis_server.url,
+         "--metrics-address", f"127.0.0.1:{metrics}",
+         "--workflows", "examples.pausing", "--log-level", "WARNING"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT),
+                       "TARRY_KEY_PREFIX": f"procm{uuid.uuid4().hex[:8]}:v1"})
+    kids: list[int] = []
+    try:
+        deadline = time.monotonic() + 20
+        pages: dict[int, str] = {}
+        while len(pages) < 2:
+            assert time.monotonic() < deadline, "the metrics ports did not open"
+            assert parent.poll() is None, "tarry serve --processes 2 exited"
+            for p in (metrics, metrics + 1):
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{p}/metrics", timeout=2) as r:
+                        pages[p] = r.read().decode()
+                except OSError:
+                    time.sleep(0.1)
+        kids = children_of(parent.pid)
+        assert all("# TYPE tarry_" in page for page in pages.values())  # two servers
+    finally:
+        for pid in [parent.pid, *kids]:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        parent.wait()

@@ -103,11 +103,12 @@ class Client:
         """Start an execution of `workflow` (the latest version unless `version`).
 
         With `execution_id` or `request_id`, running again returns the same execution. With
-        `wait`, answer once it is no longer RUNNING, or shortly before `timeout`.
+        `wait`, answer once it is no longer RUNNING, or shortly before `timeout`. `tags`
+        label it, for `list_executions(tags=...)`.
         Raises WorkflowNotFound, InvalidInput (see `.violations`), AlreadyExists.
         """
         request = req.run(workflow, input, version=version, execution_id=execution_id,
-                          request_id_=request_id, wait=wait)
+                          request_id_=request_id, wait=wait, tags=tags)
         return execution_from_pb(self._unary(self._stub.Run, request, timeout).execution)
 
     def resume(self, execution_id: str, data: JSON = None, *, node_id: str | None = None,

@@ -237,3 +237,21 @@ def test_tarry_serve_until_sigterm(redis_server: LocalRedis) -> None:
         serve.kill()
         serve.wait()
     assert serve.returncode == 0, err
+
+
+def test_tags_freeze_and_timer_lateness_from_the_shell(cli: Cli) -> None:
+    ex = cli.json("run", "delayed-notification", "--input", '{"delay_seconds": 0.3}',
+                  "--tag", "team=billing", "--tag", "region=eu", "--wait")
+    assert ex["tags"] == {"team": "billing", "region": "eu"}
+    listed = cli.json("list", "--tag", "team=billing", "--tag", "region=eu")
+    assert [e["id"] for e in listed["executions"]] == [ex["id"]]
+    assert cli.json("list", "--tag", "team=nobody")["executions"] == []
+    held = cli.json("suspend", ex["id"], "--reason", "hold", "--freeze")
+    assert held["suspension"]["timers_frozen"] is True
+    assert held["waiting_points"][0]["remaining"] is not None
+    cli.json("resume", ex["id"])
+    code, out, _ = cli("watch", ex["id"], "--after", "0")
+    assert code == 0
+    assert any("delay finished" in line and "ms late)" in line for line in out.splitlines())
+    code, _, err = cli("list", "--since", "yesterday")
+    assert code == 2 and "ISO 8601" in err
