@@ -39,6 +39,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-un
 from bench._common import Row, X, bounded, closed_loop, median, ms, pct, quiet
 from bench._hardening import Hardening
 from bench._machine import header, provenance
+from bench._operators import Operators
 from bench._probe import ProbeClient
 from bench._processes import Processes
 from bench._rounds import Conditions, Meter, Round, rounds_row
@@ -805,6 +806,7 @@ async def measure(server: BenchServer, redis_url: str, tmp: Path, args: argparse
     bench = Bench(server, redis_url, int(info["process_id"]), tmp, args.quick)
     hardening = Hardening(bench.add, args.quick)
     processes = Processes(bench.add, bench.record, tmp, args.quick)
+    operators = Operators(bench.add, tmp, args.quick)
     try:
         await bench.empty_rpc()
         meta = provenance(info)
@@ -812,7 +814,8 @@ async def measure(server: BenchServer, redis_url: str, tmp: Path, args: argparse
         steps = {"baseline": bench.baseline, "timers": bench.timers,
                  "run": bench.run_completed, "resume": bench.resume_cycle,
                  "redis": bench.redis_work, "watch": bench.watch_fanout,
-                 "processes": processes.run, **faults, "scale": bench.scale}
+                 "processes": processes.run, "operators": operators.run, **faults,
+                 "scale": bench.scale}
         chosen = [name for each in (args.only.split(",") if args.only else list(steps))
                   for name in GROUPS.get(each.strip(), [each.strip()])]
         unknown = [name for name in chosen if name not in steps]
@@ -870,7 +873,8 @@ if __name__ == "__main__":
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
     parser.add_argument("--only", help="comma-separated: baseline,timers,run,resume,redis,"
-                                       "watch,processes,scale, and the hardening scenarios: "
+                                       "watch,processes,operators,scale, and the hardening "
+                                       "scenarios: "
                                        "recovery (= restart,orphans,release,release-long,"
                                        "redis-restart,freeze),admission")
     parser.add_argument("--out", default="bench/results.json")
