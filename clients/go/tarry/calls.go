@@ -3,6 +3,8 @@ package tarry
 import (
 	"context"
 	"iter"
+	"maps"
+	"time"
 
 	tarryv1 "github.com/tarry-dev/tarry/clients/go/tarry/v1"
 )
@@ -20,6 +22,8 @@ type RunOptions struct {
 	// Wait answers only once the execution is no longer RUNNING, or shortly before the
 	// call's deadline (then still RUNNING).
 	Wait bool
+	// Tags label the new execution, for ListOptions.Tags; nil for none.
+	Tags map[string]string
 }
 
 // ResumeOptions are the optional parts of Resume; a nil *ResumeOptions means none.
@@ -63,8 +67,19 @@ type ListOptions struct {
 	Status Status
 	// PageSize is the most executions per page; 0 for the server's default (50).
 	PageSize int
-	// PageToken is the NextPageToken of the previous page; empty for the first.
+	// PageToken is the NextPageToken of the previous page; empty for the first. A next
+	// page must repeat the same filters (AllExecutions does).
 	PageToken string
+	// Tags keeps the executions that carry every one of these tags (RunOptions.Tags);
+	// nil for all.
+	Tags map[string]string
+	// Version keeps the executions of this workflow version only (with Workflow); empty
+	// for all.
+	Version string
+	// CreatedFrom keeps the executions created at or after it; zero for no lower bound.
+	CreatedFrom time.Time
+	// CreatedTo keeps the executions created before it; zero for no upper bound.
+	CreatedTo time.Time
 }
 
 // EventsOptions page the event log; a nil *EventsOptions reads from the start.
@@ -85,6 +100,7 @@ func (c *Client) Run(ctx context.Context, workflow string, input any, opts *RunO
 	req := &tarryv1.RunRequest{
 		Workflow: workflow, Version: opts.Version, ExecutionId: opts.ExecutionID,
 		RequestId: requestID(opts.RequestID), WaitUntilSettled: opts.Wait,
+		Tags: maps.Clone(opts.Tags),
 	}
 	if input != nil {
 		v, err := toValue(input, "input")
@@ -154,7 +170,9 @@ func (c *Client) Delete(ctx context.Context, id string) error {
 	return err
 }
 
-// ListExecutions returns one page of executions, newest first.
+// ListExecutions returns one page of executions, newest first, optionally of one
+// workflow, status and version, with every one of opts.Tags, created in
+// [opts.CreatedFrom, opts.CreatedTo).
 func (c *Client) ListExecutions(ctx context.Context, opts *ListOptions) (*ExecutionPage, error) {
 	if opts == nil {
 		opts = &ListOptions{}
@@ -165,6 +183,8 @@ func (c *Client) ListExecutions(ctx context.Context, opts *ListOptions) (*Execut
 	}
 	req := &tarryv1.ListExecutionsRequest{
 		Workflow: opts.Workflow, Status: st, PageSize: int32(opts.PageSize), PageToken: opts.PageToken,
+		Tags: maps.Clone(opts.Tags), Version: opts.Version,
+		CreateTimeFrom: timeToPB(opts.CreatedFrom), CreateTimeTo: timeToPB(opts.CreatedTo),
 	}
 	resp, err := unary(c, ctx, c.stub.ListExecutions, req)
 	if err != nil {

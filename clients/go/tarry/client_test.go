@@ -3,6 +3,7 @@ package tarry
 import (
 	"context"
 	"errors"
+	"maps"
 	"regexp"
 	"testing"
 	"time"
@@ -161,5 +162,82 @@ func TestSuspendFreezeTimers(t *testing.T) {
 	}
 	if second.GetFreezeTimers() || second.GetRequestId() == "" {
 		t.Fatalf("second request %v", second)
+	}
+}
+
+func TestRunSendsTags(t *testing.T) {
+	f := &fakeServer{}
+	c := f.start(t)
+	tags := map[string]string{"team": "a", "env": "prod"}
+	ex, err := c.Run(context.Background(), "w", nil, &RunOptions{Tags: tags})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(ex.Tags, tags) {
+		t.Fatalf("execution tags %v", ex.Tags)
+	}
+	plain, err := c.Run(context.Background(), "w", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.Tags == nil || len(plain.Tags) != 0 {
+		t.Fatalf("no tags read as %#v", plain.Tags)
+	}
+	reqs := f.runRequests()
+	if !maps.Equal(reqs[0].GetTags(), tags) || len(reqs[1].GetTags()) != 0 {
+		t.Fatalf("sent %v, %v", reqs[0].GetTags(), reqs[1].GetTags())
+	}
+}
+
+func TestListExecutionsFilters(t *testing.T) {
+	f := &fakeServer{}
+	c := f.start(t)
+	from := time.Date(2026, 1, 1, 0, 0, 0, 250_000_000, time.UTC)
+	to := from.Add(24 * time.Hour)
+	page, err := c.ListExecutions(context.Background(), &ListOptions{Workflow: "w", Version: "2",
+		Tags: map[string]string{"team": "a"}, CreatedFrom: from, CreatedTo: to})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Executions) != 1 || page.NextPageToken != "p2" {
+		t.Fatalf("page %+v", page)
+	}
+	if _, err := c.ListExecutions(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	first, second := f.listReqs[0], f.listReqs[1]
+	if first.GetWorkflow() != "w" || first.GetVersion() != "2" || !maps.Equal(first.GetTags(), map[string]string{"team": "a"}) {
+		t.Fatalf("first request %v", first)
+	}
+	if !first.GetCreateTimeFrom().AsTime().Equal(from) || !first.GetCreateTimeTo().AsTime().Equal(to) {
+		t.Fatalf("window %v .. %v", first.GetCreateTimeFrom(), first.GetCreateTimeTo())
+	}
+	if second.GetVersion() != "" || len(second.GetTags()) != 0 || second.CreateTimeFrom != nil || second.CreateTimeTo != nil {
+		t.Fatalf("unset filters were sent: %v", second)
+	}
+}
+
+func TestAllExecutionsRepeatsTheFilters(t *testing.T) {
+	f := &fakeServer{}
+	c := f.start(t)
+	from := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	n := 0
+	for _, err := range c.AllExecutions(context.Background(), &ListOptions{Tags: map[string]string{"k": "v"},
+		Version: "1", CreatedFrom: from}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if n != 2 || len(f.listReqs) != 2 {
+		t.Fatalf("%d executions in %d calls", n, len(f.listReqs))
+	}
+	for i, req := range f.listReqs {
+		if req.GetTags()["k"] != "v" || req.GetVersion() != "1" || !req.GetCreateTimeFrom().AsTime().Equal(from) {
+			t.Fatalf("request %d: %v", i, req)
+		}
+	}
+	if f.listReqs[1].GetPageToken() != "p2" {
+		t.Fatalf("second page token %q", f.listReqs[1].GetPageToken())
 	}
 }

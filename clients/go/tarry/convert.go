@@ -2,6 +2,7 @@ package tarry
 
 import (
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -45,6 +46,14 @@ func timeFromPB(ts *timestamppb.Timestamp) time.Time {
 	return ts.AsTime()
 }
 
+// timeToPB leaves a filter unset (nil) for the zero time.
+func timeToPB(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
 func durationFromPB(d *durationpb.Duration) time.Duration {
 	if d == nil {
 		return 0
@@ -77,6 +86,10 @@ func executionFromPB(m *tarryv1.Execution) Execution {
 		DeadlineTime:        timeFromPB(m.GetDeadlineTime()),
 		WorkflowFingerprint: m.GetWorkflowFingerprint(),
 		DriveError:          m.GetDriveError(),
+		Tags:                maps.Clone(m.GetTags()),
+	}
+	if ex.Tags == nil {
+		ex.Tags = map[string]string{} // never nil, like State
 	}
 	if ex.State == nil {
 		ex.State = map[string]any{} // an execution always has a state, if empty

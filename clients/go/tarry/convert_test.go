@@ -121,3 +121,23 @@ func TestNodeTimeoutsFromPB(t *testing.T) {
 		t.Fatalf("plain %+v", plain)
 	}
 }
+
+func TestTagsFromPB(t *testing.T) {
+	ex := executionFromPB(&tarryv1.Execution{Id: "e1", Tags: map[string]string{"team": "a"}})
+	if len(ex.Tags) != 1 || ex.Tags["team"] != "a" {
+		t.Fatalf("tags %v", ex.Tags)
+	}
+	if none := executionFromPB(&tarryv1.Execution{Id: "e2"}); none.Tags == nil || len(none.Tags) != 0 {
+		t.Fatalf("no tags read as %#v", none.Tags)
+	}
+}
+
+func TestTimeToPB(t *testing.T) {
+	if timeToPB(time.Time{}) != nil {
+		t.Fatal("the zero time was sent")
+	}
+	at := time.Date(2026, 3, 4, 5, 6, 7, 8, time.FixedZone("x", 3600))
+	if got := timeToPB(at); !got.AsTime().Equal(at) {
+		t.Fatalf("%v != %v", got.AsTime(), at)
+	}
+}

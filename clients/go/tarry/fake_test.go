@@ -26,6 +26,7 @@ type fakeServer struct {
 	runReqs   []*tarryv1.RunRequest
 	get       *tarryv1.Execution
 	suspReqs  []*tarryv1.SuspendRequest
+	listReqs  []*tarryv1.ListExecutionsRequest
 	headers   []metadata.MD
 	cancelled chan struct{} // closed when a watch sees its call cancelled
 }
@@ -54,7 +55,21 @@ func (f *fakeServer) Run(ctx context.Context, req *tarryv1.RunRequest) (*tarryv1
 		return nil, f.runs[n]
 	}
 	return &tarryv1.RunResponse{Execution: &tarryv1.Execution{Id: "e1", Workflow: req.GetWorkflow(),
-		Status: tarryv1.ExecutionStatus_EXECUTION_STATUS_AWAITING, Input: req.GetInput()}}, nil
+		Status: tarryv1.ExecutionStatus_EXECUTION_STATUS_AWAITING, Input: req.GetInput(), Tags: req.GetTags()}}, nil
+}
+
+// ListExecutions answers two pages of one execution each: the first, then the one after
+// page token "p2".
+func (f *fakeServer) ListExecutions(ctx context.Context, req *tarryv1.ListExecutionsRequest) (*tarryv1.ListExecutionsResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.listReqs = append(f.listReqs, req)
+	next := ""
+	if req.GetPageToken() == "" {
+		next = "p2"
+	}
+	return &tarryv1.ListExecutionsResponse{NextPageToken: next, Executions: []*tarryv1.Execution{
+		{Id: "e-" + req.GetPageToken(), Status: tarryv1.ExecutionStatus_EXECUTION_STATUS_COMPLETED}}}, nil
 }
 
 func (f *fakeServer) Suspend(ctx context.Context, req *tarryv1.SuspendRequest) (*tarryv1.SuspendResponse, error) {

@@ -76,6 +76,8 @@ type Execution struct {
 	// DriveError says why the answering server will not drive this execution; empty when
 	// it can.
 	DriveError string
+	// Tags are the labels given to RunOptions.Tags; empty (not nil) when none.
+	Tags map[string]string
 }
 
 // Terminal reports whether the execution is over (COMPLETED, FAILED or CANCELLED).

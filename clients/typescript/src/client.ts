@@ -5,7 +5,8 @@ import { randomUUID } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
 
 import {
-  eventPageFromPb, executionFromPb, executionPageFromPb, statusToPb, workflowFromPb,
+  eventPageFromPb, executionFromPb, executionPageFromPb, statusToPb, tagsToPb, timeToPb,
+  workflowFromPb,
 } from "./convert";
 import { fromServiceError, isServiceError } from "./errors";
 import type { Execution as PbExecution } from "./gen/tarry/v1/execution";
@@ -66,6 +67,8 @@ export interface RunOptions extends CallOptions {
   requestId?: string;
   /** Answer once the execution is no longer RUNNING, or shortly before the deadline. */
   waitUntilSettled?: boolean;
+  /** Labels of the new execution, for `listExecutions({tags})`. */
+  tags?: Record<string, string>;
 }
 
 export interface ResumeOptions extends CallOptions {
@@ -96,6 +99,14 @@ export interface ListExecutionsOptions extends CallOptions {
   status?: Status;
   pageSize?: number;
   pageToken?: string;
+  /** Only executions that carry every one of these tags (given to `run`). */
+  tags?: Record<string, string>;
+  /** Only executions of this workflow version (with `workflow`). */
+  version?: string;
+  /** Only executions created at or after this time. */
+  createdFrom?: Date;
+  /** Only executions created before this time. */
+  createdTo?: Date;
 }
 
 export interface EventsOptions extends CallOptions {
@@ -171,6 +182,7 @@ export class Client {
       executionId: options.executionId ?? "",
       requestId: requestId(options.requestId),
       waitUntilSettled: options.waitUntilSettled ?? false,
+      tags: tagsToPb(options.tags, "tags"),
     }, options);
     return execution(response.execution);
   }
@@ -235,13 +247,21 @@ export class Client {
     await this.unary(this.stub.deleteExecution.bind(this.stub), { executionId }, options);
   }
 
-  /** One page of executions, newest first, optionally of one workflow and / or status. */
+  /**
+   * One page of executions, newest first, optionally of one workflow and / or status, with
+   * every one of `tags`, of one `version` (with a workflow), created in
+   * [`createdFrom`, `createdTo`). A next page must repeat the same filters.
+   */
   async listExecutions(options: ListExecutionsOptions = {}): Promise<ExecutionPage> {
     const response = await this.unary(this.stub.listExecutions.bind(this.stub), {
       workflow: options.workflow ?? "",
       status: statusToPb(options.status),
       pageSize: options.pageSize ?? 0,
       pageToken: options.pageToken ?? "",
+      tags: tagsToPb(options.tags, "tags"),
+      version: options.version ?? "",
+      createTimeFrom: timeToPb(options.createdFrom, "createdFrom"),
+      createTimeTo: timeToPb(options.createdTo, "createdTo"),
     }, options);
     return executionPageFromPb(response);
   }

@@ -78,6 +78,39 @@ export function statusToPb(status: Status | undefined): epb.ExecutionStatus {
   throw new TypeError(`no execution status is called ${JSON.stringify(status)}`);
 }
 
+/**
+ * Tags for a request: a plain copy, each value a string (a TypeError otherwise, before
+ * anything is sent); undefined -> none.
+ */
+export function tagsToPb(tags: Record<string, string> | undefined,
+                         path: string): { [key: string]: string } {
+  const copy: { [key: string]: string } = {};
+  if (tags === undefined || tags === null) {
+    return copy;
+  }
+  if (typeof tags !== "object" || Array.isArray(tags)) {
+    throw new TypeError(`${path} must be an object of strings`);
+  }
+  for (const [key, value] of Object.entries(tags)) {
+    if (typeof value !== "string") {
+      throw new TypeError(`${path}.${key} must be a string, not ${typeof value}`);
+    }
+    copy[key] = value;
+  }
+  return copy;
+}
+
+/** A time filter for a request: undefined leaves it unset; an invalid Date is a TypeError. */
+export function timeToPb(date: Date | undefined, path: string): Date | undefined {
+  if (date === undefined || date === null) {
+    return undefined;
+  }
+  if (!(date instanceof Date) || Number.isNaN(date.getTime())) {
+    throw new TypeError(`${path} must be a valid Date`);
+  }
+  return date;
+}
+
 export function statusFromPb(number: epb.ExecutionStatus): Status {
   return required(STATUS, "execution status", number);
 }
@@ -139,6 +172,7 @@ export function executionFromPb(m: epb.Execution): Execution {
     deadlineTime: m.deadlineTime,
     workflowFingerprint: nonEmpty(m.workflowFingerprint),
     driveError: nonEmpty(m.driveError),
+    tags: { ...m.tags },
   });
 }
 

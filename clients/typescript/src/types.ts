@@ -120,6 +120,8 @@ export interface Execution {
   workflowFingerprint?: string;
   /** Why the server that answered will not drive this execution; undefined when it can. */
   driveError?: string;
+  /** The labels given to `run(..., {tags})`; {} when none. */
+  tags: Record<string, string>;
 }
 
 /** The nodes of an execution waiting for Resume data (its WAIT points). */

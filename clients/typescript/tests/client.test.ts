@@ -16,7 +16,8 @@ import { ExecutionStatus } from "../src/gen/tarry/v1/execution";
 import type { Execution as PbExecution } from "../src/gen/tarry/v1/execution";
 import { WorkflowServiceService } from "../src/gen/tarry/v1/workflow_service";
 import type {
-  GetExecutionRequest, GetExecutionResponse, RunRequest, RunResponse, SuspendRequest,
+  GetExecutionRequest, GetExecutionResponse, ListExecutionsRequest, ListExecutionsResponse,
+  RunRequest, RunResponse, SuspendRequest,
   SuspendResponse, WatchExecutionRequest, WatchExecutionResponse, WorkflowServiceServer,
 } from "../src/gen/tarry/v1/workflow_service";
 
@@ -29,7 +30,7 @@ const FAST: Retry = { attempts: 3, initialBackoffMs: 1, maxBackoffMs: 5, multipl
 function execution(status: ExecutionStatus, lastSequence: number): PbExecution {
   return {
     id: "e1", workflow: "w", workflowVersion: "1", status, waitingPoints: [], runningNodeIds: [],
-    lastSequence, workflowFingerprint: "", driveError: "", state: {},
+    lastSequence, workflowFingerprint: "", driveError: "", state: {}, tags: {},
   };
 }
 
@@ -68,6 +69,7 @@ const fake = {
   get: undefined as Unary<GetExecutionRequest, GetExecutionResponse> | undefined,
   run: undefined as Unary<RunRequest, RunResponse> | undefined,
   suspend: undefined as Unary<SuspendRequest, SuspendResponse> | undefined,
+  list: undefined as Unary<ListExecutionsRequest, ListExecutionsResponse> | undefined,
 };
 
 let server: grpc.Server;
@@ -95,6 +97,10 @@ before(async () => {
       (fake.suspend ?? ((_, cb) => cb(rpcError(grpc.status.INTERNAL, "NO_SCRIPT"))))(
         call, callback);
     },
+    listExecutions(call, callback) {
+      (fake.list ?? ((_, cb) => cb(rpcError(grpc.status.INTERNAL, "NO_SCRIPT"))))(
+        call, callback);
+    },
   };
   server.addService(WorkflowServiceService, handlers as WorkflowServiceServer);
   const port = await new Promise<number>((resolve, reject) => {
@@ -114,6 +120,7 @@ beforeEach(() => {
   fake.get = undefined;
   fake.run = undefined;
   fake.suspend = undefined;
+  fake.list = undefined;
 });
 
 async function collect(items: AsyncIterable<WatchItem>): Promise<string[]> {
@@ -384,6 +391,101 @@ describe("unary calls", () => {
       assert.equal(ex.status, "SUSPENDED");
       await client.suspend("e1", "again");
       assert.deepEqual(seen, [{ reason: "hold", freeze: true }, { reason: "again", freeze: false }]);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("run sends tags ({} unless given) and the execution carries them back", async () => {
+    const seen: { [key: string]: string }[] = [];
+    fake.run = (call, cb) => {
+      seen.push(call.request.tags);
+      cb(null, { execution: { ...execution(ExecutionStatus.EXECUTION_STATUS_RUNNING, 1),
+                              tags: call.request.tags } });
+    };
+    const client = new Client(target);
+    try {
+      const ex = await client.run("w", undefined, { tags: { team: "a", env: "prod" } });
+      assert.deepEqual(ex.tags, { team: "a", env: "prod" });
+      const plain = await client.run("w");
+      assert.deepEqual(plain.tags, {});
+      assert.deepEqual(seen, [{ team: "a", env: "prod" }, {}]);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("listExecutions sends tags, version and the creation window", async () => {
+    const seen: ListExecutionsRequest[] = [];
+    fake.list = (call, cb) => {
+      seen.push(call.request);
+      cb(null, { executions: [execution(ExecutionStatus.EXECUTION_STATUS_COMPLETED, 4)],
+                 nextPageToken: "" });
+    };
+    const client = new Client(target);
+    try {
+      const from = new Date("2026-01-01T00:00:00.250Z");
+      const to = new Date("2026-01-02T00:00:00Z");
+      const page = await client.listExecutions({
+        workflow: "w", tags: { team: "a" }, version: "2", createdFrom: from, createdTo: to,
+      });
+      assert.equal(page.executions.length, 1);
+      assert.equal(page.nextPageToken, undefined);
+      await client.listExecutions();
+      assert.equal(seen[0]?.workflow, "w");
+      assert.deepEqual(seen[0]?.tags, { team: "a" });
+      assert.equal(seen[0]?.version, "2");
+      assert.equal(seen[0]?.createTimeFrom?.getTime(), from.getTime());
+      assert.equal(seen[0]?.createTimeTo?.getTime(), to.getTime());
+      assert.deepEqual(seen[1]?.tags, {});
+      assert.equal(seen[1]?.version, "");
+      assert.equal(seen[1]?.createTimeFrom, undefined);
+      assert.equal(seen[1]?.createTimeTo, undefined);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("iterExecutions repeats the filters on every page", async () => {
+    const seen: { token: string; tags: { [key: string]: string }; version: string }[] = [];
+    fake.list = (call, cb) => {
+      seen.push({ token: call.request.pageToken, tags: call.request.tags,
+                  version: call.request.version });
+      cb(null, { executions: [execution(ExecutionStatus.EXECUTION_STATUS_COMPLETED, 1)],
+                 nextPageToken: call.request.pageToken === "" ? "p2" : "" });
+    };
+    const client = new Client(target);
+    try {
+      let count = 0;
+      for await (const _ of client.iterExecutions({ tags: { k: "v" }, version: "1" })) {
+        count++;
+      }
+      assert.equal(count, 2);
+      assert.deepEqual(seen, [{ token: "", tags: { k: "v" }, version: "1" },
+                              { token: "p2", tags: { k: "v" }, version: "1" }]);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("tags that are not strings and invalid Dates are refused before anything is sent",
+       async () => {
+    let calls = 0;
+    fake.run = (_, cb) => {
+      calls++;
+      cb(rpcError(grpc.status.INTERNAL));
+    };
+    fake.list = (_, cb) => {
+      calls++;
+      cb(rpcError(grpc.status.INTERNAL));
+    };
+    const client = new Client(target);
+    try {
+      await assert.rejects(
+        client.run("w", undefined, { tags: { n: 1 } as unknown as Record<string, string> }),
+        TypeError);
+      await assert.rejects(client.listExecutions({ createdFrom: new Date("nope") }), TypeError);
+      assert.equal(calls, 0);
     } finally {
       client.close();
     }

@@ -3,7 +3,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { eventFromPb, executionFromPb, statusToPb, workflowFromPb } from "../src/convert";
+import {
+  eventFromPb, executionFromPb, statusToPb, tagsToPb, timeToPb, workflowFromPb,
+} from "../src/convert";
 import { ExecutionStatus, SuspensionSource, WaitingKind } from "../src/gen/tarry/v1/execution";
 import { Execution as PbExecution } from "../src/gen/tarry/v1/execution";
 import { NodeKind, Workflow as PbWorkflow } from "../src/gen/tarry/v1/workflow";
@@ -11,7 +13,7 @@ import { isTerminal, waitingNodeIds } from "../src/index";
 
 const base: PbExecution = {
   id: "e1", workflow: "w", workflowVersion: "1", status: ExecutionStatus.EXECUTION_STATUS_AWAITING,
-  waitingPoints: [], runningNodeIds: [], lastSequence: 5, workflowFingerprint: "", driveError: "",
+  waitingPoints: [], runningNodeIds: [], lastSequence: 5, workflowFingerprint: "", driveError: "", tags: {},
 };
 
 // Through the wire format, so that the test sees what the generated decoder produces.
@@ -128,4 +130,29 @@ test("workflow nodes: timeoutMs and onTimeout", () => {
   assert.equal(approve?.onTimeout, "expired");
   assert.equal(approve?.kind, "WAIT");
   assert.ok(!("timeoutMs" in (free ?? {})) && !("onTimeout" in (free ?? {})));
+});
+
+test("an execution's tags, {} when it has none", () => {
+  assert.deepEqual(executionFromPb(decoded({ ...base, tags: { team: "a", env: "prod" } })).tags,
+                   { team: "a", env: "prod" });
+  assert.deepEqual(executionFromPb(decoded(base)).tags, {});
+});
+
+test("tags for a request: a copy, strings only", () => {
+  const given = { team: "a" };
+  const sent = tagsToPb(given, "tags");
+  assert.deepEqual(sent, { team: "a" });
+  assert.notEqual(sent, given);
+  assert.deepEqual(tagsToPb(undefined, "tags"), {});
+  assert.throws(() => tagsToPb({ n: 1 } as unknown as Record<string, string>, "tags"),
+                /tags\.n must be a string/);
+  assert.throws(() => tagsToPb(["a"] as unknown as Record<string, string>, "tags"), TypeError);
+});
+
+test("a time filter: unset when undefined, refused when invalid", () => {
+  const when = new Date("2026-01-01T00:00:00Z");
+  assert.equal(timeToPb(when, "createdFrom"), when);
+  assert.equal(timeToPb(undefined, "createdFrom"), undefined);
+  assert.throws(() => timeToPb(new Date("nope"), "createdFrom"), /createdFrom must be a valid Date/);
+  assert.throws(() => timeToPb("2026-01-01" as unknown as Date, "createdTo"), TypeError);
 });
