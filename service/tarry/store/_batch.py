@@ -48,14 +48,19 @@ class ScriptBatcher:
             task = asyncio.get_running_loop().create_task(self._drain())
             self._tasks.add(task)  # a task nobody references may be collected mid-flight
             task.add_done_callback(self._tasks.discard)
-        return await fut
+        # One deadline for the whole call, its wait in the queue included: behind batches
+        # that run out their own time (a primary gone silent) it would wait for theirs too.
+        async with asyncio.timeout(self._timeout):
+            return await fut  # on timeout `fut` is cancelled: if not sent yet, it never is
 
     async def _drain(self) -> None:
         """Send what is pending, batch after batch, until nothing is left."""
         try:
             while self._pending:
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-                await self._send(batch)
+                batch = [call for call in batch if not call[2].done()]  # not given up
+                if batch:
+                    await self._send(batch)
         finally:
             self._in_flight -= 1
 

@@ -43,8 +43,9 @@ from tarry.engine import (
 from tarry.engine.namespaces import DEFAULT, namespace_of
 
 from ._batch import ScriptBatcher
-from ._connect import make_pool
+from ._connect import close_sentinels, make_pool, messages
 from ._keys import STORED, Keys, StateField
+from ._migrate import backfill_pairs
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -84,7 +85,8 @@ def _answer(raw: Any) -> Stored:
 
 
 class RedisStore:
-    """State, events, timers and leases in one Redis (standalone; see README for Cluster)."""
+    """State, events, timers and leases in one Redis (standalone or Sentinel-managed; see
+    README for Cluster)."""
 
     def __init__(
         self,
@@ -96,7 +98,10 @@ class RedisStore:
         max_connections: int = 64,
         socket_timeout: float = 5.0,
     ) -> None:
-        """`url`: a redis-py URL (redis://, rediss://, unix://)."""
+        """`url`: a redis-py URL (redis://, rediss://, unix://), or
+        `redis+sentinel://host:port[,host:port...]/service[/db]` (`rediss+sentinel://` for
+        TLS; a password before the hosts is the primary's) to follow the primary of a
+        Sentinel-managed group through failovers."""
         self.keys = Keys(prefix)
         self._events_maxlen = events_maxlen
         self._request_ttl = request_ttl
@@ -135,7 +140,9 @@ class RedisStore:
         try:
             if not slot:
                 return await fn()  # the batcher has its own deadline
-            async with self._slots, asyncio.timeout(self._timeout):
+            # The deadline covers the wait for a slot too: while Redis is silent, slots
+            # are held to the end of their own deadlines.
+            async with asyncio.timeout(self._timeout), self._slots:
                 return await fn()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise StoreUnavailable("the state store (Redis) is unreachable") from exc
@@ -144,35 +151,8 @@ class RedisStore:
             raise StoreUnavailable("the state store (Redis) failed the request") from exc
 
     async def migrate(self, batch: int = 1000) -> None:
-        """Bring indexes written by earlier versions up to date: every execution into its
-        (workflow, status) index, once per key prefix (a marker key says it is done). Until
-        then a listing by workflow and status reads the status index and filters."""
-        k = self.keys
-
-        async def go() -> None:
-            if await self._redis.exists(k.pairs_ready):
-                return
-            offset = 0
-            while True:
-                ids = [_s(i) for i in await self._redis.zrange(k.all(), offset,
-                                                                offset + batch - 1)]
-                if not ids:
-                    break
-                offset += len(ids)
-                async with self._redis.pipeline(transaction=False) as p:
-                    for i in ids:
-                        p.hmget(k.state(i), StateField.WORKFLOW, StateField.STATUS)
-                        p.zscore(k.all(), i)
-                    found = await p.execute()
-                async with self._redis.pipeline(transaction=False) as p:
-                    for n, i in enumerate(ids):
-                        (wf, st), score = found[2 * n], found[2 * n + 1]
-                        if wf is not None and st is not None and score is not None:
-                            p.zadd(k.by_workflow_status(_s(wf), _s(st)), {i: score})
-                    await p.execute()
-            await self._redis.set(k.pairs_ready, "1")
-
-        await self._call(go, slot=False)
+        """Bring indexes written by earlier versions up to date (`_migrate`)."""
+        await self._call(lambda: backfill_pairs(self._redis, self.keys, batch), slot=False)
         self._pairs_ready = True
 
     async def ping(self) -> None:
@@ -181,7 +161,9 @@ class RedisStore:
     async def close(self) -> None:
         await self._commit.aclose()
         await self._claim.aclose()
+        pool = self._redis.connection_pool
         await self._redis.aclose()
+        await close_sentinels(pool)
 
     async def load(self, execution_id: str, request_id: str | None = None
                    ) -> tuple[Stored | None, Stored | None]:
@@ -478,18 +460,19 @@ class RedisStore:
             try:
                 async with self._follow_lock:
                     self._pubsub = pubsub
-                    await pubsub.subscribe(
-                        k.control_channel, k.timers_channel,
-                        *(k.channel(i) for i in self._followed))
+                    # A deadline, as `follow` waits for this lock: connecting may meet a
+                    # primary that accepts and never answers (its host gone, a Sentinel not
+                    # yet told), and redis-py's handshake reads have no timeout.
+                    async with asyncio.timeout(self._timeout):
+                        await pubsub.subscribe(
+                            k.control_channel, k.timers_channel,
+                            *(k.channel(i) for i in self._followed))
                 if not first:
                     yield Notification(resync=True)
                 first = False
-                while True:
-                    reraise_if_cancelling()
-                    msg = await pubsub.get_message(timeout=1.0)
-                    if msg is None or msg.get("type") != "message":
-                        continue
-                    yield self._notification(_s(msg["channel"]), _s(msg["data"]))
+                async with contextlib.aclosing(messages(pubsub, self._timeout)) as stream:
+                    async for msg in stream:
+                        yield self._notification(_s(msg["channel"]), _s(msg["data"]))
             except (RedisError, OSError) as exc:
                 reraise_if_cancelling()
                 from tarry.store.refusal import why_refused
