@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ import pytest
 from tarry.localredis import LocalRedis, free_port
 from tarry_client import Client
 from tests.conformance import runner
+from tests.integration.helpers import until_serving
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = runner.load()
@@ -45,16 +45,7 @@ def address(redis_server: LocalRedis) -> Iterator[str]:
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT),
                        "TARRY_KEY_PREFIX": f"conformance{uuid.uuid4().hex[:8]}:v1"})
     try:
-        deadline = time.monotonic() + 20
-        with Client(f"127.0.0.1:{port}", timeout=2) as client:
-            while True:
-                try:
-                    client.workflows()
-                    break
-                except Exception:
-                    assert server.poll() is None, "the server exited at start"
-                    assert time.monotonic() < deadline, "the server did not start"
-                    time.sleep(0.1)
+        until_serving(f"127.0.0.1:{port}", server)
         yield f"127.0.0.1:{port}"
     finally:
         server.send_signal(signal.SIGTERM)

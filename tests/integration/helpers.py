@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import time
 from collections.abc import Callable
 
@@ -92,3 +93,20 @@ class Items:
         """Until the running step's `ctx.suspend_requested` is set."""
         await eventually(lambda: bool(self.contexts) and self.contexts[-1].suspend_requested,
                          "the suspend request to reach the step", timeout)
+
+
+def until_serving(target: str, process: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    """Wait until the `tarry serve` at `target` answers a call (fails the test if
+    `process` exits or `timeout` seconds pass first)."""
+    from tarry_client import Client  # the client is what is waited with, not under test
+
+    deadline = time.monotonic() + timeout
+    with Client(target, timeout=2) as client:
+        while True:
+            try:
+                client.workflows()
+                return
+            except Exception:
+                assert process.poll() is None, f"the server at {target} exited at start"
+                assert time.monotonic() < deadline, f"the server at {target} did not start"
+                time.sleep(0.1)

@@ -21,6 +21,7 @@ from tarry.localredis import LocalRedis, free_port
 from tarry_api.v1 import workflow_service_pb2 as pb
 from tarry_api.v1.workflow_service_pb2_grpc import WorkflowServiceStub
 from tarry_client import Client, Status
+from tests.integration.helpers import until_serving
 
 ROOT = Path(__file__).parents[2]
 
@@ -65,15 +66,8 @@ def group(redis_server: LocalRedis) -> Iterator[tuple[subprocess.Popen[bytes], i
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "TARRY_KEY_PREFIX": prefix})
     kids: list[int] = []
     try:
+        until_serving(f"127.0.0.1:{port}", parent)
         deadline = time.monotonic() + 20
-        with Client(f"127.0.0.1:{port}", timeout=2) as client:
-            while True:
-                try:
-                    client.workflows()
-                    break
-                except Exception:
-                    assert time.monotonic() < deadline, "the servers did not start"
-                    time.sleep(0.1)
         while listeners(port) < 2:  # both processes have bound the port
             assert time.monotonic() < deadline, "the second server did not start"
             time.sleep(0.1)
