@@ -8,9 +8,9 @@ from typing import Any
 from tarry import Chain, Flow, RetryPolicy, StepContext
 
 ticket_deadline = (
-    Flow("ticket-deadline", description="A ticket nobody answers in 0.3 s is escalated.")
+    Flow("ticket-deadline", description="A ticket nobody answers in 1.5 s is escalated.")
     .step("submit", lambda ctx: "submitted")
-    .wait("response", key="response", timeout=0.3, on_timeout="escalate")
+    .wait("response", key="response", timeout=1.5, on_timeout="escalate")
     .step("close", lambda ctx: f"answered: {ctx.get('response')}")
     .step("escalate", lambda ctx: "escalated")
     .edge("submit", "response")

@@ -3,6 +3,8 @@ every timer that fires records when it was due and how late it fired."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tarry import Flow, StepContext
@@ -48,7 +50,7 @@ async def test_a_wait_that_gets_no_answer_takes_its_timeout_action(
 
 async def test_an_answer_in_time_clears_the_deadline(make_engine: EngineFactory,
                                                      prefix: str) -> None:
-    engine = await make_engine(ticket(0.5).build())
+    engine = await make_engine(ticket(5.0).build())
     ex = await settled(engine, (await engine.run("ticket")).id)
     await engine.resume(ex.id, "on it")
     done = await until(engine, ex.id, Status.COMPLETED)
@@ -70,12 +72,13 @@ async def test_a_wait_deadline_survives_a_restart(make_engine: EngineFactory) ->
 
 
 async def test_suspended_waits_time_out_after_the_resume(make_engine: EngineFactory) -> None:
-    engine = await make_engine(ticket(0.2).build())
+    engine = await make_engine(ticket(1.0).build())
     ex = await settled(engine, (await engine.run("ticket")).id)
     await engine.suspend(ex.id, "hold")
     await until(engine, ex.id, Status.SUSPENDED)
+    await asyncio.sleep(1.2)
     held = await engine.get(ex.id)
-    assert held.status is Status.SUSPENDED  # the deadline passes; it stays suspended
+    assert held.status is Status.SUSPENDED  # the deadline passed; it stays suspended
     await engine.resume(ex.id)
     done = await until(engine, ex.id, Status.COMPLETED)
     assert done.result == "escalated to a manager"
