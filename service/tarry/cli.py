@@ -153,6 +153,8 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--tag", action="append", type=_tag, default=[], metavar="KEY=VALUE",
                     help="only executions with this tag (repeat: with all of them)")
     ls.add_argument("--version", help="only executions of this version (with --workflow)")
+    ls.add_argument("--waiting-node", metavar="NODE",
+                    help="only executions waiting at this wait node (with --workflow)")
     ls.add_argument("--since", type=_when, metavar="TIME",
                     help="only executions created at or after TIME (ISO 8601, with a zone)")
     ls.add_argument("--before", type=_when, metavar="TIME",
@@ -351,7 +353,8 @@ def _list(args: argparse.Namespace) -> int:
         _print(client.list_executions(args.workflow, args.status, args.page_size,
                                       args.page_token, tags=dict(args.tag),
                                       version=args.version, created_from=args.since,
-                                      created_to=args.before))
+                                      created_to=args.before,
+                                      waiting_node=args.waiting_node))
     return 0
 
 

@@ -30,8 +30,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[i
 from grpc_reflection.v1alpha import reflection  # type: ignore[import-untyped]
 
 from tarry.api import WorkflowService, add_to_server
+from tarry.api._accept import new_server
 from tarry.api._auth import Authenticator
-from tarry.api._handlers import new_server
 from tarry.config import Config
 from tarry.engine import Engine, EngineConfig, Registry, StoreUnavailable
 from tarry.engine._observe import Observer

@@ -142,7 +142,8 @@ def _call(client: Client, op: str, a: dict[str, Any], timeout: float) -> object:
         return _watch(client, a, timeout)
     if op == "list":
         return client.list_executions(a.get("workflow"), a.get("status"), a.get("page_size"),
-                                      a.get("page_token"), timeout=timeout)
+                                      a.get("page_token"), waiting_node=a.get("waiting_node"),
+                                      timeout=timeout)
     return _await(client, a, timeout)
 
 

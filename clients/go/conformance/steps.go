@@ -120,6 +120,7 @@ type fields struct {
 	Status           string `json:"status"`
 	FreezeTimers     bool   `json:"freeze_timers"`
 	Seconds          any    `json:"seconds"`
+	WaitingNode      string `json:"waiting_node"`
 }
 
 var fieldsOf = map[string][]string{
@@ -133,7 +134,7 @@ var fieldsOf = map[string][]string{
 	"events":   {"execution_id", "after_sequence", "page_size"},
 	"watch":    {"execution_id", "after_sequence", "reconnect_after"},
 	"await":    {"execution_id", "status"},
-	"list":     {"workflow", "status", "page_size", "page_token"},
+	"list":     {"workflow", "status", "waiting_node", "page_size", "page_token"},
 	"pause":    {"seconds"},
 }
 
@@ -197,7 +198,8 @@ func call(ctx context.Context, c *tarry.Client, op string, f fields) (any, error
 		return nil, wait(f)
 	case "list":
 		return answer(c.ListExecutions(ctx, &tarry.ListOptions{Workflow: f.Workflow,
-			Status: tarry.Status(f.Status), PageSize: f.PageSize, PageToken: f.PageToken}))
+			Status: tarry.Status(f.Status), WaitingNode: f.WaitingNode, PageSize: f.PageSize,
+			PageToken: f.PageToken}))
 	}
 	return nil, fmt.Errorf("unknown operation %q", op)
 }

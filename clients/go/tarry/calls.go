@@ -80,6 +80,9 @@ type ListOptions struct {
 	CreatedFrom time.Time
 	// CreatedTo keeps the executions created before it; zero for no upper bound.
 	CreatedTo time.Time
+	// WaitingNode keeps the executions waiting at this wait node now (AWAITING, or
+	// SUSPENDED with the wait open), with Workflow; empty for all.
+	WaitingNode string
 }
 
 // EventsOptions page the event log; a nil *EventsOptions reads from the start.
@@ -172,7 +175,7 @@ func (c *Client) Delete(ctx context.Context, id string) error {
 
 // ListExecutions returns one page of executions, newest first, optionally of one
 // workflow, status and version, with every one of opts.Tags, created in
-// [opts.CreatedFrom, opts.CreatedTo).
+// [opts.CreatedFrom, opts.CreatedTo), waiting at opts.WaitingNode (with a workflow).
 func (c *Client) ListExecutions(ctx context.Context, opts *ListOptions) (*ExecutionPage, error) {
 	if opts == nil {
 		opts = &ListOptions{}
@@ -185,6 +188,7 @@ func (c *Client) ListExecutions(ctx context.Context, opts *ListOptions) (*Execut
 		Workflow: opts.Workflow, Status: st, PageSize: int32(opts.PageSize), PageToken: opts.PageToken,
 		Tags: maps.Clone(opts.Tags), Version: opts.Version,
 		CreateTimeFrom: timeToPB(opts.CreatedFrom), CreateTimeTo: timeToPB(opts.CreatedTo),
+		WaitingNode: opts.WaitingNode,
 	}
 	resp, err := unary(c, ctx, c.stub.ListExecutions, req)
 	if err != nil {

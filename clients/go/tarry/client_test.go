@@ -195,7 +195,7 @@ func TestListExecutionsFilters(t *testing.T) {
 	from := time.Date(2026, 1, 1, 0, 0, 0, 250_000_000, time.UTC)
 	to := from.Add(24 * time.Hour)
 	page, err := c.ListExecutions(context.Background(), &ListOptions{Workflow: "w", Version: "2",
-		Tags: map[string]string{"team": "a"}, CreatedFrom: from, CreatedTo: to})
+		Tags: map[string]string{"team": "a"}, CreatedFrom: from, CreatedTo: to, WaitingNode: "approve"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,13 +206,13 @@ func TestListExecutionsFilters(t *testing.T) {
 		t.Fatal(err)
 	}
 	first, second := f.listReqs[0], f.listReqs[1]
-	if first.GetWorkflow() != "w" || first.GetVersion() != "2" || !maps.Equal(first.GetTags(), map[string]string{"team": "a"}) {
+	if first.GetWorkflow() != "w" || first.GetVersion() != "2" || first.GetWaitingNode() != "approve" || !maps.Equal(first.GetTags(), map[string]string{"team": "a"}) {
 		t.Fatalf("first request %v", first)
 	}
 	if !first.GetCreateTimeFrom().AsTime().Equal(from) || !first.GetCreateTimeTo().AsTime().Equal(to) {
 		t.Fatalf("window %v .. %v", first.GetCreateTimeFrom(), first.GetCreateTimeTo())
 	}
-	if second.GetVersion() != "" || len(second.GetTags()) != 0 || second.CreateTimeFrom != nil || second.CreateTimeTo != nil {
+	if second.GetVersion() != "" || second.GetWaitingNode() != "" || len(second.GetTags()) != 0 || second.CreateTimeFrom != nil || second.CreateTimeTo != nil {
 		t.Fatalf("unset filters were sent: %v", second)
 	}
 }
@@ -223,7 +223,7 @@ func TestAllExecutionsRepeatsTheFilters(t *testing.T) {
 	from := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	n := 0
 	for _, err := range c.AllExecutions(context.Background(), &ListOptions{Tags: map[string]string{"k": "v"},
-		Version: "1", CreatedFrom: from}) {
+		Version: "1", CreatedFrom: from, WaitingNode: "n"}) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -233,7 +233,7 @@ func TestAllExecutionsRepeatsTheFilters(t *testing.T) {
 		t.Fatalf("%d executions in %d calls", n, len(f.listReqs))
 	}
 	for i, req := range f.listReqs {
-		if req.GetTags()["k"] != "v" || req.GetVersion() != "1" || !req.GetCreateTimeFrom().AsTime().Equal(from) {
+		if req.GetTags()["k"] != "v" || req.GetVersion() != "1" || req.GetWaitingNode() != "n" || !req.GetCreateTimeFrom().AsTime().Equal(from) {
 			t.Fatalf("request %d: %v", i, req)
 		}
 	}

@@ -135,11 +135,12 @@ class AsyncClient:
                               tags: Mapping[str, str] | None = None, version: str | None = None,
                               created_from: datetime | None = None,
                               created_to: datetime | None = None,
+                              waiting_node: str | None = None,
                               timeout: float | None = None) -> ExecutionPage:
         """See `Client.list_executions`."""
         request = req.list_executions(workflow, status, page_size, page_token, tags=tags,
                                       version=version, created_from=created_from,
-                                      created_to=created_to)
+                                      created_to=created_to, waiting_node=waiting_node)
         response = await self._unary(self._stub.ListExecutions, request, timeout)
         return execution_page_from_pb(response)
 

@@ -160,13 +160,15 @@ class Client:
                         tags: Mapping[str, str] | None = None, version: str | None = None,
                         created_from: datetime | None = None,
                         created_to: datetime | None = None,
+                        waiting_node: str | None = None,
                         timeout: float | None = None) -> ExecutionPage:
         """One page of executions, newest first, optionally of one workflow / status, with
         every one of `tags`, of one `version` (with a workflow), created in
-        [`created_from`, `created_to`). A next page must repeat the same filters."""
+        [`created_from`, `created_to`), waiting at `waiting_node` (with a workflow). A next
+        page must repeat the same filters."""
         request = req.list_executions(workflow, status, page_size, page_token, tags=tags,
                                       version=version, created_from=created_from,
-                                      created_to=created_to)
+                                      created_to=created_to, waiting_node=waiting_node)
         response = self._unary(self._stub.ListExecutions, request, timeout)
         return execution_page_from_pb(response)
 

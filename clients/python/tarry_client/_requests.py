@@ -67,11 +67,12 @@ def cancel(execution_id: str, reason: str, request_id_: str | None) -> pb.Cancel
 def list_executions(workflow: str | None, status: Status | str | None, page_size: int | None,
                     page_token: str | None, *, tags: Mapping[str, str] | None = None,
                     version: str | None = None, created_from: datetime | None = None,
-                    created_to: datetime | None = None) -> pb.ListExecutionsRequest:
+                    created_to: datetime | None = None, waiting_node: str | None = None
+                    ) -> pb.ListExecutionsRequest:
     request = pb.ListExecutionsRequest(
         workflow=workflow or "", status=status_to_pb(status),
         page_size=page_size or 0, page_token=page_token or "", tags=tags or {},
-        version=version or "")
+        version=version or "", waiting_node=waiting_node or "")
     if created_from is not None:
         request.create_time_from.FromDatetime(created_from)
     if created_to is not None:

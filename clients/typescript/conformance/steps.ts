@@ -26,7 +26,7 @@ const OPERATIONS: Readonly<Record<string, readonly string[]>> = {
   events: ["execution_id", "after_sequence", "page_size"],
   watch: ["execution_id", "after_sequence", "reconnect_after"],
   await: ["execution_id", "status"],
-  list: ["workflow", "status", "page_size", "page_token"],
+  list: ["workflow", "status", "waiting_node", "page_size", "page_token"],
   pause: ["seconds"],
 };
 
@@ -226,6 +226,7 @@ async function call(client: Client, op: string, a: Args, timeoutMs: number): Pro
       return { kind: "page",
                page: await client.listExecutions({
                  workflow: a.str("workflow"), status: a.status("status"),
+                 waitingNode: a.str("waiting_node"),
                  pageSize: a.num("page_size"), pageToken: a.str("page_token"), timeoutMs,
                }) };
   }

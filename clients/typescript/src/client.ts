@@ -107,6 +107,8 @@ export interface ListExecutionsOptions extends CallOptions {
   createdFrom?: Date;
   /** Only executions created before this time. */
   createdTo?: Date;
+  /** Only executions waiting at this wait node now (with `workflow`). */
+  waitingNode?: string;
 }
 
 export interface EventsOptions extends CallOptions {
@@ -250,7 +252,8 @@ export class Client {
   /**
    * One page of executions, newest first, optionally of one workflow and / or status, with
    * every one of `tags`, of one `version` (with a workflow), created in
-   * [`createdFrom`, `createdTo`). A next page must repeat the same filters.
+   * [`createdFrom`, `createdTo`), waiting at `waitingNode` (with a workflow). A next page
+   * must repeat the same filters.
    */
   async listExecutions(options: ListExecutionsOptions = {}): Promise<ExecutionPage> {
     const response = await this.unary(this.stub.listExecutions.bind(this.stub), {
@@ -262,6 +265,7 @@ export class Client {
       version: options.version ?? "",
       createTimeFrom: timeToPb(options.createdFrom, "createdFrom"),
       createTimeTo: timeToPb(options.createdTo, "createdTo"),
+      waitingNode: options.waitingNode ?? "",
     }, options);
     return executionPageFromPb(response);
   }

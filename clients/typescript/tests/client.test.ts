@@ -415,7 +415,7 @@ describe("unary calls", () => {
     }
   });
 
-  test("listExecutions sends tags, version and the creation window", async () => {
+  test("listExecutions sends tags, version, the creation window and waitingNode", async () => {
     const seen: ListExecutionsRequest[] = [];
     fake.list = (call, cb) => {
       seen.push(call.request);
@@ -428,6 +428,7 @@ describe("unary calls", () => {
       const to = new Date("2026-01-02T00:00:00Z");
       const page = await client.listExecutions({
         workflow: "w", tags: { team: "a" }, version: "2", createdFrom: from, createdTo: to,
+        waitingNode: "approve",
       });
       assert.equal(page.executions.length, 1);
       assert.equal(page.nextPageToken, undefined);
@@ -437,32 +438,36 @@ describe("unary calls", () => {
       assert.equal(seen[0]?.version, "2");
       assert.equal(seen[0]?.createTimeFrom?.getTime(), from.getTime());
       assert.equal(seen[0]?.createTimeTo?.getTime(), to.getTime());
+      assert.equal(seen[0]?.waitingNode, "approve");
       assert.deepEqual(seen[1]?.tags, {});
       assert.equal(seen[1]?.version, "");
       assert.equal(seen[1]?.createTimeFrom, undefined);
       assert.equal(seen[1]?.createTimeTo, undefined);
+      assert.equal(seen[1]?.waitingNode, "");
     } finally {
       client.close();
     }
   });
 
   test("iterExecutions repeats the filters on every page", async () => {
-    const seen: { token: string; tags: { [key: string]: string }; version: string }[] = [];
+    const seen: { token: string; tags: { [key: string]: string }; version: string;
+                  waitingNode: string }[] = [];
     fake.list = (call, cb) => {
       seen.push({ token: call.request.pageToken, tags: call.request.tags,
-                  version: call.request.version });
+                  version: call.request.version, waitingNode: call.request.waitingNode });
       cb(null, { executions: [execution(ExecutionStatus.EXECUTION_STATUS_COMPLETED, 1)],
                  nextPageToken: call.request.pageToken === "" ? "p2" : "" });
     };
     const client = new Client(target);
     try {
       let count = 0;
-      for await (const _ of client.iterExecutions({ tags: { k: "v" }, version: "1" })) {
+      for await (const _ of client.iterExecutions({ tags: { k: "v" }, version: "1",
+                                                    waitingNode: "n" })) {
         count++;
       }
       assert.equal(count, 2);
-      assert.deepEqual(seen, [{ token: "", tags: { k: "v" }, version: "1" },
-                              { token: "p2", tags: { k: "v" }, version: "1" }]);
+      assert.deepEqual(seen, [{ token: "", tags: { k: "v" }, version: "1", waitingNode: "n" },
+                              { token: "p2", tags: { k: "v" }, version: "1", waitingNode: "n" }]);
     } finally {
       client.close();
     }

@@ -14,33 +14,23 @@ Requests reach it decoded by `_handlers`, which answers those that do not decode
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import contextvars
 import functools
-import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
 
 import grpc
-from google.protobuf import message as pb_message
-from google.protobuf import struct_pb2
-from google.protobuf.descriptor import FieldDescriptor
 from typing_extensions import override
 
 from tarry import limits
 from tarry.config import Config
 from tarry.engine import (
-    JSON,
     DeadlineExceeded,
     Engine,
     Execution,
     ExecutionNotFound,
-    FieldViolation,
-    InvalidArgument,
     ListFilters,
-    Overloaded,
     Status,
     TarryError,
     Workflow,
@@ -53,13 +43,21 @@ from tarry_api.v1 import workflow_service_pb2_grpc as pb_grpc
 
 from ._auth import NAMESPACE, Authenticator
 from ._convert import (
-    STATUS_FROM_PB,
-    from_value,
     safe_event_to_pb,
     safe_execution_to_pb,
     workflow_to_pb,
 )
 from ._errors import abort
+from ._fields import check_strings, overloaded
+from ._fields import decode_token as _decode_token
+from ._fields import encode_token as _encode_token
+from ._fields import invalid as _invalid
+from ._fields import non_negative as _non_negative
+from ._fields import page_size as _page_size
+from ._fields import request_id as _request_id
+from ._fields import required as _required
+from ._fields import status_filter as _status_filter
+from ._fields import user_value as _user_value
 from ._watch import Watches
 
 Req = TypeVar("Req")
@@ -71,21 +69,6 @@ EXECUTIONS_PAGE = (50, 1000)
 """ListExecutions page size: (default, maximum)."""
 EVENTS_PAGE = (100, 1000)
 WORKFLOWS_PAGE = (100, 1000)
-
-STRING_LIMITS: Mapping[str, int] = {
-    "execution_id": limits.MAX_ID,
-    "workflow": limits.MAX_NAME,
-    "version": limits.MAX_NAME,
-    "node_id": limits.MAX_NAME,
-    "action": limits.MAX_NAME,
-    "from_step": limits.MAX_NAME,
-    "request_id": limits.MAX_REQUEST_ID,
-    "reason": limits.MAX_REASON,
-    "page_token": limits.MAX_PAGE_TOKEN,
-}
-"""The most characters of each string field of a request, by field name. Every string field
-of every request message has its entry (a test checks), and each is checked before the
-request goes any further, so no message or metadata ever quotes unbounded input."""
 
 # When the current call must have answered (event-loop time), for the waits inside it.
 _deadline: contextvars.ContextVar[float] = contextvars.ContextVar("tarry_call_deadline")
@@ -102,7 +85,7 @@ def _unary(
         # Counted here rather than with grpcio's own `maximum_concurrent_rpcs`: grpcio
         # refuses with a bare RESOURCE_EXHAUSTED, without the google.rpc.Status (ErrorInfo
         # reason OVERLOADED) that every Tarry error carries. The server of `server.py`
-        # admits each call earlier, as gRPC hands it over (`_handlers.Admission`: calls
+        # admits each call earlier, as gRPC hands it over (`_accept.Admission`: calls
         # wait inside gRPC, unseen here, before they reach a handler); this check is for
         # the stock server.
         limit = self.config.max_concurrent_rpcs
@@ -279,9 +262,12 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         narrower = ListFilters(
             tags=dict(request.tags), version=request.version or None,
             created_from=_time_filter(request, "create_time_from"),
-            created_to=_time_filter(request, "create_time_to"))
+            created_to=_time_filter(request, "create_time_to"),
+            waiting_node=request.waiting_node or None)
         if narrower.version is not None and workflow is None:
             raise _invalid("version", "needs workflow")
+        if narrower.waiting_node is not None and workflow is None:
+            raise _invalid("waiting_node", "needs workflow")
         filters: dict[str, object] = {"workflow": workflow,
                                       "status": status.value if status else None}
         namespace = NAMESPACE.get()
@@ -289,7 +275,8 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             filters["namespace"] = namespace
         if narrower:  # (likewise)
             filters.update(tags=narrower.tags, version=narrower.version,
-                           created_from=narrower.created_from, created_to=narrower.created_to)
+                           created_from=narrower.created_from, created_to=narrower.created_to,
+                           waiting_node=narrower.waiting_node)
         cursor: str | None = None
         if request.page_token:
             token = _decode_token(request.page_token)
@@ -408,96 +395,3 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         if budget <= 0:
             return ex
         return await self.engine.wait(ex.id, timeout=budget)
-
-
-# -- request validation -----------------------------------------------------------------
-
-
-def _invalid(field: str, description: str) -> InvalidArgument:
-    return InvalidArgument(f"{field}: {description}",
-                           violations=[FieldViolation(field, description)])
-
-
-def check_strings(request: object) -> None:
-    """Every string field of `request` within its limit (`STRING_LIMITS`), else
-    INVALID_ARGUMENT with a violation for each that is not. Nothing of the value is quoted."""
-    if not isinstance(request, pb_message.Message):
-        return
-    violations = []
-    for field in request.DESCRIPTOR.fields:
-        if field.type != FieldDescriptor.TYPE_STRING or field.is_repeated:
-            continue
-        limit = STRING_LIMITS.get(field.name, limits.MAX_NAME)
-        size = len(getattr(request, field.name))
-        if size > limit:
-            violations.append(FieldViolation(
-                field.name, f"at most {limit} characters (this one has {size})"))
-    if violations:
-        raise InvalidArgument("; ".join(f"{v.field}: {v.description}" for v in violations),
-                              violations=violations)
-
-
-def _user_value(value: struct_pb2.Value | None, field: str) -> JSON:
-    """The JSON of a request's Value field (None when unset), refused when it nests deeper
-    than `limits.MAX_DEPTH`."""
-    if value is None:
-        return None
-    # The decoder bounds the nesting of what reaches here (~33 objects, ~49 arrays), so
-    # the recursive from_value is safe.
-    data = from_value(value)
-    if limits.depth(data, limits.MAX_DEPTH) > limits.MAX_DEPTH:
-        raise _invalid(field, f"nests deeper than {limits.MAX_DEPTH} levels of objects and "
-                              f"arrays (the limit)")
-    return data
-
-
-def overloaded(what: str, setting: str, limit: int) -> Overloaded:
-    return Overloaded(f"this server is at its limit of {limit} {what} ({setting}); try "
-                      f"again shortly", metadata={"limit": setting})
-
-
-def _required(value: str, field: str) -> str:
-    if not value:
-        raise _invalid(field, "required")
-    return value
-
-
-def _non_negative(value: int, field: str) -> int:
-    if value < 0:
-        raise _invalid(field, "must not be negative")
-    return value
-
-
-def _page_size(value: int, default: int, maximum: int) -> int:
-    if value < 0:
-        raise _invalid("page_size", "must not be negative")
-    return min(value or default, maximum)
-
-
-def _request_id(value: str) -> str | None:
-    # Its length was checked with the other strings (`check_strings`).
-    return value or None
-
-
-def _status_filter(value: int) -> Status | None:
-    if value == execution_pb2.EXECUTION_STATUS_UNSPECIFIED:
-        return None
-    status = STATUS_FROM_PB.get(value)
-    if status is None:
-        raise _invalid("status", f"unknown ExecutionStatus value {value}")
-    return status
-
-
-def _encode_token(data: dict[str, Any]) -> str:
-    raw = json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_token(token: str) -> dict[str, Any]:
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (binascii.Error, ValueError):
-        raise _invalid("page_token", "malformed") from None
-    if not isinstance(data, dict):
-        raise _invalid("page_token", "malformed")
-    return data

@@ -4,10 +4,10 @@ It imports neither grpc nor redis: the store is a port (`Store`), adapted in `ta
 """
 
 from . import namespaces
+from ._chain import Chain
 from ._config import EngineConfig
 from ._context import Output, SleepContext, StepContext
 from ._definition import (
-    Chain,
     Edge,
     Flow,
     JoinMode,

@@ -33,6 +33,7 @@ from ._checks import (
     waiting_node,
 )
 from ._clock import Clock
+from ._commits import commit_of
 from ._config import EngineConfig
 from ._definition import NodeKind, Workflow
 from ._driver import Driver
@@ -49,7 +50,7 @@ from ._errors import (
     WrongState,
 )
 from ._hub import Hub, wait_event
-from ._machine import CALLER, DEADLINE, Txn
+from ._machine import CALLER, Txn
 from ._model import FREEZE_MARK, Doc, Event, Execution, Status
 from ._recent import Recent
 from ._registry import Registry
@@ -397,39 +398,15 @@ class Engine:
                    request_id: str | None = None,
                    check_suspend_request: bool = False,
                    clear_suspend_request: bool = False) -> Commit:
-        """The store's view of transition `t`: document, events, timers and lease."""
-        doc = t.doc
-        sleeps = {w.node: w.wake_at for w in doc.waits.values()
-                  if w.has_timer and w.wake_at is not None}
-        if doc.deadline is not None:
-            sleeps[DEADLINE] = doc.deadline
-        timers = sleeps if status in (Status.RUNNING, Status.AWAITING) else {}
-        old = t.sleeps_before
-        running = status is Status.RUNNING
-        if timers:
-            self.supervisor.timer_due(min(timers.values()))  # sooner than the notification
-        return Commit(
-            execution_id=doc.id, workflow=wf.name, version=doc.workflow_version,
-            tags=doc.tags or {},
-            expected_version=base.version,  # 0: create it
-            prev_status=base.status, status=status, doc=doc.dumps(), created_at=doc.created_at,
-            events=[(kind, _json.dumps(data)) for kind, data in t.events],
-            timers_set=sorted(timers.items()), timers_clear=sorted(old - timers.keys()),
-            # A driver holds the lease already (the heartbeat renews it): no need to rewrite.
-            lease=("keep" if holding else "hold") if running else "release",
-            owner=self.config.owner, lease_ttl=self._lease_ms if running else 0,
-            expire_at=-1 if base.status.terminal and not status.terminal
-            else self._expiry(wf, status, t.now),
-            check_suspend_request=check_suspend_request,
-            clear_suspend_request=clear_suspend_request, request_id=request_id,
-        )
-
-    def _expiry(self, wf: Workflow, status: Status, now: int) -> int:
-        """When retention removes an execution that reached `status` at `now` (0: never)."""
-        if not status.terminal:
-            return 0
-        keep = self.config.retention if wf.retention is None else wf.retention
-        return now + int(keep * 1000) if keep > 0 else 0
+        """The store's view of transition `t` (`_commits.commit_of`)."""
+        commit = commit_of(wf, base, t, status, owner=self.config.owner,
+                           lease_ms=self._lease_ms, retention=self.config.retention,
+                           holding=holding, request_id=request_id,
+                           check_suspend_request=check_suspend_request,
+                           clear_suspend_request=clear_suspend_request)
+        if commit.timers_set:  # sooner than the notification
+            self.supervisor.timer_due(min(due for _, due in commit.timers_set))
+        return commit
 
     async def delete(self, execution_id: str) -> None:
         """Remove a finished execution whole now (state, events, index entries)."""

@@ -78,6 +78,7 @@ class Txn:
         self.failed = False
         # Timers the store holds for this execution now; the commit clears the stale.
         self.sleeps_before = {n for n, w in doc.waits.items() if w.has_timer}
+        self.waiting_before = {n for n, w in doc.waits.items() if w.kind == WaitKind.WAIT}
         if doc.deadline is not None:
             self.sleeps_before.add(DEADLINE)
 

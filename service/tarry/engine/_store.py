@@ -33,10 +33,13 @@ class ListFilters:
     """Created at or after (ms since the epoch)."""
     created_to: int | None = None
     """Created before (ms since the epoch)."""
+    waiting_node: str | None = None
+    """A wait node of the workflow (with a workflow) at which they wait now."""
 
     def __bool__(self) -> bool:
         return bool(self.tags) or any(
-            v is not None for v in (self.version, self.created_from, self.created_to))
+            v is not None
+            for v in (self.version, self.created_from, self.created_to, self.waiting_node))
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,10 @@ class Commit:
     """The workflow version (at creation: the execution joins its version's index)."""
     tags: Mapping[str, str] = field(default_factory=dict)
     """At creation: the tags whose indexes the execution joins."""
+    waiting_join: Sequence[str] = ()
+    """Wait nodes that wait from this transition on (their waiting-node indexes)."""
+    waiting_leave: Sequence[str] = ()
+    """Wait nodes that waited before this transition and no longer do."""
 
 
 @dataclass(frozen=True)

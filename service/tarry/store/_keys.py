@@ -74,6 +74,11 @@ class Keys:
     def by_workflow(self, workflow: str, namespace: str = DEFAULT) -> str:
         return f"{self._idx(namespace)}:wf:{workflow}"
 
+    def by_waiting(self, workflow: str, node: str, namespace: str = DEFAULT) -> str:
+        """Executions of one workflow with a wait node waiting at `node` (AWAITING, or
+        SUSPENDED with the wait still open). Names hold no ':'."""
+        return f"{self._idx(namespace)}:waiting:{workflow}:{node}"
+
     def by_tag(self, key: str, value: str, namespace: str = DEFAULT) -> str:
         """Executions that carry one tag (hashed: a tag may hold any character)."""
         digest = hashlib.sha1(f"{key}\0{value}".encode(), usedforsecurity=False).hexdigest()
@@ -87,6 +92,11 @@ class Keys:
     def expiry(self) -> str:
         """Terminal executions by when their retention ends (ms)."""
         return f"{self.prefix}:expiry"
+
+    @property
+    def waiting_ready(self) -> str:
+        """Set once every waiting execution is in its waiting-node indexes (`migrate`)."""
+        return f"{self.prefix}:idx:waiting-ready"
 
     @property
     def pairs_ready(self) -> str:

@@ -6,6 +6,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from tarry import _json
+
 from ._keys import Keys, StateField
 
 
@@ -33,6 +35,34 @@ async def backfill_pairs(redis: aioredis.Redis, k: Keys, batch: int) -> None:
                     p.zadd(k.by_workflow_status(_s(wf), _s(st)), {i: score})
             await p.execute()
     await redis.set(k.pairs_ready, "1")
+
+
+async def backfill_waiting(redis: aioredis.Redis, k: Keys, batch: int) -> None:
+    """Every AWAITING or SUSPENDED execution into the indexes of the wait nodes it waits
+    at, once (a marker key says it is done): executions from before those indexes."""
+    if await redis.exists(k.waiting_ready):
+        return
+    for status in ("AWAITING", "SUSPENDED"):
+        offset = 0
+        while True:
+            rows: list[Any] = await redis.zrange(k.by_status(status), offset,
+                                                 offset + batch - 1, withscores=True)
+            if not rows:
+                break
+            offset += len(rows)
+            async with redis.pipeline(transaction=False) as p:
+                for member, _ in rows:
+                    p.hmget(k.state(_s(member)), StateField.WORKFLOW, StateField.DOC)
+                found = await p.execute()
+            async with redis.pipeline(transaction=False) as p:
+                for (member, score), (wf, doc) in zip(rows, found, strict=True):
+                    if wf is None or doc is None:
+                        continue
+                    for node, wait in (_json.loads(doc).get("waits") or {}).items():
+                        if wait.get("kind") == "wait":
+                            p.zadd(k.by_waiting(_s(wf), node), {_s(member): score})
+                await p.execute()
+    await redis.set(k.waiting_ready, "1")
 
 
 def _s(value: Any) -> str:

@@ -45,7 +45,12 @@ from tarry.engine.namespaces import DEFAULT, namespace_of
 from ._batch import ScriptBatcher
 from ._connect import close_sentinels, make_pool, messages
 from ._keys import STORED, Keys, StateField
-from ._migrate import backfill_pairs
+from ._migrate import backfill_pairs, backfill_waiting
+from ._rows import answer as _answer
+from ._rows import claimed as _claimed
+from ._rows import matches as _matches
+from ._rows import stored_of as _stored
+from ._rows import text as _s
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -53,10 +58,6 @@ T = TypeVar("T")
 
 def _script(name: str) -> str:
     return resources.files("tarry.store").joinpath(f"lua/{name}.lua").read_text()
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 # What the scripts that apply a transition themselves accept, from the engine's table.
@@ -67,22 +68,6 @@ _DELETE_FROM = lua_statuses(Op.DELETE)
 
 _FIELDS = STORED
 """The state hash's fields that make a `Stored`, in `_stored`'s order."""
-
-
-def _stored(v: Any, st: Any, seq: Any, sreq: Any, doc: Any) -> Stored:
-    return Stored(int(v), Status(_s(st)), int(seq or 0), _s(sreq) if sreq else None, _s(doc))
-
-
-def _claimed(res: Any) -> Stored | None:
-    if _s(res[0]) != "OK":
-        return None
-    return _stored(*res[1:6])
-
-
-def _answer(raw: Any) -> Stored:
-    a = _json.loads(raw)
-    return _stored(a["v"], a["st"], a["seq"], a["sreq"] or None, a["doc"])
-
 
 class RedisStore:
     """State, events, timers and leases in one Redis (standalone or Sentinel-managed; see
@@ -153,6 +138,7 @@ class RedisStore:
     async def migrate(self, batch: int = 1000) -> None:
         """Bring indexes written by earlier versions up to date (`_migrate`)."""
         await self._call(lambda: backfill_pairs(self._redis, self.keys, batch), slot=False)
+        await self._call(lambda: backfill_waiting(self._redis, self.keys, batch), slot=False)
         self._pairs_ready = True
 
     async def ping(self) -> None:
@@ -185,6 +171,8 @@ class RedisStore:
     async def commit(self, c: Commit) -> CommitOutcome:
         k, ns = self.keys, namespace_of(c.execution_id)
         rid = c.request_id
+        tags = ([k.by_tag(key, value, ns) for key, value in sorted(c.tags.items())]
+                if c.expected_version == 0 else [])
         keys = [
             k.state(c.execution_id), k.events(c.execution_id), k.timers, k.leases, k.all(ns),
             k.by_status(c.prev_status.value, ns), k.by_status(c.status.value, ns),
@@ -192,8 +180,9 @@ class RedisStore:
             k.request(c.execution_id, rid) if rid else k.state(c.execution_id),
             k.by_workflow_status(c.workflow, c.prev_status.value, ns),
             k.by_workflow_status(c.workflow, c.status.value, ns), k.expiry,
-            *((k.by_tag(key, value, ns) for key, value in sorted(c.tags.items()))
-              if c.expected_version == 0 else ()),
+            *tags,
+            *(k.by_waiting(c.workflow, node, ns) for node in c.waiting_join),
+            *(k.by_waiting(c.workflow, node, ns) for node in c.waiting_leave),
         ]
         args: list[Any] = [
             c.expected_version, c.status.value, c.doc, c.owner, c.lease, c.lease_ttl,
@@ -209,6 +198,7 @@ class RedisStore:
             args += [k.timer_member(c.execution_id, node), due]
         args.append(len(c.timers_clear))
         args += [k.timer_member(c.execution_id, node) for node in c.timers_clear]
+        args += [len(tags), len(c.waiting_join)]
         res = await self._call(lambda: self._commit.call(keys, args), slot=False)
         tag = _s(res[0])
         if tag == "OK":
@@ -357,6 +347,8 @@ class RedisStore:
         if f.tags:
             key, value = min(f.tags.items())
             index = k.by_tag(key, value, ns)
+        elif f.waiting_node is not None and workflow is not None:
+            index = k.by_waiting(workflow, f.waiting_node, ns)
         elif status is not None and workflow is not None and (self._pairs_ready
                                                               or ns != DEFAULT):
             index = k.by_workflow_status(workflow, status.value, ns)
@@ -487,12 +479,3 @@ class RedisStore:
             finally:
                 self._pubsub = None
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
-
-
-def _matches(stored: Stored, f: ListFilters) -> bool:
-    """Does a listed row meet the filters its index did not apply (the document says)?"""
-    doc = _json.loads(stored.doc)
-    if f.version is not None and doc.get("workflow_version") != f.version:
-        return False
-    tags = doc.get("tags") or {}
-    return all(tags.get(key) == value for key, value in f.tags.items())

@@ -22,10 +22,10 @@ from google.protobuf.descriptor import FieldDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 
 from tarry import limits
-from tarry.api import _handlers
+from tarry.api import _accept, _handlers
 from tarry.api._convert import safe_execution_to_pb
+from tarry.api._fields import STRING_LIMITS
 from tarry.api._logs import Throttled
-from tarry.api._servicer import STRING_LIMITS
 from tarry.config import Config
 from tarry.engine import Execution, Overloaded, Status, WaitingPoint
 from tarry_api.v1 import execution_pb2
@@ -346,7 +346,7 @@ async def test_calls_over_the_limit_are_refused_as_grpc_hands_them_over(
     servicer = server.servicer
     assert server._grpc is not None
     core = server._grpc._server  # type: ignore[attr-defined]
-    assert isinstance(core, _handlers._AcceptAheadBase), "the stock grpc.aio server is in use"
+    assert isinstance(core, _accept._AcceptAheadBase), "the stock grpc.aio server is in use"
     async with connect(server) as ch:
         stub = WorkflowServiceStub(ch)
         slow = [asyncio.create_task(run(stub, "api-slow", {"seconds": 1.5})) for _ in range(2)]
@@ -375,7 +375,7 @@ async def test_calls_over_the_limit_are_refused_as_grpc_hands_them_over(
 def test_admission_counts_calls_on_their_way_to_the_handler() -> None:
     servicer: Any = type("Servicer", (), {"calls_in_flight": 1,
                                           "config": Config(max_concurrent_rpcs=3)})()
-    admission = _handlers.Admission(servicer)
+    admission = _accept.Admission(servicer)
     assert admission.admit() is None
     assert admission.admit() is None  # 1 in the handler + 2 on their way: the limit
     refused = admission.admit()

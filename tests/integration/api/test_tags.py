@@ -102,3 +102,47 @@ async def test_bad_tags_are_refused_and_store_nothing(
         with pytest.raises(InvalidArgument):
             await c.list_executions(tags=tags)
         assert (await c.list_executions()).executions == ()
+
+
+async def test_listing_by_waiting_node(server: Server) -> None:
+    async with AsyncClient(f"127.0.0.1:{server.port}", timeout=5) as c:
+        both = await c.run("parallel-review", wait=True)
+        legal_only = await c.run("parallel-review", wait=True)
+        await c.resume(legal_only.id, {"approved": True}, node_id="technical-review", wait=True)
+        done = await c.run("parallel-review", wait=True)
+        await c.resume(done.id, {"approved": True}, node_id="technical-review", wait=True)
+        await c.resume(done.id, {"approved": True}, node_id="legal-review", wait=True)
+        held = await c.run("parallel-review", wait=True)
+        await c.suspend(held.id, "hold")  # a suspended execution still waits there
+
+        async def waiting_at(node: str, **filters: object) -> list[str]:
+            page = await c.list_executions(workflow="parallel-review", waiting_node=node,
+                                           page_size=100, **filters)  # type: ignore[arg-type]
+            return [ex.id for ex in page.executions]
+
+        assert await waiting_at("technical-review") == [held.id, both.id]
+        assert await waiting_at("legal-review") == [held.id, legal_only.id, both.id]
+        assert await waiting_at("legal-review", status=Status.AWAITING) == [
+            legal_only.id, both.id]
+        assert await waiting_at("finalize") == []
+        await c.cancel(both.id)  # gone from the indexes with its waits
+        assert await waiting_at("legal-review") == [held.id, legal_only.id]
+        with pytest.raises(InvalidArgument) as err:
+            await c.list_executions(waiting_node="legal-review")
+        assert [v.field for v in err.value.violations] == ["waiting_node"]
+        store = server.store
+        assert isinstance(store, RedisStore)
+        key = store.keys.by_waiting("parallel-review", "legal-review")
+        assert set(await store._redis.zrange(key, 0, -1)) == {held.id.encode(),
+                                                              legal_only.id.encode()}
+
+
+async def test_waiting_executions_from_before_are_indexed_at_start(server: Server) -> None:
+    async with AsyncClient(f"127.0.0.1:{server.port}", timeout=5) as c:
+        ex = await c.run("expense-approval", wait=True)
+    store = server.store
+    assert isinstance(store, RedisStore)
+    key = store.keys.by_waiting("expense-approval", "manager-approval")
+    await store._redis.delete(key, store.keys.waiting_ready)  # as if written before
+    await store.migrate()
+    assert await store._redis.zrange(key, 0, -1) == [ex.id.encode()]

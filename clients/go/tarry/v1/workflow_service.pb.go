@@ -756,7 +756,10 @@ type ListExecutionsRequest struct {
 	// Only executions created at or after this time.
 	CreateTimeFrom *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=create_time_from,json=createTimeFrom,proto3" json:"create_time_from,omitempty"`
 	// Only executions created before this time.
-	CreateTimeTo  *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=create_time_to,json=createTimeTo,proto3" json:"create_time_to,omitempty"`
+	CreateTimeTo *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=create_time_to,json=createTimeTo,proto3" json:"create_time_to,omitempty"`
+	// Only executions waiting at this wait node now (AWAITING, or SUSPENDED with the wait
+	// open); needs `workflow`.
+	WaitingNode   string `protobuf:"bytes,9,opt,name=waiting_node,json=waitingNode,proto3" json:"waiting_node,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -845,6 +848,13 @@ func (x *ListExecutionsRequest) GetCreateTimeTo() *timestamppb.Timestamp {
 		return x.CreateTimeTo
 	}
 	return nil
+}
+
+func (x *ListExecutionsRequest) GetWaitingNode() string {
+	if x != nil {
+		return x.WaitingNode
+	}
+	return ""
 }
 
 // The response of WorkflowService.ListExecutions.
@@ -1449,7 +1459,7 @@ const file_tarry_v1_workflow_service_proto_rawDesc = "" +
 	"\texecution\x18\x01 \x01(\v2\x13.tarry.v1.ExecutionR\texecution\";\n" +
 	"\x16DeleteExecutionRequest\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\"\x19\n" +
-	"\x17DeleteExecutionResponse\"\xbc\x03\n" +
+	"\x17DeleteExecutionResponse\"\xdf\x03\n" +
 	"\x15ListExecutionsRequest\x12\x1a\n" +
 	"\bworkflow\x18\x01 \x01(\tR\bworkflow\x121\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x19.tarry.v1.ExecutionStatusR\x06status\x12\x1b\n" +
@@ -1459,7 +1469,8 @@ const file_tarry_v1_workflow_service_proto_rawDesc = "" +
 	"\x04tags\x18\x05 \x03(\v2).tarry.v1.ListExecutionsRequest.TagsEntryR\x04tags\x12\x18\n" +
 	"\aversion\x18\x06 \x01(\tR\aversion\x12D\n" +
 	"\x10create_time_from\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x0ecreateTimeFrom\x12@\n" +
-	"\x0ecreate_time_to\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\fcreateTimeTo\x1a7\n" +
+	"\x0ecreate_time_to\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\fcreateTimeTo\x12!\n" +
+	"\fwaiting_node\x18\t \x01(\tR\vwaitingNode\x1a7\n" +
 	"\tTagsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"u\n" +

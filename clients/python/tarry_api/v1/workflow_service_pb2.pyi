@@ -449,6 +449,7 @@ class ListExecutionsRequest(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FROM_FIELD_NUMBER: _builtins.int
     CREATE_TIME_TO_FIELD_NUMBER: _builtins.int
+    WAITING_NODE_FIELD_NUMBER: _builtins.int
     workflow: _builtins.str
     """Only executions of this workflow; empty for all."""
     status: _execution_pb2.ExecutionStatus.ValueType
@@ -459,6 +460,10 @@ class ListExecutionsRequest(_message.Message):
     """The next_page_token of the previous page, with the same filters; empty for the first page."""
     version: _builtins.str
     """Only executions of this workflow version; needs `workflow`."""
+    waiting_node: _builtins.str
+    """Only executions waiting at this wait node now (AWAITING, or SUSPENDED with the wait
+    open); needs `workflow`.
+    """
     @_builtins.property
     def tags(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Only executions that carry every one of these tags (RunRequest.tags)."""
@@ -482,10 +487,11 @@ class ListExecutionsRequest(_message.Message):
         version: _builtins.str = ...,
         create_time_from: _timestamp_pb2.Timestamp | None = ...,
         create_time_to: _timestamp_pb2.Timestamp | None = ...,
+        waiting_node: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time_from", b"create_time_from", "create_time_to", b"create_time_to"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time_from", b"create_time_from", "create_time_to", b"create_time_to", "page_size", b"page_size", "page_token", b"page_token", "status", b"status", "tags", b"tags", "version", b"version", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time_from", b"create_time_from", "create_time_to", b"create_time_to", "page_size", b"page_size", "page_token", b"page_token", "status", b"status", "tags", b"tags", "version", b"version", "waiting_node", b"waiting_node", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

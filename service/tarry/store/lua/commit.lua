@@ -4,8 +4,8 @@
 --       9 request answer key (only read / written when has_request is '1'),
 --       10 index of (workflow, previous status), 11 index of (workflow, new status),
 --       12 expiry zset (terminal executions by when retention removes them),
---       13... at creation: the tag indexes it joins (their names kept in the field 'ix', for
---       delete.lua)
+--       13... index keys: at creation the tag indexes it joins (their names kept in the field
+--       'ix', for delete.lua), then the waiting-node indexes it joins, then those it leaves
 -- ARGV: 1 expected version (0 = create), 2 new status, 3 document, 4 owner,
 --       5 lease mode (hold | release | keep), 6 lease ttl ms (from Redis's clock),
 --       7 check suspend request, 8 clear suspend request, 9 created ms (index score),
@@ -13,7 +13,8 @@
 --       14 request answer ttl s, 15 channels: "<execution> <control> <timers>",
 --       16 when a terminal execution expires (ms; 0: kept; -1: it is terminal no more,
 --       its expiry goes), 17 n events, then n (type, json)
---       pairs, then n timers to set as (member, due ms), then n timers to clear as member
+--       pairs, then n timers to set as (member, due ms), then n timers to clear as member,
+--       then how many of KEYS 13... are tag indexes, and how many waiting-node indexes it joins
 local state, events, timers, leases = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local idx_all, idx_prev, idx_new, idx_wf, answer_key = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local idx_pair_prev, idx_pair_new, expiry = KEYS[10], KEYS[11], KEYS[12]
@@ -61,14 +62,6 @@ local nv = expected + 1
 redis.call('HSET', state, 'v', nv, 'st', status, 'seq', seq, 'doc', doc)
 if expected == 0 then
   redis.call('HSET', state, 'wf', workflow)
-  if #KEYS > 12 then
-    local joined = {}
-    for k = 13, #KEYS do
-      redis.call('ZADD', KEYS[k], created, id)
-      joined[#joined + 1] = KEYS[k]
-    end
-    redis.call('HSET', state, 'ix', table.concat(joined, ' '))
-  end
   redis.call('ZADD', idx_all, created, id)
   redis.call('ZADD', idx_wf, created, id)
   redis.call('ZADD', idx_new, created, id)
@@ -109,6 +102,18 @@ for _ = 1, n do
   redis.call('ZREM', timers, ARGV[i])
   i = i + 1
 end
+
+local n_tags, n_join = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+if n_tags > 0 then
+  local joined = {}
+  for k = 13, 12 + n_tags do
+    redis.call('ZADD', KEYS[k], created, id)
+    joined[#joined + 1] = KEYS[k]
+  end
+  redis.call('HSET', state, 'ix', table.concat(joined, ' '))
+end
+for k = 13 + n_tags, 12 + n_tags + n_join do redis.call('ZADD', KEYS[k], created, id) end
+for k = 13 + n_tags + n_join, #KEYS do redis.call('ZREM', KEYS[k], id) end
 
 if has_request then
   -- The answer a repeated request gets: the execution as just written (as stored, in strings).

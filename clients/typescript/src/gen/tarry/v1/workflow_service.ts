@@ -206,7 +206,14 @@ export interface ListExecutionsRequest {
     | Date
     | undefined;
   /** Only executions created before this time. */
-  createTimeTo?: Date | undefined;
+  createTimeTo?:
+    | Date
+    | undefined;
+  /**
+   * Only executions waiting at this wait node now (AWAITING, or SUSPENDED with the wait
+   * open); needs `workflow`.
+   */
+  waitingNode: string;
 }
 
 export interface ListExecutionsRequest_TagsEntry {
@@ -1122,6 +1129,7 @@ function createBaseListExecutionsRequest(): ListExecutionsRequest {
     version: "",
     createTimeFrom: undefined,
     createTimeTo: undefined,
+    waitingNode: "",
   };
 }
 
@@ -1150,6 +1158,9 @@ export const ListExecutionsRequest: MessageFns<ListExecutionsRequest> = {
     }
     if (message.createTimeTo !== undefined) {
       Timestamp.encode(toTimestamp(message.createTimeTo), writer.uint32(66).fork()).join();
+    }
+    if (message.waitingNode !== "") {
+      writer.uint32(74).string(message.waitingNode);
     }
     return writer;
   },
@@ -1232,6 +1243,14 @@ export const ListExecutionsRequest: MessageFns<ListExecutionsRequest> = {
             }
 
             message.createTimeTo = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.waitingNode = reader.string();
             continue;
           }
         }
