@@ -1,6 +1,7 @@
 """Tarry: durable workflows as a gRPC service. This package is what workflow authors import."""
 
 from tarry.engine import (
+    CancelContext,
     Chain,
     Flow,
     JoinMode,
@@ -12,6 +13,7 @@ from tarry.engine import (
 )
 
 __all__ = [
+    "CancelContext",
     "Chain",
     "Flow",
     "JoinMode",

@@ -28,6 +28,7 @@ ALLOWED: dict[tuple[Status | None, Op], Status | None] = {
     (S.COMPLETED, Op.DELETE): None, (S.FAILED, Op.DELETE): None,
     (S.CANCELLED, Op.DELETE): None,
     (S.FAILED, Op.RERUN): None,
+    (S.CANCELLED, Op.CLEANUP): S.CANCELLED,
 }
 
 
@@ -42,7 +43,8 @@ def test_terminal_statuses_lead_nowhere_but_a_repeated_cancel_or_deletion() -> N
     for (status, op), target in TABLE.items():
         if status is not None and status.terminal:
             assert (op, target) == (Op.DELETE, None) or (status, op, target) in (
-                (S.CANCELLED, Op.CANCEL, S.CANCELLED), (S.FAILED, Op.RERUN, None))
+                (S.CANCELLED, Op.CANCEL, S.CANCELLED), (S.FAILED, Op.RERUN, None),
+                (S.CANCELLED, Op.CLEANUP, S.CANCELLED))
 
 
 @pytest.mark.parametrize(("kind", "status"),

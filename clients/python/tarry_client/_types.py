@@ -188,6 +188,7 @@ class EventType(StrEnum):
     NODE_CANCELLED = "node_cancelled"
     SUSPEND_REQUESTED = "suspend_requested"
     RESUMED = "resumed"
+    CLEANUP = "cleanup"
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ It imports neither grpc nor redis: the store is a port (`Store`), adapted in `ta
 from . import namespaces
 from ._chain import Chain
 from ._config import EngineConfig
-from ._context import Output, SleepContext, StepContext
+from ._context import CancelContext, Output, SleepContext, StepContext
 from ._definition import (
     Edge,
     Flow,
@@ -63,6 +63,7 @@ __all__ = [
     "CALLER",
     "JSON",
     "TABLE",
+    "CancelContext",
     "Chain",
     "Commit",
     "CommitOutcome",

@@ -6,7 +6,15 @@ from datetime import timedelta
 
 from pydantic import BaseModel
 
-from ._definition import DEFAULT_MAX_VISITS, Flow, RetryPolicy, SleepSpec, StepFn, Workflow
+from ._definition import (
+    DEFAULT_MAX_VISITS,
+    CleanupFn,
+    Flow,
+    RetryPolicy,
+    SleepSpec,
+    StepFn,
+    Workflow,
+)
 
 
 class Chain:
@@ -28,10 +36,11 @@ class Chain:
         description: str = "",
         timeout: float | timedelta | None = None,
         retention: float | timedelta | None = None,
+        on_cancel: CleanupFn | None = None,
     ) -> None:
         self._flow = Flow(name, version=version, input=input, result=result, resume=resume,
                           suspend=suspend, max_visits=max_visits, description=description,
-                          timeout=timeout, retention=retention)
+                          timeout=timeout, retention=retention, on_cancel=on_cancel)
         self._last: str | None = None
 
     def _link(self, node_id: str) -> Chain:
@@ -50,9 +59,10 @@ class Chain:
         suspend: type[BaseModel] | None = None,
         description: str = "",
         timeout: float | timedelta | None = None,
+        on_cancel: CleanupFn | None = None,
     ) -> Chain:
         self._flow.step(id, fn, retry=retry, resume=resume, suspend=suspend,
-                        description=description, timeout=timeout)
+                        description=description, timeout=timeout, on_cancel=on_cancel)
         return self._link(id)
 
     def wait(

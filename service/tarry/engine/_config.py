@@ -43,6 +43,9 @@ class EngineConfig:
     retention pass removes it whole; 0 keeps it forever. A workflow may set its own."""
     retention_interval: float = 5.0
     """Seconds between two looks for finished executions whose retention ended."""
+    cleanup_grace: float = 10.0
+    """Seconds a cleanup hook run on Cancel may take; past it, it is abandoned (recorded as
+    `timed_out`)."""
     max_drivers: int = 10_000
     """Executions this process drives at once at most; a Run or Resume that would start one
     more is refused with Overloaded (timers and takeovers are never refused)."""

@@ -87,6 +87,21 @@ class SleepContext:
         return copy.deepcopy(self._state.get(key, default))
 
 
+@dataclass(frozen=True)
+class CancelContext:
+    """What a cleanup hook (`step(on_cancel=...)`, `Flow(on_cancel=...)`) sees: the cancelled
+    execution, the step it was running (None for the workflow's hook), that step's input,
+    the reason given to Cancel and the state as it stood. Read-only: the execution is
+    CANCELLED; the hook's outcome is recorded as a `cleanup` event."""
+
+    execution_id: str
+    workflow: str
+    node_id: str | None
+    node_input: JSON
+    reason: str
+    state: dict[str, JSON]
+
+
 class StepContext:
     """The argument every step function receives.
 
@@ -167,6 +182,11 @@ class StepContext:
     @property
     def suspend_request_reason(self) -> str | None:
         return self._signals.suspend_reason
+
+    @property
+    def cancel_reason(self) -> str | None:
+        """The reason given to Cancel, once the execution has been cancelled."""
+        return self._signals.cancel_reason
 
     def abandon(self) -> None:
         """This attempt is given up (it ran out of time): `stop_requested` is set for it

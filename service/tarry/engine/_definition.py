@@ -36,10 +36,13 @@ from ._errors import DefinitionError
 from ._schema import JSON, json_schema
 
 if TYPE_CHECKING:
-    from ._context import SleepContext, StepContext
+    from ._context import CancelContext, SleepContext, StepContext
 
 StepFn = Callable[["StepContext"], Any | Awaitable[Any]]
 """A step: plain or async function taking the step context."""
+
+CleanupFn = Callable[["CancelContext"], Any | Awaitable[Any]]
+"""A cleanup run on Cancel: plain or async function taking a `CancelContext`."""
 
 SleepSpec = float | timedelta | datetime | Callable[["SleepContext"], float | timedelta | datetime]
 """Seconds, a timedelta, an absolute (aware) datetime, or a function of the state giving one."""
@@ -119,6 +122,9 @@ class Node:
     on_timeout: str | None = None
     """The action a wait node finishes with when its `timeout` runs out (None: the default
     edges)."""
+    on_cancel: CleanupFn | None = None
+    """Steps: run when the execution is cancelled while this step runs (a cleanup or a
+    compensation), with `CancelContext`; see `Engine.cancel`."""
 
     @property
     def is_async(self) -> bool:
@@ -154,6 +160,8 @@ class Workflow:
     """Seconds an execution may take in all, or None; past it the execution ends FAILED."""
     retention: float | None = None
     """Seconds a finished execution is kept (0: forever); None: the server's setting."""
+    on_cancel: CleanupFn | None = None
+    """Run when an execution of this workflow is cancelled (after the steps' own hooks)."""
     _meta: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     _out: dict[str, tuple[Edge, ...]] = field(default_factory=dict, repr=False, compare=False)
     _preds: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False, compare=False)
@@ -279,8 +287,12 @@ class Flow:
         description: str = "",
         timeout: float | timedelta | None = None,
         retention: float | timedelta | None = None,
+        on_cancel: CleanupFn | None = None,
     ) -> None:
         _check_id(name, "workflow name")
+        if on_cancel is not None and not callable(on_cancel):
+            raise DefinitionError(f"workflow {name!r}: on_cancel needs a callable")
+        self._on_cancel = on_cancel
         self.name = name
         self.version = version
         self._schemas = (input, result, resume, suspend)
@@ -312,16 +324,18 @@ class Flow:
         max_visits: int | None = None,
         description: str = "",
         timeout: float | timedelta | None = None,
+        on_cancel: CleanupFn | None = None,
     ) -> Flow:
         """A node that runs `fn` (async functions on the loop, plain ones in a thread).
-        `timeout`: seconds one attempt may take (then it fails with StepTimeout)."""
-        if not callable(fn):
-            raise DefinitionError(f"step {id!r} needs a callable")
+        `timeout`: seconds one attempt may take (then it fails with StepTimeout).
+        `on_cancel`: run if the execution is cancelled while this step runs."""
+        if not callable(fn) or (on_cancel is not None and not callable(on_cancel)):
+            raise DefinitionError(f"step {id!r} needs a callable (and on_cancel one too)")
         return self._add(
             Node(id, NodeKind.STEP, fn=fn, retry=retry or RetryPolicy(), resume_schema=resume,
                  suspend_schema=suspend, join=JoinMode(join), max_visits=max_visits,
                  description=description or (fn.__doc__ or "").strip(),
-                 timeout=_seconds(timeout, f"step {id!r} timeout"))
+                 timeout=_seconds(timeout, f"step {id!r} timeout"), on_cancel=on_cancel)
         )
 
     def wait(
@@ -411,7 +425,7 @@ class Flow:
             edges=tuple(self._edges), start=start, input_schema=inp, result_schema=res,
             resume_schema=resume, suspend_schema=susp, max_visits=self._max_visits,
             description=self._description, ends=frozenset(self._ends), timeout=self._timeout,
-            retention=self._retention,
+            retention=self._retention, on_cancel=self._on_cancel,
         )
 
 

@@ -32,6 +32,7 @@ from ._checks import (
     resume_suspended,
     waiting_node,
 )
+from ._cleanup import clean_up, hooks
 from ._clock import Clock
 from ._commits import commit_of
 from ._config import EngineConfig
@@ -74,6 +75,7 @@ class Engine:
         self.hub = Hub(store)
         self.clock = Clock()
         self._drivers: dict[str, Driver] = {}
+        self._cleanups: set[asyncio.Task[None]] = set()
         self.drivers = self._drivers
         """The executions this process drives now, by id."""
         self._recent = Recent(self.config.recent)
@@ -109,6 +111,9 @@ class Engine:
         await asyncio.gather(*(d.task for d in left if d.task is not None),
                              return_exceptions=True)
         self.supervisor.cancel_claims()
+        for task in list(self._cleanups):  # at most once: unrun hooks stay unrun
+            task.cancel()
+        await asyncio.gather(*self._cleanups, return_exceptions=True)
         if left:
             with contextlib.suppress(StoreUnavailable):
                 # Expire our leases now, so a restart does not wait for them to run out.
@@ -269,12 +274,19 @@ class Engine:
             if stored.status is Status.CANCELLED:
                 return self.snapshot(stored)
             doc = Doc.loads(stored.doc)
-            new = await self._apply(self.workflow_of(doc, strict=False), stored, doc,
-                                    lambda t: t.cancel(reason), request_id)
+            wf = self.workflow_of(doc, strict=False)
+            todo = hooks(wf, list(doc.running.values()))
+            new = await self._apply(wf, stored, doc, lambda t: t.cancel(reason), request_id)
             driver = self._drivers.get(execution_id)
             if driver is not None:
                 driver.signals.request_cancel(reason)
                 driver.stop()
+            if todo and new.status is Status.CANCELLED:
+                task = asyncio.create_task(
+                    clean_up(self, wf, doc, reason, todo, self.config.cleanup_grace),
+                    name=f"tarry:cleanup:{execution_id}")
+                self._cleanups.add(task)  # referenced until done (the loop holds weak refs)
+                task.add_done_callback(self._cleanups.discard)
             return new
 
         recent = self._recent.take(execution_id)  # AWAITING or SUSPENDED: commits

@@ -42,6 +42,9 @@ class Op(StrEnum):
     """The driver holding the lease commits a step's outcome or a fired timer."""
     DELETE = "delete"
     """DeleteExecution, or retention: a finished execution is removed whole (delete.lua)."""
+    CLEANUP = "cleanup"
+    """After a Cancel, the outcome of its cleanup hooks is recorded (an event, no change of
+    status)."""
     RERUN = "rerun"
     """Resume of a FAILED execution: a step runs again (the one that failed, or
     `from_step`), in the same execution, with the data it had."""
@@ -78,6 +81,7 @@ TABLE: Mapping[tuple[Status | None, Op], Status | None] = {
     (_S.FAILED, Op.DELETE): CREATE,
     (_S.CANCELLED, Op.DELETE): CREATE,
     (_S.FAILED, Op.RERUN): DERIVED,
+    (_S.CANCELLED, Op.CLEANUP): _S.CANCELLED,
 }
 
 REQUESTS: Mapping[str, tuple[Op, ...]] = {

@@ -23,6 +23,8 @@ class EventType(StrEnum):
     SUSPEND_REQUESTED = "suspend_requested"
     """Written by the store's suspend_request.lua (the same string)."""
     RESUMED = "resumed"
+    CLEANUP = "cleanup"
+    """After a Cancel: how a cleanup hook (a step's `on_cancel`, the workflow's) ended."""
 
 
 class WaitKind(StrEnum):
