@@ -7,6 +7,7 @@ import os
 import subprocess
 import time
 from collections.abc import Callable
+from typing import Any
 
 from tarry import StepContext
 from tarry.engine import Engine, Event, Execution, Status
@@ -95,7 +96,7 @@ class Items:
                          "the suspend request to reach the step", timeout)
 
 
-def until_serving(target: str, process: subprocess.Popen[bytes], timeout: float = 20) -> None:
+def until_serving(target: str, process: subprocess.Popen[Any], timeout: float = 20) -> None:
     """Wait until the `tarry serve` at `target` answers a call (fails the test if
     `process` exits or `timeout` seconds pass first)."""
     from tarry_client import Client  # the client is what is waited with, not under test

@@ -40,6 +40,7 @@ from tarry_api.v1 import workflow_service_pb2 as pb
 from tarry_api.v1.workflow_service_pb2_grpc import WorkflowServiceStub
 from tarry_client import AsyncClient, Execution, Overloaded, Retry, Status
 from tests.integration.api.conftest import MODULES, ServerFactory, server_config
+from tests.integration.helpers import eventually
 
 ROOT = Path(__file__).parents[2]
 HERE = __name__
@@ -395,6 +396,9 @@ async def test_failed_steps_and_calls_mark_their_spans(
     assert [(s.attributes or {})["tarry.step.retried"] for s in attempts] == [True, False]
     assert all(s.status.status_code.name == "ERROR" for s in attempts)
     assert all(e.name == "exception" for s in attempts for e in s.events)
+    # The server ends a call's span once its answer is on the way: the caller can be faster.
+    await eventually(lambda: bool(spans(exporter, "/tarry.v1.WorkflowService/GetExecution")),
+                     "the GetExecution span")
     get = one(spans(exporter, "/tarry.v1.WorkflowService/GetExecution"))
     assert (get.attributes or {})["rpc.grpc.status_code"] == grpc.StatusCode.NOT_FOUND.value[0]
 
