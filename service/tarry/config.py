@@ -52,6 +52,12 @@ class Config:
     tls_client_ca: str | None = None
     """PEM CA certificate(s): with it, callers must present a client certificate it signed
     (mutual TLS)."""
+    redis_wait_replicas: int = 0
+    """Acknowledge a commit only once this many replicas have it (Redis WAIT); 0: once the
+    primary has it."""
+    redis_wait_timeout: float = 1.0
+    """Seconds a commit waits for `redis_wait_replicas`; short of them, the call gets
+    UNAVAILABLE (the transition may be applied; retry with the same request id)."""
     auth_tokens: str | None = None
     """A TOML tokens file (SHA-256 of each token, its subject and roles): bearer tokens on."""
     auth_jwks: str | None = None
@@ -158,6 +164,8 @@ class _Environment(BaseSettings):
     max_step_restarts: NonNegativeInt | None = None
     max_executions: PositiveInt | None = None
     retention: NonNegativeFloat | None = None
+    redis_wait_replicas: NonNegativeInt | None = None
+    redis_wait_timeout: PositiveFloat | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_client_ca: str | None = None

@@ -116,7 +116,9 @@ class Server:
             log.info("started a managed redis-server on port %d (data in %s)",
                      local.port, cfg.data_dir)
         self.store = RedisStore(redis_url, prefix=cfg.key_prefix,
-                                events_maxlen=cfg.events_maxlen)
+                                events_maxlen=cfg.events_maxlen,
+                                wait_replicas=cfg.redis_wait_replicas,
+                                wait_timeout=cfg.redis_wait_timeout)
         with contextlib.suppress(StoreUnavailable):  # done at the next start if Redis is away
             await self.store.migrate()
         # so_reuseport off: a second server on a taken port must fail, not share it. That

@@ -246,3 +246,50 @@ async def test_tarry_follows_the_primary_through_a_failover(group: Group, lose: 
         for engine in (here, other):
             await engine.stop()
             await engine.store.close()
+
+
+async def test_with_wait_replicas_a_commit_is_acknowledged_only_once_a_replica_has_it(
+        tmp_path: Path) -> None:
+    """Redis WAIT after each batch of commits (`wait_replicas`): an acknowledged transition
+    is on the replica too; with the replica frozen, a commit gets StoreUnavailable (applied
+    or not, it is not acknowledged) within the wait, and all is well once it is back."""
+    primary, replica = free_port(), free_port()
+    common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    procs = []
+    for port, extra in ((primary, []), (replica, ["--replicaof", "127.0.0.1", str(primary)])):
+        (tmp_path / str(port)).mkdir()
+        procs.append(start(["--port", str(port), "--dir", str(tmp_path / str(port)),
+                            *common, *extra], tmp_path, str(port)))
+    engine: Engine | None = None
+    store: RedisStore | None = None
+    try:
+        wait_until(lambda: answers(primary) and answers(replica) and replica_linked(replica),
+                   "replication")
+        store = RedisStore(f"redis://127.0.0.1:{primary}", prefix="wait:v1",
+                           wait_replicas=1, wait_timeout=0.5)
+        engine = Engine(Registry([approval]), store, EngineConfig(lease_ttl=2.0))
+        await engine.start()
+        ex = await engine.run("ha-approval", execution_id="acked-1")
+        with redis.Redis(port=replica, socket_timeout=1) as r:
+            assert r.exists(store.keys.state(ex.id))  # on the replica when acknowledged
+        procs[1].send_signal(signal.SIGSTOP)
+        began = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="replicas"):
+            await engine.run("ha-approval", execution_id="unacked-1")
+        assert time.monotonic() - began < 0.5 + 3 + SLACK  # the wait, not a hang
+        procs[1].send_signal(signal.SIGCONT)
+        wait_until(lambda: replica_linked(replica), "the replica back")
+        # The same request again: applied once, now acknowledged.
+        again = await engine.run("ha-approval", execution_id="unacked-1")
+        assert again.id == "unacked-1"
+        resumed = await engine.resume(ex.id, {"ok": True})
+        assert resumed.version > ex.version
+    finally:
+        if engine is not None:
+            await engine.stop()
+        if store is not None:
+            await store.close()
+        for p in procs:
+            p.send_signal(signal.SIGCONT)
+            p.kill()
+            p.wait()

@@ -20,16 +20,25 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 MAX_BATCH = 128
 MAX_IN_FLIGHT = 2
 
 
+class NotReplicated(RedisTimeoutError):
+    """Fewer replicas than asked for confirmed a batch in time (WAIT): its commits may be
+    applied on the primary and still be lost in a failover, so none is acknowledged."""
+
+
 class ScriptBatcher:
     """Calls one Lua script (by its SHA) for many callers, pipelined."""
 
-    def __init__(self, redis: aioredis.Redis, script: str, *, timeout: float) -> None:
+    def __init__(self, redis: aioredis.Redis, script: str, *, timeout: float,
+                 wait: tuple[int, float] = (0, 0.0)) -> None:
         self._redis = redis
+        self._wait_replicas, wait_seconds = wait
+        self._wait_ms = int(wait_seconds * 1000)
         self._timeout = timeout  # seconds for one batch's round trip
         self._script = script
         self._sha: str | None = None
@@ -108,14 +117,24 @@ class ScriptBatcher:
             async with asyncio.timeout(self._timeout):
                 if not conn.is_connected:
                     await conn.connect()  # type: ignore[no-untyped-call]
-                await conn.send_packed_command(conn.pack_commands(
-                    [("EVALSHA", self._sha, len(keys), *keys, *args) for keys, args, _ in batch]))
+                commands: list[tuple[Any, ...]] = [
+                    ("EVALSHA", self._sha, len(keys), *keys, *args) for keys, args, _ in batch]
+                if self._wait_replicas:
+                    commands.append(("WAIT", self._wait_replicas, self._wait_ms))
+                await conn.send_packed_command(conn.pack_commands(commands))
                 results: list[Any] = []
                 for _ in batch:
                     try:
                         results.append(await conn.read_response())
                     except ResponseError as err:
                         results.append(err)
+                if self._wait_replicas:
+                    acked = int(await conn.read_response())
+                    if acked < self._wait_replicas:
+                        short = NotReplicated(
+                            f"{acked} of {self._wait_replicas} replicas confirmed the write "
+                            f"within {self._wait_ms} ms")
+                        results = [r if isinstance(r, RedisError) else short for r in results]
         except BaseException:
             await conn.disconnect(nowait=True)  # out of step with its replies: start afresh
             raise

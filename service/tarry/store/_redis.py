@@ -42,7 +42,7 @@ from tarry.engine import (
 )
 from tarry.engine.namespaces import DEFAULT, namespace_of
 
-from ._batch import ScriptBatcher
+from ._batch import NotReplicated, ScriptBatcher
 from ._connect import close_sentinels, make_pool, messages
 from ._keys import STORED, Keys, StateField
 from ._migrate import backfill_pairs, backfill_waiting
@@ -82,6 +82,8 @@ class RedisStore:
         request_ttl: int = 86_400,
         max_connections: int = 64,
         socket_timeout: float = 5.0,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
     ) -> None:
         """`url`: a redis-py URL (redis://, rediss://, unix://), or
         `redis+sentinel://host:port[,host:port...]/service[/db]` (`rediss+sentinel://` for
@@ -106,7 +108,10 @@ class RedisStore:
         self._followed: dict[str, int] = {}
         self._follow_lock = asyncio.Lock()
         self._redis = aioredis.Redis.from_pool(pool)  # owns the pool: closed with the client
-        self._commit = ScriptBatcher(self._redis, _script("commit"), timeout=socket_timeout)
+        # With `wait_replicas`, a commit is acknowledged only once that many replicas have
+        # it (Redis's WAIT after each batch): an acknowledged transition survives a failover.
+        self._commit = ScriptBatcher(self._redis, _script("commit"), timeout=socket_timeout,
+                                     wait=(wait_replicas, wait_timeout))
         # Claims go the same way: a plain pipeline of a registered Script would first ask
         # Redis whether the script exists, a round trip of its own on every timer pass.
         self._claim = ScriptBatcher(self._redis, _script("claim"), timeout=socket_timeout)
@@ -129,6 +134,10 @@ class RedisStore:
             # are held to the end of their own deadlines.
             async with asyncio.timeout(self._timeout), self._slots:
                 return await fn()
+        except NotReplicated as exc:
+            raise StoreUnavailable(
+                "the state store (Redis) did not confirm the write on enough replicas in "
+                "time; it may be applied: retry with the same request_id") from exc
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise StoreUnavailable("the state store (Redis) is unreachable") from exc
         except RedisError as exc:
