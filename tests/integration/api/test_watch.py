@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -136,6 +136,35 @@ async def test_a_cursor_beyond_the_log_is_out_of_range(stub: Stub) -> None:
         stub, pb.WatchExecutionRequest(execution_id=ex.id, after_sequence=ex.last_sequence + 5),
         grpc.StatusCode.OUT_OF_RANGE)
     assert err.info.metadata["last_sequence"] == str(ex.last_sequence)
+
+
+async def test_a_cursor_into_a_rewound_log_is_out_of_range(make_server: ServerFactory) -> None:
+    """What a failover to a replica that missed the primary's last writes looks like: the
+    execution's log and sequence are behind what a watcher saw. Reconnecting with its
+    cursor gets OUT_OF_RANGE (never a silent gap, never events it has seen renumbered), and
+    without a cursor a fresh snapshot."""
+    server = await make_server()
+    assert server.store is not None
+    keys, r = server.store.keys, server.store._redis
+    async with connect(server) as ch:
+        stub = WorkflowServiceStub(ch)
+        ex = await run(stub, "expense-approval")
+        seen = ex.last_sequence
+        # Rewind: the last two events and the sequence as a lagging replica holds them.
+        last: list[Any] = await r.xrevrange(keys.events(ex.id), count=2)
+        await r.xdel(keys.events(ex.id), *[entry_id for entry_id, _ in last])
+        await r.hset(keys.state(ex.id), "seq", seen - 2)
+        err = await stream_fails(
+            stub, pb.WatchExecutionRequest(execution_id=ex.id, after_sequence=seen),
+            grpc.StatusCode.OUT_OF_RANGE)
+        assert err.info.reason == "CURSOR_OUT_OF_RANGE"
+        assert err.info.metadata["last_sequence"] == str(seen - 2)
+        call = stub.WatchExecution(pb.WatchExecutionRequest(execution_id=ex.id),
+                                   timeout=TIMEOUT)
+        first = await call.read()
+        call.cancel()
+        assert isinstance(first, pb.WatchExecutionResponse)
+        assert first.execution.last_sequence == seen - 2  # a fresh snapshot
 
 
 async def test_a_watch_without_deadline_ends_ok_after_max_watch_seconds(
