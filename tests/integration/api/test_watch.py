@@ -151,7 +151,7 @@ async def test_a_cursor_into_a_rewound_log_is_out_of_range(make_server: ServerFa
         ex = await run(stub, "expense-approval")
         seen = ex.last_sequence
         # Rewind: the last two events and the sequence as a lagging replica holds them.
-        last: list[Any] = await r.xrevrange(keys.events(ex.id), count=2)
+        last: Any = await r.xrevrange(keys.events(ex.id), count=2)
         await r.xdel(keys.events(ex.id), *[entry_id for entry_id, _ in last])
         await r.hset(keys.state(ex.id), "seq", seen - 2)
         err = await stream_fails(
