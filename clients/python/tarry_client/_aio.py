@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Self, TypeVar, Unpack
 
 import grpc
 
@@ -146,11 +146,12 @@ class AsyncClient:
 
     async def iter_executions(self, workflow: str | None = None,
                               status: Status | str | None = None,
-                              page_size: int | None = None) -> AsyncIterator[Execution]:
+                              page_size: int | None = None, **filters: Unpack[req.ListFilters]
+                              ) -> AsyncIterator[Execution]:
         """See `Client.iter_executions`."""
         token: str | None = None
         while True:
-            page = await self.list_executions(workflow, status, page_size, token)
+            page = await self.list_executions(workflow, status, page_size, token, **filters)
             for execution in page.executions:
                 yield execution
             if not page.next_page_token:

@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Self, TypeVar, Unpack
 
 import grpc
 
@@ -173,11 +173,13 @@ class Client:
         return execution_page_from_pb(response)
 
     def iter_executions(self, workflow: str | None = None, status: Status | str | None = None,
-                        page_size: int | None = None) -> Iterator[Execution]:
-        """Every matching execution, newest first, fetching pages as needed."""
+                        page_size: int | None = None, **filters: Unpack[req.ListFilters]
+                        ) -> Iterator[Execution]:
+        """Every matching execution, newest first, fetching pages as needed (the filters of
+        `list_executions`, repeated on every page)."""
         token: str | None = None
         while True:
-            page = self.list_executions(workflow, status, page_size, token)
+            page = self.list_executions(workflow, status, page_size, token, **filters)
             yield from page.executions
             if not page.next_page_token:
                 return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import TypedDict
 
 from tarry_api.v1 import workflow_service_pb2 as pb
 
@@ -62,6 +63,16 @@ def suspend(execution_id: str, reason: str, request_id_: str | None,
 def cancel(execution_id: str, reason: str, request_id_: str | None) -> pb.CancelRequest:
     return pb.CancelRequest(execution_id=execution_id, reason=reason,
                             request_id=request_id(request_id_))
+
+
+class ListFilters(TypedDict, total=False):
+    """The narrower filters of a listing, as `list_executions` takes them by keyword."""
+
+    tags: Mapping[str, str] | None
+    version: str | None
+    created_from: datetime | None
+    created_to: datetime | None
+    waiting_node: str | None
 
 
 def list_executions(workflow: str | None, status: Status | str | None, page_size: int | None,

@@ -146,3 +146,11 @@ async def test_waiting_executions_from_before_are_indexed_at_start(server: Serve
     await store._redis.delete(key, store.keys.waiting_ready)  # as if written before
     await store.migrate()
     assert await store._redis.zrange(key, 0, -1) == [ex.id.encode()]
+
+
+async def test_iterating_repeats_the_filters_on_every_page(server: Server) -> None:
+    async with AsyncClient(f"127.0.0.1:{server.port}", timeout=5) as c:
+        tagged = [await c.run("expense-approval", tags={"batch": "b1"}) for _ in range(3)]
+        await c.run("expense-approval", tags={"batch": "b2"})
+        found = [ex.id async for ex in c.iter_executions(page_size=1, tags={"batch": "b1"})]
+        assert found == [ex.id for ex in reversed(tagged)]
