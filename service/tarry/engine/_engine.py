@@ -1,6 +1,7 @@
 """The engine: the facade the API layer calls. Requests (Run, Resume, Suspend, Cancel) and
-reads are here; the checks they make in `_checks`, the background passes in `_supervisor`,
-the local waiters in `_hub`, the executions driven here in `_driver`.
+reads are here; what each request checks and asks for in `_requests`, the background
+passes in `_supervisor`, the local waiters in `_hub`, the executions driven here in
+`_driver`.
 
 Every request reads the execution, builds one transition with the state machine, and commits
 it with a version check: two racing requests cannot both apply. Executions that have a step
@@ -21,28 +22,16 @@ from pydantic import ValidationError
 from tarry import _json
 
 from . import namespaces
-from ._checks import (
-    allowed,
-    check_action,
-    check_depth,
-    check_id,
-    check_resume,
-    check_tags,
-    rerun_failed,
-    resume_suspended,
-    waiting_node,
-)
 from ._cleanup import clean_up, hooks
 from ._clock import Clock
 from ._commits import commit_of
 from ._config import EngineConfig
-from ._definition import NodeKind, Workflow
+from ._definition import Workflow
 from ._driver import Driver
 from ._errors import (
     Conflict,
     DefinitionMismatch,
     ExecutionNotFound,
-    FieldViolation,
     InvalidArgument,
     InvalidInput,
     Overloaded,
@@ -55,6 +44,7 @@ from ._machine import CALLER, Txn
 from ._model import FREEZE_MARK, Doc, Event, Execution, Status
 from ._recent import Recent
 from ._registry import Registry
+from ._requests import allowed, check_depth, check_id, check_tags, resume_transition
 from ._schema import JSON, validate, violations
 from ._store import Commit, Committed, Existing, ListFilters, Store, Stored
 from ._supervisor import Supervisor
@@ -205,32 +195,9 @@ class Engine:
     async def _resume(self, stored: Stored, data: JSON, node: str | None, action: str | None,
                       from_step: str | None, request_id: str | None) -> Execution:
         doc = Doc.loads(stored.doc)
-        execution_id = doc.id
         wf = self.workflow_of(doc)
-        allowed("resume", stored.status, execution_id)
-        if from_step is not None and (from_step not in wf.nodes
-                                      or wf.nodes[from_step].kind is not NodeKind.STEP):
-            raise InvalidArgument(
-                f"from_step {from_step!r} is not a step of workflow {wf.name!r}",
-                violations=[FieldViolation("from_step", "must name a step node of the workflow")],
-            )
-        mutate: Callable[[Txn], None]
-        if stored.status is Status.FAILED:
-            mutate = rerun_failed(wf, doc, data, from_step)
-        elif stored.status is Status.SUSPENDED:
-            mutate = resume_suspended(wf, doc, data, node, action, from_step)
-        else:
-            if from_step is not None:
-                raise InvalidArgument(
-                    "from_step applies to SUSPENDED executions; this one is AWAITING",
-                    violations=[FieldViolation("from_step", "only for SUSPENDED executions")],
-                )
-            target = waiting_node(doc, node, execution_id)
-            value = check_resume(wf, target, data)
-            check_action(wf, target, action)
-            mutate = lambda t: t.wait_resumed(target, value, action)  # noqa: E731
+        mutate = resume_transition(wf, doc, stored.status, data, node, action, from_step)
         return await self._apply(wf, stored, doc, mutate, request_id)
-
 
     async def suspend(self, execution_id: str, reason: str = "", *,
                       request_id: str | None = None, freeze: bool = False) -> Execution:

@@ -1,6 +1,10 @@
-"""What the request handlers check before they build a transition: the status allows the
-request, the node waits, the action leads somewhere, the data fits its schema and limits.
-Each refusal is a domain error that changes nothing."""
+"""The requests' decisions: what each checks (the status allows it, the node waits, the
+action leads somewhere, the data fits its schema and limits) and the transition it asks
+for. Each refusal is a domain error that changes nothing.
+
+A Resume is decided here whole (`resume_transition`): the engine reads the execution, calls it, and
+commits the transition it returns; the state machine (`_machine.Txn`) applies it.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from pydantic import ValidationError
 
 from tarry.limits import MAX_DEPTH, MAX_TAG_KEY, MAX_TAG_VALUE, MAX_TAGS, depth, quote
 
-from ._definition import Workflow
+from ._definition import NodeKind, Workflow
 from ._errors import FieldViolation, InvalidArgument, InvalidResumeData, NodeNotWaiting, WrongState
 from ._machine import Txn
 from ._model import Doc, Status
@@ -115,6 +119,38 @@ def check_tags(tags: Mapping[str, str], field_name: str = "tags") -> None:
                 f"{field_name}: the value of {key!r} must be 1-{MAX_TAG_VALUE} characters",
                 violations=[FieldViolation(f"{field_name}.{key}",
                                            f"1-{MAX_TAG_VALUE} characters")])
+
+
+def resume_transition(wf: Workflow, doc: Doc, status: Status, data: JSON,
+                      node: str | None, action: str | None, from_step: str | None
+                      ) -> Callable[[Txn], None]:
+    """The transition a Resume asks for, checked against the execution as it stands:
+    AWAITING, deliver `data` to the waiting node; SUSPENDED, `resume_suspended`; FAILED,
+    `rerun_failed`. Any other status, or a bad argument, is refused here."""
+    allowed("resume", status, doc.id)
+    if from_step is not None and (from_step not in wf.nodes
+                                  or wf.nodes[from_step].kind is not NodeKind.STEP):
+        raise InvalidArgument(
+            f"from_step {from_step!r} is not a step of workflow {wf.name!r}",
+            violations=[FieldViolation("from_step", "must name a step node of the workflow")],
+        )
+    if status is Status.FAILED:
+        return rerun_failed(wf, doc, data, from_step)
+    if status is Status.SUSPENDED:
+        return resume_suspended(wf, doc, data, node, action, from_step)
+    if from_step is not None:
+        raise InvalidArgument(
+            "from_step applies to SUSPENDED executions; this one is AWAITING",
+            violations=[FieldViolation("from_step", "only for SUSPENDED executions")],
+        )
+    target = waiting_node(doc, node, doc.id)
+    value = check_resume(wf, target, data)
+    check_action(wf, target, action)
+
+    def deliver(t: Txn) -> None:
+        t.wait_resumed(target, value, action)
+
+    return deliver
 
 
 def rerun_failed(wf: Workflow, doc: Doc, data: JSON, from_step: str | None
