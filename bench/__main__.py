@@ -38,11 +38,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-un
 
 from bench._common import Row, X, bounded, closed_loop, median, ms, pct, quiet
 from bench._hardening import Hardening
-from bench._machine import header, provenance
+from bench._machine import header, provenance, served_commit
 from bench._operators import Operators
 from bench._probe import ProbeClient
 from bench._processes import Processes
+from bench._retention import Retention
 from bench._rounds import Conditions, Meter, Round, rounds_row
+from bench._watch_many import WatchMany
 from bench.workflows import one_wait, three_steps
 from tarry.engine import Commit, CommitOutcome, Engine, EngineConfig, Registry
 from tarry.localredis import LocalRedis, free_port
@@ -81,7 +83,7 @@ class BenchServer:
     """`python -m bench._server` on a free loopback port, in a process of its own."""
 
     def __init__(self, tmp: Path, name: str, redis_url: str, *, uvloop: bool = False,
-                 probe: bool = False) -> None:
+                 probe: bool = False, service: Path | None = None) -> None:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.probe_path = tmp / f"{name}.probe" if probe else None
@@ -89,7 +91,10 @@ class BenchServer:
             [sys.executable, "-m", "bench._server", self.address, redis_url, PREFIX,
              *(["--uvloop"] if uvloop else []),
              *(["--probe", str(self.probe_path)] if self.probe_path else [])],
-            env={**os.environ, "PYTHONPATH": str(ROOT)})
+            # `service`: the tarry package of another checkout, ahead of this one's.
+            env={**os.environ,
+                 "PYTHONPATH": os.pathsep.join([*([str(service)] if service else []),
+                                                str(ROOT)])})
         self.channel = grpc.aio.insecure_channel(self.address)
         self.stub = workflow_service_pb2_grpc.WorkflowServiceStub(self.channel)
 
@@ -807,15 +812,20 @@ async def measure(server: BenchServer, redis_url: str, tmp: Path, args: argparse
     hardening = Hardening(bench.add, args.quick)
     processes = Processes(bench.add, bench.record, tmp, args.quick)
     operators = Operators(bench.add, tmp, args.quick)
+    watch_many = WatchMany(bench, PREFIX)
     try:
         await bench.empty_rpc()
         meta = provenance(info)
+        if args.service is not None:
+            meta["server_code"] = served_commit(args.service)
         faults = hardening.scenarios()
         steps = {"baseline": bench.baseline, "timers": bench.timers,
                  "run": bench.run_completed, "resume": bench.resume_cycle,
                  "redis": bench.redis_work, "watch": bench.watch_fanout,
-                 "processes": processes.run, "operators": operators.run, **faults,
-                 "scale": bench.scale}
+                 "processes": processes.run, "operators": operators.run,
+                 "watch-many": watch_many.run, **faults,
+                 "scale": bench.scale,
+                 "retention": Retention(bench.add, tmp, args.quick).run}
         chosen = [name for each in (args.only.split(",") if args.only else list(steps))
                   for name in GROUPS.get(each.strip(), [each.strip()])]
         unknown = [name for name in chosen if name not in steps]
@@ -852,7 +862,7 @@ def main(args: argparse.Namespace) -> int:
 
         async def go() -> tuple[list[Row], list[Round], dict[str, Any]]:
             server = BenchServer(tmp, "server", redis_server.url, uvloop=args.uvloop,
-                                 probe=True)
+                                 probe=True, service=args.service)
             try:
                 return await measure(server, redis_server.url, tmp, args)
             finally:
@@ -873,10 +883,15 @@ if __name__ == "__main__":
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
     parser.add_argument("--only", help="comma-separated: baseline,timers,run,resume,redis,"
-                                       "watch,processes,operators,scale, and the hardening "
+                                       "watch,processes,operators,scale,retention, and the "
+                                       "hardening "
                                        "scenarios: "
                                        "recovery (= restart,orphans,release,release-long,"
                                        "redis-restart,freeze),admission")
     parser.add_argument("--out", default="bench/results.json")
     parser.add_argument("--uvloop", action="store_true", help="serve on uvloop")
+    parser.add_argument("--service", type=lambda p: Path(p).resolve(),
+                        help="serve the tarry package of another checkout (its service/ "
+                             "folder, e.g. a git worktree of an older commit) with this "
+                             "bench: an A/B of two commits measured alike")
     sys.exit(main(parser.parse_args()))

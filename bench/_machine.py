@@ -48,6 +48,13 @@ def commit() -> dict[str, Any]:
     return out
 
 
+def served_commit(service: Path) -> str:
+    """The commit of the checkout whose `service/` folder the server runs (`--service`)."""
+    out = subprocess.run(["git", "-C", str(service), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True, check=False).stdout.strip()
+    return f"{out or 'unknown'} ({service})"
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -80,7 +87,9 @@ def header(meta: dict[str, Any]) -> str:
     tree = (f" (uncommitted changes, `git diff HEAD` sha256 {meta['diff_sha256']}…, in "
             f"{', '.join(f'`{c}`' for c in changed)})" if changed else "")
     took = f"; the run took {meta['seconds'] / 60:.1f} min" if "seconds" in meta else ""
-    return (f"Commit `{meta['commit']}`{tree}, {meta['date']}; Python {meta['python']}, "
+    served = (f"; the server ran the code of `{meta['server_code']}`"
+              if "server_code" in meta else "")
+    return (f"Commit `{meta['commit']}`{tree}{served}, {meta['date']}; Python {meta['python']}, "
             f"Redis {meta['redis']}, grpcio {meta['grpcio']}, redis-py {meta['redis_py']}; "
             f"{meta['cores']} cores ({meta['cpu_model']}, {meta['machine']}, Linux "
             f"{meta['kernel']}); load average at the start "

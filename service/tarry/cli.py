@@ -3,6 +3,7 @@
     tarry serve [--address HOST:PORT] [--redis-url URL] [--workflows mod1,mod2] ...
     tarry run expense-approval --input '{"amount": 1500}' [--wait]
     tarry watch ID                  # live view; --json for one JSON object per line
+    tarry watch --workflow W --status AWAITING    # every matching execution, live
     tarry resume ID --data '{"approved": true}' --action approve
 
 Client commands talk to `--target` (env TARRY_TARGET, default localhost:50051), read JSON
@@ -24,15 +25,12 @@ from typing import Any
 
 import grpc
 
+from tarry._liveview import LiveView, change_line
 from tarry_client import (
     Client,
-    Event,
-    EventType,
     Execution,
     Status,
     TarryError,
-    WaitingKind,
-    WatchItem,
     as_json,
 )
 
@@ -166,11 +164,22 @@ def _parser() -> argparse.ArgumentParser:
                         help="only events after this sequence")
     events.add_argument("--page-size", type=_natural, help="events per page")
 
-    watch = command("watch", _watch, "Follow an execution until it ends.")
-    watch.add_argument("execution_id", metavar="ID")
+    watch = command("watch", _watch, "Follow an execution until it ends; without ID, every "
+                    "execution that matches the filters, until interrupted.")
+    watch.add_argument("execution_id", metavar="ID", nargs="?")
     watch.add_argument("--after", type=_natural, metavar="SEQ",
                        help="replay the events after this sequence instead of a snapshot")
     watch.add_argument("--json", action="store_true", help="one JSON object per line")
+    watch.add_argument("--workflow", help="(without ID) only executions of this workflow")
+    watch.add_argument("--status", type=str.upper, choices=[s.value for s in Status],
+                       help="(without ID) only executions entering or leaving this status")
+    watch.add_argument("--tag", action="append", type=_tag, default=[], metavar="KEY=VALUE",
+                       help="(without ID) only executions with this tag (repeat: all)")
+    watch.add_argument("--waiting-node", metavar="NODE",
+                       help="(without ID) only executions starting or ending a wait at this "
+                            "node (with --workflow)")
+    watch.add_argument("--cursor", help="(without ID) continue after this cursor (a "
+                                        "change's, or a listing's watch_cursor)")
 
     workflows = command("workflows", _workflows,
                         "List the workflows served, or describe one.")
@@ -374,6 +383,13 @@ def _workflows(args: argparse.Namespace) -> int:
 
 
 def _watch(args: argparse.Namespace) -> int:
+    if args.execution_id is None:
+        return _watch_many(args)
+    many = [f for f in ("workflow", "status", "waiting_node", "cursor") if getattr(args, f)]
+    if many or args.tag:
+        print(f"error: --{(many or ['tag'])[0].replace('_', '-')} is for watching many "
+              f"executions: give it without ID", file=sys.stderr)
+        return 2
     view = LiveView()
     with _client(args) as client:
         for item in client.watch(args.execution_id, args.after):
@@ -387,102 +403,16 @@ def _watch(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- the live view --------------------------------------------------------------------------
-
-class LiveView:
-    """Renders watch items as the lines of `tarry watch`: local time, sequence, status, what
-    happened.
-
-        12:00:01.234  #5  AWAITING   waiting: manager-approval
-
-    Node events carry no status of their own; they show the one the last status event (or
-    the snapshot) set.
-    """
-
-    def __init__(self) -> None:
-        self.status = ""
-
-    def line(self, item: WatchItem) -> str:
-        if isinstance(item, Execution):
-            self.status = item.status.value
-            when, what = item.update_time, f"{item.workflow} {item.id}: {_snapshot_detail(item)}"
-        else:
-            if item.status is not None:
-                self.status = item.status.value
-            when, what = item.event_time, _event_detail(item)
-        stamp = when.astimezone().strftime("%H:%M:%S.%f")[:-3]
-        return f"{stamp}  {'#' + str(item.sequence):<3} {self.status:<10} {what}".rstrip()
-
-
-def _snapshot_detail(ex: Execution) -> str:
-    if ex.status is Status.AWAITING:
-        waits = [w.node_id for w in ex.waiting_points if w.kind is WaitingKind.WAIT]
-        timers = [w.node_id for w in ex.waiting_points if w.kind is not WaitingKind.WAIT]
-        parts = ([f"waiting: {', '.join(waits)}"] if waits else []) + (
-            [f"timers: {', '.join(timers)}"] if timers else [])
-        return "; ".join(parts)
-    if ex.status is Status.SUSPENDED and ex.suspension is not None:
-        at = f" (at {ex.suspension.node_id})" if ex.suspension.node_id else ""
-        return f"suspended: {ex.suspension.reason}{at}"
-    if ex.status is Status.RUNNING:
-        return "running: " + ", ".join(ex.running_node_ids)
-    if ex.status is Status.COMPLETED:
-        return f"result: {_compact(ex.result)}"
-    if ex.status is Status.FAILED and ex.error is not None:
-        return f"error: {ex.error.type}: {ex.error.message}"
-    if ex.cancellation is not None:
-        return f"cancelled: {ex.cancellation.reason}"
-    return ""
-
-
-def _event_detail(ev: Event) -> str:
-    data = ev.data or {}
-    node = ev.node_id or ""
-    attempt = f" (attempt {ev.attempt})" if ev.attempt and ev.attempt > 1 else ""
-    if ev.type == EventType.STATUS and ev.status is not None:
-        return _status_detail(ev.status, data, first=ev.sequence == 1)
-    late = f" ({data['late_ms']} ms late)" if isinstance(data.get("late_ms"), int) else ""
-    if ev.type == EventType.NODE_STARTED:
-        return f"{node} started{attempt}{late}"
-    if ev.type == EventType.NODE_FINISHED:
-        timed_out = " (timed out)" if data.get("timed_out") else ""
-        return (f"{node} finished{timed_out}"
-                + (f" -> {data['action']}" if data.get("action") else "") + late)
-    if ev.type == EventType.NODE_WAITING:
-        wake = data.get("wake_at")  # ms since the epoch, for sleep nodes
-        if isinstance(wake, int | float):
-            until = datetime.fromtimestamp(wake / 1000).strftime("%H:%M:%S.%f")[:-3]
-            return f"{node} sleeping until {until}"
-        return f"{node} waiting for input"
-    if ev.type == EventType.NODE_FAILED:
-        error = data.get("error") or {}
-        retry = " (will retry)" if data.get("retry_at") else ""
-        return f"{node} failed{attempt}: {error.get('type')}: {error.get('message')}{retry}"
-    if ev.type == EventType.NODE_SUSPENDED:
-        return f"{node} suspended: {data.get('reason', '')}"
-    if ev.type == EventType.NODE_CANCELLED:
-        return f"{node} cancelled"
-    if ev.type == EventType.SUSPEND_REQUESTED:
-        return f"suspend requested: {data.get('reason', '')}"
-    if ev.type == EventType.RESUMED:
-        return "resumed" + (f" {node}" if node else "")
-    return f"{ev.type} {node}".strip()  # a newer event type: say what it is
-
-
-def _status_detail(status: Status, data: dict[str, Any], *, first: bool) -> str:
-    if status is Status.AWAITING:
-        return "waiting: " + ", ".join(str(n) for n in data.get("waiting") or [])
-    if status is Status.SUSPENDED:
-        return f"suspended: {data.get('reason', '')}"
-    if status is Status.COMPLETED:
-        return f"result: {_compact(data.get('result'))}"
-    if status is Status.FAILED:
-        error = data.get("error") or {}
-        return f"error: {error.get('type')}: {error.get('message')}"
-    if status is Status.CANCELLED:
-        return f"cancelled: {data.get('reason', '')}"
-    return "started" if first else "running again"
-
-
-def _compact(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+def _watch_many(args: argparse.Namespace) -> int:
+    if args.after is not None:
+        print("error: --after needs an execution ID (use --cursor)", file=sys.stderr)
+        return 2
+    with _client(args) as client:
+        for change in client.watch_executions(
+                args.workflow, args.status, tags=dict(args.tag) or None,
+                waiting_node=args.waiting_node, cursor=args.cursor):
+            if args.json:
+                print(json.dumps(as_json(change), ensure_ascii=False), flush=True)
+            else:
+                print(change_line(change), flush=True)
+    return 0

@@ -76,6 +76,9 @@ class Config:
     """Seconds a SIGTERM leaves running steps to finish before their executions are handed on."""
     events_maxlen: int = 10_000
     """Events kept per execution (older ones are trimmed; their cursors get OUT_OF_RANGE)."""
+    change_log_length: int = 100_000
+    """Changes the change log keeps (WatchExecutions; about, as Redis trims whole nodes):
+    a cursor older than the oldest kept gets OUT_OF_RANGE."""
     owner: str | None = None
     """This server's name in leases. Default: `host:port` when `address` names a fixed port
     (a restarted server then takes its executions back at once), else host:pid:random.
@@ -164,6 +167,7 @@ class _Environment(BaseSettings):
     max_step_restarts: NonNegativeInt | None = None
     max_executions: PositiveInt | None = None
     retention: NonNegativeFloat | None = None
+    change_log_length: PositiveInt | None = None
     redis_wait_replicas: NonNegativeInt | None = None
     redis_wait_timeout: PositiveFloat | None = None
     tls_cert: str | None = None

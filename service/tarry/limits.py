@@ -53,8 +53,9 @@ MAX_CONCURRENT_RPCS = 1000
 one more is refused at once with RESOURCE_EXHAUSTED (reason OVERLOADED)."""
 
 MAX_WATCHES = 10_000
-"""Default number of WatchExecution streams one server keeps open (`Config.max_watches`);
-one more is refused at once with RESOURCE_EXHAUSTED (reason OVERLOADED)."""
+"""Default number of WatchExecution and WatchExecutions streams one server keeps open
+(`Config.max_watches`); one more is refused at once with RESOURCE_EXHAUSTED (reason
+OVERLOADED)."""
 
 CALLS_AHEAD = 32
 """Calls of each gRPC method the server asks gRPC core for ahead of time (grpc.aio asks for

@@ -117,6 +117,7 @@ class Server:
                      local.port, cfg.data_dir)
         self.store = RedisStore(redis_url, prefix=cfg.key_prefix,
                                 events_maxlen=cfg.events_maxlen,
+                                changes_maxlen=cfg.change_log_length,
                                 wait_replicas=cfg.redis_wait_replicas,
                                 wait_timeout=cfg.redis_wait_timeout)
         with contextlib.suppress(StoreUnavailable):  # done at the next start if Redis is away

@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from tarry_client import (
     Client,
     Event,
     Execution,
+    ExecutionChange,
     ExecutionPage,
     Status,
     TarryError,
@@ -34,7 +36,7 @@ DEFAULT_TIMEOUT = 10.0
 WORKFLOWS = ("examples.pausing", "examples.suspend_resume", "tests.conformance.workflows")
 """What the server the scenarios run against serves (`tarry serve --workflows`)."""
 OPERATIONS = ("run", "resume", "suspend", "cancel", "get", "delete", "describe", "events",
-              "watch", "await", "list", "pause")
+              "watch", "await", "list", "pause", "watch_many")
 
 
 class Mismatch(Exception):
@@ -81,6 +83,8 @@ def _run_step(client: Client, step: dict[str, Any],
     args: dict[str, Any] = step[op]
     timeout = float(step.get("timeout_s", DEFAULT_TIMEOUT))
     expected_error = step.get("error")
+    if op == "watch_many":  # read as many changes as expected (the stream has no end)
+        args = {**args, "count": len(step.get("expect_changes") or []) or 1}
     try:
         got = _call(client, op, args, timeout)
     except TarryError as err:
@@ -105,13 +109,18 @@ def _run_step(client: Client, step: dict[str, Any],
         if not isinstance(got, list):
             raise ValueError(f"{op} returns no events")
         _check_events(got, step["expect_events"])
+    if "expect_changes" in step:
+        if not isinstance(got, list):
+            raise ValueError(f"{op} returns no changes")
+        _check_changes(got, step["expect_changes"])
 
 
 def _call(client: Client, op: str, a: dict[str, Any], timeout: float) -> object:
     if op == "run":
         return client.run(a["workflow"], a.get("input"), version=a.get("version"),
                           execution_id=a.get("execution_id"), request_id=a.get("request_id"),
-                          wait=a.get("wait_until_settled", False), timeout=timeout)
+                          wait=a.get("wait_until_settled", False), tags=a.get("tags"),
+                          timeout=timeout)
     if op == "resume":
         return client.resume(a["execution_id"], a.get("data"), node_id=a.get("node_id"),
                              action=a.get("action"), from_step=a.get("from_step"),
@@ -143,8 +152,43 @@ def _call(client: Client, op: str, a: dict[str, Any], timeout: float) -> object:
     if op == "list":
         return client.list_executions(a.get("workflow"), a.get("status"), a.get("page_size"),
                                       a.get("page_token"), waiting_node=a.get("waiting_node"),
-                                      timeout=timeout)
+                                      tags=a.get("tags"), timeout=timeout)
+    if op == "watch_many":
+        return _watch_many(client, a, int(a["count"]), timeout)
     return _await(client, a, timeout)
+
+
+def _watch_many(client: Client, a: dict[str, Any], count: int, timeout: float
+                ) -> list[ExecutionChange]:
+    """The first `count` changes (all of them: the stream has no end), reading again from
+    the last one's cursor after `reconnect_after`. The client's iterator blocks on its
+    stream, so it is read in a thread and the scenario's deadline is kept here."""
+    reconnect_after = a.get("reconnect_after")
+    got: list[ExecutionChange] = []
+    failed: list[TarryError] = []
+
+    def read() -> None:
+        cursor = a.get("cursor")
+        try:
+            while len(got) < count:
+                for change in client.watch_executions(
+                        a.get("workflow"), a.get("status"), tags=a.get("tags"),
+                        waiting_node=a.get("waiting_node"), cursor=cursor):
+                    got.append(change)
+                    cursor = change.cursor
+                    if len(got) == count or len(got) == reconnect_after:
+                        break
+        except TarryError as err:
+            failed.append(err)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if failed:
+        raise failed[0]
+    if reader.is_alive():
+        raise Mismatch(f"{len(got)} changes within {timeout} s, expected {count}")
+    return got
 
 
 def _watch(client: Client, a: dict[str, Any], timeout: float) -> list[Event]:
@@ -292,6 +336,29 @@ def _check_events(events: list[Event], want: list[dict[str, Any]]) -> None:
                 _equal(f"event {n} ({show(event)}) {key}", have[key], value)
 
 
+def _check_changes(changes: list[ExecutionChange], want: list[dict[str, Any]]) -> None:
+    def show(c: ExecutionChange) -> str:
+        return f"{c.execution_id}:{c.previous_status}->{c.status.value}"
+
+    if len(changes) != len(want):
+        raise Mismatch(f"{len(changes)} changes, expected {len(want)}")
+    for n, (c, expected) in enumerate(zip(changes, want, strict=True)):
+        have: dict[str, Any] = {
+            "id": c.execution_id, "status": c.status.value,
+            "previous_status": c.previous_status.value if c.previous_status else None,
+            "matches": c.matches}
+        for key, value in expected.items():
+            if key == "waiting":
+                _same_set(f"change {n} waiting", list(c.waiting_nodes), value)
+            elif key == "previous_waiting":
+                _same_set(f"change {n} previous_waiting", list(c.previous_waiting_nodes),
+                          value)
+            elif key in have:
+                _equal(f"change {n} ({show(c)}) {key}", have[key], value)
+            else:
+                raise ValueError(f"unknown change expectation {key!r}")
+
+
 def _check_error(err: TarryError, want: dict[str, Any]) -> None:
     _equal("code", err.code.name, want["code"])
     for key, value in want.items():
@@ -349,6 +416,8 @@ def _substitute(value: Any, uid: str, saved: dict[str, Execution | ExecutionPage
             found = saved.get(name)
             if isinstance(found, ExecutionPage) and field == "next":
                 return found.next_page_token
+            if isinstance(found, ExecutionPage) and field == "cursor":
+                return found.watch_cursor
             if not isinstance(found, Execution) or field not in ("", "sequence"):
                 raise ValueError(f"{value}: no execution (or page, for .next) saved as {name!r}")
             return found.last_sequence if field == "sequence" else found.id

@@ -1,8 +1,10 @@
 """Workflows the conformance suite needs besides the examples: a wait with a short
-deadline, and a step that fails until it is re-run with data that fixes it."""
+deadline, a step that fails until it is re-run with data that fixes it, and a wait that
+accepts its input early."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from tarry import Chain, Flow, RetryPolicy, StepContext
@@ -31,5 +33,29 @@ flaky_order = (
                                      "{\"retry\": true}.")
     .then("reserve", lambda ctx: {**ctx.data, "reserved": True})
     .then("charge", charge, retry=RetryPolicy(max_attempts=1))
+    .build()
+)
+
+
+async def prepare(ctx: StepContext) -> str:
+    given = ctx.input if isinstance(ctx.input, dict) else {}
+    await asyncio.sleep(float(given.get("prepare_s", 0.5)))
+    return "prepared"
+
+
+def ship(ctx: StepContext) -> dict[str, Any]:
+    return {"paid": ctx.get("payment")}
+
+
+early_order = (
+    Flow("early-order", description="An order is approved, prepared, then paid; a payment "
+                                    "that comes before its turn is kept for it.")
+    .wait("approve")
+    .step("prepare", prepare)
+    .wait("pay", key="payment", accept_early=True)
+    .step("ship", ship)
+    .edge("approve", "prepare")
+    .edge("prepare", "pay")
+    .edge("pay", "ship")
     .build()
 )

@@ -29,6 +29,7 @@ from examples.pausing import expense_approval, parallel_review
 from examples.suspend_resume import long_process
 from tarry import Chain, StepContext
 from tarry.engine import (
+    EarlyInput,
     Engine,
     EngineConfig,
     ErrorInfo,
@@ -95,6 +96,7 @@ def execution_from_json(d: dict[str, Any]) -> Execution:
         "running": tuple(d["running"]),
         "suspension": Suspension(**d["suspension"]) if d["suspension"] else None,
         "error": ErrorInfo(**d["error"]) if d["error"] else None,
+        "pending": tuple(EarlyInput(**e) for e in d.get("pending", ())),
     })
 
 

@@ -29,6 +29,8 @@ ALLOWED: dict[tuple[Status | None, Op], Status | None] = {
     (S.CANCELLED, Op.DELETE): None,
     (S.FAILED, Op.RERUN): None,
     (S.CANCELLED, Op.CLEANUP): S.CANCELLED,
+    (S.RUNNING, Op.KEEP_EARLY): S.RUNNING, (S.AWAITING, Op.KEEP_EARLY): S.AWAITING,
+    (S.SUSPENDED, Op.KEEP_EARLY): S.SUSPENDED,
 }
 
 
@@ -67,4 +69,5 @@ def test_the_lua_scripts_get_the_table_statuses() -> None:
     assert lua_statuses(Op.TAKE_OVER) == "AWAITING RUNNING"
     assert lua_statuses(Op.REQUEST_SUSPEND) == "RUNNING"
     assert lua_statuses(Op.DELETE) == "CANCELLED COMPLETED FAILED"
+    assert lua_statuses(Op.KEEP_EARLY) == "AWAITING RUNNING SUSPENDED"
     assert sources(Op.RUN) == frozenset()

@@ -304,6 +304,45 @@ func checkEvents(events []tarry.Event, want any) error {
 	return nil
 }
 
+// checkChanges wants exactly the changes listed, in order; each listed key must match:
+// id, status, previous_status (null: the change created the execution), waiting and
+// previous_waiting (sets) and matches.
+func checkChanges(changes []tarry.ExecutionChange, want any) error {
+	list, ok := want.([]any)
+	if !ok {
+		return fmt.Errorf("expect_changes must be a list, not %s", show(want))
+	}
+	if len(changes) != len(list) {
+		return mismatch("%d changes, expected %d: %s", len(changes), len(list), showChanges(changes))
+	}
+	for n, c := range changes {
+		keys, err := object(fmt.Sprintf("change %d", n), list[n])
+		if err != nil {
+			return err
+		}
+		have := map[string]any{"id": c.ExecutionID, "status": string(c.Status),
+			"previous_status": orNil(string(c.PreviousStatus)), "matches": c.Matches}
+		for _, key := range sortedKeys(keys) {
+			var err error
+			switch key {
+			case "waiting":
+				err = sameSet(fmt.Sprintf("change %d waiting", n), c.WaitingNodes, keys[key])
+			case "previous_waiting":
+				err = sameSet(fmt.Sprintf("change %d previous_waiting", n), c.PreviousWaitingNodes, keys[key])
+			default:
+				if _, ok := have[key]; !ok {
+					return fmt.Errorf("unknown change expectation %q", key)
+				}
+				err = equal(fmt.Sprintf("change %d (%s) %s", n, showChange(c), key), have[key], keys[key])
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // checkError reads everything through the client's typed error, never the message.
 func checkError(e *tarry.Error, want any) error {
 	keys, err := object("error", want)
@@ -386,6 +425,22 @@ func showEvents(events []tarry.Event) string {
 	shown := make([]string, len(events))
 	for i, e := range events {
 		shown[i] = showEvent(e)
+	}
+	return "[" + strings.Join(shown, ", ") + "]"
+}
+
+func showChange(c tarry.ExecutionChange) string {
+	from := string(c.PreviousStatus)
+	if from == "" {
+		from = "none"
+	}
+	return fmt.Sprintf("%s:%s->%s", c.ExecutionID, from, c.Status)
+}
+
+func showChanges(changes []tarry.ExecutionChange) string {
+	shown := make([]string, len(changes))
+	for i, c := range changes {
+		shown[i] = showChange(c)
 	}
 	return "[" + strings.Join(shown, ", ") + "]"
 }

@@ -16,10 +16,10 @@ import (
 )
 
 // The operation keys a step may have, exactly one of them.
-var operations = []string{"run", "resume", "suspend", "cancel", "get", "delete", "describe", "events", "watch", "await", "list", "pause"}
+var operations = []string{"run", "resume", "suspend", "cancel", "get", "delete", "describe", "events", "watch", "await", "list", "pause", "watch_many"}
 
 // The other keys a step may have.
-var stepKeys = []string{"save", "expect", "expect_events", "error", "timeout_s"}
+var stepKeys = []string{"save", "expect", "expect_events", "expect_changes", "error", "timeout_s"}
 
 type scenario struct {
 	Name  string           `json:"name"`
@@ -88,7 +88,8 @@ func operation(step map[string]any) (string, error) {
 }
 
 // substitute rewrites every string in a step: {uid}, $name / $name.sequence for an
-// execution an earlier step saved, and $name.next for a saved page's next_page_token.
+// execution an earlier step saved, and $name.next / $name.cursor for a saved page's
+// next_page_token / watch_cursor.
 func substitute(value any, uid string, saved map[string]any) (any, error) {
 	switch v := value.(type) {
 	case map[string]any:
@@ -126,10 +127,13 @@ func substitute(value any, uid string, saved map[string]any) (any, error) {
 			}
 			return nil, fmt.Errorf("%s: only .sequence may follow a saved execution", v)
 		case *tarry.ExecutionPage:
-			if field == "next" {
+			switch field {
+			case "next":
 				return found.NextPageToken, nil
+			case "cursor":
+				return found.WatchCursor, nil
 			}
-			return nil, fmt.Errorf("%s: only .next may follow a saved page", v)
+			return nil, fmt.Errorf("%s: only .next or .cursor may follow a saved page", v)
 		}
 		return nil, fmt.Errorf("%s: nothing saved as %q", v, name)
 	}

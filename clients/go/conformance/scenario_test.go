@@ -10,19 +10,19 @@ import (
 
 func TestSubstitute(t *testing.T) {
 	saved := map[string]any{"ex": &tarry.Execution{ID: "e-1", LastSequence: 5},
-		"page": &tarry.ExecutionPage{NextPageToken: "tok"}}
+		"page": &tarry.ExecutionPage{NextPageToken: "tok", WatchCursor: "cur"}}
 	step := map[string]any{"get": map[string]any{"execution_id": "$ex"},
-		"expect": map[string]any{"id": "order-{uid}", "n": []any{"$ex.sequence", "a{uid}b", "", "$page.next"}}}
+		"expect": map[string]any{"id": "order-{uid}", "n": []any{"$ex.sequence", "a{uid}b", "", "$page.next", "$page.cursor"}}}
 	got, err := substitute(step, "u1", saved)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]any{"get": map[string]any{"execution_id": "e-1"},
-		"expect": map[string]any{"id": "order-u1", "n": []any{json.Number("5"), "au1b", "", "tok"}}}
+		"expect": map[string]any{"id": "order-u1", "n": []any{json.Number("5"), "au1b", "", "tok", "cur"}}}
 	if !jsonEqual(got, want) {
 		t.Fatalf("got %s, want %s", show(got), show(want))
 	}
-	for _, bad := range []string{"$nope", "$ex.id", "$ex.next", "$page", "$page.sequence"} {
+	for _, bad := range []string{"$nope", "$ex.id", "$ex.next", "$ex.cursor", "$page", "$page.sequence"} {
 		if _, err := substitute(bad, "u1", saved); err == nil {
 			t.Errorf("%s was substituted", bad)
 		}
@@ -140,5 +140,53 @@ func TestPauseHasNothingToExpect(t *testing.T) {
 	// "error": null is no error expected: a pause succeeds.
 	if err := runStep(nil, "pause", map[string]any{"pause": map[string]any{"seconds": json.Number("0")}, "error": nil}, map[string]any{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestCheckChanges(t *testing.T) {
+	changes := []tarry.ExecutionChange{
+		{ExecutionID: "a", Status: tarry.StatusRunning, Matches: true},
+		{ExecutionID: "a", Status: tarry.StatusAwaiting, PreviousStatus: tarry.StatusRunning,
+			WaitingNodes: []string{"approve"}, Matches: true},
+	}
+	good := []any{
+		map[string]any{"id": "a", "previous_status": nil, "status": "RUNNING", "matches": true, "waiting": []any{}},
+		map[string]any{"previous_status": "RUNNING", "status": "AWAITING", "waiting": []any{"approve"}, "previous_waiting": []any{}},
+	}
+	if err := checkChanges(changes, good); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range [][]any{
+		good[:1],
+		{map[string]any{"previous_status": "RUNNING"}, good[1]},
+		{good[0], map[string]any{"waiting": []any{}}},
+		{good[0], map[string]any{"matches": false}},
+		{good[0], map[string]any{"previous_waiting": []any{"approve"}}},
+		{good[0], map[string]any{"nope": 1.0}},
+	} {
+		if checkChanges(changes, bad) == nil {
+			t.Errorf("%s passed", show(bad))
+		}
+	}
+}
+
+func TestWatchManyFields(t *testing.T) {
+	step := map[string]any{"watch_many": map[string]any{"tags": map[string]any{"inbox": "x"}, "cursor": "c",
+		"status": "AWAITING", "reconnect_after": json.Number("3")}, "expect_changes": []any{}}
+	op, err := operation(step)
+	if err != nil || op != "watch_many" {
+		t.Fatalf("%q, %v", op, err)
+	}
+	f, err := parseFields(op, step[op].(map[string]any))
+	if err != nil || f.Tags["inbox"] != "x" || f.Cursor != "c" || f.ReconnectAfter != 3 || f.Status != "AWAITING" {
+		t.Fatalf("%+v, %v", f, err)
+	}
+	for _, o := range []string{"run", "list"} {
+		if f, err := parseFields(o, map[string]any{"tags": map[string]any{"k": "v"}}); err != nil || f.Tags["k"] != "v" {
+			t.Fatalf("%s: %+v, %v", o, f, err)
+		}
+	}
+	if _, err := parseFields("watch_many", map[string]any{"page_size": json.Number("1")}); err == nil {
+		t.Error("watch_many took a page_size")
 	}
 }

@@ -55,6 +55,13 @@ func runStep(client *tarry.Client, op string, step map[string]any, saved map[str
 	if err != nil {
 		return err
 	}
+	if op == "watch_many" {
+		// The stream has no end: read as many changes as expected, or one with "error".
+		f.count = 1
+		if list, ok := step["expect_changes"].([]any); ok && len(list) > 0 {
+			f.count = len(list)
+		}
+	}
 	got, err := call(ctx, client, op, f)
 	// "error": null is the same as no "error": the step must succeed.
 	want := step["error"]
@@ -96,46 +103,59 @@ func runStep(client *tarry.Client, op string, step map[string]any, saved map[str
 		}
 		return checkEvents(events, want)
 	}
+	if want, ok := step["expect_changes"]; ok {
+		changes, ok := got.([]tarry.ExecutionChange)
+		if !ok {
+			return fmt.Errorf("%s returns no changes", op)
+		}
+		return checkChanges(changes, want)
+	}
 	return nil
 }
 
 // fields are an operation's fields, by their proto names; one struct serves every
 // operation, and fieldsOf says which of them each takes.
 type fields struct {
-	Workflow         string `json:"workflow"`
-	Version          string `json:"version"`
-	Input            any    `json:"input"`
-	ExecutionID      string `json:"execution_id"`
-	RequestID        string `json:"request_id"`
-	WaitUntilSettled bool   `json:"wait_until_settled"`
-	NodeID           string `json:"node_id"`
-	Data             any    `json:"data"`
-	Action           string `json:"action"`
-	FromStep         string `json:"from_step"`
-	Reason           string `json:"reason"`
-	AfterSequence    *int64 `json:"after_sequence"`
-	PageSize         int    `json:"page_size"`
-	PageToken        string `json:"page_token"`
-	ReconnectAfter   int    `json:"reconnect_after"`
-	Status           string `json:"status"`
-	FreezeTimers     bool   `json:"freeze_timers"`
-	Seconds          any    `json:"seconds"`
-	WaitingNode      string `json:"waiting_node"`
+	Workflow         string            `json:"workflow"`
+	Version          string            `json:"version"`
+	Input            any               `json:"input"`
+	ExecutionID      string            `json:"execution_id"`
+	RequestID        string            `json:"request_id"`
+	WaitUntilSettled bool              `json:"wait_until_settled"`
+	NodeID           string            `json:"node_id"`
+	Data             any               `json:"data"`
+	Action           string            `json:"action"`
+	FromStep         string            `json:"from_step"`
+	Reason           string            `json:"reason"`
+	AfterSequence    *int64            `json:"after_sequence"`
+	PageSize         int               `json:"page_size"`
+	PageToken        string            `json:"page_token"`
+	ReconnectAfter   int               `json:"reconnect_after"`
+	Status           string            `json:"status"`
+	FreezeTimers     bool              `json:"freeze_timers"`
+	Seconds          any               `json:"seconds"`
+	WaitingNode      string            `json:"waiting_node"`
+	Tags             map[string]string `json:"tags"`
+	Cursor           string            `json:"cursor"`
+
+	// count is how many changes watch_many reads (from the step's expect_changes).
+	count int
 }
 
 var fieldsOf = map[string][]string{
-	"run":      {"workflow", "version", "input", "execution_id", "request_id", "wait_until_settled"},
-	"resume":   {"execution_id", "node_id", "data", "action", "from_step", "request_id", "wait_until_settled"},
-	"suspend":  {"execution_id", "reason", "request_id", "freeze_timers"},
-	"cancel":   {"execution_id", "reason", "request_id"},
-	"get":      {"execution_id"},
-	"delete":   {"execution_id"},
-	"describe": {"workflow", "version"},
-	"events":   {"execution_id", "after_sequence", "page_size"},
-	"watch":    {"execution_id", "after_sequence", "reconnect_after"},
-	"await":    {"execution_id", "status"},
-	"list":     {"workflow", "status", "waiting_node", "page_size", "page_token"},
-	"pause":    {"seconds"},
+	"run":        {"workflow", "version", "input", "execution_id", "request_id", "wait_until_settled", "tags"},
+	"resume":     {"execution_id", "node_id", "data", "action", "from_step", "request_id", "wait_until_settled"},
+	"suspend":    {"execution_id", "reason", "request_id", "freeze_timers"},
+	"cancel":     {"execution_id", "reason", "request_id"},
+	"get":        {"execution_id"},
+	"delete":     {"execution_id"},
+	"describe":   {"workflow", "version"},
+	"events":     {"execution_id", "after_sequence", "page_size"},
+	"watch":      {"execution_id", "after_sequence", "reconnect_after"},
+	"await":      {"execution_id", "status"},
+	"list":       {"workflow", "status", "waiting_node", "tags", "page_size", "page_token"},
+	"pause":      {"seconds"},
+	"watch_many": {"workflow", "status", "tags", "waiting_node", "cursor", "reconnect_after"},
 }
 
 // parseFields checks an operation's fields by name and decodes them; input and data stay
@@ -160,12 +180,12 @@ func parseFields(op string, raw map[string]any) (fields, error) {
 }
 
 // call makes the step's call through the client; what it returns is an *Execution, a
-// *Workflow, an *ExecutionPage, []Event or nil.
+// *Workflow, an *ExecutionPage, []Event, []ExecutionChange or nil.
 func call(ctx context.Context, c *tarry.Client, op string, f fields) (any, error) {
 	switch op {
 	case "run":
 		return answer(c.Run(ctx, f.Workflow, f.Input, &tarry.RunOptions{Version: f.Version,
-			ExecutionID: f.ExecutionID, RequestID: f.RequestID, Wait: f.WaitUntilSettled}))
+			ExecutionID: f.ExecutionID, RequestID: f.RequestID, Wait: f.WaitUntilSettled, Tags: f.Tags}))
 	case "resume":
 		return answer(c.Resume(ctx, f.ExecutionID, f.Data, &tarry.ResumeOptions{NodeID: f.NodeID,
 			Action: f.Action, FromStep: f.FromStep, RequestID: f.RequestID, Wait: f.WaitUntilSettled}))
@@ -192,13 +212,15 @@ func call(ctx context.Context, c *tarry.Client, op string, f fields) (any, error
 		return page.Events, nil
 	case "watch":
 		return watch(ctx, c, f)
+	case "watch_many":
+		return watchMany(ctx, c, f)
 	case "await":
 		return answer(await(ctx, c, f))
 	case "pause":
 		return nil, wait(f)
 	case "list":
 		return answer(c.ListExecutions(ctx, &tarry.ListOptions{Workflow: f.Workflow,
-			Status: tarry.Status(f.Status), WaitingNode: f.WaitingNode, PageSize: f.PageSize,
+			Status: tarry.Status(f.Status), WaitingNode: f.WaitingNode, Tags: f.Tags, PageSize: f.PageSize,
 			PageToken: f.PageToken}))
 	}
 	return nil, fmt.Errorf("unknown operation %q", op)
@@ -253,6 +275,32 @@ func readEvents(ctx context.Context, items iter.Seq2[tarry.WatchItem, error], li
 		}
 	}
 	return seen, false, nil
+}
+
+// watchMany reads the client's WatchExecutions until it has f.count changes (the stream
+// has no end of its own), within the step's deadline; with reconnect_after N it stops
+// after the N-th change and opens a new watch from that change's cursor for the rest, as
+// a client reconnecting would.
+func watchMany(ctx context.Context, c *tarry.Client, f fields) ([]tarry.ExecutionChange, error) {
+	opts := tarry.WatchExecutionsOptions{Workflow: f.Workflow, Status: tarry.Status(f.Status),
+		Tags: f.Tags, WaitingNode: f.WaitingNode, Cursor: f.Cursor}
+	var got []tarry.ExecutionChange
+	for len(got) < f.count {
+		for change, err := range c.WatchExecutions(ctx, &opts) {
+			if err != nil {
+				if ctx.Err() != nil {
+					return got, mismatch("%d changes before the deadline, expected %d: %s", len(got), f.count, showChanges(got))
+				}
+				return got, err
+			}
+			got = append(got, change)
+			opts.Cursor = change.Cursor
+			if len(got) == f.count || len(got) == f.ReconnectAfter {
+				break
+			}
+		}
+	}
+	return got, nil
 }
 
 // wait is the pause operation: it sleeps for the step's seconds (whatever its timeout_s,

@@ -194,7 +194,7 @@ func (c *Client) ListExecutions(ctx context.Context, opts *ListOptions) (*Execut
 	if err != nil {
 		return nil, err
 	}
-	page := &ExecutionPage{NextPageToken: resp.GetNextPageToken()}
+	page := &ExecutionPage{NextPageToken: resp.GetNextPageToken(), WatchCursor: resp.GetWatchCursor()}
 	for _, m := range resp.GetExecutions() {
 		page.Executions = append(page.Executions, executionFromPB(m))
 	}

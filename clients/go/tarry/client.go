@@ -74,7 +74,7 @@ func WithRetry(r Retry) Option {
 	return func(c *config) { c.retry = r }
 }
 
-// WithWatchRetry sets how Watch reconnects (default DefaultWatchRetry).
+// WithWatchRetry sets how Watch and WatchExecutions reconnect (default DefaultWatchRetry).
 func WithWatchRetry(r Retry) Option {
 	return func(c *config) { c.watchRetry = r }
 }

@@ -199,7 +199,7 @@ func TestListExecutionsFilters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(page.Executions) != 1 || page.NextPageToken != "p2" {
+	if len(page.Executions) != 1 || page.NextPageToken != "p2" || page.WatchCursor != "w-" {
 		t.Fatalf("page %+v", page)
 	}
 	if _, err := c.ListExecutions(context.Background(), nil); err != nil {

@@ -142,6 +142,29 @@ func eventFromPB(m *tarryv1.ExecutionEvent) Event {
 	}
 }
 
+// changeFromPB reads the change of a WatchExecutions message; the cursor is the message's.
+func changeFromPB(m *tarryv1.WatchExecutionsResponse) ExecutionChange {
+	c := m.GetChange()
+	ch := ExecutionChange{
+		ExecutionID:          c.GetExecutionId(),
+		Workflow:             c.GetWorkflow(),
+		WorkflowVersion:      c.GetWorkflowVersion(),
+		Status:               statusFromPB(c.GetStatus()),
+		PreviousStatus:       statusFromPB(c.GetPreviousStatus()),
+		WaitingNodes:         c.GetWaitingNodes(),
+		PreviousWaitingNodes: c.GetPreviousWaitingNodes(),
+		Tags:                 maps.Clone(c.GetTags()),
+		Time:                 timeFromPB(c.GetTime()),
+		Sequence:             c.GetSequence(),
+		Matches:              c.GetMatches(),
+		Cursor:               m.GetCursor(),
+	}
+	if ch.Tags == nil {
+		ch.Tags = map[string]string{} // never nil, like Execution.Tags
+	}
+	return ch
+}
+
 func workflowFromPB(m *tarryv1.Workflow) Workflow {
 	w := Workflow{
 		Name:          m.GetName(),

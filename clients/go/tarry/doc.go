@@ -1,6 +1,7 @@
 // Package tarry is the Go client of Tarry, a durable-workflow service: start and steer
 // executions (Run, Resume, Suspend, Cancel), read them (Get, ListExecutions, Events,
-// Workflows, Describe) and follow them (Watch).
+// Workflows, Describe) and follow them (Watch one, WatchExecutions every one that
+// matches a filter).
 //
 //	client, err := tarry.Dial("localhost:50051")
 //	...

@@ -22,6 +22,8 @@ type fakeServer struct {
 	mu        sync.Mutex
 	watches   []func(*tarryv1.WatchExecutionRequest, tarryv1.WorkflowService_WatchExecutionServer) error
 	watchReqs []*tarryv1.WatchExecutionRequest
+	manys     []func(*tarryv1.WatchExecutionsRequest, tarryv1.WorkflowService_WatchExecutionsServer) error
+	manyReqs  []*tarryv1.WatchExecutionsRequest
 	runs      []error // nil answers with an execution
 	runReqs   []*tarryv1.RunRequest
 	get       *tarryv1.Execution
@@ -41,6 +43,14 @@ func (f *fakeServer) WatchExecution(req *tarryv1.WatchExecutionRequest, stream t
 	} else {
 		script = f.watches[len(f.watches)-1] // the last one repeats
 	}
+	f.mu.Unlock()
+	return script(req, stream)
+}
+
+func (f *fakeServer) WatchExecutions(req *tarryv1.WatchExecutionsRequest, stream tarryv1.WorkflowService_WatchExecutionsServer) error {
+	f.mu.Lock()
+	f.manyReqs = append(f.manyReqs, req)
+	script := f.manys[min(len(f.manyReqs), len(f.manys))-1] // the last one repeats
 	f.mu.Unlock()
 	return script(req, stream)
 }
@@ -68,7 +78,7 @@ func (f *fakeServer) ListExecutions(ctx context.Context, req *tarryv1.ListExecut
 	if req.GetPageToken() == "" {
 		next = "p2"
 	}
-	return &tarryv1.ListExecutionsResponse{NextPageToken: next, Executions: []*tarryv1.Execution{
+	return &tarryv1.ListExecutionsResponse{NextPageToken: next, WatchCursor: "w-" + req.GetPageToken(), Executions: []*tarryv1.Execution{
 		{Id: "e-" + req.GetPageToken(), Status: tarryv1.ExecutionStatus_EXECUTION_STATUS_COMPLETED}}}, nil
 }
 
@@ -128,6 +138,48 @@ func sends(err error, msgs ...*tarryv1.WatchExecutionResponse) func(*tarryv1.Wat
 		}
 		return err
 	}
+}
+
+// change is a WatchExecutions message with a change of execution id to status.
+func change(cursor, id string, from, to tarryv1.ExecutionStatus) *tarryv1.WatchExecutionsResponse {
+	return &tarryv1.WatchExecutionsResponse{Cursor: cursor, Change: &tarryv1.ExecutionChange{
+		ExecutionId: id, Workflow: "w", Status: to, PreviousStatus: from, Matches: true}}
+}
+
+// cursorOnly is a WatchExecutions message without a change.
+func cursorOnly(cursor string) *tarryv1.WatchExecutionsResponse {
+	return &tarryv1.WatchExecutionsResponse{Cursor: cursor}
+}
+
+// sendsChanges is a WatchExecutions connection that sends msgs, then ends with err (nil:
+// OK).
+func sendsChanges(err error, msgs ...*tarryv1.WatchExecutionsResponse) func(*tarryv1.WatchExecutionsRequest, tarryv1.WorkflowService_WatchExecutionsServer) error {
+	return func(_ *tarryv1.WatchExecutionsRequest, stream tarryv1.WorkflowService_WatchExecutionsServer) error {
+		for _, m := range msgs {
+			if e := stream.Send(m); e != nil {
+				return e
+			}
+		}
+		return err
+	}
+}
+
+// holdsChanges is a WatchExecutions connection that sends msgs, then stays open until the
+// client ends the call.
+func holdsChanges(msgs ...*tarryv1.WatchExecutionsResponse) func(*tarryv1.WatchExecutionsRequest, tarryv1.WorkflowService_WatchExecutionsServer) error {
+	return func(req *tarryv1.WatchExecutionsRequest, stream tarryv1.WorkflowService_WatchExecutionsServer) error {
+		if err := sendsChanges(nil, msgs...)(req, stream); err != nil {
+			return err
+		}
+		<-stream.Context().Done()
+		return nil
+	}
+}
+
+func (f *fakeServer) manyRequests() []*tarryv1.WatchExecutionsRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]*tarryv1.WatchExecutionsRequest(nil), f.manyReqs...)
 }
 
 // watchRequests and runRequests are what the server received so far.

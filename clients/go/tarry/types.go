@@ -192,7 +192,43 @@ type ExecutionPage struct {
 	Executions []Execution
 	// NextPageToken is ListOptions.PageToken for the next page; empty on the last one.
 	NextPageToken string
+	// WatchCursor is where the change log stood just before this page was read:
+	// WatchExecutionsOptions.Cursor to follow, from there, every change the page does not
+	// show. Empty from a server without WatchExecutions.
+	WatchCursor string
 }
+
+// ExecutionChange is one change of one execution's status or wait nodes, as
+// WatchExecutions yields it.
+type ExecutionChange struct {
+	ExecutionID     string
+	Workflow        string
+	WorkflowVersion string
+	// Status is the execution's status after the change.
+	Status Status
+	// PreviousStatus is its status before the change; empty ("") when the change created
+	// the execution (Created).
+	PreviousStatus Status
+	// WaitingNodes are the wait nodes it waits at after the change, sorted; nil when none.
+	WaitingNodes []string
+	// PreviousWaitingNodes are those it waited at before the change, sorted.
+	PreviousWaitingNodes []string
+	// Tags are the execution's tags; empty (not nil) when none.
+	Tags map[string]string
+	// Time is when the change was committed.
+	Time time.Time
+	// Sequence is the execution's event sequence after the change: Watch with
+	// &WatchOptions{AfterSequence: new(change.Sequence)} follows the execution from there.
+	Sequence int64
+	// Matches reports that the execution matches the watch's filters after the change;
+	// false when it matched them only before (it left: an inbox item was resumed, say).
+	Matches bool
+	// Cursor is WatchExecutionsOptions.Cursor to continue just after this change.
+	Cursor string
+}
+
+// Created reports whether the change created the execution (no PreviousStatus).
+func (c *ExecutionChange) Created() bool { return c.PreviousStatus == "" }
 
 // EventPage is one page of an execution's event log.
 type EventPage struct {

@@ -67,7 +67,7 @@ func (w WatchItem) Terminal() bool { return w.Status().Terminal() }
 // stream.
 func (c *Client) Watch(ctx context.Context, id string, opts *WatchOptions) iter.Seq2[WatchItem, error] {
 	return func(yield func(WatchItem, error) bool) {
-		cur := &watchCursor{id: id, retry: c.watchRetry}
+		cur := &watchCursor{id: id, reconnects: reconnects{retry: c.watchRetry}}
 		if opts != nil {
 			if opts.AfterSequence != nil {
 				cur.last, cur.started = *opts.AfterSequence, true
@@ -140,12 +140,45 @@ func (c *Client) watchOnce(ctx context.Context, cur *watchCursor, yield func(Wat
 // after_sequence, so the server replays exactly what came after; anything at or below it
 // (should a server replay generously) is dropped, so each sequence is yielded once.
 type watchCursor struct {
-	id       string
-	last     int64
-	started  bool // last holds a cursor (a given AfterSequence, or an item yielded)
+	reconnects
+	id      string
+	last    int64
+	started bool // last holds a cursor (a given AfterSequence, or an item yielded)
+}
+
+// reconnects is what both watches keep to judge a stream's end: whether to reconnect, and
+// after how long.
+type reconnects struct {
 	retry    Retry
 	failures int  // consecutive failed connections
 	received bool // the current connection brought a message
+}
+
+// progress records a message: a later break gets the full budget again.
+func (r *reconnects) progress() {
+	r.received = true
+	r.failures = 0
+}
+
+// after is the pause before reconnecting after the stream failed with err, or ended OK
+// (nil) when the watch was not over; or the error to give up with, when reconnecting
+// cannot help or the budget is spent (ended says why, for streams that kept ending OK
+// with nothing).
+func (r *reconnects) after(err error, ended func() string) (time.Duration, error) {
+	if err != nil && !streamBroke(err) {
+		return 0, FromError(err)
+	}
+	if err == nil && r.received {
+		return 0, nil // the server ended a long watch after progress: carry on at once
+	}
+	r.failures++
+	if r.failures >= max(r.retry.Attempts, 1) {
+		if err != nil {
+			return 0, FromError(err)
+		}
+		return 0, newError(codes.Unavailable, ended())
+	}
+	return r.retry.backoff(r.failures), nil
 }
 
 func (w *watchCursor) request() *tarryv1.WatchExecutionRequest {
@@ -158,8 +191,7 @@ func (w *watchCursor) request() *tarryv1.WatchExecutionRequest {
 
 // accept turns a message into the item to yield, or false to skip it.
 func (w *watchCursor) accept(msg *tarryv1.WatchExecutionResponse) (WatchItem, bool) {
-	w.received = true
-	w.failures = 0 // progress: a later break gets the full budget again
+	w.progress()
 	var item WatchItem
 	switch p := msg.GetPayload().(type) {
 	case *tarryv1.WatchExecutionResponse_Execution:
@@ -189,21 +221,9 @@ func (w *watchCursor) caughtUp(ex *Execution) bool {
 // (nil) without the terminal event; or the error to give up with, when reconnecting cannot
 // help or the budget is spent.
 func (w *watchCursor) retryAfter(err error) (time.Duration, error) {
-	if err != nil && !streamBroke(err) {
-		return 0, FromError(err)
-	}
-	if err == nil && w.received {
-		return 0, nil // the server ended a long watch after progress: carry on at once
-	}
-	w.failures++
-	if w.failures >= max(w.retry.Attempts, 1) {
-		if err != nil {
-			return 0, FromError(err)
-		}
-		return 0, newError(codes.Unavailable,
-			fmt.Sprintf("the watch of %q kept ending without a terminal event", w.id))
-	}
-	return w.retry.backoff(w.failures), nil
+	return w.after(err, func() string {
+		return fmt.Sprintf("the watch of %q kept ending without a terminal event", w.id)
+	})
 }
 
 // streamBroke reports whether a watch failed in a way that reconnecting can cure:

@@ -16,7 +16,7 @@ Result types
 ------------
 Calls return plain frozen dataclasses (`Execution`, `Event`, `WaitingPoint`, `Suspension`,
 `Cancellation`, `ExecutionError`, `Workflow`, `WorkflowNode`, `WorkflowEdge`, `RetryPolicy`,
-`ExecutionPage`, `EventPage`), never protobuf messages, because:
+`ExecutionPage`, `EventPage`, `ExecutionChange`), never protobuf messages, because:
 
 * user data (input, state, result, resume and suspend data, event details, JSON Schemas) is
   JSON on the wire (`google.protobuf.Value` / `Struct`), so it comes back as the `dict` /
@@ -31,6 +31,8 @@ Calls return plain frozen dataclasses (`Execution`, `Event`, `WaitingPoint`, `Su
   threads. `as_json(value)` turns any of them into JSON data for printing or logging.
 
 `watch()` yields `WatchItem = Execution | Event`; both have `.sequence` and `.terminal`.
+`watch_executions()` yields an `ExecutionChange` for each change of every execution that
+matches its filters (an approval inbox, a dashboard), each with the `.cursor` to go on from.
 
 Errors
 ------
@@ -89,10 +91,12 @@ from ._types import (
     EventPage,
     EventType,
     Execution,
+    ExecutionChange,
     ExecutionError,
     ExecutionPage,
     JoinMode,
     NodeKind,
+    PendingInput,
     RetryPolicy,
     Status,
     Suspension,
@@ -121,6 +125,7 @@ __all__ = [
     "EventPage",
     "EventType",
     "Execution",
+    "ExecutionChange",
     "ExecutionError",
     "ExecutionNotFound",
     "ExecutionPage",
@@ -134,6 +139,7 @@ __all__ = [
     "NodeNotWaiting",
     "NotFound",
     "Overloaded",
+    "PendingInput",
     "PermissionDenied",
     "PreconditionViolation",
     "Retry",

@@ -26,11 +26,21 @@ from ._retry import (
     DEFAULT_RETRY,
     DEFAULT_WATCH_RETRY,
     NO_RETRY,
+    ChangesCursor,
     Retry,
     WatchCursor,
     unary_retry_delay,
 )
-from ._types import JSON, EventPage, Execution, ExecutionPage, Status, WatchItem, Workflow
+from ._types import (
+    JSON,
+    EventPage,
+    Execution,
+    ExecutionChange,
+    ExecutionPage,
+    Status,
+    WatchItem,
+    Workflow,
+)
 
 _Req = TypeVar("_Req")
 _Resp = TypeVar("_Resp")
@@ -205,6 +215,28 @@ class AsyncClient:
                 delay = cursor.retry_after(exc)
             finally:
                 call.cancel()  # a no-op once the call is over; stops it when abandoned early
+            await asyncio.sleep(delay)
+
+    async def watch_executions(self, workflow: str | None = None,
+                               status: Status | str | None = None, *,
+                               tags: Mapping[str, str] | None = None,
+                               waiting_node: str | None = None, cursor: str | None = None
+                               ) -> AsyncIterator[ExecutionChange]:
+        """See `Client.watch_executions`: the same changes, reconnecting the same way."""
+        cursor_ = ChangesCursor(req.watch_executions(workflow, status, tags, waiting_node,
+                                                     cursor), self._watch_retry)
+        while True:
+            call = self._stub.WatchExecutions(cursor_.request(), metadata=self._metadata)
+            try:
+                async for message in call:
+                    change = cursor_.accept(message)
+                    if change is not None:
+                        yield change
+                delay = cursor_.retry_after(None)
+            except grpc.RpcError as exc:
+                delay = cursor_.retry_after(exc)
+            finally:
+                call.cancel()
             await asyncio.sleep(delay)
 
     # -- plumbing ---------------------------------------------------------------------------

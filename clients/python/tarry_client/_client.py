@@ -24,11 +24,21 @@ from ._retry import (
     DEFAULT_RETRY,
     DEFAULT_WATCH_RETRY,
     NO_RETRY,
+    ChangesCursor,
     Retry,
     WatchCursor,
     unary_retry_delay,
 )
-from ._types import JSON, EventPage, Execution, ExecutionPage, Status, WatchItem, Workflow
+from ._types import (
+    JSON,
+    EventPage,
+    Execution,
+    ExecutionChange,
+    ExecutionPage,
+    Status,
+    WatchItem,
+    Workflow,
+)
 
 _Req = TypeVar("_Req")
 _Resp = TypeVar("_Resp")
@@ -241,6 +251,33 @@ class Client:
                 delay = cursor.retry_after(exc)
             finally:
                 call.cancel()  # a no-op once the call is over; stops it when abandoned early
+            time.sleep(delay)
+
+    def watch_executions(self, workflow: str | None = None,
+                         status: Status | str | None = None, *,
+                         tags: Mapping[str, str] | None = None,
+                         waiting_node: str | None = None, cursor: str | None = None
+                         ) -> Iterator[ExecutionChange]:
+        """Follow every execution that matches the filters (those of `list_executions`;
+        `status`: entering or leaving it): each change of status or waiting nodes, in commit
+        order, including the one that makes an execution stop matching (`matches` False).
+        From `cursor` (an `ExecutionChange.cursor` or `ExecutionPage.watch_cursor`), else
+        from now. Runs until the caller stops; reconnects by itself with the last cursor, so
+        nothing is missed or repeated. Raises CursorOutOfRange without retrying."""
+        cursor_ = ChangesCursor(req.watch_executions(workflow, status, tags, waiting_node,
+                                                     cursor), self._watch_retry)
+        while True:
+            call = self._stub.WatchExecutions(cursor_.request(), metadata=self._metadata)
+            try:
+                for message in call:
+                    change = cursor_.accept(message)
+                    if change is not None:
+                        yield change
+                delay = cursor_.retry_after(None)
+            except grpc.RpcError as exc:
+                delay = cursor_.retry_after(exc)
+            finally:
+                call.cancel()
             time.sleep(delay)
 
     # -- plumbing ---------------------------------------------------------------------------

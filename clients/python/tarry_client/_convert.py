@@ -20,10 +20,12 @@ from ._types import (
     Event,
     EventPage,
     Execution,
+    ExecutionChange,
     ExecutionError,
     ExecutionPage,
     JoinMode,
     NodeKind,
+    PendingInput,
     RetryPolicy,
     Status,
     Suspension,
@@ -167,6 +169,10 @@ def execution_from_pb(m: execution_pb2.Execution) -> Execution:
         workflow_fingerprint=m.workflow_fingerprint or None,
         drive_error=m.drive_error or None,
         tags=dict(m.tags),
+        pending_inputs=tuple(
+            PendingInput(p.node_id, _optional_value(p, "data"), p.action or None,
+                         _time(p.accept_time), p.request_id or None)
+            for p in m.pending_inputs),
     )
 
 
@@ -245,6 +251,7 @@ def _node(m: workflow_pb2.WorkflowNode) -> WorkflowNode:
         retry_policy=_retry_policy(m.retry_policy) if m.HasField("retry_policy") else None,
         timeout=m.timeout.ToTimedelta() if m.HasField("timeout") else None,
         on_timeout=m.on_timeout or None,
+        accept_early=m.accept_early,
     )
 
 
@@ -281,7 +288,19 @@ def as_json(obj: object) -> JSON:
 
 def execution_page_from_pb(response: pb.ListExecutionsResponse) -> ExecutionPage:
     return ExecutionPage(tuple(execution_from_pb(e) for e in response.executions),
-                         response.next_page_token or None)
+                         response.next_page_token or None, response.watch_cursor or None)
+
+
+def change_from_pb(message: pb.WatchExecutionsResponse) -> ExecutionChange:
+    c = message.change
+    return ExecutionChange(
+        execution_id=c.execution_id, workflow=c.workflow, workflow_version=c.workflow_version,
+        status=status_from_pb(c.status),
+        previous_status=_enum(Status, execution_pb2.ExecutionStatus, "EXECUTION_STATUS_",
+                              c.previous_status),
+        waiting_nodes=tuple(c.waiting_nodes),
+        previous_waiting_nodes=tuple(c.previous_waiting_nodes), tags=dict(c.tags),
+        time=_time(c.time), sequence=c.sequence, matches=c.matches, cursor=message.cursor)
 
 
 def event_page_from_pb(response: pb.ListExecutionEventsResponse) -> EventPage:

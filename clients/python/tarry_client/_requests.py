@@ -112,3 +112,11 @@ def list_workflows(page_token: str) -> pb.ListWorkflowsRequest:
 
 def describe(workflow: str, version: str | None) -> pb.DescribeWorkflowRequest:
     return pb.DescribeWorkflowRequest(workflow=workflow, version=version or "")
+
+
+def watch_executions(workflow: str | None, status: Status | str | None,
+                     tags: Mapping[str, str] | None, waiting_node: str | None,
+                     cursor: str | None) -> pb.WatchExecutionsRequest:
+    return pb.WatchExecutionsRequest(
+        workflow=workflow or "", status=status_to_pb(status), tags=tags or {},
+        waiting_node=waiting_node or "", cursor=cursor or "")

@@ -13,9 +13,9 @@ import grpc
 
 from tarry_api.v1 import workflow_service_pb2 as pb
 
-from ._convert import event_from_pb, execution_from_pb
+from ._convert import change_from_pb, event_from_pb, execution_from_pb
 from ._errors import Unavailable, _call, from_rpc_error, rich_status
-from ._types import Execution, WatchItem
+from ._types import Execution, ExecutionChange, WatchItem
 
 
 @dataclass(frozen=True)
@@ -159,4 +159,42 @@ class WatchCursor:
                 raise from_rpc_error(error) from error
             raise Unavailable(f"the watch of {self.execution_id!r} kept ending without "
                               f"a terminal event")
+        return self._retry.backoff(self._failures)
+
+
+class ChangesCursor:
+    """The state of one `watch_executions()`: it reconnects with the cursor of the last
+    message received (a change or a cursor-only one), so the server sends exactly what came
+    after; the stream has no end of its own, so a stream the server ends is reopened."""
+
+    def __init__(self, request: pb.WatchExecutionsRequest, retry: Retry) -> None:
+        self._request = request
+        self._retry = retry
+        self._failures = 0
+        self._received = False
+
+    def request(self) -> pb.WatchExecutionsRequest:
+        self._received = False
+        return self._request
+
+    def accept(self, message: pb.WatchExecutionsResponse) -> ExecutionChange | None:
+        """The change to hand to the caller, or None for a cursor-only message."""
+        self._received = True
+        self._failures = 0
+        if message.cursor:
+            self._request.cursor = message.cursor
+        return change_from_pb(message) if message.HasField("change") else None
+
+    def retry_after(self, error: grpc.RpcError | None) -> float:
+        """Seconds to wait before reconnecting; raises the typed error when reconnecting
+        cannot help (OUT_OF_RANGE, INVALID_ARGUMENT, ...) or the retries are spent."""
+        if error is not None and not _stream_broke(error):
+            raise from_rpc_error(error) from error
+        if error is None and self._received:
+            return 0.0  # the server ended a long watch: carry on at once
+        self._failures += 1
+        if self._failures >= self._retry.attempts:
+            if error is not None:
+                raise from_rpc_error(error) from error
+            raise Unavailable("the watch of executions kept ending without a message")
         return self._retry.backoff(self._failures)

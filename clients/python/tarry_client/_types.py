@@ -9,6 +9,7 @@ pleasant in Python: enum prefixes are dropped (`Status.AWAITING`, not
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -120,6 +121,17 @@ class Suspension:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingInput:
+    """A Resume kept for a wait node not reached yet (`Execution.pending_inputs`)."""
+
+    node_id: str
+    data: JSON
+    action: str | None
+    accept_time: datetime
+    request_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Cancellation:
     reason: str
     cancel_time: datetime
@@ -148,6 +160,7 @@ class Execution:
     create_time: datetime
     update_time: datetime
     last_sequence: int
+    """The sequence of the latest event: the cursor to continue from this snapshot."""
     deadline_time: datetime | None = None
     """When the execution times out, if its workflow has a timeout."""
     workflow_fingerprint: str | None = None
@@ -157,7 +170,9 @@ class Execution:
     workflow version, or another one); None when it can."""
     tags: dict[str, str] = field(default_factory=dict)
     """The labels given at Run."""
-    """The sequence of the latest event: the cursor to continue from this snapshot."""
+    pending_inputs: tuple[PendingInput, ...] = ()
+    """Resumes kept for wait nodes that accept early input and were not reached yet,
+    oldest first (`WorkflowNode.accept_early`)."""
 
     @property
     def terminal(self) -> bool:
@@ -188,6 +203,7 @@ class EventType(StrEnum):
     NODE_CANCELLED = "node_cancelled"
     SUSPEND_REQUESTED = "suspend_requested"
     RESUMED = "resumed"
+    RESUME_KEPT = "resume_kept"
     CLEANUP = "cleanup"
 
 
@@ -222,6 +238,33 @@ class ExecutionPage:
     executions: tuple[Execution, ...]
     next_page_token: str | None
     """Pass as `page_token` for the next page; None on the last page."""
+    watch_cursor: str | None = None
+    """Where the change log stood just before the page was read: `watch_executions(...,
+    cursor=watch_cursor)` then misses no change the page does not show."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionChange:
+    """One change of one execution's status or waiting nodes (`watch_executions`)."""
+
+    execution_id: str
+    workflow: str
+    workflow_version: str
+    status: Status
+    previous_status: Status | None
+    """None when the change created the execution."""
+    waiting_nodes: tuple[str, ...]
+    previous_waiting_nodes: tuple[str, ...]
+    tags: Mapping[str, str]
+    time: datetime
+    sequence: int
+    """The execution's event sequence after it: `watch(execution_id, sequence)` follows
+    the execution from there."""
+    matches: bool
+    """Whether the execution matches the watch's filters after the change (False: it left,
+    e.g. an inbox item was resumed)."""
+    cursor: str
+    """Pass as `cursor` to continue just after this change."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +300,8 @@ class WorkflowNode:
     """Steps: how long one attempt may run. Waits: how long it waits for a Resume."""
     on_timeout: str | None = None
     """Waits with a timeout: the action taken when it runs out (None: the default edges)."""
+    accept_early: bool = False
+    """Waits: a Resume naming it before the execution reaches it is kept, not refused."""
 
 
 @dataclass(frozen=True, slots=True)

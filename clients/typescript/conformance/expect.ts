@@ -2,7 +2,8 @@
 // the client's own types and typed errors.
 
 import type {
-  Execution, ExecutionEvent, ExecutionPage, Json, JsonObject, TarryError, Workflow,
+  Execution, ExecutionChange, ExecutionEvent, ExecutionPage, Json, JsonObject, TarryError,
+  Workflow,
 } from "../src/index";
 import { isObject, ScenarioError } from "./scenarios";
 
@@ -165,6 +166,35 @@ export function checkEvents(events: ExecutionEvent[], want: JsonObject[]): void 
         equal(`event ${n} (${show(event)}) ${key}`, have[key] ?? null, value);
       } else {
         throw new ScenarioError(`unknown event expectation ${JSON.stringify(key)}`);
+      }
+    }
+  });
+}
+
+function showChange(c: ExecutionChange): string {
+  return `${c.executionId}:${c.previousStatus ?? "null"}->${c.status}`;
+}
+
+export function checkChanges(changes: ExecutionChange[], want: JsonObject[]): void {
+  if (changes.length !== want.length) {
+    throw new Mismatch(`${changes.length} changes, expected ${want.length}: ` +
+                       JSON.stringify(changes.map(showChange)));
+  }
+  changes.forEach((change, n) => {
+    const have: JsonObject = {
+      id: change.executionId, status: change.status,
+      previous_status: change.previousStatus ?? null, matches: change.matches,
+    };
+    for (const [key, value] of Object.entries(want[n] as JsonObject)) {
+      if (key === "waiting") {
+        sameSet(`change ${n} waiting`, change.waitingNodes, strings(value, key));
+      } else if (key === "previous_waiting") {
+        sameSet(`change ${n} previous_waiting`, change.previousWaitingNodes,
+                strings(value, key));
+      } else if (key in have) {
+        equal(`change ${n} (${showChange(change)}) ${key}`, have[key] ?? null, value);
+      } else {
+        throw new ScenarioError(`unknown change expectation ${JSON.stringify(key)}`);
       }
     }
   });

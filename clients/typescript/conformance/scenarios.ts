@@ -64,7 +64,7 @@ export function newUid(): string {
  * `value` with every string rewritten: `{uid}` becomes the scenario's token, and a string
  * starting with `$` names a saved execution: `$name` its id, `$name.sequence` its
  * lastSequence (a number); or a saved page: `$name.next` its nextPageToken (null on the
- * last page, which leaves the field unset).
+ * last page, which leaves the field unset), `$name.cursor` its watchCursor.
  */
 export function substitute(value: Json, uid: string, saved: ReadonlyMap<string, Saved>): Json {
   if (Array.isArray(value)) {
@@ -92,7 +92,10 @@ export function substitute(value: Json, uid: string, saved: ReadonlyMap<string, 
     if (field === "next" && more.length === 0) {
       return found.page.nextPageToken ?? null;
     }
-    throw new ScenarioError(`${value}: only .next may follow a saved page`);
+    if (field === "cursor" && more.length === 0) {
+      return found.page.watchCursor ?? null;
+    }
+    throw new ScenarioError(`${value}: only .next or .cursor may follow a saved page`);
   }
   if (field === undefined) {
     return found.execution.id;

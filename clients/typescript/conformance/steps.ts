@@ -3,10 +3,10 @@
 
 import { Client, STATUSES, TarryError } from "../src/index";
 import type {
-  Execution, ExecutionEvent, ExecutionPage, Json, JsonObject, Status, Workflow,
+  Execution, ExecutionChange, ExecutionEvent, ExecutionPage, Json, JsonObject, Status, Workflow,
 } from "../src/index";
 import {
-  checkError, checkEvents, checkExecution, checkPage, checkWorkflow, Mismatch,
+  checkChanges, checkError, checkEvents, checkExecution, checkPage, checkWorkflow, Mismatch,
 } from "./expect";
 import { isObject, ScenarioError } from "./scenarios";
 import type { Saved } from "./scenarios";
@@ -15,7 +15,8 @@ export const DEFAULT_TIMEOUT_S = 10;
 
 // Each operation and the request fields (proto names) it takes.
 const OPERATIONS: Readonly<Record<string, readonly string[]>> = {
-  run: ["workflow", "version", "input", "execution_id", "request_id", "wait_until_settled"],
+  run: ["workflow", "version", "input", "execution_id", "request_id", "wait_until_settled",
+        "tags"],
   resume: ["execution_id", "node_id", "data", "action", "from_step", "request_id",
            "wait_until_settled"],
   suspend: ["execution_id", "reason", "request_id", "freeze_timers"],
@@ -26,17 +27,20 @@ const OPERATIONS: Readonly<Record<string, readonly string[]>> = {
   events: ["execution_id", "after_sequence", "page_size"],
   watch: ["execution_id", "after_sequence", "reconnect_after"],
   await: ["execution_id", "status"],
-  list: ["workflow", "status", "waiting_node", "page_size", "page_token"],
+  list: ["workflow", "status", "waiting_node", "tags", "page_size", "page_token"],
   pause: ["seconds"],
+  watch_many: ["workflow", "status", "tags", "waiting_node", "cursor", "reconnect_after"],
 };
 
-const STEP_KEYS = new Set(["save", "expect", "expect_events", "error", "timeout_s", "comment"]);
+const STEP_KEYS = new Set(["save", "expect", "expect_events", "expect_changes", "error",
+                           "timeout_s", "comment"]);
 
 type Returned =
   | { kind: "execution"; execution: Execution }
   | { kind: "workflow"; workflow: Workflow }
   | { kind: "page"; page: ExecutionPage }
   | { kind: "events"; events: ExecutionEvent[] }
+  | { kind: "changes"; changes: ExecutionChange[] }
   | { kind: "nothing" };
 
 /** The one operation key of a step. */
@@ -72,9 +76,16 @@ export async function runStep(client: Client, step: JsonObject,
   }
   // `"error": null` is the same as no `error`: the step must succeed.
   const expectedError = step["error"] ?? undefined;
+  const expectChanges = step["expect_changes"];
+  if (expectChanges !== undefined &&
+      (!Array.isArray(expectChanges) || !expectChanges.every(isObject))) {
+    throw new ScenarioError("expect_changes must be a list of objects");
+  }
+  // watch_many reads as many changes as expected (1 with `error`): the stream has no end.
+  const count = Math.max(1, (expectChanges as JsonObject[] | undefined)?.length ?? 0);
   let got: Returned;
   try {
-    got = await call(client, op, new Args(op, args), timeoutS * 1000);
+    got = await call(client, op, new Args(op, args), timeoutS * 1000, count);
   } catch (error) {
     if (!(error instanceof TarryError)) {
       throw error;
@@ -118,6 +129,12 @@ export async function runStep(client: Client, step: JsonObject,
       throw new ScenarioError("expect_events must be a list of objects");
     }
     checkEvents(got.events, expectEvents as JsonObject[]);
+  }
+  if (expectChanges !== undefined) {
+    if (got.kind !== "changes") {
+      throw new ScenarioError(`${op} returns no changes`);
+    }
+    checkChanges(got.changes, expectChanges as JsonObject[]);
   }
 }
 
@@ -164,6 +181,17 @@ class Args {
     return this.fields[key];
   }
 
+  tags(key: string): Record<string, string> | undefined {
+    const value = this.fields[key] ?? undefined;
+    if (value === undefined) {
+      return undefined;
+    }
+    if (!isObject(value) || !Object.values(value).every((v) => typeof v === "string")) {
+      throw new ScenarioError(`${this.op}.${key} must be an object of strings`);
+    }
+    return value as Record<string, string>;
+  }
+
   status(key: string): Status | undefined {
     const value = this.str(key);
     if (value !== undefined && !(STATUSES as readonly string[]).includes(value)) {
@@ -173,14 +201,15 @@ class Args {
   }
 }
 
-async function call(client: Client, op: string, a: Args, timeoutMs: number): Promise<Returned> {
+async function call(client: Client, op: string, a: Args, timeoutMs: number,
+                    count: number): Promise<Returned> {
   const execution = (e: Execution): Returned => ({ kind: "execution", execution: e });
   switch (op) {
     case "run":
       return execution(await client.run(a.required("workflow"), a.json("input"), {
         version: a.str("version"), executionId: a.str("execution_id"),
         requestId: a.str("request_id"), waitUntilSettled: a.bool("wait_until_settled"),
-        timeoutMs,
+        tags: a.tags("tags"), timeoutMs,
       }));
     case "resume":
       return execution(await client.resume(a.required("execution_id"), a.json("data"), {
@@ -226,9 +255,11 @@ async function call(client: Client, op: string, a: Args, timeoutMs: number): Pro
       return { kind: "page",
                page: await client.listExecutions({
                  workflow: a.str("workflow"), status: a.status("status"),
-                 waitingNode: a.str("waiting_node"),
+                 waitingNode: a.str("waiting_node"), tags: a.tags("tags"),
                  pageSize: a.num("page_size"), pageToken: a.str("page_token"), timeoutMs,
                }) };
+    case "watch_many":
+      return { kind: "changes", changes: await watchMany(client, a, count, timeoutMs) };
   }
   throw new ScenarioError(`unknown operation ${op}`);
 }
@@ -272,6 +303,43 @@ async function watch(client: Client, a: Args, timeoutMs: number): Promise<Execut
     }
     throw error;
   }
+}
+
+/**
+ * The first `count` changes of a watch of many executions through client.watchExecutions
+ * (which skips the cursor-only messages): all of them, since the stream has no end. With
+ * reconnect_after N it lets go after the N-th change and opens a second watch from that
+ * change's cursor for the rest. Both share the step's deadline, which aborts a watch still
+ * open then.
+ */
+async function watchMany(client: Client, a: Args, count: number,
+                         timeoutMs: number): Promise<ExecutionChange[]> {
+  const reconnectAfter = a.num("reconnect_after");
+  const filters = {
+    workflow: a.str("workflow"), status: a.status("status"), tags: a.tags("tags"),
+    waitingNode: a.str("waiting_node"),
+  };
+  const signal = AbortSignal.timeout(timeoutMs);
+  const got: ExecutionChange[] = [];
+  let cursor = a.str("cursor");
+  try {
+    while (got.length < count) {
+      for await (const change of client.watchExecutions({ ...filters, cursor, signal })) {
+        got.push(change);
+        cursor = change.cursor;
+        if (got.length === count || got.length === reconnectAfter) {
+          break;
+        }
+      }
+    }
+  } catch (error) {
+    if (signal.aborted && !(error instanceof TarryError)) {
+      throw new Mismatch(`${got.length} changes within ${timeoutMs / 1000} s, ` +
+                         `expected ${count}`);
+    }
+    throw error;
+  }
+  return got;
 }
 
 async function awaitStatus(client: Client, a: Args, timeoutMs: number): Promise<Execution> {

@@ -1,4 +1,5 @@
-// The client: one promise-returning method per RPC, and watch() as an async iterator.
+// The client: one promise-returning method per RPC, and watch() and watchExecutions() as
+// async iterators.
 
 import { randomUUID } from "node:crypto";
 
@@ -11,15 +12,18 @@ import {
 import { fromServiceError, isServiceError } from "./errors";
 import type { Execution as PbExecution } from "./gen/tarry/v1/execution";
 import { WorkflowServiceClient } from "./gen/tarry/v1/workflow_service";
-import type { WatchExecutionResponse } from "./gen/tarry/v1/workflow_service";
+import type {
+  WatchExecutionResponse, WatchExecutionsResponse,
+} from "./gen/tarry/v1/workflow_service";
 import { checkJson } from "./json";
 import type { Json } from "./json";
 import {
-  checkRetry, DEFAULT_RETRY, DEFAULT_WATCH_RETRY, NO_RETRY, unaryRetryDelay, WatchCursor,
+  ChangesCursor, checkRetry, DEFAULT_RETRY, DEFAULT_WATCH_RETRY, NO_RETRY, unaryRetryDelay,
+  WatchCursor,
 } from "./retry";
 import type { Retry } from "./retry";
 import type {
-  EventPage, Execution, ExecutionPage, Status, WatchItem, Workflow,
+  EventPage, Execution, ExecutionChange, ExecutionPage, Status, WatchItem, Workflow,
 } from "./types";
 
 /** The default deadline of each unary call, in milliseconds. */
@@ -123,6 +127,25 @@ export interface WatchOptions {
    * log; an execution's lastSequence: only what happens next).
    */
   afterSequence?: number;
+  /** Aborting ends the watch: the iterator then throws the signal's reason. */
+  signal?: AbortSignal;
+}
+
+/** The filters of `watchExecutions()` (all given must hold), and where to start. */
+export interface WatchExecutionsOptions {
+  /** Only executions of this workflow. */
+  workflow?: string;
+  /** Only executions entering or leaving this status. */
+  status?: Status;
+  /** Only executions that carry every one of these tags (given to `run`). */
+  tags?: Record<string, string>;
+  /** Only executions starting or ending a wait at this wait node (with `workflow`). */
+  waitingNode?: string;
+  /**
+   * Continue just after this cursor: an `ExecutionChange.cursor`, or an
+   * `ExecutionPage.watchCursor` to miss no change a listing does not show. Left out: from now.
+   */
+  cursor?: string;
   /** Aborting ends the watch: the iterator then throws the signal's reason. */
   signal?: AbortSignal;
 }
@@ -364,6 +387,63 @@ export class Client {
         if (failure === undefined && !cursor.received &&
             cursor.caughtUp(await this.get(executionId, { signal }))) {
           return;
+        }
+        delay = cursor.retryAfter(failure);
+      } finally {
+        signal?.removeEventListener("abort", onAbort);
+        call.cancel(); // a no-op once the call is over; stops it when abandoned early
+      }
+      await sleep(delay, signal);
+    }
+  }
+
+  /**
+   * Follows every execution that matches the filters (those of `listExecutions`; `status`:
+   * entering or leaving it): one `ExecutionChange` for each change of an execution's status
+   * or of the wait nodes it waits at, in commit order, including the change that makes an
+   * execution stop matching (`matches: false`). From `cursor`, else from now.
+   *
+   * The stream has no end of its own: the iterator runs until the caller leaves the loop
+   * (which cancels the stream) or aborts `signal`. It skips the messages that carry only a
+   * cursor, and remembers the cursor of every message; when the stream breaks (UNAVAILABLE,
+   * a transport reset) or the server ends it, it reconnects with the last cursor, so nothing
+   * is missed or repeated. It throws (e.g. Unavailable) only once `watchRetry` is spent, and
+   * CursorOutOfRange (list again and watch from the page's `watchCursor`), InvalidArgument,
+   * Overloaded and the like without retrying.
+   */
+  async *watchExecutions(options: WatchExecutionsOptions = {}
+  ): AsyncGenerator<ExecutionChange, void, undefined> {
+    const { signal } = options;
+    const cursor = new ChangesCursor({
+      workflow: options.workflow ?? "",
+      status: statusToPb(options.status),
+      tags: tagsToPb(options.tags, "tags"),
+      waitingNode: options.waitingNode ?? "",
+      cursor: options.cursor ?? "",
+    }, this.watchRetry);
+    for (;;) {
+      signal?.throwIfAborted();
+      const call = this.stub.watchExecutions(cursor.request(), this.baseMetadata.clone());
+      // As in watch(): a late 'error' event must not go unhandled.
+      call.on("error", () => undefined);
+      const onAbort = (): void => call.cancel();
+      signal?.addEventListener("abort", onAbort, { once: true });
+      let delay: number;
+      try {
+        let failure: grpc.ServiceError | undefined;
+        try {
+          for await (const message of call as AsyncIterable<WatchExecutionsResponse>) {
+            const change = cursor.accept(message);
+            if (change !== undefined) {
+              yield change;
+            }
+          }
+        } catch (error) {
+          signal?.throwIfAborted();
+          if (!isServiceError(error)) {
+            throw error;
+          }
+          failure = error;
         }
         delay = cursor.retryAfter(failure);
       } finally {

@@ -6,8 +6,9 @@ import * as wpb from "./gen/tarry/v1/workflow";
 import type * as spb from "./gen/tarry/v1/workflow_service";
 import type { Json, JsonObject } from "./json";
 import type {
-  EventPage, Execution, ExecutionEvent, ExecutionPage, JoinMode, NodeKind, RetryPolicy, Status,
-  Suspension, SuspensionSource, WaitingKind, WaitingPoint, Workflow, WorkflowNode,
+  EventPage, Execution, ExecutionChange, ExecutionEvent, ExecutionPage, JoinMode, NodeKind,
+  RetryPolicy, Status, Suspension, SuspensionSource, WaitingKind, WaitingPoint, Workflow,
+  WorkflowNode,
 } from "./types";
 
 /**
@@ -218,6 +219,33 @@ export function executionPageFromPb(m: spb.ListExecutionsResponse): ExecutionPag
   return compact({
     executions: m.executions.map(executionFromPb),
     nextPageToken: nonEmpty(m.nextPageToken),
+    watchCursor: nonEmpty(m.watchCursor),
+  });
+}
+
+/**
+ * The change of a WatchExecutions message, with the message's cursor; the message must
+ * carry one (cursor-only messages are the caller's to skip).
+ */
+export function changeFromPb(m: spb.WatchExecutionsResponse): ExecutionChange {
+  const c = m.change;
+  if (c === undefined) {
+    throw new Error("a WatchExecutions message without a change has no change to convert");
+  }
+  return compact({
+    executionId: c.executionId,
+    workflow: c.workflow,
+    workflowVersion: c.workflowVersion,
+    status: statusFromPb(c.status),
+    previousStatus: c.previousStatus === epb.ExecutionStatus.EXECUTION_STATUS_UNSPECIFIED
+      ? undefined : statusFromPb(c.previousStatus),
+    waitingNodes: [...c.waitingNodes],
+    previousWaitingNodes: [...c.previousWaitingNodes],
+    tags: { ...c.tags },
+    time: time(c.time),
+    sequence: c.sequence,
+    matches: c.matches,
+    cursor: m.cursor,
   });
 }
 

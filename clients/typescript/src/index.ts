@@ -3,7 +3,7 @@
 export { Client, DEFAULT_TIMEOUT_MS } from "./client";
 export type {
   CallOptions, ClientOptions, EventsOptions, ListExecutionsOptions, MutateOptions, ResumeOptions,
-  RunOptions, SuspendOptions, WatchOptions,
+  RunOptions, SuspendOptions, WatchExecutionsOptions, WatchOptions,
 } from "./client";
 export {
   AlreadyExists, Cancelled, codeName, Conflict, CursorOutOfRange, DeadlineExceeded, DOMAIN,
@@ -18,8 +18,8 @@ export { DEFAULT_RETRY, DEFAULT_WATCH_RETRY, NO_RETRY } from "./retry";
 export type { Retry } from "./retry";
 export { isTerminal, STATUSES, waitingNodeIds } from "./types";
 export type {
-  Cancellation, EventPage, EventType, Execution, ExecutionError, ExecutionEvent, ExecutionPage,
-  JoinMode, NodeKind, PendingSuspension, RetryPolicy, Status, Suspension, SuspensionSource,
-  WaitingKind, WaitingPoint, WatchItem, Workflow, WorkflowEdge, WorkflowNode,
+  Cancellation, EventPage, EventType, Execution, ExecutionChange, ExecutionError, ExecutionEvent,
+  ExecutionPage, JoinMode, NodeKind, PendingSuspension, RetryPolicy, Status, Suspension,
+  SuspensionSource, WaitingKind, WaitingPoint, WatchItem, Workflow, WorkflowEdge, WorkflowNode,
 } from "./types";
 export { status as GrpcStatus } from "@grpc/grpc-js";

@@ -3,11 +3,13 @@
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import type { ServiceError } from "@grpc/grpc-js";
 
-import { eventFromPb, executionFromPb } from "./convert";
+import { changeFromPb, eventFromPb, executionFromPb } from "./convert";
 import { fromServiceError, richStatus, Unavailable } from "./errors";
-import type { WatchExecutionRequest, WatchExecutionResponse } from "./gen/tarry/v1/workflow_service";
+import type {
+  WatchExecutionRequest, WatchExecutionResponse, WatchExecutionsRequest, WatchExecutionsResponse,
+} from "./gen/tarry/v1/workflow_service";
 import { isTerminal } from "./types";
-import type { Execution, WatchItem } from "./types";
+import type { Execution, ExecutionChange, WatchItem } from "./types";
 
 /**
  * How often the client tries a call again, and how long it waits in between.
@@ -188,6 +190,69 @@ export class WatchCursor {
       }
       throw new Unavailable(
         `the watch of '${this.executionId}' kept ending without a terminal event`);
+    }
+    return backoff(this.policy, this.failures);
+  }
+}
+
+/**
+ * The state of one `watchExecutions()`: what to ask for on (re)connecting.
+ *
+ * It remembers the cursor of every message received, a change or a cursor-only one, and
+ * reconnects with the last as `cursor`, so the server sends exactly what came after: no
+ * change is missed or repeated. The stream has no end of its own, so one the server ends
+ * (with OK, after progress) is reopened at once.
+ */
+export class ChangesCursor {
+  private failures = 0;
+  private receivedOnThisStream = false;
+
+  constructor(private readonly base: WatchExecutionsRequest, private readonly policy: Retry) {}
+
+  /** The cursor the next connection starts from; "" (from now) until a message came. */
+  get cursor(): string {
+    return this.base.cursor;
+  }
+
+  /** The request for the next connection. */
+  request(): WatchExecutionsRequest {
+    this.receivedOnThisStream = false;
+    return { ...this.base, tags: { ...this.base.tags } };
+  }
+
+  /** The change to hand to the caller for this message, or undefined for a cursor-only one. */
+  accept(message: WatchExecutionsResponse): ExecutionChange | undefined {
+    this.receivedOnThisStream = true;
+    this.failures = 0; // progress: a later break gets the full retry budget again
+    if (message.cursor !== "") {
+      this.base.cursor = message.cursor;
+    }
+    return message.change === undefined ? undefined : changeFromPb(message);
+  }
+
+  /** Whether the current connection brought any message. */
+  get received(): boolean {
+    return this.receivedOnThisStream;
+  }
+
+  /**
+   * Milliseconds to wait before reconnecting after the stream failed with `error`, or ended
+   * (undefined). Throws the typed error when reconnecting cannot help (OUT_OF_RANGE,
+   * INVALID_ARGUMENT, ...) or the retries are spent.
+   */
+  retryAfter(error: ServiceError | undefined): number {
+    if (error !== undefined && !streamBroke(error)) {
+      throw fromServiceError(error);
+    }
+    if (error === undefined && this.receivedOnThisStream) {
+      return 0; // the server ended a long watch: carry on at once
+    }
+    this.failures += 1;
+    if (this.failures >= this.policy.attempts) {
+      if (error !== undefined) {
+        throw fromServiceError(error);
+      }
+      throw new Unavailable("the watch of executions kept ending without a message");
     }
     return backoff(this.policy, this.failures);
   }

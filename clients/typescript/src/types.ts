@@ -162,6 +162,46 @@ export interface ExecutionPage {
   executions: Execution[];
   /** Pass as `pageToken` for the next page; undefined on the last page. */
   nextPageToken?: string;
+  /**
+   * Where the change log stood just before the page was read: `watchExecutions({cursor:
+   * watchCursor})` then misses no change the page does not show. Undefined when the server
+   * sent none.
+   */
+  watchCursor?: string;
+}
+
+/**
+ * What `watchExecutions()` yields: one change of one execution's status or of the wait
+ * nodes it waits at, as the server's change log holds it.
+ */
+export interface ExecutionChange {
+  executionId: string;
+  workflow: string;
+  workflowVersion: string;
+  /** Its status after the change. */
+  status: Status;
+  /** Its status before the change; undefined when the change created the execution. */
+  previousStatus?: Status;
+  /** The wait nodes it waits at after the change (sorted). */
+  waitingNodes: string[];
+  /** The wait nodes it waited at before the change (sorted). */
+  previousWaitingNodes: string[];
+  /** Its tags; {} when none. */
+  tags: Record<string, string>;
+  /** When the change was committed. */
+  time: Date;
+  /**
+   * The execution's event sequence after the change: `watch(executionId, {afterSequence:
+   * sequence})` follows the execution from there.
+   */
+  sequence: number;
+  /**
+   * Whether the execution matches the watch's filters after the change; false when it
+   * matched them only before it (it left: e.g. an approval inbox's item was resumed).
+   */
+  matches: boolean;
+  /** Pass as `cursor` to `watchExecutions()` to continue just after this change. */
+  cursor: string;
 }
 
 export interface EventPage {

@@ -7,9 +7,10 @@ import { after, before, beforeEach, describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 
 import {
-  Client, DeadlineExceeded, ExecutionNotFound, PermissionDenied, Unavailable,
+  Client, CursorOutOfRange, DeadlineExceeded, ExecutionNotFound, InvalidArgument,
+  PermissionDenied, Unavailable,
 } from "../src/index";
-import type { Retry, WatchItem } from "../src/index";
+import type { ExecutionChange, Retry, WatchItem } from "../src/index";
 import { ErrorInfo } from "../src/gen/google/rpc/error_details";
 import { Status as RpcStatus } from "../src/gen/google/rpc/status";
 import { ExecutionStatus } from "../src/gen/tarry/v1/execution";
@@ -18,10 +19,12 @@ import { WorkflowServiceService } from "../src/gen/tarry/v1/workflow_service";
 import type {
   GetExecutionRequest, GetExecutionResponse, ListExecutionsRequest, ListExecutionsResponse,
   RunRequest, RunResponse, SuspendRequest,
-  SuspendResponse, WatchExecutionRequest, WatchExecutionResponse, WorkflowServiceServer,
+  SuspendResponse, WatchExecutionRequest, WatchExecutionResponse, WatchExecutionsRequest,
+  WatchExecutionsResponse, WorkflowServiceServer,
 } from "../src/gen/tarry/v1/workflow_service";
 
 type WatchCall = grpc.ServerWritableStream<WatchExecutionRequest, WatchExecutionResponse>;
+type ManyCall = grpc.ServerWritableStream<WatchExecutionsRequest, WatchExecutionsResponse>;
 type Unary<Req, Resp> = (call: grpc.ServerUnaryCall<Req, Resp>,
                          callback: grpc.sendUnaryData<Resp>) => void;
 
@@ -30,7 +33,7 @@ const FAST: Retry = { attempts: 3, initialBackoffMs: 1, maxBackoffMs: 5, multipl
 function execution(status: ExecutionStatus, lastSequence: number): PbExecution {
   return {
     id: "e1", workflow: "w", workflowVersion: "1", status, waitingPoints: [], runningNodeIds: [],
-    lastSequence, workflowFingerprint: "", driveError: "", state: {}, tags: {},
+    lastSequence, workflowFingerprint: "", driveError: "", state: {}, tags: {}, pendingInputs: [],
   };
 }
 
@@ -46,6 +49,25 @@ function event(sequence: number, status = ExecutionStatus.EXECUTION_STATUS_UNSPE
     payload: { $case: "event", event: {
       sequence, type: status ? "status" : "node_started", status, nodeId: "", attempt: 0,
     } },
+  };
+}
+
+/** A WatchExecutions message with a change of execution `id`, or only `cursor`. */
+function changed(cursor: string, id?: string,
+                 status = ExecutionStatus.EXECUTION_STATUS_AWAITING,
+                 previousStatus = ExecutionStatus.EXECUTION_STATUS_RUNNING
+): WatchExecutionsResponse {
+  if (id === undefined) {
+    return { cursor };
+  }
+  return {
+    cursor,
+    change: {
+      executionId: id, workflow: "w", workflowVersion: "1", status, previousStatus,
+      waitingNodes: status === ExecutionStatus.EXECUTION_STATUS_AWAITING ? ["approve"] : [],
+      previousWaitingNodes: [], tags: { inbox: "a" }, time: new Date(5000), sequence: 4,
+      matches: true,
+    },
   };
 }
 
@@ -66,6 +88,8 @@ function rpcError(code: grpc.status, reason?: string): Partial<grpc.ServiceError
 const fake = {
   watches: [] as ((call: WatchCall) => void)[],
   watchRequests: [] as (number | undefined)[],
+  manyWatches: [] as ((call: ManyCall) => void)[],
+  manyRequests: [] as WatchExecutionsRequest[],
   get: undefined as Unary<GetExecutionRequest, GetExecutionResponse> | undefined,
   run: undefined as Unary<RunRequest, RunResponse> | undefined,
   suspend: undefined as Unary<SuspendRequest, SuspendResponse> | undefined,
@@ -81,6 +105,15 @@ before(async () => {
     watchExecution(call: WatchCall) {
       fake.watchRequests.push(call.request.afterSequence);
       const next = fake.watches.shift();
+      if (next === undefined) {
+        call.emit("error", rpcError(grpc.status.INTERNAL, "NO_SCRIPT"));
+      } else {
+        next(call);
+      }
+    },
+    watchExecutions(call: ManyCall) {
+      fake.manyRequests.push(call.request);
+      const next = fake.manyWatches.shift();
       if (next === undefined) {
         call.emit("error", rpcError(grpc.status.INTERNAL, "NO_SCRIPT"));
       } else {
@@ -117,6 +150,8 @@ after(() => {
 beforeEach(() => {
   fake.watches = [];
   fake.watchRequests = [];
+  fake.manyWatches = [];
+  fake.manyRequests = [];
   fake.get = undefined;
   fake.run = undefined;
   fake.suspend = undefined;
@@ -244,6 +279,198 @@ describe("watch", () => {
         }
       })(), /enough/);
       assert.deepEqual(seen, ["snapshot"]);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+/** The first `count` changes of a watch of many executions (it has no end of its own). */
+async function take(changes: AsyncIterable<ExecutionChange>, count: number): Promise<string[]> {
+  const seen: string[] = [];
+  if (count === 0) {
+    return seen;
+  }
+  for await (const change of changes) {
+    seen.push(`${change.executionId}:${change.status}@${change.cursor}`);
+    if (seen.length === count) {
+      break;
+    }
+  }
+  return seen;
+}
+
+describe("watchExecutions", () => {
+  test("skips cursor-only messages and reconnects with the last cursor received", async () => {
+    fake.manyWatches.push(
+      (call) => { // the first message only says where the stream starts
+        call.write(changed("c1"));
+        call.write(changed("c2", "a"));
+        call.write(changed("c3")); // progress while nothing matched
+        call.end(); // the server ends a long watch with OK: reopened at once
+      },
+      (call) => {
+        call.write(changed("c4", "b"));
+        call.write(changed("c5"));
+        call.emit("error", rpcError(grpc.status.UNAVAILABLE));
+      },
+      (call) => { // a transport reset (no google.rpc.Status) is reconnected too
+        call.write(changed("c6", "a", ExecutionStatus.EXECUTION_STATUS_COMPLETED,
+                           ExecutionStatus.EXECUTION_STATUS_AWAITING));
+        call.emit("error", rpcError(grpc.status.INTERNAL));
+      },
+      (call) => {
+        call.write(changed("c7", "c"));
+      },
+    );
+    const client = new Client(target, { watchRetry: FAST });
+    try {
+      assert.deepEqual(await take(client.watchExecutions({ workflow: "w" }), 4),
+                       ["a:AWAITING@c2", "b:AWAITING@c4", "a:COMPLETED@c6", "c:AWAITING@c7"]);
+      assert.deepEqual(fake.manyRequests.map((r) => r.cursor), ["", "c3", "c5", "c6"]);
+      assert.ok(fake.manyRequests.every((r) => r.workflow === "w"), "the filters are kept");
+    } finally {
+      client.close();
+    }
+  });
+
+  test("sends the filters and the cursor, and yields plain changes", async () => {
+    fake.manyWatches.push((call) => {
+      call.write(changed("c1"));
+      call.write(changed("c2", "a", ExecutionStatus.EXECUTION_STATUS_RUNNING,
+                         ExecutionStatus.EXECUTION_STATUS_UNSPECIFIED));
+    });
+    const client = new Client(target, { watchRetry: FAST });
+    try {
+      let got: ExecutionChange | undefined;
+      for await (const change of client.watchExecutions({
+        workflow: "w", status: "AWAITING", tags: { inbox: "a" }, waitingNode: "approve",
+        cursor: "c0",
+      })) {
+        got = change;
+        break;
+      }
+      assert.deepEqual(got, {
+        executionId: "a", workflow: "w", workflowVersion: "1", status: "RUNNING",
+        waitingNodes: [], previousWaitingNodes: [], tags: { inbox: "a" }, time: new Date(5000),
+        sequence: 4, matches: true, cursor: "c2",
+      });
+      assert.ok(got !== undefined && !("previousStatus" in got),
+                "a change that created the execution has no previousStatus");
+      const request = fake.manyRequests[0];
+      assert.equal(request?.workflow, "w");
+      assert.equal(request?.status, ExecutionStatus.EXECUTION_STATUS_AWAITING);
+      assert.deepEqual(request?.tags, { inbox: "a" });
+      assert.equal(request?.waitingNode, "approve");
+      assert.equal(request?.cursor, "c0");
+    } finally {
+      client.close();
+    }
+  });
+
+  test("OUT_OF_RANGE and INVALID_ARGUMENT are thrown at once, typed", async () => {
+    fake.manyWatches.push(
+      (call) => {
+        call.write(changed("c1"));
+        call.emit("error", rpcError(grpc.status.OUT_OF_RANGE, "CURSOR_OUT_OF_RANGE"));
+      },
+      (call) => call.emit("error", rpcError(grpc.status.INVALID_ARGUMENT, "INVALID_ARGUMENT")),
+    );
+    const client = new Client(target, { watchRetry: FAST });
+    try {
+      await assert.rejects(take(client.watchExecutions({ cursor: "old" }), 1), CursorOutOfRange);
+      assert.equal(fake.manyRequests.length, 1);
+      await assert.rejects(take(client.watchExecutions({ cursor: "bad" }), 1), InvalidArgument);
+      assert.equal(fake.manyRequests.length, 2);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("streams that keep breaking without a message end in the last error", async () => {
+    for (let i = 0; i < 3; i++) {
+      fake.manyWatches.push((call) => call.emit("error", rpcError(grpc.status.UNAVAILABLE)));
+    }
+    const client = new Client(target, { watchRetry: FAST });
+    try {
+      await assert.rejects(take(client.watchExecutions({ cursor: "c9" }), 1), Unavailable);
+      assert.deepEqual(fake.manyRequests.map((r) => r.cursor), ["c9", "c9", "c9"]);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("streams that keep ending without a message end in Unavailable", async () => {
+    for (let i = 0; i < 3; i++) {
+      fake.manyWatches.push((call) => call.end());
+    }
+    const client = new Client(target, { watchRetry: FAST });
+    try {
+      await assert.rejects(take(client.watchExecutions(), 1), Unavailable);
+      assert.equal(fake.manyRequests.length, 3);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("a message renews the retry budget", async () => {
+    // Two breaks, a message, two more breaks: never three failures in a row.
+    fake.manyWatches.push(
+      (call) => call.emit("error", rpcError(grpc.status.UNAVAILABLE)),
+      (call) => call.emit("error", rpcError(grpc.status.UNAVAILABLE)),
+      (call) => {
+        call.write(changed("c1"));
+        call.emit("error", rpcError(grpc.status.UNAVAILABLE));
+      },
+      (call) => call.emit("error", rpcError(grpc.status.UNAVAILABLE)),
+      (call) => call.write(changed("c2", "a")),
+    );
+    const client = new Client(target, { watchRetry: FAST });
+    try {
+      assert.deepEqual(await take(client.watchExecutions(), 1), ["a:AWAITING@c2"]);
+      assert.deepEqual(fake.manyRequests.map((r) => r.cursor), ["", "", "", "c1", "c1"]);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("leaving the loop cancels the stream", async () => {
+    let cancelled!: () => void;
+    const sawCancel = new Promise<void>((resolve) => { cancelled = resolve; });
+    fake.manyWatches.push((call) => {
+      call.on("cancelled", () => cancelled());
+      call.write(changed("c1", "a"));
+    });
+    const client = new Client(target, { watchRetry: FAST });
+    try {
+      assert.deepEqual(await take(client.watchExecutions(), 1), ["a:AWAITING@c1"]);
+      await sawCancel;
+      assert.equal(fake.manyRequests.length, 1);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("an aborted signal ends it with the signal's reason", async () => {
+    fake.manyWatches.push((call) => call.write(changed("c1")));
+    const client = new Client(target, { watchRetry: FAST });
+    const controller = new AbortController();
+    try {
+      setTimeout(() => controller.abort(new Error("enough")), 50);
+      await assert.rejects(take(client.watchExecutions({ signal: controller.signal }), 1),
+                           /enough/);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("tags that are not strings are refused before anything is sent", async () => {
+    const client = new Client(target, { watchRetry: FAST });
+    try {
+      await assert.rejects(
+        take(client.watchExecutions({ tags: { n: 1 } as unknown as Record<string, string> }), 1),
+        TypeError);
+      assert.equal(fake.manyRequests.length, 0);
     } finally {
       client.close();
     }
@@ -420,7 +647,7 @@ describe("unary calls", () => {
     fake.list = (call, cb) => {
       seen.push(call.request);
       cb(null, { executions: [execution(ExecutionStatus.EXECUTION_STATUS_COMPLETED, 4)],
-                 nextPageToken: "" });
+                 nextPageToken: "", watchCursor: seen.length === 1 ? "wc1" : "" });
     };
     const client = new Client(target);
     try {
@@ -432,7 +659,9 @@ describe("unary calls", () => {
       });
       assert.equal(page.executions.length, 1);
       assert.equal(page.nextPageToken, undefined);
-      await client.listExecutions();
+      assert.equal(page.watchCursor, "wc1");
+      const unmarked = await client.listExecutions();
+      assert.ok(!("watchCursor" in unmarked), "an empty watch_cursor is absent");
       assert.equal(seen[0]?.workflow, "w");
       assert.deepEqual(seen[0]?.tags, { team: "a" });
       assert.equal(seen[0]?.version, "2");
@@ -456,7 +685,7 @@ describe("unary calls", () => {
       seen.push({ token: call.request.pageToken, tags: call.request.tags,
                   version: call.request.version, waitingNode: call.request.waitingNode });
       cb(null, { executions: [execution(ExecutionStatus.EXECUTION_STATUS_COMPLETED, 1)],
-                 nextPageToken: call.request.pageToken === "" ? "p2" : "" });
+                 nextPageToken: call.request.pageToken === "" ? "p2" : "", watchCursor: "" });
     };
     const client = new Client(target);
     try {

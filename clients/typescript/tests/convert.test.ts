@@ -4,16 +4,19 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
-  eventFromPb, executionFromPb, statusToPb, tagsToPb, timeToPb, workflowFromPb,
+  changeFromPb, eventFromPb, executionFromPb, executionPageFromPb, statusToPb, tagsToPb, timeToPb,
+  workflowFromPb,
 } from "../src/convert";
 import { ExecutionStatus, SuspensionSource, WaitingKind } from "../src/gen/tarry/v1/execution";
 import { Execution as PbExecution } from "../src/gen/tarry/v1/execution";
 import { NodeKind, Workflow as PbWorkflow } from "../src/gen/tarry/v1/workflow";
+import { WatchExecutionsResponse } from "../src/gen/tarry/v1/workflow_service";
 import { isTerminal, waitingNodeIds } from "../src/index";
 
 const base: PbExecution = {
   id: "e1", workflow: "w", workflowVersion: "1", status: ExecutionStatus.EXECUTION_STATUS_AWAITING,
   waitingPoints: [], runningNodeIds: [], lastSequence: 5, workflowFingerprint: "", driveError: "", tags: {},
+  pendingInputs: [],
 };
 
 // Through the wire format, so that the test sees what the generated decoder produces.
@@ -116,10 +119,11 @@ test("workflow nodes: timeoutMs and onTimeout", () => {
     fingerprint: "f",
     nodes: [
       { id: "work", kind: NodeKind.NODE_KIND_STEP, joinMode: 0, description: "",
-        timeout: { seconds: 5, nanos: 0 }, onTimeout: "" },
+        timeout: { seconds: 5, nanos: 0 }, onTimeout: "", acceptEarly: false },
       { id: "approve", kind: NodeKind.NODE_KIND_WAIT, joinMode: 0, description: "",
-        timeout: { seconds: 0, nanos: 500_000_000 }, onTimeout: "expired" },
-      { id: "free", kind: NodeKind.NODE_KIND_WAIT, joinMode: 0, description: "", onTimeout: "" },
+        timeout: { seconds: 0, nanos: 500_000_000 }, onTimeout: "expired", acceptEarly: false },
+      { id: "free", kind: NodeKind.NODE_KIND_WAIT, joinMode: 0, description: "", onTimeout: "",
+        acceptEarly: false },
     ],
   };
   const wf = workflowFromPb(PbWorkflow.decode(PbWorkflow.encode(message).finish()));
@@ -155,4 +159,34 @@ test("a time filter: unset when undefined, refused when invalid", () => {
   assert.equal(timeToPb(undefined, "createdFrom"), undefined);
   assert.throws(() => timeToPb(new Date("nope"), "createdFrom"), /createdFrom must be a valid Date/);
   assert.throws(() => timeToPb("2026-01-01" as unknown as Date, "createdTo"), TypeError);
+});
+
+test("a change: readable statuses, no previousStatus when it created the execution", () => {
+  const message = (previousStatus: ExecutionStatus): WatchExecutionsResponse =>
+    WatchExecutionsResponse.decode(WatchExecutionsResponse.encode({
+      cursor: "c7",
+      change: {
+        executionId: "e1", workflow: "w", workflowVersion: "2",
+        status: ExecutionStatus.EXECUTION_STATUS_AWAITING, previousStatus,
+        waitingNodes: ["approve"], previousWaitingNodes: [], tags: { inbox: "a" },
+        time: new Date("2026-01-01T00:00:00.250Z"), sequence: 9, matches: true,
+      },
+    }).finish());
+  const change = changeFromPb(message(ExecutionStatus.EXECUTION_STATUS_RUNNING));
+  assert.deepEqual(change, {
+    executionId: "e1", workflow: "w", workflowVersion: "2", status: "AWAITING",
+    previousStatus: "RUNNING", waitingNodes: ["approve"], previousWaitingNodes: [],
+    tags: { inbox: "a" }, time: new Date("2026-01-01T00:00:00.250Z"), sequence: 9,
+    matches: true, cursor: "c7",
+  });
+  const created = changeFromPb(message(ExecutionStatus.EXECUTION_STATUS_UNSPECIFIED));
+  assert.ok(!("previousStatus" in created), "previousStatus is present");
+  assert.throws(() => changeFromPb({ cursor: "c8" }), /without a change/);
+});
+
+test("a listing's watchCursor, absent when the server sent none", () => {
+  assert.equal(executionPageFromPb({ executions: [], nextPageToken: "", watchCursor: "w1" })
+    .watchCursor, "w1");
+  assert.ok(!("watchCursor" in executionPageFromPb({ executions: [], nextPageToken: "",
+                                                    watchCursor: "" })));
 });

@@ -228,6 +228,11 @@ def execution_to_pb(ex: Execution, wf: Workflow | None) -> execution_pb2.Executi
     if ex.fingerprint is not None:
         msg.workflow_fingerprint = ex.fingerprint
     msg.tags.update(ex.tags)
+    for kept in ex.pending:
+        pending = msg.pending_inputs.add(node_id=kept.node, action=kept.action or "",
+                                         request_id=kept.request_id or "")
+        _fill(pending.data, kept.data)
+        set_time(pending.accept_time, kept.accepted_at, "accept time")
     if wf is None:
         msg.drive_error = (f"this server has no workflow {ex.workflow!r} version "
                            f"{ex.workflow_version!r}")
@@ -359,6 +364,7 @@ def _node(target: workflow_pb2.WorkflowNode, node: Node) -> None:
         target.timeout.CopyFrom(duration(node.timeout))
     if node.on_timeout is not None:
         target.on_timeout = node.on_timeout
+    target.accept_early = node.accept_early
 
 
 def _retry(target: workflow_pb2.RetryPolicy, policy: RetryPolicy) -> None:

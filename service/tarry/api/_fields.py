@@ -30,6 +30,7 @@ STRING_LIMITS: Mapping[str, int] = {
     "reason": limits.MAX_REASON,
     "page_token": limits.MAX_PAGE_TOKEN,
     "waiting_node": limits.MAX_NAME,
+    "cursor": limits.MAX_PAGE_TOKEN,
 }
 """The most characters of each string field of a request, by field name. Every string field
 of every request message has its entry (a test checks), and each is checked before the

@@ -26,6 +26,7 @@ from typing_extensions import override
 from tarry import limits
 from tarry.config import Config
 from tarry.engine import (
+    ChangeFilter,
     DeadlineExceeded,
     Engine,
     Execution,
@@ -58,7 +59,7 @@ from ._fields import request_id as _request_id
 from ._fields import required as _required
 from ._fields import status_filter as _status_filter
 from ._fields import user_value as _user_value
-from ._watch import Watches
+from ._watch import Watches, change_message, decode_cursor, encode_cursor
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -283,6 +284,8 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             if token.get("filters") != filters or not isinstance(token.get("cursor"), str):
                 raise _invalid("page_token", "was issued for other filters")
             cursor = token["cursor"]
+        # Read before the page: a watch from it misses nothing the page does not show.
+        watch_cursor = await self.engine.changes.cursor()
         rows, nxt = await self.engine.list(workflow=workflow, status=status, limit=size,
                                            cursor=cursor, namespace=namespace,
                                            filters=narrower)
@@ -292,6 +295,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             # rest of the page as usual.
             executions=[self._snapshot(ex) for ex in rows],
             next_page_token=_encode_token({"filters": filters, "cursor": nxt}) if nxt else "",
+            watch_cursor=encode_cursor(watch_cursor),
         )
 
     @override
@@ -332,6 +336,34 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             async with contextlib.aclosing(stream):
                 async for message in stream:
                     yield message
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await abort(context, _plain(exc))
+        finally:
+            self._watching -= 1
+
+    @override
+    async def WatchExecutions(self, request: pb.WatchExecutionsRequest, context: Context
+                              ) -> AsyncIterator[pb.WatchExecutionsResponse]:
+        # As WatchExecution: no default deadline, and counted with those streams.
+        limit = self.config.max_watches
+        if self._watching >= limit:
+            await abort(context, overloaded("watches open", "max_watches", limit))
+        self._watching += 1
+        try:
+            check_strings(request)
+            workflow = request.workflow or None
+            if request.waiting_node and workflow is None:
+                raise _invalid("waiting_node", "needs workflow")
+            f = ChangeFilter(namespace=NAMESPACE.get(), workflow=workflow,
+                             status=_status_filter(request.status), tags=dict(request.tags),
+                             waiting_node=request.waiting_node or None)
+            cursor = decode_cursor(request.cursor) if request.cursor else None
+            stream = self.engine.follow_changes(f, cursor, self.config.max_watch_seconds)
+            async with contextlib.aclosing(stream):
+                async for seen in stream:
+                    yield change_message(seen)
         except grpc.aio.AbortError:
             raise
         except Exception as exc:

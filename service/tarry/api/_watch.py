@@ -1,4 +1,5 @@
-"""WatchExecution: a resumable, lossless, finite stream of one execution's events.
+"""WatchExecution: a resumable, lossless, finite stream of one execution's events; and
+WatchExecutions' messages and cursors (its stream is the engine's `ChangeFeed.follow`).
 
 The execution's Redis Stream is the source of truth; a watcher reads it from its cursor and
 then sleeps on the engine's notification hub, which wakes it on every commit of that
@@ -16,13 +17,26 @@ pool from the unary calls.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
+import re
 from collections.abc import AsyncGenerator, Callable
 
-from tarry.engine import CursorOutOfRange, Engine, Event, EventType, Execution, Status
+from tarry.engine import (
+    CursorOutOfRange,
+    Engine,
+    Event,
+    EventType,
+    Execution,
+    Seen,
+    Status,
+    namespaces,
+)
 from tarry_api.v1 import execution_pb2, workflow_service_pb2
 
-from ._convert import safe_event_to_pb
+from ._convert import STATUS_TO_PB, safe_event_to_pb, set_time
+from ._fields import invalid
 
 _TERMINAL = frozenset(s.value for s in Status if s.terminal)
 
@@ -120,3 +134,46 @@ async def _wait(event: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(seconds):
             await event.wait()
+
+
+# -- WatchExecutions ---------------------------------------------------------------------
+
+_CURSOR = re.compile(r"c1\.(\d{1,20}-\d{1,20})")
+"""A change-log cursor as callers see it: `c1.` and the log's entry id, in URL-safe base64
+(opaque to them; the version leaves room for a log in several partitions)."""
+
+
+def encode_cursor(cursor: str) -> str:
+    return base64.urlsafe_b64encode(f"c1.{cursor}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(token: str) -> str:
+    try:
+        text = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_",
+                                validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        text = ""
+    found = _CURSOR.fullmatch(text)
+    if found is None:
+        raise invalid("cursor", "is not a cursor this service issued")
+    return found.group(1)
+
+
+def change_message(seen: Seen) -> workflow_service_pb2.WatchExecutionsResponse:
+    msg = workflow_service_pb2.WatchExecutionsResponse(cursor=encode_cursor(seen.cursor))
+    ch = seen.change
+    if ch is None:
+        return msg
+    c = msg.change
+    c.execution_id = namespaces.split(ch.execution_id)[1]  # callers see plain ids
+    c.workflow, c.workflow_version = ch.workflow, ch.version
+    c.status = STATUS_TO_PB[ch.status]
+    if ch.previous_status is not None:
+        c.previous_status = STATUS_TO_PB[ch.previous_status]
+    c.waiting_nodes.extend(ch.waiting)
+    c.previous_waiting_nodes.extend(ch.previous_waiting)
+    c.tags.update(ch.tags)
+    set_time(c.time, ch.time_ms, "time")
+    c.sequence = ch.sequence
+    c.matches = seen.matches
+    return msg

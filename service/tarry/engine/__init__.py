@@ -5,6 +5,7 @@ It imports neither grpc nor redis: the store is a port (`Store`), adapted in `ta
 
 from . import namespaces
 from ._chain import Chain
+from ._changes import ChangeFeed, ChangeFilter, Seen
 from ._config import EngineConfig
 from ._context import CancelContext, Output, SleepContext, StepContext
 from ._definition import (
@@ -42,13 +43,16 @@ from ._errors import (
     WrongState,
 )
 from ._machine import CALLER
-from ._model import ErrorInfo, Event, Execution, Status, Suspension, WaitingPoint
+from ._model import EarlyInput, ErrorInfo, Event, Execution, Status, Suspension, WaitingPoint
 from ._registry import Registry
 from ._schema import JSON
 from ._store import (
+    Change,
+    ChangeLog,
     Commit,
     CommitOutcome,
     Committed,
+    EarlyChanged,
     Existing,
     ListFilters,
     Notification,
@@ -65,6 +69,10 @@ __all__ = [
     "TABLE",
     "CancelContext",
     "Chain",
+    "Change",
+    "ChangeFeed",
+    "ChangeFilter",
+    "ChangeLog",
     "Commit",
     "CommitOutcome",
     "Committed",
@@ -73,6 +81,8 @@ __all__ = [
     "DeadlineExceeded",
     "DefinitionError",
     "DefinitionMismatch",
+    "EarlyChanged",
+    "EarlyInput",
     "Edge",
     "Engine",
     "EngineConfig",
@@ -101,6 +111,7 @@ __all__ = [
     "Overloaded",
     "Registry",
     "RetryPolicy",
+    "Seen",
     "SleepContext",
     "Status",
     "StepContext",

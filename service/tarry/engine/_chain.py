@@ -71,8 +71,9 @@ class Chain:
         *,
         key: str | None = None,
         resume: type[BaseModel] | None = None,
+        accept_early: bool = False,
     ) -> Chain:
-        self._flow.wait(id, key=key, resume=resume)
+        self._flow.wait(id, key=key, resume=resume, accept_early=accept_early)
         return self._link(id)
 
     def sleep(self, id: str, duration: SleepSpec) -> Chain:

@@ -6,7 +6,7 @@ from tarry import _json
 
 from ._definition import Workflow
 from ._machine import DEADLINE, Txn
-from ._model import Status
+from ._model import Status, early_text
 from ._store import Commit, Stored
 from ._vocab import WaitKind
 
@@ -30,7 +30,7 @@ def commit_of(wf: Workflow, base: Stored, t: Txn, status: Status, *, owner: str,
         execution_id=doc.id, workflow=wf.name, version=doc.workflow_version,
         tags=doc.tags or {},
         waiting_join=sorted(waiting - t.waiting_before),
-        waiting_leave=sorted(t.waiting_before - waiting),
+        waiting_leave=sorted(t.waiting_before - waiting), waiting_now=sorted(waiting),
         expected_version=base.version,  # 0: create it
         prev_status=base.status, status=status, doc=doc.dumps(), created_at=doc.created_at,
         events=[(kind, _json.dumps(data)) for kind, data in t.events],
@@ -42,6 +42,8 @@ def commit_of(wf: Workflow, base: Stored, t: Txn, status: Status, *, owner: str,
                    else expiry(wf, status, t.now, retention)),
         check_suspend_request=check_suspend_request,
         clear_suspend_request=clear_suspend_request, request_id=request_id,
+        early_expected=base.early,
+        early_new=early_text(t.early) if tuple(t.early) != t.early_before else None,
     )
 
 

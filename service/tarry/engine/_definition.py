@@ -125,6 +125,9 @@ class Node:
     on_cancel: CleanupFn | None = None
     """Steps: run when the execution is cancelled while this step runs (a cleanup or a
     compensation), with `CancelContext`; see `Engine.cancel`."""
+    accept_early: bool = False
+    """Waits: a Resume naming this node before the execution reaches it is kept (in the
+    order accepted) and delivered when it does, instead of refused."""
 
     @property
     def is_async(self) -> bool:
@@ -198,7 +201,8 @@ class Workflow:
                   retry(n.retry), schema(n.resume_schema), schema(n.suspend_schema),
                   "computed" if callable(n.sleep) else repr(n.sleep),
                   # (Only when set: definitions from before wait deadlines keep their hash.)
-                  *([n.on_timeout] if n.on_timeout is not None else [])]
+                  *([n.on_timeout] if n.on_timeout is not None else []),
+                  *(["accept_early"] if n.accept_early else [])]
                  for n in self.nodes.values()]
         shape = {
             "nodes": nodes, "edges": [[e.source, e.target, e.action] for e in self.edges],
@@ -349,12 +353,18 @@ class Flow:
         description: str = "",
         timeout: float | timedelta | None = None,
         on_timeout: str | None = None,
+        accept_early: bool = False,
     ) -> Flow:
         """A node that pauses until Resume delivers data; the data is kept in state[key or id].
 
         With `timeout` (seconds or a timedelta) the wait has a durable deadline: if no Resume
         came by then, the node finishes without data, with the action `on_timeout` (None: the
-        default edges), as a Resume with that action would."""
+        default edges), as a Resume with that action would.
+
+        With `accept_early`, a Resume that names this node while the execution has not
+        reached it yet (RUNNING, or waiting or suspended elsewhere) is checked and kept, in
+        the order accepted, and the node takes the first kept one the moment it is reached
+        (without waiting); a Cancel, or the execution's end, drops what is left."""
         if key is not None and key.count(".") > MAX_STATE_DEPTH - MAX_DEPTH - 1:
             raise DefinitionError(f"wait {id!r}: key {key!r} nests too deep (at most "
                                   f"{MAX_STATE_DEPTH - MAX_DEPTH - 1} dots)")
@@ -363,7 +373,8 @@ class Flow:
         return self._add(
             Node(id, NodeKind.WAIT, key=key, resume_schema=resume, join=JoinMode(join),
                  max_visits=max_visits, description=description,
-                 timeout=_seconds(timeout, f"wait {id!r} timeout"), on_timeout=on_timeout)
+                 timeout=_seconds(timeout, f"wait {id!r} timeout"), on_timeout=on_timeout,
+                 accept_early=accept_early)
         )
 
     def sleep(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import functools
 import logging
 import time
@@ -33,13 +34,14 @@ from ._errors import (
     StoreUnavailable,
 )
 from ._machine import Txn
-from ._model import Activation, Doc, ErrorInfo, Execution, Status, Waiting
+from ._model import Activation, Doc, ErrorInfo, Execution, Status, Waiting, early_inputs
 from ._observe import LOG_FIELDS, Driven, Step, StepEnd, TimerKind, set_log_fields
 from ._steps import Done, Outcome, Suspended, check_outcome, error_info, run_step
 from ._store import (
     Commit,
     CommitOutcome,
     Committed,
+    EarlyChanged,
     Existing,
     Store,
     Stored,
@@ -174,7 +176,7 @@ class Driver:
                     await self._on_poke()
             st = self.stored
             self.final = Execution.of(self.doc, status=st.status, version=st.version,
-                                      seq=st.seq, sreq=st.suspend_request)
+                                      seq=st.seq, sreq=st.suspend_request, early=st.early)
         except Lost:
             pass
         except asyncio.CancelledError:
@@ -335,7 +337,8 @@ class Driver:
             self._fired.clear()  # what this try fires; told once it is committed
             base = self.stored
             doc = self.doc  # changed in place: on a refused commit it is read again from JSON
-            t = Txn(self.wf, doc, base.status, self.engine.clock.now_ms())
+            t = Txn(self.wf, doc, base.status, self.engine.clock.now_ms(),
+                    early=early_inputs(base.early))
             clear = self.sreq is not None
             if self.sreq is not None and doc.suspension is None:
                 t.request_suspension(self.sreq)
@@ -359,8 +362,13 @@ class Driver:
                 self.signals.request_suspend(outcome.reason)
                 self.doc = Doc.loads(base.doc)
                 continue
+            if isinstance(outcome, EarlyChanged):  # a Resume was kept meanwhile: again
+                self.stored = dataclasses.replace(base, early=outcome.early)
+                self.doc = Doc.loads(base.doc)
+                continue
             assert not isinstance(outcome, Existing)
-            self._committed(outcome, status, commit.doc, clear)
+            self._committed(outcome, status, commit.doc, clear,
+                            base.early if commit.early_new is None else commit.early_new or None)
             for kind, late in self._fired:
                 self.engine.config.observer.timer_fired(kind, max(late, 0) / 1000)
             return
@@ -389,11 +397,12 @@ class Driver:
                     return Committed(stored.version, stored.seq)
                 raise Lost from None
 
-    def _committed(self, outcome: Committed, status: Status, raw: str, cleared: bool) -> None:
+    def _committed(self, outcome: Committed, status: Status, raw: str, cleared: bool,
+                   early: str | None) -> None:
         sreq = None if cleared else self.stored.suspend_request
         if status is Status.RUNNING and not self.holding:
             self.lease_sent = self._sent  # this commit set the lease
-        self.stored = Stored(outcome.version, status, outcome.seq, sreq, raw)
+        self.stored = Stored(outcome.version, status, outcome.seq, sreq, raw, early)
         self.holding = status is Status.RUNNING  # any other status released the lease
         for node in [n for n in self.tasks if n not in self.doc.running]:
             self.tasks.pop(node)[1].cancel()  # dropped (an `any` join fired): stop it

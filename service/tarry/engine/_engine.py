@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from pydantic import ValidationError
@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from tarry import _json
 
 from . import namespaces
+from ._changes import ChangeFeed, ChangeFilter, Seen
 from ._cleanup import clean_up, hooks
 from ._clock import Clock
 from ._commits import commit_of
@@ -41,12 +42,12 @@ from ._errors import (
 )
 from ._hub import Hub, wait_event
 from ._machine import CALLER, Txn
-from ._model import FREEZE_MARK, Doc, Event, Execution, Status
+from ._model import FREEZE_MARK, Doc, EarlyInput, Event, Execution, Status, early_inputs
 from ._recent import Recent
 from ._registry import Registry
-from ._requests import allowed, check_depth, check_id, check_tags, resume_transition
+from ._requests import KeepEarly, allowed, check_depth, check_id, check_tags, resume_transition
 from ._schema import JSON, validate, violations
-from ._store import Commit, Committed, Existing, ListFilters, Store, Stored
+from ._store import Commit, Committed, EarlyChanged, Existing, ListFilters, Store, Stored
 from ._supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ class Engine:
         self.executor = ThreadPoolExecutor(self.config.step_threads,
                                            thread_name_prefix="tarry-step")
         self.hub = Hub(store)
+        self.changes = ChangeFeed(store)
+        """The change log, for WatchExecutions (`_changes`)."""
         self.clock = Clock()
         self._drivers: dict[str, Driver] = {}
         self._cleanups: set[asyncio.Task[None]] = set()
@@ -90,6 +93,7 @@ class Engine:
         them off and hand their executions to whichever process starts next. The heartbeat
         goes on through the grace: a step that runs past a lease's time must not be taken
         over (and run twice) while this process still waits for it."""
+        await self.changes.close()
         await self.supervisor.stop(keep_heartbeat=True)
         if grace > 0 and self._drivers:
             tasks = [d.task for d in self._drivers.values() if d.task is not None]
@@ -196,8 +200,37 @@ class Engine:
                       from_step: str | None, request_id: str | None) -> Execution:
         doc = Doc.loads(stored.doc)
         wf = self.workflow_of(doc)
-        mutate = resume_transition(wf, doc, stored.status, data, node, action, from_step)
-        return await self._apply(wf, stored, doc, mutate, request_id)
+        decided = resume_transition(wf, doc, stored.status, data, node, action, from_step)
+        if isinstance(decided, KeepEarly):
+            return await self._keep_early(wf, doc, decided, request_id, (data, action))
+        return await self._apply(wf, stored, doc, decided, request_id)
+
+    async def _keep_early(self, wf: Workflow, doc: Doc, keep: KeepEarly,
+                          request_id: str | None, asked: tuple[JSON, str | None]) -> Execution:
+        """Keep a Resume for a wait node not reached yet; if the node waits by now (or
+        the execution ended), decide the Resume again on the execution as it is."""
+        now = self.clock.now_ms()
+        entry = EarlyInput(keep.node, keep.data, keep.action, now, request_id).dumps()
+        event = _json.dumps({"node": keep.node, "action": keep.action, "time": now,
+                             **({"request_id": request_id} if request_id else {}),
+                             **({"caller": c} if (c := CALLER.get()) else {})})
+        kept = await self.store.keep_early(doc.id, keep.node, wf.name, entry, event,
+                                           request_id)
+        if isinstance(kept, Stored):
+            self._recent.take(doc.id)  # its `early` changed outside a commit
+            self.hub.publish(doc.id)
+            return self.snapshot(kept)
+        if kept == "GONE":
+            self._found(doc.id, None)
+        read = await self._read(doc.id, request_id)
+        if isinstance(read, Execution):
+            return read
+        again = resume_transition(self.workflow_of(Doc.loads(read.doc)), Doc.loads(read.doc),
+                                  read.status, asked[0], keep.node, asked[1], None)
+        if isinstance(again, KeepEarly):  # the index and the document disagree: a race
+            raise Conflict(f"execution {doc.id!r} was changed by a concurrent request; "
+                           "read it again", metadata={"execution_id": doc.id})
+        return await self._resume(read, asked[0], keep.node, asked[1], None, request_id)
 
     async def suspend(self, execution_id: str, reason: str = "", *,
                       request_id: str | None = None, freeze: bool = False) -> Execution:
@@ -304,6 +337,13 @@ class Engine:
                                                      namespace, filters)
         return [self._listed(r) for r in rows], nxt
 
+    def follow_changes(self, f: ChangeFilter, cursor: str | None, max_seconds: float
+                       ) -> AsyncGenerator[Seen, None]:
+        """WatchExecutions: the changes matching `f` after `cursor` (None: from now)."""
+        if f.tags:
+            check_tags(f.tags)
+        return self.changes.follow(f, cursor, max_seconds)
+
     def _listed(self, stored: Stored) -> Execution:
         """One row of a listing: a stored execution that cannot be read (a bug, or data
         from a newer server) is listed bare, never failing the page."""
@@ -339,7 +379,8 @@ class Engine:
 
     def snapshot(self, stored: Stored) -> Execution:
         return Execution.of(Doc.loads(stored.doc), status=stored.status,
-                            version=stored.version, seq=stored.seq, sreq=stored.suspend_request)
+                            version=stored.version, seq=stored.seq, sreq=stored.suspend_request,
+                            early=stored.early)
 
     # -- transitions -----------------------------------------------------------------
 
@@ -347,7 +388,8 @@ class Engine:
                      mutate: Callable[[Txn], None], request_id: str | None) -> Execution:
         """Commit one transition of `stored` (whose document, parsed, is `doc`: it is
         changed in place); the execution as it is afterwards."""
-        t = Txn(wf, doc, stored.status, self.clock.now_ms(), caller=CALLER.get())
+        t = Txn(wf, doc, stored.status, self.clock.now_ms(), caller=CALLER.get(),
+                early=early_inputs(stored.early))
         mutate(t)
         status = t.settle()
         if status is Status.RUNNING:
@@ -356,14 +398,19 @@ class Engine:
         outcome = await self.store.commit(commit)
         if isinstance(outcome, Existing):
             return self.snapshot(outcome.stored)
+        if isinstance(outcome, EarlyChanged):
+            raise Conflict(f"execution {doc.id!r} was changed by a concurrent request; "
+                           "read it again", metadata={"execution_id": doc.id})
         assert isinstance(outcome, Committed)
-        new = self._after(wf, outcome, status, doc, commit.doc, sreq=stored.suspend_request)
+        early = stored.early if commit.early_new is None else commit.early_new or None
+        new = self._after(wf, outcome, status, doc, commit.doc, sreq=stored.suspend_request,
+                          early=early)
         return Execution.of(doc, status=status, version=new.version, seq=new.seq,
-                            sreq=new.suspend_request)
+                            sreq=new.suspend_request, early=early)
 
     def _after(self, wf: Workflow, outcome: Committed, status: Status, doc: Doc, raw: str,
-               sreq: str | None = None) -> Stored:
-        stored = Stored(outcome.version, status, outcome.seq, sreq, raw)
+               sreq: str | None = None, early: str | None = None) -> Stored:
+        stored = Stored(outcome.version, status, outcome.seq, sreq, raw, early)
         self.after_commit(doc.id)
         self._recent.remember(stored, doc.id)
         if status is Status.RUNNING:

@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
-from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -33,6 +32,7 @@ from ._definition import JoinMode, NodeKind, Workflow
 from ._model import (
     Activation,
     Doc,
+    EarlyInput,
     ErrorInfo,
     Status,
     Suspension,
@@ -40,21 +40,12 @@ from ._model import (
     pending_suspension,
 )
 from ._schema import JSON, to_json, validate
+from ._sleeps import wake_time
 from ._vocab import EventType, SuspendedBy, WaitKind
 
 DEADLINE = "@deadline"
 """The timer name of an execution's own timeout, beside its sleep nodes' (no node id can
 hold an '@')."""
-
-
-class InvalidSleep(ValueError):
-    """A sleep's duration or wake time is out of range (negative, NaN, infinite, or after
-    the last time a protobuf Timestamp holds)."""
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 64 else text[:64] + "..."
 
 
 CALLER: ContextVar[Mapping[str, str] | None] = ContextVar("tarry_caller", default=None)
@@ -68,8 +59,13 @@ class Txn:
     """One transition of one execution."""
 
     def __init__(self, wf: Workflow, doc: Doc, status: Status, now: int, *,
-                 caller: Mapping[str, str] | None = None) -> None:
+                 caller: Mapping[str, str] | None = None, early: Sequence[EarlyInput] = ()
+                 ) -> None:
         self.wf = wf
+        self.early = list(early)
+        """Resumes kept for wait nodes not reached yet: a node takes the first of its own
+        when it is reached; the execution's end drops them."""
+        self.early_before = tuple(early)
         self.caller = dict(caller) if caller else None
         self.doc = doc
         self.prev = status
@@ -121,6 +117,13 @@ class Txn:
             doc.waits[node_id] = Waiting(node_id, WaitKind.WAIT, node_input, deadline)
             self.emit(EventType.NODE_WAITING, node=node_id, kind=WaitKind.WAIT,
                       **({} if deadline is None else {"wake_at": deadline}))
+            kept = next((e for e in self.early if e.node == node_id), None)
+            if kept is not None and node.accept_early:
+                self.early.remove(kept)
+                self.wait_resumed(node_id, kept.data, kept.action, early=True,
+                                  accepted_at=kept.accepted_at,
+                                  **({"request_id": kept.request_id} if kept.request_id
+                                     else {}))
         else:
             try:
                 wake = self._wake_time(node_id, node_input)
@@ -146,29 +149,7 @@ class Txn:
         if callable(spec):
             spec = spec(SleepContext(input=self.doc.input, state=self.doc.state,
                                      node_input=node_input))
-        if isinstance(spec, datetime):
-            if spec.tzinfo is None:
-                raise InvalidSleep("an absolute wake time needs a timezone")
-            wake = spec.timestamp() * 1000  # a time gone by fires at once
-        else:
-            if isinstance(spec, timedelta):
-                spec = spec.total_seconds()
-            if not isinstance(spec, int | float) or isinstance(spec, bool):
-                raise InvalidSleep(
-                    f"a sleep needs seconds, a timedelta or a datetime, not {_short(spec)}")
-            try:
-                seconds = float(spec)
-            except OverflowError:
-                seconds = math.inf
-            if not math.isfinite(seconds) or seconds < 0:
-                raise InvalidSleep(f"a sleep needs a finite number of seconds >= 0, "
-                                   f"not {_short(spec)}")
-            # `now` is rounded down to the millisecond: one more and rounding up keep a
-            # sleep from ending before its full length has passed.
-            wake = self.now + 1 + seconds * 1000
-        if wake > MAX_WAKE_MS:
-            raise InvalidSleep(f"the wake time would be after 9999-12-31 ({_short(spec)})")
-        return math.ceil(wake)
+        return wake_time(spec, self.now)
 
     # -- routing -------------------------------------------------------------------
 
@@ -319,10 +300,10 @@ class Txn:
         self.finish(node_id, None, self.wf.nodes[node_id].on_timeout, timed_out=True,
                     **self._lateness(w))
 
-    def wait_resumed(self, node_id: str, data: JSON, action: str | None) -> None:
+    def wait_resumed(self, node_id: str, data: JSON, action: str | None, **extra: Any) -> None:
         self.doc.waits.pop(node_id)
         _put(self.doc.state, self.wf.nodes[node_id].key or node_id, data)
-        self.finish(node_id, data, action)
+        self.finish(node_id, data, action, **extra)
 
     def timed_out(self) -> bool:
         """Has the execution's own timeout (`Workflow.timeout`) run out?"""
@@ -452,6 +433,8 @@ class Txn:
                                       f"schema: {exc}", None, None)
                 status = Status.FAILED
         doc.updated_at = self.now
+        if status.terminal:
+            self.early.clear()  # kept Resumes of nodes never reached go with the execution
         if status is not self.prev:
             self.emit(EventType.STATUS, **self._status_details(status))
             if status is Status.RUNNING:  # running again: say so before the node events

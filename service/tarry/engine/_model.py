@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -223,6 +224,36 @@ class Event:
 
 
 @dataclass(frozen=True)
+class EarlyInput:
+    """A Resume kept for a wait node the execution had not reached when it came
+    (`Node.accept_early`): delivered, first come first served, when the node is reached."""
+
+    node: str
+    data: JSON
+    action: str | None
+    accepted_at: int
+    request_id: str | None = None
+
+    def dumps(self) -> str:
+        return _json.dumps({"node": self.node, "data": self.data, "action": self.action,
+                            "at": self.accepted_at, "rid": self.request_id})
+
+
+def early_inputs(raw: str | None) -> tuple[EarlyInput, ...]:
+    """The kept Resumes as the store holds them: a JSON array, in the order accepted
+    (store/lua/early.lua appends to it)."""
+    if not raw:
+        return ()
+    return tuple(EarlyInput(e["node"], e.get("data"), e.get("action"), int(e.get("at", 0)),
+                            e.get("rid")) for e in _json.loads(raw))
+
+
+def early_text(items: Sequence[EarlyInput]) -> str:
+    """`items` as the store holds them ("" for none)."""
+    return "[" + ",".join(i.dumps() for i in items) + "]" if items else ""
+
+
+@dataclass(frozen=True)
 class WaitingPoint:
     node: str
     kind: str
@@ -258,6 +289,8 @@ class Execution:
     deadline_left: int | None = None
     """While suspended with frozen timers: the ms its timeout has left."""
     tags: dict[str, str] = field(default_factory=dict)
+    pending: tuple[EarlyInput, ...] = ()
+    """Resumes kept for wait nodes not reached yet (`Node.accept_early`), oldest first."""
 
     @classmethod
     def bare(cls, raw: str, *, status: Status, version: int, seq: int) -> Execution:
@@ -273,7 +306,8 @@ class Execution:
         return cls.of(doc, status=status, version=version, seq=seq, sreq=None)
 
     @classmethod
-    def of(cls, doc: Doc, *, status: Status, version: int, seq: int, sreq: str | None) -> Execution:
+    def of(cls, doc: Doc, *, status: Status, version: int, seq: int, sreq: str | None,
+           early: str | None = None) -> Execution:
         return cls(
             id=doc.id, workflow=doc.workflow, workflow_version=doc.workflow_version,
             status=status, input=doc.input, state=doc.state, result=doc.result, error=doc.error,
@@ -289,4 +323,5 @@ class Execution:
             created_at=doc.created_at, updated_at=doc.updated_at, last_sequence=seq,
             version=version, deadline=doc.deadline, fingerprint=doc.fp,
             deadline_left=doc.deadline_left, tags=doc.tags or {},
+            pending=early_inputs(early),
         )

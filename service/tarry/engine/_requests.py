@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from pydantic import ValidationError
 
@@ -20,7 +21,7 @@ from ._errors import FieldViolation, InvalidArgument, InvalidResumeData, NodeNot
 from ._machine import Txn
 from ._model import Doc, Status
 from ._schema import JSON, validate, violations
-from ._transitions import check
+from ._transitions import Op, allows, check
 from ._vocab import SuspendedBy, WaitKind
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
@@ -121,12 +122,31 @@ def check_tags(tags: Mapping[str, str], field_name: str = "tags") -> None:
                                            f"1-{MAX_TAG_VALUE} characters")])
 
 
+@dataclass(frozen=True)
+class KeepEarly:
+    """A Resume to keep for a wait node not reached yet (`Op.KEEP_EARLY`), checked."""
+
+    node: str
+    data: JSON
+    action: str | None
+
+
 def resume_transition(wf: Workflow, doc: Doc, status: Status, data: JSON,
                       node: str | None, action: str | None, from_step: str | None
-                      ) -> Callable[[Txn], None]:
+                      ) -> Callable[[Txn], None] | KeepEarly:
     """The transition a Resume asks for, checked against the execution as it stands:
     AWAITING, deliver `data` to the waiting node; SUSPENDED, `resume_suspended`; FAILED,
-    `rerun_failed`. Any other status, or a bad argument, is refused here."""
+    `rerun_failed`; naming a wait node with `accept_early` that does not wait yet (RUNNING,
+    AWAITING or SUSPENDED), keep it (`KeepEarly`). Any other status, or a bad argument, is
+    refused here."""
+    named = wf.nodes.get(node) if node is not None else None
+    if (named is not None and named.kind is NodeKind.WAIT and named.accept_early
+            and from_step is None and allows(status, Op.KEEP_EARLY)
+            and not (node in doc.waits and doc.waits[node].kind == WaitKind.WAIT)):
+        assert node is not None
+        value = check_resume(wf, node, data)
+        check_action(wf, node, action)
+        return KeepEarly(node, value, action)
     allowed("resume", status, doc.id)
     if from_step is not None and (from_step not in wf.nodes
                                   or wf.nodes[from_step].kind is not NodeKind.STEP):

@@ -19,6 +19,8 @@ class Stored:
     seq: int
     suspend_request: str | None
     doc: str
+    early: str | None = None
+    """Resumes kept for wait nodes not reached yet (`_model.early_inputs`); None: none."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,20 @@ class Commit:
     """Wait nodes that wait from this transition on (their waiting-node indexes)."""
     waiting_leave: Sequence[str] = ()
     """Wait nodes that waited before this transition and no longer do."""
+    waiting_now: Sequence[str] = ()
+    """Every wait node that waits after this transition (the change log's `waiting`)."""
+    early_expected: str | None = None
+    """The kept early Resumes as the transition read them (None: none): the commit is
+    refused (`EarlyChanged`) when the store holds others by then."""
+    early_new: str | None = None
+    """What to keep of them afterwards (None: leave them; "": none left)."""
+
+    @property
+    def changes(self) -> bool:
+        """Whether the change log gets an entry: a creation, a new status, or a new set of
+        waiting nodes."""
+        return (self.expected_version == 0 or self.prev_status is not self.status
+                or bool(self.waiting_join) or bool(self.waiting_leave))
 
 
 @dataclass(frozen=True)
@@ -94,13 +110,55 @@ class SuspendRequested:
 
 
 @dataclass(frozen=True)
+class EarlyChanged:
+    """The commit was refused: an early Resume was kept since the execution was read."""
+
+    early: str | None
+
+
+@dataclass(frozen=True)
 class Existing:
     """Create refused: the id exists (returned as stored), or a request id was seen before."""
 
     stored: Stored
 
 
-CommitOutcome = Committed | SuspendRequested | Existing
+CommitOutcome = Committed | SuspendRequested | Existing | EarlyChanged
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of the change log: a change of an execution's status or waiting nodes.
+    `cursor` is its place in the log (`ms-n`, ordered as `cursor_key` orders it)."""
+
+    cursor: str
+    execution_id: str
+    workflow: str
+    version: str
+    status: Status
+    previous_status: Status | None
+    """None: the change created the execution."""
+    waiting: tuple[str, ...]
+    previous_waiting: tuple[str, ...]
+    tags: Mapping[str, str]
+    time_ms: int
+    sequence: int
+
+
+@dataclass(frozen=True)
+class ChangeLog:
+    """Where the change log stands: its last cursor ever written, and the oldest cursor
+    from which no change is missing (a cursor before it may have missed trimmed ones;
+    "0-0" while nothing was trimmed)."""
+
+    last: str
+    trimmed: str
+
+
+def cursor_key(cursor: str) -> tuple[int, int]:
+    """A change-log cursor as a sortable pair (the log's `ms-n` ids)."""
+    ms, _, n = cursor.partition("-")
+    return int(ms), int(n or 0)
 
 
 @dataclass(frozen=True)
@@ -127,6 +185,13 @@ class Store(Protocol):
 
     async def commit(self, c: Commit) -> CommitOutcome:
         """Apply `c` atomically; raise `Conflict` if the version moved on."""
+        ...
+
+    async def keep_early(self, execution_id: str, node: str, workflow: str, entry: str,
+                         event: str, request_id: str | None) -> Stored | str:
+        """Keep `entry` (an `EarlyInput`) for wait node `node`, with `event`, unless the
+        node waits now ('WAITING') or the execution is finished ('STATUS:<status>') or gone
+        ('GONE'); the execution after it otherwise (or the answer to `request_id`)."""
         ...
 
     async def request_suspend(self, execution_id: str, reason: str, event: str,
@@ -187,6 +252,15 @@ class Store(Protocol):
                               filters: ListFilters | None = None
                               ) -> tuple[list[Stored], str | None]: ...
 
+    async def change_log(self) -> ChangeLog:
+        """Where the change log stands now."""
+        ...
+
+    async def changes(self, after: str, limit: int, block_ms: int = 0) -> list[Change]:
+        """Up to `limit` changes after `after`, oldest first. `block_ms` > 0: when there are
+        none yet, wait up to that long for the first (holding a connection)."""
+        ...
+
     def notifications(self) -> AsyncIterator[Notification]:
         """What happens, from every process (see `Notification`)."""
         ...
@@ -202,5 +276,6 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
-__all__ = ["Commit", "CommitOutcome", "Committed", "Existing", "Notification", "Store",
-           "Stored", "SuspendRequested"]
+__all__ = ["Change", "ChangeLog", "Commit", "CommitOutcome", "Committed", "EarlyChanged",
+           "Existing",
+           "Notification", "Store", "Stored", "SuspendRequested"]

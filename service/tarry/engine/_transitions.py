@@ -48,6 +48,10 @@ class Op(StrEnum):
     RERUN = "rerun"
     """Resume of a FAILED execution: a step runs again (the one that failed, or
     `from_step`), in the same execution, with the data it had."""
+    KEEP_EARLY = "keep_early"
+    """Resume naming a wait node with `accept_early` that the execution has not reached:
+    the data is kept beside the execution (early.lua), its status unchanged, until the node
+    is reached (and the `Txn` that reaches it takes it)."""
 
 
 CREATE = None
@@ -82,6 +86,9 @@ TABLE: Mapping[tuple[Status | None, Op], Status | None] = {
     (_S.CANCELLED, Op.DELETE): CREATE,
     (_S.FAILED, Op.RERUN): DERIVED,
     (_S.CANCELLED, Op.CLEANUP): _S.CANCELLED,
+    (_S.RUNNING, Op.KEEP_EARLY): _S.RUNNING,
+    (_S.AWAITING, Op.KEEP_EARLY): _S.AWAITING,
+    (_S.SUSPENDED, Op.KEEP_EARLY): _S.SUSPENDED,
 }
 
 REQUESTS: Mapping[str, tuple[Op, ...]] = {

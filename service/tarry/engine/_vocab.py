@@ -23,6 +23,9 @@ class EventType(StrEnum):
     SUSPEND_REQUESTED = "suspend_requested"
     """Written by the store's suspend_request.lua (the same string)."""
     RESUMED = "resumed"
+    RESUME_KEPT = "resume_kept"
+    """A Resume for a wait node not reached yet, kept until it is (`accept_early`);
+    written by the store's early.lua (the same string)."""
     CLEANUP = "cleanup"
     """After a Cancel: how a cleanup hook (a step's `on_cancel`, the workflow's) ended."""
 

@@ -25,6 +25,8 @@ class StateField:
     """The reason of a pending Suspend of a RUNNING execution."""
     DOC = "doc"
     """The JSON document (`tarry.engine._model.Doc`)."""
+    EARLY = "early"
+    """Resumes kept for wait nodes not reached yet (a JSON array; early.lua appends)."""
     WORKFLOW = "wf"
     """The workflow's name, for listings by workflow."""
     OWNER = "own"
@@ -34,7 +36,7 @@ class StateField:
 
 
 STORED = (StateField.VERSION, StateField.STATUS, StateField.SEQUENCE,
-          StateField.SUSPEND_REQUEST, StateField.DOC)
+          StateField.SUSPEND_REQUEST, StateField.DOC, StateField.EARLY)
 """The fields that make a `Stored`, in its order."""
 
 
@@ -87,6 +89,11 @@ class Keys:
     def by_workflow_status(self, workflow: str, status: str, namespace: str = DEFAULT) -> str:
         """Executions of one workflow in one status (workflow names hold no ':')."""
         return f"{self._idx(namespace)}:wfst:{workflow}:{status}"
+
+    @property
+    def changes(self) -> str:
+        """The change log: a stream of every execution's status and waiting-node changes."""
+        return f"{self.prefix}:changes"
 
     @property
     def expiry(self) -> str:

@@ -7,9 +7,8 @@ trip and either happens whole or not at all. Redis errors become domain errors h
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -19,20 +18,21 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tarry import _json
-from tarry._tasks import reraise_if_cancelling
 from tarry.engine import (
+    Change,
+    ChangeLog,
     Commit,
     CommitOutcome,
     Committed,
     Conflict,
     CursorOutOfRange,
+    EarlyChanged,
     Event,
     ExecutionExists,
     Existing,
     FieldViolation,
     InvalidArgument,
     ListFilters,
-    Notification,
     Op,
     Status,
     Stored,
@@ -42,10 +42,12 @@ from tarry.engine import (
 )
 from tarry.engine.namespaces import DEFAULT, namespace_of
 
+from . import _changes
 from ._batch import NotReplicated, ScriptBatcher
-from ._connect import close_sentinels, make_pool, messages
+from ._connect import close_sentinels, make_pool
 from ._keys import STORED, Keys, StateField
 from ._migrate import backfill_pairs, backfill_waiting
+from ._notify import PubSub
 from ._rows import answer as _answer
 from ._rows import claimed as _claimed
 from ._rows import matches as _matches
@@ -65,11 +67,12 @@ _TAKE_OVER_FROM = lua_statuses(Op.TAKE_OVER)
 _CLAIM_TIMER_FROM = lua_statuses(Op.CLAIM_TIMER)
 _REQUEST_SUSPEND_FROM = lua_statuses(Op.REQUEST_SUSPEND)
 _DELETE_FROM = lua_statuses(Op.DELETE)
+_KEEP_EARLY_FROM = lua_statuses(Op.KEEP_EARLY)
 
 _FIELDS = STORED
 """The state hash's fields that make a `Stored`, in `_stored`'s order."""
 
-class RedisStore:
+class RedisStore(PubSub):
     """State, events, timers and leases in one Redis (standalone or Sentinel-managed; see
     README for Cluster)."""
 
@@ -79,6 +82,7 @@ class RedisStore:
         *,
         prefix: str = "tarry:v1",
         events_maxlen: int = 10_000,
+        changes_maxlen: int = 100_000,
         request_ttl: int = 86_400,
         max_connections: int = 64,
         socket_timeout: float = 5.0,
@@ -91,22 +95,22 @@ class RedisStore:
         Sentinel-managed group through failovers."""
         self.keys = Keys(prefix)
         self._events_maxlen = events_maxlen
+        self._changes_maxlen = changes_maxlen
         self._request_ttl = request_ttl
         # redis-py's pool fails at once when all its connections are busy; the semaphore
         # makes callers wait for one instead (cheaper than its BlockingConnectionPool).
-        # + pub/sub and a spare (group commits bring connections of their own). No socket
+        # + pub/sub, the change log's blocking reader and a spare (group commits bring
+        # connections of their own). No socket
         # timeout (redis-py's default is 5 s): it would wrap every write in a task of its
         # own (asyncio.wait_for) and every read in a timer. Each exchange has one deadline
         # instead (`_call`, and the batcher's).
-        options: dict[str, Any] = {"max_connections": max_connections + 2,
+        options: dict[str, Any] = {"max_connections": max_connections + 3,
                                    "socket_timeout": None, "socket_connect_timeout": 2,
                                    "health_check_interval": 30}
         pool = make_pool(url, options)
         self._timeout = socket_timeout
         self._slots = asyncio.Semaphore(max_connections)
-        self._pubsub: aioredis.client.PubSub | None = None
-        self._followed: dict[str, int] = {}
-        self._follow_lock = asyncio.Lock()
+        PubSub.__init__(self)
         self._redis = aioredis.Redis.from_pool(pool)  # owns the pool: closed with the client
         # With `wait_replicas`, a commit is acknowledged only once that many replicas have
         # it (Redis's WAIT after each batch): an acknowledged transition survives a failover.
@@ -116,6 +120,7 @@ class RedisStore:
         # Redis whether the script exists, a round trip of its own on every timer pass.
         self._claim = ScriptBatcher(self._redis, _script("claim"), timeout=socket_timeout)
         self._sreq = self._redis.register_script(_script("suspend_request"))
+        self._early = self._redis.register_script(_script("early"))
         self._renew = self._redis.register_script(_script("renew"))
         self._delete = self._redis.register_script(_script("delete"))
         self._pairs_ready = False  # until `migrate` has made sure of the pair indexes
@@ -149,6 +154,23 @@ class RedisStore:
         await self._call(lambda: backfill_pairs(self._redis, self.keys, batch), slot=False)
         await self._call(lambda: backfill_waiting(self._redis, self.keys, batch), slot=False)
         self._pairs_ready = True
+
+    async def change_log(self) -> ChangeLog:
+        return await self._call(lambda: _changes.bounds(self._redis, self.keys.changes))
+
+    async def changes(self, after: str, limit: int, block_ms: int = 0) -> list[Change]:
+        async def read() -> list[Change]:
+            return await _changes.read(self._redis, self.keys.changes, after, limit, block_ms)
+
+        if block_ms <= 0:
+            return await self._call(read)
+
+        async def blocking() -> list[Change]:
+            async with asyncio.timeout(block_ms / 1000 + self._timeout):
+                return await read()
+
+        # A blocking read holds a connection of its own (the pool's spare), not a slot.
+        return await self._call(blocking, slot=False)
 
     async def ping(self) -> None:
         await self._call(self._redis.ping)
@@ -188,7 +210,7 @@ class RedisStore:
             k.by_workflow(c.workflow, ns),
             k.request(c.execution_id, rid) if rid else k.state(c.execution_id),
             k.by_workflow_status(c.workflow, c.prev_status.value, ns),
-            k.by_workflow_status(c.workflow, c.status.value, ns), k.expiry,
+            k.by_workflow_status(c.workflow, c.status.value, ns), k.expiry, k.changes,
             *tags,
             *(k.by_waiting(c.workflow, node, ns) for node in c.waiting_join),
             *(k.by_waiting(c.workflow, node, ns) for node in c.waiting_leave),
@@ -199,6 +221,9 @@ class RedisStore:
             c.execution_id, c.workflow, self._events_maxlen, int(bool(rid)), self._request_ttl,
             f"{k.channel(c.execution_id)} {k.control_channel} {k.timers_channel}",
             c.expire_at, len(c.events),
+            # The early Resumes: check them (not at creation), then leave or write them.
+            int(c.expected_version != 0), c.early_expected or "",
+            "-" if c.early_new is None else "=", c.early_new or "",
         ]
         for kind, payload in c.events:
             args += [kind, payload]
@@ -207,22 +232,25 @@ class RedisStore:
             args += [k.timer_member(c.execution_id, node), due]
         args.append(len(c.timers_clear))
         args += [k.timer_member(c.execution_id, node) for node in c.timers_clear]
-        args += [len(tags), len(c.waiting_join)]
+        args += [len(tags), len(c.waiting_join), _changes.entry(c) if c.changes else "",
+                 self._changes_maxlen]
         res = await self._call(lambda: self._commit.call(keys, args), slot=False)
         tag = _s(res[0])
         if tag == "OK":
             return Committed(int(res[1]), int(res[2]))
         if tag == "SREQ":
             return SuspendRequested(_s(res[1]))
+        if tag == "EARLY":
+            return EarlyChanged(_s(res[1]) or None)
         if tag == "DUP":
             return Existing(_answer(res[1]))
         if tag == "EXISTS":
-            if _s(res[6]) != c.workflow:
+            if _s(res[7]) != c.workflow:
                 raise ExecutionExists(
-                    f"execution {c.execution_id!r} exists and runs workflow {_s(res[6])!r}",
+                    f"execution {c.execution_id!r} exists and runs workflow {_s(res[7])!r}",
                     metadata={"execution_id": c.execution_id},
                 )
-            return Existing(_stored(*res[1:6]))
+            return Existing(_stored(*res[1:7]))
         raise Conflict(
             f"execution {c.execution_id!r} was changed by a concurrent request; read it again",
             metadata={"execution_id": c.execution_id},
@@ -241,8 +269,24 @@ class RedisStore:
         if tag == "DUP":
             return _answer(res[1])
         if tag == "OK":
-            return _stored(*res[1:6])
+            return _stored(*res[1:7])
         return None
+
+    async def keep_early(self, execution_id: str, node: str, workflow: str, entry: str,
+                         event: str, request_id: str | None) -> Stored | str:
+        k, ns = self.keys, namespace_of(execution_id)
+        keys = [k.state(execution_id), k.events(execution_id), k.by_waiting(workflow, node, ns),
+                k.request(execution_id, request_id) if request_id else k.state(execution_id)]
+        args: list[Any] = [entry, event, self._events_maxlen, k.channel(execution_id),
+                           int(bool(request_id)), self._request_ttl, _KEEP_EARLY_FROM,
+                           execution_id]
+        res = await self._call(lambda: self._early(keys=keys, args=args))
+        tag = _s(res[0])
+        if tag == "DUP":
+            return _answer(res[1])
+        if tag == "OK":
+            return _stored(*res[1:7])
+        return tag if tag != "STATUS" else f"STATUS:{_s(res[1])}"
 
     async def claim(self, execution_id: str, owner: str, lease_ttl: int, *,
                     take_back: bool = False) -> Stored | None:
@@ -411,80 +455,12 @@ class RedisStore:
         next_cursor = f"{last[0]}:{last[1]}" if last and len(out) == limit else None
         return out, next_cursor
 
-    def _notification(self, channel: str, data: str) -> Notification:
-        k = self.keys
-        if channel == k.timers_channel:
-            return Notification(timer_due=int(data))
-        if channel == k.control_channel:
-            execution_id, seq = data.rsplit(" ", 1)
-            return Notification(execution_id, int(seq))
-        execution_id = channel[channel.index("{") + 1:channel.rindex("}")]
-        return Notification(execution_id, int(data))
-
     async def _read_many(self, ids: list[str]) -> list[tuple[Stored | None, str | None]]:
         async def go() -> list[tuple[Stored | None, str | None]]:
             async with self._redis.pipeline(transaction=False) as p:
                 for i in ids:
                     p.hmget(self.keys.state(i), *_FIELDS, StateField.WORKFLOW)
                 res = await p.execute()
-            return [(None, None) if h[0] is None else (_stored(*h[:5]), _s(h[5])) for h in res]
+            return [(None, None) if h[0] is None else (_stored(*h[:6]), _s(h[6])) for h in res]
 
         return await self._call(go)
-
-    async def follow(self, execution_id: str) -> None:
-        async with self._follow_lock:
-            self._followed[execution_id] = self._followed.get(execution_id, 0) + 1
-            if self._followed[execution_id] == 1 and self._pubsub is not None:
-                with contextlib.suppress(RedisError, OSError):  # resubscribed on reconnect
-                    async with asyncio.timeout(self._timeout):
-                        await self._pubsub.subscribe(self.keys.channel(execution_id))
-
-    async def unfollow(self, execution_id: str) -> None:
-        async with self._follow_lock:
-            left = self._followed.get(execution_id, 0) - 1
-            if left > 0:
-                self._followed[execution_id] = left
-                return
-            self._followed.pop(execution_id, None)
-            if self._pubsub is not None:
-                with contextlib.suppress(RedisError, OSError):
-                    async with asyncio.timeout(self._timeout):
-                        await self._pubsub.unsubscribe(self.keys.channel(execution_id))
-
-    async def notifications(self) -> AsyncIterator[Notification]:
-        """Control and timer notices for all executions, and the commits of the followed
-        ones; reconnects when Redis goes away (then yields a `resync`)."""
-        k = self.keys
-        first = True
-        while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                async with self._follow_lock:
-                    self._pubsub = pubsub
-                    # A deadline, as `follow` waits for this lock: connecting may meet a
-                    # primary that accepts and never answers (its host gone, a Sentinel not
-                    # yet told), and redis-py's handshake reads have no timeout.
-                    async with asyncio.timeout(self._timeout):
-                        await pubsub.subscribe(
-                            k.control_channel, k.timers_channel,
-                            *(k.channel(i) for i in self._followed))
-                if not first:
-                    yield Notification(resync=True)
-                first = False
-                async with contextlib.aclosing(messages(pubsub, self._timeout)) as stream:
-                    async for msg in stream:
-                        yield self._notification(_s(msg["channel"]), _s(msg["data"]))
-            except (RedisError, OSError) as exc:
-                reraise_if_cancelling()
-                from tarry.store.refusal import why_refused
-
-                # Say why when Redis refuses us (a wrong password, TLS): waiting won't help.
-                refused = why_refused(exc)
-                if refused is not None:
-                    log.warning("Redis refused the connection: %s; reconnecting", refused)
-                else:
-                    log.warning("lost the Redis notification channel; reconnecting")
-                await asyncio.sleep(0.5)
-            finally:
-                self._pubsub = None
-                await pubsub.aclose()  # type: ignore[no-untyped-call]

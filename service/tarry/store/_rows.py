@@ -14,20 +14,21 @@ def text(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-def stored_of(v: Any, st: Any, seq: Any, sreq: Any, doc: Any) -> Stored:
+def stored_of(v: Any, st: Any, seq: Any, sreq: Any, doc: Any, early: Any = None) -> Stored:
     return Stored(int(v), Status(text(st)), int(seq or 0), text(sreq) if sreq else None,
-                  text(doc))
+                  text(doc), text(early) if early else None)
 
 
 def claimed(res: Any) -> Stored | None:
     if text(res[0]) != "OK":
         return None
-    return stored_of(*res[1:6])
+    return stored_of(*res[1:7])
 
 
 def answer(raw: Any) -> Stored:
     a = _json.loads(raw)
-    return stored_of(a["v"], a["st"], a["seq"], a["sreq"] or None, a["doc"])
+    return stored_of(a["v"], a["st"], a["seq"], a["sreq"] or None, a["doc"],
+                     a.get("early") or None)
 
 
 def matches(stored: Stored, f: ListFilters) -> bool:

@@ -72,7 +72,8 @@ def _status(err: grpc.aio.AioRpcError) -> tuple[str, dict[str, str], str]:
 
 async def _call(channel: grpc.aio.Channel, method: str, token: str | None
                 ) -> grpc.StatusCode:
-    """Call `method` with an empty request; the code it ends with."""
+    """Call `method` with an empty request; the code it ends with (a stream: OK once its
+    first message came, as WatchExecutions of everything has no end of its own)."""
     descriptor = SERVICE.methods_by_name[method]
     request = getattr(pb, descriptor.input_type.name)()
     response = getattr(pb, descriptor.output_type.name)
@@ -82,8 +83,10 @@ async def _call(channel: grpc.aio.Channel, method: str, token: str | None
         if descriptor.server_streaming:
             call = channel.unary_stream(path, request_serializer=type(request).SerializeToString,
                                         response_deserializer=response.FromString)
-            async for _ in call(request, metadata=metadata, timeout=5):
-                pass
+            stream = call(request, metadata=metadata, timeout=5)
+            async for _ in stream:
+                stream.cancel()
+                break
         else:
             await channel.unary_unary(path, request_serializer=type(request).SerializeToString,
                                       response_deserializer=response.FromString)(

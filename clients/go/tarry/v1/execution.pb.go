@@ -254,7 +254,11 @@ type Execution struct {
 	// stays as it is until a server with its definition takes it.
 	DriveError string `protobuf:"bytes,19,opt,name=drive_error,json=driveError,proto3" json:"drive_error,omitempty"`
 	// The labels given to RunRequest.tags.
-	Tags          map[string]string `protobuf:"bytes,20,rep,name=tags,proto3" json:"tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Tags map[string]string `protobuf:"bytes,20,rep,name=tags,proto3" json:"tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Resumes kept for wait nodes that accept early input (WorkflowNode.accept_early) and
+	// that the execution had not reached when they came, oldest first: a node takes the
+	// first of its own when it is reached. Cancel, and the execution's end, drop them.
+	PendingInputs []*PendingInput `protobuf:"bytes,21,rep,name=pending_inputs,json=pendingInputs,proto3" json:"pending_inputs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -429,6 +433,95 @@ func (x *Execution) GetTags() map[string]string {
 	return nil
 }
 
+func (x *Execution) GetPendingInputs() []*PendingInput {
+	if x != nil {
+		return x.PendingInputs
+	}
+	return nil
+}
+
+// A Resume kept for a wait node not reached yet (Execution.pending_inputs).
+type PendingInput struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The wait node it is for.
+	NodeId string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// The data the Resume sent (checked against the node's resume schema when it came).
+	Data *structpb.Value `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	// The Resume's action; empty for the default edges.
+	Action string `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	// When it was accepted.
+	AcceptTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=accept_time,json=acceptTime,proto3" json:"accept_time,omitempty"`
+	// The Resume's request_id; empty when it had none.
+	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PendingInput) Reset() {
+	*x = PendingInput{}
+	mi := &file_tarry_v1_execution_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PendingInput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PendingInput) ProtoMessage() {}
+
+func (x *PendingInput) ProtoReflect() protoreflect.Message {
+	mi := &file_tarry_v1_execution_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PendingInput.ProtoReflect.Descriptor instead.
+func (*PendingInput) Descriptor() ([]byte, []int) {
+	return file_tarry_v1_execution_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *PendingInput) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *PendingInput) GetData() *structpb.Value {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *PendingInput) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *PendingInput) GetAcceptTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AcceptTime
+	}
+	return nil
+}
+
+func (x *PendingInput) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 // The failure that ended an execution.
 type ExecutionError struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -448,7 +541,7 @@ type ExecutionError struct {
 
 func (x *ExecutionError) Reset() {
 	*x = ExecutionError{}
-	mi := &file_tarry_v1_execution_proto_msgTypes[1]
+	mi := &file_tarry_v1_execution_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -460,7 +553,7 @@ func (x *ExecutionError) String() string {
 func (*ExecutionError) ProtoMessage() {}
 
 func (x *ExecutionError) ProtoReflect() protoreflect.Message {
-	mi := &file_tarry_v1_execution_proto_msgTypes[1]
+	mi := &file_tarry_v1_execution_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -473,7 +566,7 @@ func (x *ExecutionError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecutionError.ProtoReflect.Descriptor instead.
 func (*ExecutionError) Descriptor() ([]byte, []int) {
-	return file_tarry_v1_execution_proto_rawDescGZIP(), []int{1}
+	return file_tarry_v1_execution_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ExecutionError) GetType() string {
@@ -536,7 +629,7 @@ type WaitingPoint struct {
 
 func (x *WaitingPoint) Reset() {
 	*x = WaitingPoint{}
-	mi := &file_tarry_v1_execution_proto_msgTypes[2]
+	mi := &file_tarry_v1_execution_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -548,7 +641,7 @@ func (x *WaitingPoint) String() string {
 func (*WaitingPoint) ProtoMessage() {}
 
 func (x *WaitingPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_tarry_v1_execution_proto_msgTypes[2]
+	mi := &file_tarry_v1_execution_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -561,7 +654,7 @@ func (x *WaitingPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitingPoint.ProtoReflect.Descriptor instead.
 func (*WaitingPoint) Descriptor() ([]byte, []int) {
-	return file_tarry_v1_execution_proto_rawDescGZIP(), []int{2}
+	return file_tarry_v1_execution_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *WaitingPoint) GetNodeId() string {
@@ -639,7 +732,7 @@ type Suspension struct {
 
 func (x *Suspension) Reset() {
 	*x = Suspension{}
-	mi := &file_tarry_v1_execution_proto_msgTypes[3]
+	mi := &file_tarry_v1_execution_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -651,7 +744,7 @@ func (x *Suspension) String() string {
 func (*Suspension) ProtoMessage() {}
 
 func (x *Suspension) ProtoReflect() protoreflect.Message {
-	mi := &file_tarry_v1_execution_proto_msgTypes[3]
+	mi := &file_tarry_v1_execution_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -664,7 +757,7 @@ func (x *Suspension) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Suspension.ProtoReflect.Descriptor instead.
 func (*Suspension) Descriptor() ([]byte, []int) {
-	return file_tarry_v1_execution_proto_rawDescGZIP(), []int{3}
+	return file_tarry_v1_execution_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Suspension) GetReason() string {
@@ -735,7 +828,7 @@ type PendingSuspension struct {
 
 func (x *PendingSuspension) Reset() {
 	*x = PendingSuspension{}
-	mi := &file_tarry_v1_execution_proto_msgTypes[4]
+	mi := &file_tarry_v1_execution_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -747,7 +840,7 @@ func (x *PendingSuspension) String() string {
 func (*PendingSuspension) ProtoMessage() {}
 
 func (x *PendingSuspension) ProtoReflect() protoreflect.Message {
-	mi := &file_tarry_v1_execution_proto_msgTypes[4]
+	mi := &file_tarry_v1_execution_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -760,7 +853,7 @@ func (x *PendingSuspension) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingSuspension.ProtoReflect.Descriptor instead.
 func (*PendingSuspension) Descriptor() ([]byte, []int) {
-	return file_tarry_v1_execution_proto_rawDescGZIP(), []int{4}
+	return file_tarry_v1_execution_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PendingSuspension) GetReason() string {
@@ -783,7 +876,7 @@ type Cancellation struct {
 
 func (x *Cancellation) Reset() {
 	*x = Cancellation{}
-	mi := &file_tarry_v1_execution_proto_msgTypes[5]
+	mi := &file_tarry_v1_execution_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -795,7 +888,7 @@ func (x *Cancellation) String() string {
 func (*Cancellation) ProtoMessage() {}
 
 func (x *Cancellation) ProtoReflect() protoreflect.Message {
-	mi := &file_tarry_v1_execution_proto_msgTypes[5]
+	mi := &file_tarry_v1_execution_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -808,7 +901,7 @@ func (x *Cancellation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cancellation.ProtoReflect.Descriptor instead.
 func (*Cancellation) Descriptor() ([]byte, []int) {
-	return file_tarry_v1_execution_proto_rawDescGZIP(), []int{5}
+	return file_tarry_v1_execution_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Cancellation) GetReason() string {
@@ -852,7 +945,7 @@ type ExecutionEvent struct {
 
 func (x *ExecutionEvent) Reset() {
 	*x = ExecutionEvent{}
-	mi := &file_tarry_v1_execution_proto_msgTypes[6]
+	mi := &file_tarry_v1_execution_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -864,7 +957,7 @@ func (x *ExecutionEvent) String() string {
 func (*ExecutionEvent) ProtoMessage() {}
 
 func (x *ExecutionEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_tarry_v1_execution_proto_msgTypes[6]
+	mi := &file_tarry_v1_execution_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -877,7 +970,7 @@ func (x *ExecutionEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecutionEvent.ProtoReflect.Descriptor instead.
 func (*ExecutionEvent) Descriptor() ([]byte, []int) {
-	return file_tarry_v1_execution_proto_rawDescGZIP(), []int{6}
+	return file_tarry_v1_execution_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ExecutionEvent) GetSequence() int64 {
@@ -933,7 +1026,7 @@ var File_tarry_v1_execution_proto protoreflect.FileDescriptor
 
 const file_tarry_v1_execution_proto_rawDesc = "" +
 	"\n" +
-	"\x18tarry/v1/execution.proto\x12\btarry.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x97\b\n" +
+	"\x18tarry/v1/execution.proto\x12\btarry.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\b\n" +
 	"\tExecution\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bworkflow\x18\x02 \x01(\tR\bworkflow\x12)\n" +
@@ -960,10 +1053,19 @@ const file_tarry_v1_execution_proto_rawDesc = "" +
 	"\x14workflow_fingerprint\x18\x12 \x01(\tR\x13workflowFingerprint\x12\x1f\n" +
 	"\vdrive_error\x18\x13 \x01(\tR\n" +
 	"driveError\x121\n" +
-	"\x04tags\x18\x14 \x03(\v2\x1d.tarry.v1.Execution.TagsEntryR\x04tags\x1a7\n" +
+	"\x04tags\x18\x14 \x03(\v2\x1d.tarry.v1.Execution.TagsEntryR\x04tags\x12=\n" +
+	"\x0epending_inputs\x18\x15 \x03(\v2\x16.tarry.v1.PendingInputR\rpendingInputs\x1a7\n" +
 	"\tTagsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x92\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc7\x01\n" +
+	"\fPendingInput\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12*\n" +
+	"\x04data\x18\x02 \x01(\v2\x16.google.protobuf.ValueR\x04data\x12\x16\n" +
+	"\x06action\x18\x03 \x01(\tR\x06action\x12;\n" +
+	"\vaccept_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"acceptTime\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x05 \x01(\tR\trequestId\"\x92\x01\n" +
 	"\x0eExecutionError\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x17\n" +
@@ -1035,56 +1137,60 @@ func file_tarry_v1_execution_proto_rawDescGZIP() []byte {
 }
 
 var file_tarry_v1_execution_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_tarry_v1_execution_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_tarry_v1_execution_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_tarry_v1_execution_proto_goTypes = []any{
 	(ExecutionStatus)(0),          // 0: tarry.v1.ExecutionStatus
 	(WaitingKind)(0),              // 1: tarry.v1.WaitingKind
 	(SuspensionSource)(0),         // 2: tarry.v1.SuspensionSource
 	(*Execution)(nil),             // 3: tarry.v1.Execution
-	(*ExecutionError)(nil),        // 4: tarry.v1.ExecutionError
-	(*WaitingPoint)(nil),          // 5: tarry.v1.WaitingPoint
-	(*Suspension)(nil),            // 6: tarry.v1.Suspension
-	(*PendingSuspension)(nil),     // 7: tarry.v1.PendingSuspension
-	(*Cancellation)(nil),          // 8: tarry.v1.Cancellation
-	(*ExecutionEvent)(nil),        // 9: tarry.v1.ExecutionEvent
-	nil,                           // 10: tarry.v1.Execution.TagsEntry
-	(*structpb.Value)(nil),        // 11: google.protobuf.Value
-	(*structpb.Struct)(nil),       // 12: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 14: google.protobuf.Duration
+	(*PendingInput)(nil),          // 4: tarry.v1.PendingInput
+	(*ExecutionError)(nil),        // 5: tarry.v1.ExecutionError
+	(*WaitingPoint)(nil),          // 6: tarry.v1.WaitingPoint
+	(*Suspension)(nil),            // 7: tarry.v1.Suspension
+	(*PendingSuspension)(nil),     // 8: tarry.v1.PendingSuspension
+	(*Cancellation)(nil),          // 9: tarry.v1.Cancellation
+	(*ExecutionEvent)(nil),        // 10: tarry.v1.ExecutionEvent
+	nil,                           // 11: tarry.v1.Execution.TagsEntry
+	(*structpb.Value)(nil),        // 12: google.protobuf.Value
+	(*structpb.Struct)(nil),       // 13: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 15: google.protobuf.Duration
 }
 var file_tarry_v1_execution_proto_depIdxs = []int32{
 	0,  // 0: tarry.v1.Execution.status:type_name -> tarry.v1.ExecutionStatus
-	11, // 1: tarry.v1.Execution.input:type_name -> google.protobuf.Value
-	12, // 2: tarry.v1.Execution.state:type_name -> google.protobuf.Struct
-	11, // 3: tarry.v1.Execution.result:type_name -> google.protobuf.Value
-	4,  // 4: tarry.v1.Execution.error:type_name -> tarry.v1.ExecutionError
-	5,  // 5: tarry.v1.Execution.waiting_points:type_name -> tarry.v1.WaitingPoint
-	6,  // 6: tarry.v1.Execution.suspension:type_name -> tarry.v1.Suspension
-	7,  // 7: tarry.v1.Execution.suspend_requested:type_name -> tarry.v1.PendingSuspension
-	8,  // 8: tarry.v1.Execution.cancellation:type_name -> tarry.v1.Cancellation
-	13, // 9: tarry.v1.Execution.create_time:type_name -> google.protobuf.Timestamp
-	13, // 10: tarry.v1.Execution.update_time:type_name -> google.protobuf.Timestamp
-	13, // 11: tarry.v1.Execution.deadline_time:type_name -> google.protobuf.Timestamp
-	10, // 12: tarry.v1.Execution.tags:type_name -> tarry.v1.Execution.TagsEntry
-	1,  // 13: tarry.v1.WaitingPoint.kind:type_name -> tarry.v1.WaitingKind
-	13, // 14: tarry.v1.WaitingPoint.wake_time:type_name -> google.protobuf.Timestamp
-	12, // 15: tarry.v1.WaitingPoint.resume_schema:type_name -> google.protobuf.Struct
-	14, // 16: tarry.v1.WaitingPoint.remaining:type_name -> google.protobuf.Duration
-	11, // 17: tarry.v1.Suspension.data:type_name -> google.protobuf.Value
-	13, // 18: tarry.v1.Suspension.suspend_time:type_name -> google.protobuf.Timestamp
-	2,  // 19: tarry.v1.Suspension.by:type_name -> tarry.v1.SuspensionSource
-	12, // 20: tarry.v1.Suspension.resume_schema:type_name -> google.protobuf.Struct
-	14, // 21: tarry.v1.Suspension.timeout_remaining:type_name -> google.protobuf.Duration
-	13, // 22: tarry.v1.Cancellation.cancel_time:type_name -> google.protobuf.Timestamp
-	13, // 23: tarry.v1.ExecutionEvent.event_time:type_name -> google.protobuf.Timestamp
-	0,  // 24: tarry.v1.ExecutionEvent.status:type_name -> tarry.v1.ExecutionStatus
-	12, // 25: tarry.v1.ExecutionEvent.data:type_name -> google.protobuf.Struct
-	26, // [26:26] is the sub-list for method output_type
-	26, // [26:26] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	12, // 1: tarry.v1.Execution.input:type_name -> google.protobuf.Value
+	13, // 2: tarry.v1.Execution.state:type_name -> google.protobuf.Struct
+	12, // 3: tarry.v1.Execution.result:type_name -> google.protobuf.Value
+	5,  // 4: tarry.v1.Execution.error:type_name -> tarry.v1.ExecutionError
+	6,  // 5: tarry.v1.Execution.waiting_points:type_name -> tarry.v1.WaitingPoint
+	7,  // 6: tarry.v1.Execution.suspension:type_name -> tarry.v1.Suspension
+	8,  // 7: tarry.v1.Execution.suspend_requested:type_name -> tarry.v1.PendingSuspension
+	9,  // 8: tarry.v1.Execution.cancellation:type_name -> tarry.v1.Cancellation
+	14, // 9: tarry.v1.Execution.create_time:type_name -> google.protobuf.Timestamp
+	14, // 10: tarry.v1.Execution.update_time:type_name -> google.protobuf.Timestamp
+	14, // 11: tarry.v1.Execution.deadline_time:type_name -> google.protobuf.Timestamp
+	11, // 12: tarry.v1.Execution.tags:type_name -> tarry.v1.Execution.TagsEntry
+	4,  // 13: tarry.v1.Execution.pending_inputs:type_name -> tarry.v1.PendingInput
+	12, // 14: tarry.v1.PendingInput.data:type_name -> google.protobuf.Value
+	14, // 15: tarry.v1.PendingInput.accept_time:type_name -> google.protobuf.Timestamp
+	1,  // 16: tarry.v1.WaitingPoint.kind:type_name -> tarry.v1.WaitingKind
+	14, // 17: tarry.v1.WaitingPoint.wake_time:type_name -> google.protobuf.Timestamp
+	13, // 18: tarry.v1.WaitingPoint.resume_schema:type_name -> google.protobuf.Struct
+	15, // 19: tarry.v1.WaitingPoint.remaining:type_name -> google.protobuf.Duration
+	12, // 20: tarry.v1.Suspension.data:type_name -> google.protobuf.Value
+	14, // 21: tarry.v1.Suspension.suspend_time:type_name -> google.protobuf.Timestamp
+	2,  // 22: tarry.v1.Suspension.by:type_name -> tarry.v1.SuspensionSource
+	13, // 23: tarry.v1.Suspension.resume_schema:type_name -> google.protobuf.Struct
+	15, // 24: tarry.v1.Suspension.timeout_remaining:type_name -> google.protobuf.Duration
+	14, // 25: tarry.v1.Cancellation.cancel_time:type_name -> google.protobuf.Timestamp
+	14, // 26: tarry.v1.ExecutionEvent.event_time:type_name -> google.protobuf.Timestamp
+	0,  // 27: tarry.v1.ExecutionEvent.status:type_name -> tarry.v1.ExecutionStatus
+	13, // 28: tarry.v1.ExecutionEvent.data:type_name -> google.protobuf.Struct
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_tarry_v1_execution_proto_init() }
@@ -1098,7 +1204,7 @@ func file_tarry_v1_execution_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tarry_v1_execution_proto_rawDesc), len(file_tarry_v1_execution_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

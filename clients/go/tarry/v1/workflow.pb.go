@@ -309,7 +309,10 @@ type WorkflowNode struct {
 	Timeout *durationpb.Duration `protobuf:"bytes,8,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	// Waits with a timeout: the action the node finishes with when it runs out; empty for
 	// the default edges.
-	OnTimeout     string `protobuf:"bytes,9,opt,name=on_timeout,json=onTimeout,proto3" json:"on_timeout,omitempty"`
+	OnTimeout string `protobuf:"bytes,9,opt,name=on_timeout,json=onTimeout,proto3" json:"on_timeout,omitempty"`
+	// Waits: a Resume naming this node before the execution reaches it is kept
+	// (Execution.pending_inputs) and delivered when it does, instead of refused.
+	AcceptEarly   bool `protobuf:"varint,10,opt,name=accept_early,json=acceptEarly,proto3" json:"accept_early,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -405,6 +408,13 @@ func (x *WorkflowNode) GetOnTimeout() string {
 		return x.OnTimeout
 	}
 	return ""
+}
+
+func (x *WorkflowNode) GetAcceptEarly() bool {
+	if x != nil {
+		return x.AcceptEarly
+	}
+	return false
 }
 
 // A directed edge of a workflow graph; cycles are allowed.
@@ -573,7 +583,7 @@ const file_tarry_v1_workflow_proto_rawDesc = "" +
 	"\x0esuspend_schema\x18\n" +
 	" \x01(\v2\x17.google.protobuf.StructR\rsuspendSchema\x123\n" +
 	"\atimeout\x18\v \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12 \n" +
-	"\vfingerprint\x18\f \x01(\tR\vfingerprint\"\xa5\x03\n" +
+	"\vfingerprint\x18\f \x01(\tR\vfingerprint\"\xc8\x03\n" +
 	"\fWorkflowNode\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x12.tarry.v1.NodeKindR\x04kind\x12/\n" +
@@ -584,7 +594,9 @@ const file_tarry_v1_workflow_proto_rawDesc = "" +
 	"\fretry_policy\x18\a \x01(\v2\x15.tarry.v1.RetryPolicyR\vretryPolicy\x123\n" +
 	"\atimeout\x18\b \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x1d\n" +
 	"\n" +
-	"on_timeout\x18\t \x01(\tR\tonTimeout\"V\n" +
+	"on_timeout\x18\t \x01(\tR\tonTimeout\x12!\n" +
+	"\faccept_early\x18\n" +
+	" \x01(\bR\vacceptEarly\"V\n" +
 	"\fWorkflowEdge\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12\x16\n" +

@@ -864,6 +864,9 @@ type ListExecutionsResponse struct {
 	Executions []*Execution `protobuf:"bytes,1,rep,name=executions,proto3" json:"executions,omitempty"`
 	// The page_token for the next page; empty when this is the last page.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// Where the change log stood just before this page was read: a WatchExecutions started
+	// with it as `cursor` misses no change the page does not show.
+	WatchCursor   string `protobuf:"bytes,3,opt,name=watch_cursor,json=watchCursor,proto3" json:"watch_cursor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -908,6 +911,13 @@ func (x *ListExecutionsResponse) GetExecutions() []*Execution {
 func (x *ListExecutionsResponse) GetNextPageToken() string {
 	if x != nil {
 		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListExecutionsResponse) GetWatchCursor() string {
+	if x != nil {
+		return x.WatchCursor
 	}
 	return ""
 }
@@ -1196,6 +1206,284 @@ func (*WatchExecutionResponse_Execution) isWatchExecutionResponse_Payload() {}
 
 func (*WatchExecutionResponse_Event) isWatchExecutionResponse_Payload() {}
 
+// The request of WorkflowService.WatchExecutions. The filters are those of ListExecutions
+// (all given must hold); none follows every execution of the namespace.
+type WatchExecutionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only executions of this workflow; empty for all.
+	Workflow string `protobuf:"bytes,1,opt,name=workflow,proto3" json:"workflow,omitempty"`
+	// Only executions entering or leaving this status; UNSPECIFIED for all.
+	Status ExecutionStatus `protobuf:"varint,2,opt,name=status,proto3,enum=tarry.v1.ExecutionStatus" json:"status,omitempty"`
+	// Only executions that carry every one of these tags (RunRequest.tags).
+	Tags map[string]string `protobuf:"bytes,3,rep,name=tags,proto3" json:"tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Only executions starting or ending a wait at this wait node; needs `workflow`.
+	WaitingNode string `protobuf:"bytes,4,opt,name=waiting_node,json=waitingNode,proto3" json:"waiting_node,omitempty"`
+	// A cursor of an earlier message of this stream (or ListExecutionsResponse.watch_cursor):
+	// continue just after it. Empty: from now.
+	Cursor        string `protobuf:"bytes,5,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchExecutionsRequest) Reset() {
+	*x = WatchExecutionsRequest{}
+	mi := &file_tarry_v1_workflow_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchExecutionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchExecutionsRequest) ProtoMessage() {}
+
+func (x *WatchExecutionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tarry_v1_workflow_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchExecutionsRequest.ProtoReflect.Descriptor instead.
+func (*WatchExecutionsRequest) Descriptor() ([]byte, []int) {
+	return file_tarry_v1_workflow_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *WatchExecutionsRequest) GetWorkflow() string {
+	if x != nil {
+		return x.Workflow
+	}
+	return ""
+}
+
+func (x *WatchExecutionsRequest) GetStatus() ExecutionStatus {
+	if x != nil {
+		return x.Status
+	}
+	return ExecutionStatus_EXECUTION_STATUS_UNSPECIFIED
+}
+
+func (x *WatchExecutionsRequest) GetTags() map[string]string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+func (x *WatchExecutionsRequest) GetWaitingNode() string {
+	if x != nil {
+		return x.WaitingNode
+	}
+	return ""
+}
+
+func (x *WatchExecutionsRequest) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+// One message of the WatchExecutions stream.
+type WatchExecutionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Where the stream stands after this message (opaque): reconnect with it to continue
+	// exactly after it.
+	Cursor string `protobuf:"bytes,1,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// The change; unset in a message that only carries a cursor.
+	Change        *ExecutionChange `protobuf:"bytes,2,opt,name=change,proto3" json:"change,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchExecutionsResponse) Reset() {
+	*x = WatchExecutionsResponse{}
+	mi := &file_tarry_v1_workflow_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchExecutionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchExecutionsResponse) ProtoMessage() {}
+
+func (x *WatchExecutionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tarry_v1_workflow_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchExecutionsResponse.ProtoReflect.Descriptor instead.
+func (*WatchExecutionsResponse) Descriptor() ([]byte, []int) {
+	return file_tarry_v1_workflow_service_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *WatchExecutionsResponse) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+func (x *WatchExecutionsResponse) GetChange() *ExecutionChange {
+	if x != nil {
+		return x.Change
+	}
+	return nil
+}
+
+// One change of one execution, as the change log holds it.
+type ExecutionChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The execution.
+	ExecutionId string `protobuf:"bytes,1,opt,name=execution_id,json=executionId,proto3" json:"execution_id,omitempty"`
+	// Its workflow.
+	Workflow string `protobuf:"bytes,2,opt,name=workflow,proto3" json:"workflow,omitempty"`
+	// The workflow version it runs.
+	WorkflowVersion string `protobuf:"bytes,3,opt,name=workflow_version,json=workflowVersion,proto3" json:"workflow_version,omitempty"`
+	// Its status after the change.
+	Status ExecutionStatus `protobuf:"varint,4,opt,name=status,proto3,enum=tarry.v1.ExecutionStatus" json:"status,omitempty"`
+	// Its status before the change; UNSPECIFIED when the change created it.
+	PreviousStatus ExecutionStatus `protobuf:"varint,5,opt,name=previous_status,json=previousStatus,proto3,enum=tarry.v1.ExecutionStatus" json:"previous_status,omitempty"`
+	// The wait nodes it waits at after the change (sorted).
+	WaitingNodes []string `protobuf:"bytes,6,rep,name=waiting_nodes,json=waitingNodes,proto3" json:"waiting_nodes,omitempty"`
+	// The wait nodes it waited at before the change (sorted).
+	PreviousWaitingNodes []string `protobuf:"bytes,7,rep,name=previous_waiting_nodes,json=previousWaitingNodes,proto3" json:"previous_waiting_nodes,omitempty"`
+	// Its tags.
+	Tags map[string]string `protobuf:"bytes,8,rep,name=tags,proto3" json:"tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// When the change was committed.
+	Time *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=time,proto3" json:"time,omitempty"`
+	// The execution's event sequence after the change: WatchExecution with it as
+	// after_sequence follows the execution from there.
+	Sequence int64 `protobuf:"varint,10,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// True when the execution matches the request's filters after the change; false when
+	// it matched them only before it (it left: e.g. an approval inbox's item was resumed).
+	Matches       bool `protobuf:"varint,11,opt,name=matches,proto3" json:"matches,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecutionChange) Reset() {
+	*x = ExecutionChange{}
+	mi := &file_tarry_v1_workflow_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecutionChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecutionChange) ProtoMessage() {}
+
+func (x *ExecutionChange) ProtoReflect() protoreflect.Message {
+	mi := &file_tarry_v1_workflow_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecutionChange.ProtoReflect.Descriptor instead.
+func (*ExecutionChange) Descriptor() ([]byte, []int) {
+	return file_tarry_v1_workflow_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ExecutionChange) GetExecutionId() string {
+	if x != nil {
+		return x.ExecutionId
+	}
+	return ""
+}
+
+func (x *ExecutionChange) GetWorkflow() string {
+	if x != nil {
+		return x.Workflow
+	}
+	return ""
+}
+
+func (x *ExecutionChange) GetWorkflowVersion() string {
+	if x != nil {
+		return x.WorkflowVersion
+	}
+	return ""
+}
+
+func (x *ExecutionChange) GetStatus() ExecutionStatus {
+	if x != nil {
+		return x.Status
+	}
+	return ExecutionStatus_EXECUTION_STATUS_UNSPECIFIED
+}
+
+func (x *ExecutionChange) GetPreviousStatus() ExecutionStatus {
+	if x != nil {
+		return x.PreviousStatus
+	}
+	return ExecutionStatus_EXECUTION_STATUS_UNSPECIFIED
+}
+
+func (x *ExecutionChange) GetWaitingNodes() []string {
+	if x != nil {
+		return x.WaitingNodes
+	}
+	return nil
+}
+
+func (x *ExecutionChange) GetPreviousWaitingNodes() []string {
+	if x != nil {
+		return x.PreviousWaitingNodes
+	}
+	return nil
+}
+
+func (x *ExecutionChange) GetTags() map[string]string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+func (x *ExecutionChange) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *ExecutionChange) GetSequence() int64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *ExecutionChange) GetMatches() bool {
+	if x != nil {
+		return x.Matches
+	}
+	return false
+}
+
 // The request of WorkflowService.ListWorkflows.
 type ListWorkflowsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1209,7 +1497,7 @@ type ListWorkflowsRequest struct {
 
 func (x *ListWorkflowsRequest) Reset() {
 	*x = ListWorkflowsRequest{}
-	mi := &file_tarry_v1_workflow_service_proto_msgTypes[18]
+	mi := &file_tarry_v1_workflow_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1221,7 +1509,7 @@ func (x *ListWorkflowsRequest) String() string {
 func (*ListWorkflowsRequest) ProtoMessage() {}
 
 func (x *ListWorkflowsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tarry_v1_workflow_service_proto_msgTypes[18]
+	mi := &file_tarry_v1_workflow_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1234,7 +1522,7 @@ func (x *ListWorkflowsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkflowsRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkflowsRequest) Descriptor() ([]byte, []int) {
-	return file_tarry_v1_workflow_service_proto_rawDescGZIP(), []int{18}
+	return file_tarry_v1_workflow_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListWorkflowsRequest) GetPageSize() int32 {
@@ -1264,7 +1552,7 @@ type ListWorkflowsResponse struct {
 
 func (x *ListWorkflowsResponse) Reset() {
 	*x = ListWorkflowsResponse{}
-	mi := &file_tarry_v1_workflow_service_proto_msgTypes[19]
+	mi := &file_tarry_v1_workflow_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1276,7 +1564,7 @@ func (x *ListWorkflowsResponse) String() string {
 func (*ListWorkflowsResponse) ProtoMessage() {}
 
 func (x *ListWorkflowsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tarry_v1_workflow_service_proto_msgTypes[19]
+	mi := &file_tarry_v1_workflow_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1289,7 +1577,7 @@ func (x *ListWorkflowsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkflowsResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkflowsResponse) Descriptor() ([]byte, []int) {
-	return file_tarry_v1_workflow_service_proto_rawDescGZIP(), []int{19}
+	return file_tarry_v1_workflow_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListWorkflowsResponse) GetWorkflows() []*Workflow {
@@ -1319,7 +1607,7 @@ type DescribeWorkflowRequest struct {
 
 func (x *DescribeWorkflowRequest) Reset() {
 	*x = DescribeWorkflowRequest{}
-	mi := &file_tarry_v1_workflow_service_proto_msgTypes[20]
+	mi := &file_tarry_v1_workflow_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1331,7 +1619,7 @@ func (x *DescribeWorkflowRequest) String() string {
 func (*DescribeWorkflowRequest) ProtoMessage() {}
 
 func (x *DescribeWorkflowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tarry_v1_workflow_service_proto_msgTypes[20]
+	mi := &file_tarry_v1_workflow_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1344,7 +1632,7 @@ func (x *DescribeWorkflowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeWorkflowRequest.ProtoReflect.Descriptor instead.
 func (*DescribeWorkflowRequest) Descriptor() ([]byte, []int) {
-	return file_tarry_v1_workflow_service_proto_rawDescGZIP(), []int{20}
+	return file_tarry_v1_workflow_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DescribeWorkflowRequest) GetWorkflow() string {
@@ -1372,7 +1660,7 @@ type DescribeWorkflowResponse struct {
 
 func (x *DescribeWorkflowResponse) Reset() {
 	*x = DescribeWorkflowResponse{}
-	mi := &file_tarry_v1_workflow_service_proto_msgTypes[21]
+	mi := &file_tarry_v1_workflow_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1384,7 +1672,7 @@ func (x *DescribeWorkflowResponse) String() string {
 func (*DescribeWorkflowResponse) ProtoMessage() {}
 
 func (x *DescribeWorkflowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tarry_v1_workflow_service_proto_msgTypes[21]
+	mi := &file_tarry_v1_workflow_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1397,7 +1685,7 @@ func (x *DescribeWorkflowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeWorkflowResponse.ProtoReflect.Descriptor instead.
 func (*DescribeWorkflowResponse) Descriptor() ([]byte, []int) {
-	return file_tarry_v1_workflow_service_proto_rawDescGZIP(), []int{21}
+	return file_tarry_v1_workflow_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DescribeWorkflowResponse) GetWorkflow() *Workflow {
@@ -1473,12 +1761,13 @@ const file_tarry_v1_workflow_service_proto_rawDesc = "" +
 	"\fwaiting_node\x18\t \x01(\tR\vwaitingNode\x1a7\n" +
 	"\tTagsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"u\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x98\x01\n" +
 	"\x16ListExecutionsResponse\x123\n" +
 	"\n" +
 	"executions\x18\x01 \x03(\v2\x13.tarry.v1.ExecutionR\n" +
 	"executions\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x83\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12!\n" +
+	"\fwatch_cursor\x18\x03 \x01(\tR\vwatchCursor\"\x83\x01\n" +
 	"\x1aListExecutionEventsRequest\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12%\n" +
 	"\x0eafter_sequence\x18\x02 \x01(\x03R\rafterSequence\x12\x1b\n" +
@@ -1495,7 +1784,35 @@ const file_tarry_v1_workflow_service_proto_rawDesc = "" +
 	"\bsequence\x18\x01 \x01(\x03R\bsequence\x123\n" +
 	"\texecution\x18\x02 \x01(\v2\x13.tarry.v1.ExecutionH\x00R\texecution\x120\n" +
 	"\x05event\x18\x03 \x01(\v2\x18.tarry.v1.ExecutionEventH\x00R\x05eventB\t\n" +
-	"\apayload\"R\n" +
+	"\apayload\"\x9b\x02\n" +
+	"\x16WatchExecutionsRequest\x12\x1a\n" +
+	"\bworkflow\x18\x01 \x01(\tR\bworkflow\x121\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x19.tarry.v1.ExecutionStatusR\x06status\x12>\n" +
+	"\x04tags\x18\x03 \x03(\v2*.tarry.v1.WatchExecutionsRequest.TagsEntryR\x04tags\x12!\n" +
+	"\fwaiting_node\x18\x04 \x01(\tR\vwaitingNode\x12\x16\n" +
+	"\x06cursor\x18\x05 \x01(\tR\x06cursor\x1a7\n" +
+	"\tTagsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"d\n" +
+	"\x17WatchExecutionsResponse\x12\x16\n" +
+	"\x06cursor\x18\x01 \x01(\tR\x06cursor\x121\n" +
+	"\x06change\x18\x02 \x01(\v2\x19.tarry.v1.ExecutionChangeR\x06change\"\xa5\x04\n" +
+	"\x0fExecutionChange\x12!\n" +
+	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x1a\n" +
+	"\bworkflow\x18\x02 \x01(\tR\bworkflow\x12)\n" +
+	"\x10workflow_version\x18\x03 \x01(\tR\x0fworkflowVersion\x121\n" +
+	"\x06status\x18\x04 \x01(\x0e2\x19.tarry.v1.ExecutionStatusR\x06status\x12B\n" +
+	"\x0fprevious_status\x18\x05 \x01(\x0e2\x19.tarry.v1.ExecutionStatusR\x0epreviousStatus\x12#\n" +
+	"\rwaiting_nodes\x18\x06 \x03(\tR\fwaitingNodes\x124\n" +
+	"\x16previous_waiting_nodes\x18\a \x03(\tR\x14previousWaitingNodes\x127\n" +
+	"\x04tags\x18\b \x03(\v2#.tarry.v1.ExecutionChange.TagsEntryR\x04tags\x12.\n" +
+	"\x04time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1a\n" +
+	"\bsequence\x18\n" +
+	" \x01(\x03R\bsequence\x12\x18\n" +
+	"\amatches\x18\v \x01(\bR\amatches\x1a7\n" +
+	"\tTagsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"R\n" +
 	"\x14ListWorkflowsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -1507,7 +1824,7 @@ const file_tarry_v1_workflow_service_proto_rawDesc = "" +
 	"\bworkflow\x18\x01 \x01(\tR\bworkflow\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\"J\n" +
 	"\x18DescribeWorkflowResponse\x12.\n" +
-	"\bworkflow\x18\x01 \x01(\v2\x12.tarry.v1.WorkflowR\bworkflow2\xe3\x06\n" +
+	"\bworkflow\x18\x01 \x01(\v2\x12.tarry.v1.WorkflowR\bworkflow2\xbd\a\n" +
 	"\x0fWorkflowService\x122\n" +
 	"\x03Run\x12\x14.tarry.v1.RunRequest\x1a\x15.tarry.v1.RunResponse\x12;\n" +
 	"\x06Resume\x12\x17.tarry.v1.ResumeRequest\x1a\x18.tarry.v1.ResumeResponse\x12>\n" +
@@ -1517,7 +1834,8 @@ const file_tarry_v1_workflow_service_proto_rawDesc = "" +
 	"\x0fDeleteExecution\x12 .tarry.v1.DeleteExecutionRequest\x1a!.tarry.v1.DeleteExecutionResponse\x12S\n" +
 	"\x0eListExecutions\x12\x1f.tarry.v1.ListExecutionsRequest\x1a .tarry.v1.ListExecutionsResponse\x12b\n" +
 	"\x13ListExecutionEvents\x12$.tarry.v1.ListExecutionEventsRequest\x1a%.tarry.v1.ListExecutionEventsResponse\x12U\n" +
-	"\x0eWatchExecution\x12\x1f.tarry.v1.WatchExecutionRequest\x1a .tarry.v1.WatchExecutionResponse0\x01\x12P\n" +
+	"\x0eWatchExecution\x12\x1f.tarry.v1.WatchExecutionRequest\x1a .tarry.v1.WatchExecutionResponse0\x01\x12X\n" +
+	"\x0fWatchExecutions\x12 .tarry.v1.WatchExecutionsRequest\x1a!.tarry.v1.WatchExecutionsResponse0\x01\x12P\n" +
 	"\rListWorkflows\x12\x1e.tarry.v1.ListWorkflowsRequest\x1a\x1f.tarry.v1.ListWorkflowsResponse\x12Y\n" +
 	"\x10DescribeWorkflow\x12!.tarry.v1.DescribeWorkflowRequest\x1a\".tarry.v1.DescribeWorkflowResponseB8Z6github.com/tarry-dev/tarry/clients/go/tarry/v1;tarryv1b\x06proto3"
 
@@ -1533,7 +1851,7 @@ func file_tarry_v1_workflow_service_proto_rawDescGZIP() []byte {
 	return file_tarry_v1_workflow_service_proto_rawDescData
 }
 
-var file_tarry_v1_workflow_service_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_tarry_v1_workflow_service_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_tarry_v1_workflow_service_proto_goTypes = []any{
 	(*RunRequest)(nil),                  // 0: tarry.v1.RunRequest
 	(*RunResponse)(nil),                 // 1: tarry.v1.RunResponse
@@ -1553,65 +1871,79 @@ var file_tarry_v1_workflow_service_proto_goTypes = []any{
 	(*ListExecutionEventsResponse)(nil), // 15: tarry.v1.ListExecutionEventsResponse
 	(*WatchExecutionRequest)(nil),       // 16: tarry.v1.WatchExecutionRequest
 	(*WatchExecutionResponse)(nil),      // 17: tarry.v1.WatchExecutionResponse
-	(*ListWorkflowsRequest)(nil),        // 18: tarry.v1.ListWorkflowsRequest
-	(*ListWorkflowsResponse)(nil),       // 19: tarry.v1.ListWorkflowsResponse
-	(*DescribeWorkflowRequest)(nil),     // 20: tarry.v1.DescribeWorkflowRequest
-	(*DescribeWorkflowResponse)(nil),    // 21: tarry.v1.DescribeWorkflowResponse
-	nil,                                 // 22: tarry.v1.RunRequest.TagsEntry
-	nil,                                 // 23: tarry.v1.ListExecutionsRequest.TagsEntry
-	(*structpb.Value)(nil),              // 24: google.protobuf.Value
-	(*Execution)(nil),                   // 25: tarry.v1.Execution
-	(ExecutionStatus)(0),                // 26: tarry.v1.ExecutionStatus
-	(*timestamppb.Timestamp)(nil),       // 27: google.protobuf.Timestamp
-	(*ExecutionEvent)(nil),              // 28: tarry.v1.ExecutionEvent
-	(*Workflow)(nil),                    // 29: tarry.v1.Workflow
+	(*WatchExecutionsRequest)(nil),      // 18: tarry.v1.WatchExecutionsRequest
+	(*WatchExecutionsResponse)(nil),     // 19: tarry.v1.WatchExecutionsResponse
+	(*ExecutionChange)(nil),             // 20: tarry.v1.ExecutionChange
+	(*ListWorkflowsRequest)(nil),        // 21: tarry.v1.ListWorkflowsRequest
+	(*ListWorkflowsResponse)(nil),       // 22: tarry.v1.ListWorkflowsResponse
+	(*DescribeWorkflowRequest)(nil),     // 23: tarry.v1.DescribeWorkflowRequest
+	(*DescribeWorkflowResponse)(nil),    // 24: tarry.v1.DescribeWorkflowResponse
+	nil,                                 // 25: tarry.v1.RunRequest.TagsEntry
+	nil,                                 // 26: tarry.v1.ListExecutionsRequest.TagsEntry
+	nil,                                 // 27: tarry.v1.WatchExecutionsRequest.TagsEntry
+	nil,                                 // 28: tarry.v1.ExecutionChange.TagsEntry
+	(*structpb.Value)(nil),              // 29: google.protobuf.Value
+	(*Execution)(nil),                   // 30: tarry.v1.Execution
+	(ExecutionStatus)(0),                // 31: tarry.v1.ExecutionStatus
+	(*timestamppb.Timestamp)(nil),       // 32: google.protobuf.Timestamp
+	(*ExecutionEvent)(nil),              // 33: tarry.v1.ExecutionEvent
+	(*Workflow)(nil),                    // 34: tarry.v1.Workflow
 }
 var file_tarry_v1_workflow_service_proto_depIdxs = []int32{
-	24, // 0: tarry.v1.RunRequest.input:type_name -> google.protobuf.Value
-	22, // 1: tarry.v1.RunRequest.tags:type_name -> tarry.v1.RunRequest.TagsEntry
-	25, // 2: tarry.v1.RunResponse.execution:type_name -> tarry.v1.Execution
-	24, // 3: tarry.v1.ResumeRequest.data:type_name -> google.protobuf.Value
-	25, // 4: tarry.v1.ResumeResponse.execution:type_name -> tarry.v1.Execution
-	25, // 5: tarry.v1.SuspendResponse.execution:type_name -> tarry.v1.Execution
-	25, // 6: tarry.v1.CancelResponse.execution:type_name -> tarry.v1.Execution
-	25, // 7: tarry.v1.GetExecutionResponse.execution:type_name -> tarry.v1.Execution
-	26, // 8: tarry.v1.ListExecutionsRequest.status:type_name -> tarry.v1.ExecutionStatus
-	23, // 9: tarry.v1.ListExecutionsRequest.tags:type_name -> tarry.v1.ListExecutionsRequest.TagsEntry
-	27, // 10: tarry.v1.ListExecutionsRequest.create_time_from:type_name -> google.protobuf.Timestamp
-	27, // 11: tarry.v1.ListExecutionsRequest.create_time_to:type_name -> google.protobuf.Timestamp
-	25, // 12: tarry.v1.ListExecutionsResponse.executions:type_name -> tarry.v1.Execution
-	28, // 13: tarry.v1.ListExecutionEventsResponse.events:type_name -> tarry.v1.ExecutionEvent
-	25, // 14: tarry.v1.WatchExecutionResponse.execution:type_name -> tarry.v1.Execution
-	28, // 15: tarry.v1.WatchExecutionResponse.event:type_name -> tarry.v1.ExecutionEvent
-	29, // 16: tarry.v1.ListWorkflowsResponse.workflows:type_name -> tarry.v1.Workflow
-	29, // 17: tarry.v1.DescribeWorkflowResponse.workflow:type_name -> tarry.v1.Workflow
-	0,  // 18: tarry.v1.WorkflowService.Run:input_type -> tarry.v1.RunRequest
-	2,  // 19: tarry.v1.WorkflowService.Resume:input_type -> tarry.v1.ResumeRequest
-	4,  // 20: tarry.v1.WorkflowService.Suspend:input_type -> tarry.v1.SuspendRequest
-	6,  // 21: tarry.v1.WorkflowService.Cancel:input_type -> tarry.v1.CancelRequest
-	8,  // 22: tarry.v1.WorkflowService.GetExecution:input_type -> tarry.v1.GetExecutionRequest
-	10, // 23: tarry.v1.WorkflowService.DeleteExecution:input_type -> tarry.v1.DeleteExecutionRequest
-	12, // 24: tarry.v1.WorkflowService.ListExecutions:input_type -> tarry.v1.ListExecutionsRequest
-	14, // 25: tarry.v1.WorkflowService.ListExecutionEvents:input_type -> tarry.v1.ListExecutionEventsRequest
-	16, // 26: tarry.v1.WorkflowService.WatchExecution:input_type -> tarry.v1.WatchExecutionRequest
-	18, // 27: tarry.v1.WorkflowService.ListWorkflows:input_type -> tarry.v1.ListWorkflowsRequest
-	20, // 28: tarry.v1.WorkflowService.DescribeWorkflow:input_type -> tarry.v1.DescribeWorkflowRequest
-	1,  // 29: tarry.v1.WorkflowService.Run:output_type -> tarry.v1.RunResponse
-	3,  // 30: tarry.v1.WorkflowService.Resume:output_type -> tarry.v1.ResumeResponse
-	5,  // 31: tarry.v1.WorkflowService.Suspend:output_type -> tarry.v1.SuspendResponse
-	7,  // 32: tarry.v1.WorkflowService.Cancel:output_type -> tarry.v1.CancelResponse
-	9,  // 33: tarry.v1.WorkflowService.GetExecution:output_type -> tarry.v1.GetExecutionResponse
-	11, // 34: tarry.v1.WorkflowService.DeleteExecution:output_type -> tarry.v1.DeleteExecutionResponse
-	13, // 35: tarry.v1.WorkflowService.ListExecutions:output_type -> tarry.v1.ListExecutionsResponse
-	15, // 36: tarry.v1.WorkflowService.ListExecutionEvents:output_type -> tarry.v1.ListExecutionEventsResponse
-	17, // 37: tarry.v1.WorkflowService.WatchExecution:output_type -> tarry.v1.WatchExecutionResponse
-	19, // 38: tarry.v1.WorkflowService.ListWorkflows:output_type -> tarry.v1.ListWorkflowsResponse
-	21, // 39: tarry.v1.WorkflowService.DescribeWorkflow:output_type -> tarry.v1.DescribeWorkflowResponse
-	29, // [29:40] is the sub-list for method output_type
-	18, // [18:29] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	29, // 0: tarry.v1.RunRequest.input:type_name -> google.protobuf.Value
+	25, // 1: tarry.v1.RunRequest.tags:type_name -> tarry.v1.RunRequest.TagsEntry
+	30, // 2: tarry.v1.RunResponse.execution:type_name -> tarry.v1.Execution
+	29, // 3: tarry.v1.ResumeRequest.data:type_name -> google.protobuf.Value
+	30, // 4: tarry.v1.ResumeResponse.execution:type_name -> tarry.v1.Execution
+	30, // 5: tarry.v1.SuspendResponse.execution:type_name -> tarry.v1.Execution
+	30, // 6: tarry.v1.CancelResponse.execution:type_name -> tarry.v1.Execution
+	30, // 7: tarry.v1.GetExecutionResponse.execution:type_name -> tarry.v1.Execution
+	31, // 8: tarry.v1.ListExecutionsRequest.status:type_name -> tarry.v1.ExecutionStatus
+	26, // 9: tarry.v1.ListExecutionsRequest.tags:type_name -> tarry.v1.ListExecutionsRequest.TagsEntry
+	32, // 10: tarry.v1.ListExecutionsRequest.create_time_from:type_name -> google.protobuf.Timestamp
+	32, // 11: tarry.v1.ListExecutionsRequest.create_time_to:type_name -> google.protobuf.Timestamp
+	30, // 12: tarry.v1.ListExecutionsResponse.executions:type_name -> tarry.v1.Execution
+	33, // 13: tarry.v1.ListExecutionEventsResponse.events:type_name -> tarry.v1.ExecutionEvent
+	30, // 14: tarry.v1.WatchExecutionResponse.execution:type_name -> tarry.v1.Execution
+	33, // 15: tarry.v1.WatchExecutionResponse.event:type_name -> tarry.v1.ExecutionEvent
+	31, // 16: tarry.v1.WatchExecutionsRequest.status:type_name -> tarry.v1.ExecutionStatus
+	27, // 17: tarry.v1.WatchExecutionsRequest.tags:type_name -> tarry.v1.WatchExecutionsRequest.TagsEntry
+	20, // 18: tarry.v1.WatchExecutionsResponse.change:type_name -> tarry.v1.ExecutionChange
+	31, // 19: tarry.v1.ExecutionChange.status:type_name -> tarry.v1.ExecutionStatus
+	31, // 20: tarry.v1.ExecutionChange.previous_status:type_name -> tarry.v1.ExecutionStatus
+	28, // 21: tarry.v1.ExecutionChange.tags:type_name -> tarry.v1.ExecutionChange.TagsEntry
+	32, // 22: tarry.v1.ExecutionChange.time:type_name -> google.protobuf.Timestamp
+	34, // 23: tarry.v1.ListWorkflowsResponse.workflows:type_name -> tarry.v1.Workflow
+	34, // 24: tarry.v1.DescribeWorkflowResponse.workflow:type_name -> tarry.v1.Workflow
+	0,  // 25: tarry.v1.WorkflowService.Run:input_type -> tarry.v1.RunRequest
+	2,  // 26: tarry.v1.WorkflowService.Resume:input_type -> tarry.v1.ResumeRequest
+	4,  // 27: tarry.v1.WorkflowService.Suspend:input_type -> tarry.v1.SuspendRequest
+	6,  // 28: tarry.v1.WorkflowService.Cancel:input_type -> tarry.v1.CancelRequest
+	8,  // 29: tarry.v1.WorkflowService.GetExecution:input_type -> tarry.v1.GetExecutionRequest
+	10, // 30: tarry.v1.WorkflowService.DeleteExecution:input_type -> tarry.v1.DeleteExecutionRequest
+	12, // 31: tarry.v1.WorkflowService.ListExecutions:input_type -> tarry.v1.ListExecutionsRequest
+	14, // 32: tarry.v1.WorkflowService.ListExecutionEvents:input_type -> tarry.v1.ListExecutionEventsRequest
+	16, // 33: tarry.v1.WorkflowService.WatchExecution:input_type -> tarry.v1.WatchExecutionRequest
+	18, // 34: tarry.v1.WorkflowService.WatchExecutions:input_type -> tarry.v1.WatchExecutionsRequest
+	21, // 35: tarry.v1.WorkflowService.ListWorkflows:input_type -> tarry.v1.ListWorkflowsRequest
+	23, // 36: tarry.v1.WorkflowService.DescribeWorkflow:input_type -> tarry.v1.DescribeWorkflowRequest
+	1,  // 37: tarry.v1.WorkflowService.Run:output_type -> tarry.v1.RunResponse
+	3,  // 38: tarry.v1.WorkflowService.Resume:output_type -> tarry.v1.ResumeResponse
+	5,  // 39: tarry.v1.WorkflowService.Suspend:output_type -> tarry.v1.SuspendResponse
+	7,  // 40: tarry.v1.WorkflowService.Cancel:output_type -> tarry.v1.CancelResponse
+	9,  // 41: tarry.v1.WorkflowService.GetExecution:output_type -> tarry.v1.GetExecutionResponse
+	11, // 42: tarry.v1.WorkflowService.DeleteExecution:output_type -> tarry.v1.DeleteExecutionResponse
+	13, // 43: tarry.v1.WorkflowService.ListExecutions:output_type -> tarry.v1.ListExecutionsResponse
+	15, // 44: tarry.v1.WorkflowService.ListExecutionEvents:output_type -> tarry.v1.ListExecutionEventsResponse
+	17, // 45: tarry.v1.WorkflowService.WatchExecution:output_type -> tarry.v1.WatchExecutionResponse
+	19, // 46: tarry.v1.WorkflowService.WatchExecutions:output_type -> tarry.v1.WatchExecutionsResponse
+	22, // 47: tarry.v1.WorkflowService.ListWorkflows:output_type -> tarry.v1.ListWorkflowsResponse
+	24, // 48: tarry.v1.WorkflowService.DescribeWorkflow:output_type -> tarry.v1.DescribeWorkflowResponse
+	37, // [37:49] is the sub-list for method output_type
+	25, // [25:37] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_tarry_v1_workflow_service_proto_init() }
@@ -1632,7 +1964,7 @@ func file_tarry_v1_workflow_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tarry_v1_workflow_service_proto_rawDesc), len(file_tarry_v1_workflow_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -30,6 +30,7 @@ const (
 	WorkflowService_ListExecutions_FullMethodName      = "/tarry.v1.WorkflowService/ListExecutions"
 	WorkflowService_ListExecutionEvents_FullMethodName = "/tarry.v1.WorkflowService/ListExecutionEvents"
 	WorkflowService_WatchExecution_FullMethodName      = "/tarry.v1.WorkflowService/WatchExecution"
+	WorkflowService_WatchExecutions_FullMethodName     = "/tarry.v1.WorkflowService/WatchExecutions"
 	WorkflowService_ListWorkflows_FullMethodName       = "/tarry.v1.WorkflowService/ListWorkflows"
 	WorkflowService_DescribeWorkflow_FullMethodName    = "/tarry.v1.WorkflowService/DescribeWorkflow"
 )
@@ -59,6 +60,10 @@ type WorkflowServiceClient interface {
 	Run(ctx context.Context, in *RunRequest, opts ...grpc.CallOption) (*RunResponse, error)
 	// Continues an AWAITING or SUSPENDED execution: delivers data to a waiting node, re-runs
 	// the step that suspended (or `from_step`), or continues after an outside suspension.
+	// A FAILED execution runs the step that failed (or `from_step`) again. Naming (node_id) a
+	// wait node that accepts early input (WorkflowNode.accept_early) and does not wait yet,
+	// of a RUNNING, AWAITING or SUSPENDED execution, keeps the data and action for when the
+	// node is reached (Execution.pending_inputs), changing nothing else.
 	//
 	// Errors:
 	//
@@ -144,6 +149,24 @@ type WorkflowServiceClient interface {
 	//	  after_sequence to start from a fresh snapshot.
 	//	UNAVAILABLE: the store cannot be reached (reconnect with the last sequence seen).
 	WatchExecution(ctx context.Context, in *WatchExecutionRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchExecutionResponse], error)
+	// Follows every execution that matches a filter: one message per change of an
+	// execution's status or of the wait nodes it waits at, for each execution that matched
+	// the filter before or after the change (`ExecutionChange.matches` says which), in the
+	// order the changes were committed. The first message carries only a cursor (where the
+	// stream starts); later ones may too (progress while nothing matched). A watcher that
+	// reconnects with the last cursor it got misses nothing and gets nothing twice, whichever
+	// server it reaches. To start from a listing, pass ListExecutionsResponse.watch_cursor.
+	// The stream ends only when the caller or the server closes it.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT: a filter is malformed (as in ListExecutions), or the cursor is.
+	//	OUT_OF_RANGE: changes after the cursor are no longer kept (the change log is capped,
+	//	  TARRY_CHANGE_LOG_LENGTH), or the log is behind it (Redis lost writes in a failover);
+	//	  list again and watch from the listing's watch_cursor.
+	//	RESOURCE_EXHAUSTED: the server already holds its limit of open watches.
+	//	UNAVAILABLE: the store cannot be reached (reconnect with the last cursor seen).
+	WatchExecutions(ctx context.Context, in *WatchExecutionsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchExecutionsResponse], error)
 	// Lists the workflows the server hosts: every registered version of each, sorted by name,
 	// the versions of one name in registration order (the latest last).
 	//
@@ -267,6 +290,25 @@ func (c *workflowServiceClient) WatchExecution(ctx context.Context, in *WatchExe
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type WorkflowService_WatchExecutionClient = grpc.ServerStreamingClient[WatchExecutionResponse]
 
+func (c *workflowServiceClient) WatchExecutions(ctx context.Context, in *WatchExecutionsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchExecutionsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &WorkflowService_ServiceDesc.Streams[1], WorkflowService_WatchExecutions_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchExecutionsRequest, WatchExecutionsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type WorkflowService_WatchExecutionsClient = grpc.ServerStreamingClient[WatchExecutionsResponse]
+
 func (c *workflowServiceClient) ListWorkflows(ctx context.Context, in *ListWorkflowsRequest, opts ...grpc.CallOption) (*ListWorkflowsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListWorkflowsResponse)
@@ -312,6 +354,10 @@ type WorkflowServiceServer interface {
 	Run(context.Context, *RunRequest) (*RunResponse, error)
 	// Continues an AWAITING or SUSPENDED execution: delivers data to a waiting node, re-runs
 	// the step that suspended (or `from_step`), or continues after an outside suspension.
+	// A FAILED execution runs the step that failed (or `from_step`) again. Naming (node_id) a
+	// wait node that accepts early input (WorkflowNode.accept_early) and does not wait yet,
+	// of a RUNNING, AWAITING or SUSPENDED execution, keeps the data and action for when the
+	// node is reached (Execution.pending_inputs), changing nothing else.
 	//
 	// Errors:
 	//
@@ -397,6 +443,24 @@ type WorkflowServiceServer interface {
 	//	  after_sequence to start from a fresh snapshot.
 	//	UNAVAILABLE: the store cannot be reached (reconnect with the last sequence seen).
 	WatchExecution(*WatchExecutionRequest, grpc.ServerStreamingServer[WatchExecutionResponse]) error
+	// Follows every execution that matches a filter: one message per change of an
+	// execution's status or of the wait nodes it waits at, for each execution that matched
+	// the filter before or after the change (`ExecutionChange.matches` says which), in the
+	// order the changes were committed. The first message carries only a cursor (where the
+	// stream starts); later ones may too (progress while nothing matched). A watcher that
+	// reconnects with the last cursor it got misses nothing and gets nothing twice, whichever
+	// server it reaches. To start from a listing, pass ListExecutionsResponse.watch_cursor.
+	// The stream ends only when the caller or the server closes it.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT: a filter is malformed (as in ListExecutions), or the cursor is.
+	//	OUT_OF_RANGE: changes after the cursor are no longer kept (the change log is capped,
+	//	  TARRY_CHANGE_LOG_LENGTH), or the log is behind it (Redis lost writes in a failover);
+	//	  list again and watch from the listing's watch_cursor.
+	//	RESOURCE_EXHAUSTED: the server already holds its limit of open watches.
+	//	UNAVAILABLE: the store cannot be reached (reconnect with the last cursor seen).
+	WatchExecutions(*WatchExecutionsRequest, grpc.ServerStreamingServer[WatchExecutionsResponse]) error
 	// Lists the workflows the server hosts: every registered version of each, sorted by name,
 	// the versions of one name in registration order (the latest last).
 	//
@@ -447,6 +511,9 @@ func (UnimplementedWorkflowServiceServer) ListExecutionEvents(context.Context, *
 }
 func (UnimplementedWorkflowServiceServer) WatchExecution(*WatchExecutionRequest, grpc.ServerStreamingServer[WatchExecutionResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchExecution not implemented")
+}
+func (UnimplementedWorkflowServiceServer) WatchExecutions(*WatchExecutionsRequest, grpc.ServerStreamingServer[WatchExecutionsResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchExecutions not implemented")
 }
 func (UnimplementedWorkflowServiceServer) ListWorkflows(context.Context, *ListWorkflowsRequest) (*ListWorkflowsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListWorkflows not implemented")
@@ -630,6 +697,17 @@ func _WorkflowService_WatchExecution_Handler(srv interface{}, stream grpc.Server
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type WorkflowService_WatchExecutionServer = grpc.ServerStreamingServer[WatchExecutionResponse]
 
+func _WorkflowService_WatchExecutions_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchExecutionsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(WorkflowServiceServer).WatchExecutions(m, &grpc.GenericServerStream[WatchExecutionsRequest, WatchExecutionsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type WorkflowService_WatchExecutionsServer = grpc.ServerStreamingServer[WatchExecutionsResponse]
+
 func _WorkflowService_ListWorkflows_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListWorkflowsRequest)
 	if err := dec(in); err != nil {
@@ -718,6 +796,11 @@ var WorkflowService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "WatchExecution",
 			Handler:       _WorkflowService_WatchExecution_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchExecutions",
+			Handler:       _WorkflowService_WatchExecutions_Handler,
 			ServerStreams: true,
 		},
 	},

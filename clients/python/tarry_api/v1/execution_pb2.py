@@ -27,7 +27,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18tarry/v1/execution.proto\x12\x08tarry.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa1\x06\n\tExecution\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08workflow\x18\x02 \x01(\t\x12\x18\n\x10workflow_version\x18\x03 \x01(\t\x12)\n\x06status\x18\x04 \x01(\x0e\x32\x19.tarry.v1.ExecutionStatus\x12%\n\x05input\x18\x05 \x01(\x0b\x32\x16.google.protobuf.Value\x12&\n\x05state\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12&\n\x06result\x18\x07 \x01(\x0b\x32\x16.google.protobuf.Value\x12\'\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x18.tarry.v1.ExecutionError\x12.\n\x0ewaiting_points\x18\t \x03(\x0b\x32\x16.tarry.v1.WaitingPoint\x12\x18\n\x10running_node_ids\x18\n \x03(\t\x12(\n\nsuspension\x18\x0b \x01(\x0b\x32\x14.tarry.v1.Suspension\x12\x36\n\x11suspend_requested\x18\x0c \x01(\x0b\x32\x1b.tarry.v1.PendingSuspension\x12,\n\x0c\x63\x61ncellation\x18\r \x01(\x0b\x32\x16.tarry.v1.Cancellation\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlast_sequence\x18\x10 \x01(\x03\x12\x31\n\rdeadline_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x14workflow_fingerprint\x18\x12 \x01(\t\x12\x13\n\x0b\x64rive_error\x18\x13 \x01(\t\x12+\n\x04tags\x18\x14 \x03(\x0b\x32\x1d.tarry.v1.Execution.TagsEntry\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"f\n\x0e\x45xecutionError\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\x13\n\x0bstack_trace\x18\x05 \x01(\t\"\xf3\x01\n\x0cWaitingPoint\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.tarry.v1.WaitingKind\x12-\n\twake_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12.\n\rresume_schema\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07\x61\x63tions\x18\x06 \x03(\t\x12,\n\tremaining\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xaa\x02\n\nSuspension\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12$\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x30\n\x0csuspend_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12&\n\x02\x62y\x18\x05 \x01(\x0e\x32\x1a.tarry.v1.SuspensionSource\x12.\n\rresume_schema\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rtimers_frozen\x18\x07 \x01(\x08\x12\x34\n\x11timeout_remaining\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\"#\n\x11PendingSuspension\x12\x0e\n\x06reason\x18\x01 \x01(\t\"O\n\x0c\x43\x61ncellation\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12/\n\x0b\x63\x61ncel_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd4\x01\n\x0e\x45xecutionEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x0c\n\x04type\x18\x02 \x01(\t\x12.\n\nevent_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x06status\x18\x04 \x01(\x0e\x32\x19.tarry.v1.ExecutionStatus\x12\x0f\n\x07node_id\x18\x05 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\x05\x12%\n\x04\x64\x61ta\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct*\xed\x01\n\x0f\x45xecutionStatus\x12 \n\x1c\x45XECUTION_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45XECUTION_STATUS_RUNNING\x10\x01\x12\x1d\n\x19\x45XECUTION_STATUS_AWAITING\x10\x02\x12\x1e\n\x1a\x45XECUTION_STATUS_SUSPENDED\x10\x03\x12\x1e\n\x1a\x45XECUTION_STATUS_COMPLETED\x10\x04\x12\x1b\n\x17\x45XECUTION_STATUS_FAILED\x10\x05\x12\x1e\n\x1a\x45XECUTION_STATUS_CANCELLED\x10\x06*r\n\x0bWaitingKind\x12\x1c\n\x18WAITING_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11WAITING_KIND_WAIT\x10\x01\x12\x16\n\x12WAITING_KIND_SLEEP\x10\x02\x12\x16\n\x12WAITING_KIND_RETRY\x10\x03*p\n\x10SuspensionSource\x12!\n\x1dSUSPENSION_SOURCE_UNSPECIFIED\x10\x00\x12\x1a\n\x16SUSPENSION_SOURCE_STEP\x10\x01\x12\x1d\n\x19SUSPENSION_SOURCE_REQUEST\x10\x02\x42\x38Z6github.com/tarry-dev/tarry/clients/go/tarry/v1;tarryv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18tarry/v1/execution.proto\x12\x08tarry.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd1\x06\n\tExecution\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08workflow\x18\x02 \x01(\t\x12\x18\n\x10workflow_version\x18\x03 \x01(\t\x12)\n\x06status\x18\x04 \x01(\x0e\x32\x19.tarry.v1.ExecutionStatus\x12%\n\x05input\x18\x05 \x01(\x0b\x32\x16.google.protobuf.Value\x12&\n\x05state\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12&\n\x06result\x18\x07 \x01(\x0b\x32\x16.google.protobuf.Value\x12\'\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x18.tarry.v1.ExecutionError\x12.\n\x0ewaiting_points\x18\t \x03(\x0b\x32\x16.tarry.v1.WaitingPoint\x12\x18\n\x10running_node_ids\x18\n \x03(\t\x12(\n\nsuspension\x18\x0b \x01(\x0b\x32\x14.tarry.v1.Suspension\x12\x36\n\x11suspend_requested\x18\x0c \x01(\x0b\x32\x1b.tarry.v1.PendingSuspension\x12,\n\x0c\x63\x61ncellation\x18\r \x01(\x0b\x32\x16.tarry.v1.Cancellation\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlast_sequence\x18\x10 \x01(\x03\x12\x31\n\rdeadline_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x14workflow_fingerprint\x18\x12 \x01(\t\x12\x13\n\x0b\x64rive_error\x18\x13 \x01(\t\x12+\n\x04tags\x18\x14 \x03(\x0b\x32\x1d.tarry.v1.Execution.TagsEntry\x12.\n\x0epending_inputs\x18\x15 \x03(\x0b\x32\x16.tarry.v1.PendingInput\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9a\x01\n\x0cPendingInput\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12$\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12/\n\x0b\x61\x63\x63\x65pt_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"f\n\x0e\x45xecutionError\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\x13\n\x0bstack_trace\x18\x05 \x01(\t\"\xf3\x01\n\x0cWaitingPoint\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.tarry.v1.WaitingKind\x12-\n\twake_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12.\n\rresume_schema\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07\x61\x63tions\x18\x06 \x03(\t\x12,\n\tremaining\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xaa\x02\n\nSuspension\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12$\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x30\n\x0csuspend_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12&\n\x02\x62y\x18\x05 \x01(\x0e\x32\x1a.tarry.v1.SuspensionSource\x12.\n\rresume_schema\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rtimers_frozen\x18\x07 \x01(\x08\x12\x34\n\x11timeout_remaining\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\"#\n\x11PendingSuspension\x12\x0e\n\x06reason\x18\x01 \x01(\t\"O\n\x0c\x43\x61ncellation\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12/\n\x0b\x63\x61ncel_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd4\x01\n\x0e\x45xecutionEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x0c\n\x04type\x18\x02 \x01(\t\x12.\n\nevent_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x06status\x18\x04 \x01(\x0e\x32\x19.tarry.v1.ExecutionStatus\x12\x0f\n\x07node_id\x18\x05 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\x05\x12%\n\x04\x64\x61ta\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct*\xed\x01\n\x0f\x45xecutionStatus\x12 \n\x1c\x45XECUTION_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45XECUTION_STATUS_RUNNING\x10\x01\x12\x1d\n\x19\x45XECUTION_STATUS_AWAITING\x10\x02\x12\x1e\n\x1a\x45XECUTION_STATUS_SUSPENDED\x10\x03\x12\x1e\n\x1a\x45XECUTION_STATUS_COMPLETED\x10\x04\x12\x1b\n\x17\x45XECUTION_STATUS_FAILED\x10\x05\x12\x1e\n\x1a\x45XECUTION_STATUS_CANCELLED\x10\x06*r\n\x0bWaitingKind\x12\x1c\n\x18WAITING_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11WAITING_KIND_WAIT\x10\x01\x12\x16\n\x12WAITING_KIND_SLEEP\x10\x02\x12\x16\n\x12WAITING_KIND_RETRY\x10\x03*p\n\x10SuspensionSource\x12!\n\x1dSUSPENSION_SOURCE_UNSPECIFIED\x10\x00\x12\x1a\n\x16SUSPENSION_SOURCE_STEP\x10\x01\x12\x1d\n\x19SUSPENSION_SOURCE_REQUEST\x10\x02\x42\x38Z6github.com/tarry-dev/tarry/clients/go/tarry/v1;tarryv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,26 +37,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'Z6github.com/tarry-dev/tarry/clients/go/tarry/v1;tarryv1'
   _globals['_EXECUTION_TAGSENTRY']._loaded_options = None
   _globals['_EXECUTION_TAGSENTRY']._serialized_options = b'8\001'
-  _globals['_EXECUTIONSTATUS']._serialized_start=1922
-  _globals['_EXECUTIONSTATUS']._serialized_end=2159
-  _globals['_WAITINGKIND']._serialized_start=2161
-  _globals['_WAITINGKIND']._serialized_end=2275
-  _globals['_SUSPENSIONSOURCE']._serialized_start=2277
-  _globals['_SUSPENSIONSOURCE']._serialized_end=2389
+  _globals['_EXECUTIONSTATUS']._serialized_start=2127
+  _globals['_EXECUTIONSTATUS']._serialized_end=2364
+  _globals['_WAITINGKIND']._serialized_start=2366
+  _globals['_WAITINGKIND']._serialized_end=2480
+  _globals['_SUSPENSIONSOURCE']._serialized_start=2482
+  _globals['_SUSPENSIONSOURCE']._serialized_end=2594
   _globals['_EXECUTION']._serialized_start=134
-  _globals['_EXECUTION']._serialized_end=935
-  _globals['_EXECUTION_TAGSENTRY']._serialized_start=892
-  _globals['_EXECUTION_TAGSENTRY']._serialized_end=935
-  _globals['_EXECUTIONERROR']._serialized_start=937
-  _globals['_EXECUTIONERROR']._serialized_end=1039
-  _globals['_WAITINGPOINT']._serialized_start=1042
-  _globals['_WAITINGPOINT']._serialized_end=1285
-  _globals['_SUSPENSION']._serialized_start=1288
-  _globals['_SUSPENSION']._serialized_end=1586
-  _globals['_PENDINGSUSPENSION']._serialized_start=1588
-  _globals['_PENDINGSUSPENSION']._serialized_end=1623
-  _globals['_CANCELLATION']._serialized_start=1625
-  _globals['_CANCELLATION']._serialized_end=1704
-  _globals['_EXECUTIONEVENT']._serialized_start=1707
-  _globals['_EXECUTIONEVENT']._serialized_end=1919
+  _globals['_EXECUTION']._serialized_end=983
+  _globals['_EXECUTION_TAGSENTRY']._serialized_start=940
+  _globals['_EXECUTION_TAGSENTRY']._serialized_end=983
+  _globals['_PENDINGINPUT']._serialized_start=986
+  _globals['_PENDINGINPUT']._serialized_end=1140
+  _globals['_EXECUTIONERROR']._serialized_start=1142
+  _globals['_EXECUTIONERROR']._serialized_end=1244
+  _globals['_WAITINGPOINT']._serialized_start=1247
+  _globals['_WAITINGPOINT']._serialized_end=1490
+  _globals['_SUSPENSION']._serialized_start=1493
+  _globals['_SUSPENSION']._serialized_end=1791
+  _globals['_PENDINGSUSPENSION']._serialized_start=1793
+  _globals['_PENDINGSUSPENSION']._serialized_end=1828
+  _globals['_CANCELLATION']._serialized_start=1830
+  _globals['_CANCELLATION']._serialized_end=1909
+  _globals['_EXECUTIONEVENT']._serialized_start=1912
+  _globals['_EXECUTIONEVENT']._serialized_end=2124
 # @@protoc_insertion_point(module_scope)

@@ -162,6 +162,7 @@ class Execution(_message.Message):
     WORKFLOW_FINGERPRINT_FIELD_NUMBER: _builtins.int
     DRIVE_ERROR_FIELD_NUMBER: _builtins.int
     TAGS_FIELD_NUMBER: _builtins.int
+    PENDING_INPUTS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The execution id: chosen by the caller in RunRequest.execution_id, else by the server."""
     workflow: _builtins.str
@@ -239,6 +240,13 @@ class Execution(_message.Message):
     def tags(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """The labels given to RunRequest.tags."""
 
+    @_builtins.property
+    def pending_inputs(self) -> _containers.RepeatedCompositeFieldContainer[Global___PendingInput]:
+        """Resumes kept for wait nodes that accept early input (WorkflowNode.accept_early) and
+        that the execution had not reached when they came, oldest first: a node takes the
+        first of its own when it is reached. Cancel, and the execution's end, drop them.
+        """
+
     def __init__(
         self,
         *,
@@ -262,14 +270,57 @@ class Execution(_message.Message):
         workflow_fingerprint: _builtins.str = ...,
         drive_error: _builtins.str = ...,
         tags: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        pending_inputs: _abc.Iterable[Global___PendingInput] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cancellation", b"cancellation", "create_time", b"create_time", "deadline_time", b"deadline_time", "error", b"error", "input", b"input", "result", b"result", "state", b"state", "suspend_requested", b"suspend_requested", "suspension", b"suspension", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancellation", b"cancellation", "create_time", b"create_time", "deadline_time", b"deadline_time", "drive_error", b"drive_error", "error", b"error", "id", b"id", "input", b"input", "last_sequence", b"last_sequence", "result", b"result", "running_node_ids", b"running_node_ids", "state", b"state", "status", b"status", "suspend_requested", b"suspend_requested", "suspension", b"suspension", "tags", b"tags", "update_time", b"update_time", "waiting_points", b"waiting_points", "workflow", b"workflow", "workflow_fingerprint", b"workflow_fingerprint", "workflow_version", b"workflow_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancellation", b"cancellation", "create_time", b"create_time", "deadline_time", b"deadline_time", "drive_error", b"drive_error", "error", b"error", "id", b"id", "input", b"input", "last_sequence", b"last_sequence", "pending_inputs", b"pending_inputs", "result", b"result", "running_node_ids", b"running_node_ids", "state", b"state", "status", b"status", "suspend_requested", b"suspend_requested", "suspension", b"suspension", "tags", b"tags", "update_time", b"update_time", "waiting_points", b"waiting_points", "workflow", b"workflow", "workflow_fingerprint", b"workflow_fingerprint", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Execution: _TypeAlias = Execution  # noqa: Y015
+
+@_typing.final
+class PendingInput(_message.Message):
+    """A Resume kept for a wait node not reached yet (Execution.pending_inputs)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    ACCEPT_TIME_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    """The wait node it is for."""
+    action: _builtins.str
+    """The Resume's action; empty for the default edges."""
+    request_id: _builtins.str
+    """The Resume's request_id; empty when it had none."""
+    @_builtins.property
+    def data(self) -> _struct_pb2.Value:
+        """The data the Resume sent (checked against the node's resume schema when it came)."""
+
+    @_builtins.property
+    def accept_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was accepted."""
+
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.str = ...,
+        data: _struct_pb2.Value | None = ...,
+        action: _builtins.str = ...,
+        accept_time: _timestamp_pb2.Timestamp | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "data", b"data"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "action", b"action", "data", b"data", "node_id", b"node_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PendingInput: _TypeAlias = PendingInput  # noqa: Y015
 
 @_typing.final
 class ExecutionError(_message.Message):

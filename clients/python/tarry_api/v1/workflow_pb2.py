@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17tarry/v1/workflow.proto\x12\x08tarry.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xa5\x03\n\x08Workflow\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12%\n\x05nodes\x18\x04 \x03(\x0b\x32\x16.tarry.v1.WorkflowNode\x12%\n\x05\x65\x64ges\x18\x05 \x03(\x0b\x32\x16.tarry.v1.WorkflowEdge\x12\x16\n\x0estart_node_ids\x18\x06 \x03(\t\x12-\n\x0cinput_schema\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\rresult_schema\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\rresume_schema\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0esuspend_schema\x18\n \x01(\x0b\x32\x17.google.protobuf.Struct\x12*\n\x07timeout\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0b\x66ingerprint\x18\x0c \x01(\t\"\xc6\x02\n\x0cWorkflowNode\x12\n\n\x02id\x18\x01 \x01(\t\x12 \n\x04kind\x18\x02 \x01(\x0e\x32\x12.tarry.v1.NodeKind\x12%\n\tjoin_mode\x18\x03 \x01(\x0e\x32\x12.tarry.v1.JoinMode\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12.\n\rresume_schema\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0esuspend_schema\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12+\n\x0cretry_policy\x18\x07 \x01(\x0b\x32\x15.tarry.v1.RetryPolicy\x12*\n\x07timeout\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\non_timeout\x18\t \x01(\t\">\n\x0cWorkflowEdge\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\"\xc9\x01\n\x0bRetryPolicy\x12\x14\n\x0cmax_attempts\x18\x01 \x01(\x05\x12\x33\n\x10initial_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1b\n\x13\x62\x61\x63koff_coefficient\x18\x03 \x01(\x01\x12/\n\x0cmax_interval\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12!\n\x19non_retryable_error_types\x18\x05 \x03(\t*b\n\x08NodeKind\x12\x19\n\x15NODE_KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0eNODE_KIND_STEP\x10\x01\x12\x12\n\x0eNODE_KIND_WAIT\x10\x02\x12\x13\n\x0fNODE_KIND_SLEEP\x10\x03*K\n\x08JoinMode\x12\x19\n\x15JOIN_MODE_UNSPECIFIED\x10\x00\x12\x11\n\rJOIN_MODE_ALL\x10\x01\x12\x11\n\rJOIN_MODE_ANY\x10\x02\x42\x38Z6github.com/tarry-dev/tarry/clients/go/tarry/v1;tarryv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17tarry/v1/workflow.proto\x12\x08tarry.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xa5\x03\n\x08Workflow\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12%\n\x05nodes\x18\x04 \x03(\x0b\x32\x16.tarry.v1.WorkflowNode\x12%\n\x05\x65\x64ges\x18\x05 \x03(\x0b\x32\x16.tarry.v1.WorkflowEdge\x12\x16\n\x0estart_node_ids\x18\x06 \x03(\t\x12-\n\x0cinput_schema\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\rresult_schema\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\rresume_schema\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0esuspend_schema\x18\n \x01(\x0b\x32\x17.google.protobuf.Struct\x12*\n\x07timeout\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0b\x66ingerprint\x18\x0c \x01(\t\"\xdc\x02\n\x0cWorkflowNode\x12\n\n\x02id\x18\x01 \x01(\t\x12 \n\x04kind\x18\x02 \x01(\x0e\x32\x12.tarry.v1.NodeKind\x12%\n\tjoin_mode\x18\x03 \x01(\x0e\x32\x12.tarry.v1.JoinMode\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12.\n\rresume_schema\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0esuspend_schema\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12+\n\x0cretry_policy\x18\x07 \x01(\x0b\x32\x15.tarry.v1.RetryPolicy\x12*\n\x07timeout\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\non_timeout\x18\t \x01(\t\x12\x14\n\x0c\x61\x63\x63\x65pt_early\x18\n \x01(\x08\">\n\x0cWorkflowEdge\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\"\xc9\x01\n\x0bRetryPolicy\x12\x14\n\x0cmax_attempts\x18\x01 \x01(\x05\x12\x33\n\x10initial_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1b\n\x13\x62\x61\x63koff_coefficient\x18\x03 \x01(\x01\x12/\n\x0cmax_interval\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12!\n\x19non_retryable_error_types\x18\x05 \x03(\t*b\n\x08NodeKind\x12\x19\n\x15NODE_KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0eNODE_KIND_STEP\x10\x01\x12\x12\n\x0eNODE_KIND_WAIT\x10\x02\x12\x13\n\x0fNODE_KIND_SLEEP\x10\x03*K\n\x08JoinMode\x12\x19\n\x15JOIN_MODE_UNSPECIFIED\x10\x00\x12\x11\n\rJOIN_MODE_ALL\x10\x01\x12\x11\n\rJOIN_MODE_ANY\x10\x02\x42\x38Z6github.com/tarry-dev/tarry/clients/go/tarry/v1;tarryv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,16 +34,16 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tarry_api.v1.workflow_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z6github.com/tarry-dev/tarry/clients/go/tarry/v1;tarryv1'
-  _globals['_NODEKIND']._serialized_start=1120
-  _globals['_NODEKIND']._serialized_end=1218
-  _globals['_JOINMODE']._serialized_start=1220
-  _globals['_JOINMODE']._serialized_end=1295
+  _globals['_NODEKIND']._serialized_start=1142
+  _globals['_NODEKIND']._serialized_end=1240
+  _globals['_JOINMODE']._serialized_start=1242
+  _globals['_JOINMODE']._serialized_end=1317
   _globals['_WORKFLOW']._serialized_start=100
   _globals['_WORKFLOW']._serialized_end=521
   _globals['_WORKFLOWNODE']._serialized_start=524
-  _globals['_WORKFLOWNODE']._serialized_end=850
-  _globals['_WORKFLOWEDGE']._serialized_start=852
-  _globals['_WORKFLOWEDGE']._serialized_end=914
-  _globals['_RETRYPOLICY']._serialized_start=917
-  _globals['_RETRYPOLICY']._serialized_end=1118
+  _globals['_WORKFLOWNODE']._serialized_end=872
+  _globals['_WORKFLOWEDGE']._serialized_start=874
+  _globals['_WORKFLOWEDGE']._serialized_end=936
+  _globals['_RETRYPOLICY']._serialized_start=939
+  _globals['_RETRYPOLICY']._serialized_end=1140
 # @@protoc_insertion_point(module_scope)

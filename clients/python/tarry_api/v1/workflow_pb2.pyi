@@ -176,6 +176,7 @@ class WorkflowNode(_message.Message):
     RETRY_POLICY_FIELD_NUMBER: _builtins.int
     TIMEOUT_FIELD_NUMBER: _builtins.int
     ON_TIMEOUT_FIELD_NUMBER: _builtins.int
+    ACCEPT_EARLY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The node id, unique in its workflow; used as ResumeRequest.node_id and in events."""
     kind: Global___NodeKind.ValueType
@@ -187,6 +188,10 @@ class WorkflowNode(_message.Message):
     on_timeout: _builtins.str
     """Waits with a timeout: the action the node finishes with when it runs out; empty for
     the default edges.
+    """
+    accept_early: _builtins.bool
+    """Waits: a Resume naming this node before the execution reaches it is kept
+    (Execution.pending_inputs) and delivered when it does, instead of refused.
     """
     @_builtins.property
     def resume_schema(self) -> _struct_pb2.Struct:
@@ -223,10 +228,11 @@ class WorkflowNode(_message.Message):
         retry_policy: Global___RetryPolicy | None = ...,
         timeout: _duration_pb2.Duration | None = ...,
         on_timeout: _builtins.str = ...,
+        accept_early: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["resume_schema", b"resume_schema", "retry_policy", b"retry_policy", "suspend_schema", b"suspend_schema", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "id", b"id", "join_mode", b"join_mode", "kind", b"kind", "on_timeout", b"on_timeout", "resume_schema", b"resume_schema", "retry_policy", b"retry_policy", "suspend_schema", b"suspend_schema", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_early", b"accept_early", "description", b"description", "id", b"id", "join_mode", b"join_mode", "kind", b"kind", "on_timeout", b"on_timeout", "resume_schema", b"resume_schema", "retry_policy", b"retry_policy", "suspend_schema", b"suspend_schema", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

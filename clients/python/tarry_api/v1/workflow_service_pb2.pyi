@@ -505,8 +505,13 @@ class ListExecutionsResponse(_message.Message):
 
     EXECUTIONS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    WATCH_CURSOR_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
     """The page_token for the next page; empty when this is the last page."""
+    watch_cursor: _builtins.str
+    """Where the change log stood just before this page was read: a WatchExecutions started
+    with it as `cursor` misses no change the page does not show.
+    """
     @_builtins.property
     def executions(self) -> _containers.RepeatedCompositeFieldContainer[_execution_pb2.Execution]:
         """The executions of this page, newest first."""
@@ -516,10 +521,11 @@ class ListExecutionsResponse(_message.Message):
         *,
         executions: _abc.Iterable[_execution_pb2.Execution] | None = ...,
         next_page_token: _builtins.str = ...,
+        watch_cursor: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["executions", b"executions", "next_page_token", b"next_page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["executions", b"executions", "next_page_token", b"next_page_token", "watch_cursor", b"watch_cursor"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -659,6 +665,194 @@ class WatchExecutionResponse(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
 Global___WatchExecutionResponse: _TypeAlias = WatchExecutionResponse  # noqa: Y015
+
+@_typing.final
+class WatchExecutionsRequest(_message.Message):
+    """The request of WorkflowService.WatchExecutions. The filters are those of ListExecutions
+    (all given must hold); none follows every execution of the namespace.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class TagsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    WORKFLOW_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    WAITING_NODE_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    workflow: _builtins.str
+    """Only executions of this workflow; empty for all."""
+    status: _execution_pb2.ExecutionStatus.ValueType
+    """Only executions entering or leaving this status; UNSPECIFIED for all."""
+    waiting_node: _builtins.str
+    """Only executions starting or ending a wait at this wait node; needs `workflow`."""
+    cursor: _builtins.str
+    """A cursor of an earlier message of this stream (or ListExecutionsResponse.watch_cursor):
+    continue just after it. Empty: from now.
+    """
+    @_builtins.property
+    def tags(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Only executions that carry every one of these tags (RunRequest.tags)."""
+
+    def __init__(
+        self,
+        *,
+        workflow: _builtins.str = ...,
+        status: _execution_pb2.ExecutionStatus.ValueType = ...,
+        tags: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        waiting_node: _builtins.str = ...,
+        cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "status", b"status", "tags", b"tags", "waiting_node", b"waiting_node", "workflow", b"workflow"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchExecutionsRequest: _TypeAlias = WatchExecutionsRequest  # noqa: Y015
+
+@_typing.final
+class WatchExecutionsResponse(_message.Message):
+    """One message of the WatchExecutions stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURSOR_FIELD_NUMBER: _builtins.int
+    CHANGE_FIELD_NUMBER: _builtins.int
+    cursor: _builtins.str
+    """Where the stream stands after this message (opaque): reconnect with it to continue
+    exactly after it.
+    """
+    @_builtins.property
+    def change(self) -> Global___ExecutionChange:
+        """The change; unset in a message that only carries a cursor."""
+
+    def __init__(
+        self,
+        *,
+        cursor: _builtins.str = ...,
+        change: Global___ExecutionChange | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "cursor", b"cursor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchExecutionsResponse: _TypeAlias = WatchExecutionsResponse  # noqa: Y015
+
+@_typing.final
+class ExecutionChange(_message.Message):
+    """One change of one execution, as the change log holds it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class TagsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    WORKFLOW_FIELD_NUMBER: _builtins.int
+    WORKFLOW_VERSION_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PREVIOUS_STATUS_FIELD_NUMBER: _builtins.int
+    WAITING_NODES_FIELD_NUMBER: _builtins.int
+    PREVIOUS_WAITING_NODES_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    MATCHES_FIELD_NUMBER: _builtins.int
+    execution_id: _builtins.str
+    """The execution."""
+    workflow: _builtins.str
+    """Its workflow."""
+    workflow_version: _builtins.str
+    """The workflow version it runs."""
+    status: _execution_pb2.ExecutionStatus.ValueType
+    """Its status after the change."""
+    previous_status: _execution_pb2.ExecutionStatus.ValueType
+    """Its status before the change; UNSPECIFIED when the change created it."""
+    sequence: _builtins.int
+    """The execution's event sequence after the change: WatchExecution with it as
+    after_sequence follows the execution from there.
+    """
+    matches: _builtins.bool
+    """True when the execution matches the request's filters after the change; false when
+    it matched them only before it (it left: e.g. an approval inbox's item was resumed).
+    """
+    @_builtins.property
+    def waiting_nodes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The wait nodes it waits at after the change (sorted)."""
+
+    @_builtins.property
+    def previous_waiting_nodes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The wait nodes it waited at before the change (sorted)."""
+
+    @_builtins.property
+    def tags(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Its tags."""
+
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """When the change was committed."""
+
+    def __init__(
+        self,
+        *,
+        execution_id: _builtins.str = ...,
+        workflow: _builtins.str = ...,
+        workflow_version: _builtins.str = ...,
+        status: _execution_pb2.ExecutionStatus.ValueType = ...,
+        previous_status: _execution_pb2.ExecutionStatus.ValueType = ...,
+        waiting_nodes: _abc.Iterable[_builtins.str] | None = ...,
+        previous_waiting_nodes: _abc.Iterable[_builtins.str] | None = ...,
+        tags: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        sequence: _builtins.int = ...,
+        matches: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "matches", b"matches", "previous_status", b"previous_status", "previous_waiting_nodes", b"previous_waiting_nodes", "sequence", b"sequence", "status", b"status", "tags", b"tags", "time", b"time", "waiting_nodes", b"waiting_nodes", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExecutionChange: _TypeAlias = ExecutionChange  # noqa: Y015
 
 @_typing.final
 class ListWorkflowsRequest(_message.Message):

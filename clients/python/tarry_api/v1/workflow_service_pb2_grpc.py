@@ -86,6 +86,11 @@ class WorkflowServiceStub:
                 request_serializer=tarry_dot_v1_dot_workflow__service__pb2.WatchExecutionRequest.SerializeToString,
                 response_deserializer=tarry_dot_v1_dot_workflow__service__pb2.WatchExecutionResponse.FromString,
                 _registered_method=True)
+        self.WatchExecutions = channel.unary_stream(
+                '/tarry.v1.WorkflowService/WatchExecutions',
+                request_serializer=tarry_dot_v1_dot_workflow__service__pb2.WatchExecutionsRequest.SerializeToString,
+                response_deserializer=tarry_dot_v1_dot_workflow__service__pb2.WatchExecutionsResponse.FromString,
+                _registered_method=True)
         self.ListWorkflows = channel.unary_unary(
                 '/tarry.v1.WorkflowService/ListWorkflows',
                 request_serializer=tarry_dot_v1_dot_workflow__service__pb2.ListWorkflowsRequest.SerializeToString,
@@ -126,6 +131,10 @@ class WorkflowServiceServicer:
     def Resume(self, request, context):
         """Continues an AWAITING or SUSPENDED execution: delivers data to a waiting node, re-runs
         the step that suspended (or `from_step`), or continues after an outside suspension.
+        A FAILED execution runs the step that failed (or `from_step`) again. Naming (node_id) a
+        wait node that accepts early input (WorkflowNode.accept_early) and does not wait yet,
+        of a RUNNING, AWAITING or SUSPENDED execution, keeps the data and action for when the
+        node is reached (Execution.pending_inputs), changing nothing else.
 
         Errors:
         INVALID_ARGUMENT: the data does not match the node's resume schema (the execution is
@@ -242,6 +251,28 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchExecutions(self, request, context):
+        """Follows every execution that matches a filter: one message per change of an
+        execution's status or of the wait nodes it waits at, for each execution that matched
+        the filter before or after the change (`ExecutionChange.matches` says which), in the
+        order the changes were committed. The first message carries only a cursor (where the
+        stream starts); later ones may too (progress while nothing matched). A watcher that
+        reconnects with the last cursor it got misses nothing and gets nothing twice, whichever
+        server it reaches. To start from a listing, pass ListExecutionsResponse.watch_cursor.
+        The stream ends only when the caller or the server closes it.
+
+        Errors:
+        INVALID_ARGUMENT: a filter is malformed (as in ListExecutions), or the cursor is.
+        OUT_OF_RANGE: changes after the cursor are no longer kept (the change log is capped,
+        TARRY_CHANGE_LOG_LENGTH), or the log is behind it (Redis lost writes in a failover);
+        list again and watch from the listing's watch_cursor.
+        RESOURCE_EXHAUSTED: the server already holds its limit of open watches.
+        UNAVAILABLE: the store cannot be reached (reconnect with the last cursor seen).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListWorkflows(self, request, context):
         """Lists the workflows the server hosts: every registered version of each, sorted by name,
         the versions of one name in registration order (the latest last).
@@ -311,6 +342,11 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.WatchExecution,
                     request_deserializer=tarry_dot_v1_dot_workflow__service__pb2.WatchExecutionRequest.FromString,
                     response_serializer=tarry_dot_v1_dot_workflow__service__pb2.WatchExecutionResponse.SerializeToString,
+            ),
+            'WatchExecutions': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchExecutions,
+                    request_deserializer=tarry_dot_v1_dot_workflow__service__pb2.WatchExecutionsRequest.FromString,
+                    response_serializer=tarry_dot_v1_dot_workflow__service__pb2.WatchExecutionsResponse.SerializeToString,
             ),
             'ListWorkflows': grpc.unary_unary_rpc_method_handler(
                     servicer.ListWorkflows,
@@ -573,6 +609,33 @@ class WorkflowService:
             '/tarry.v1.WorkflowService/WatchExecution',
             tarry_dot_v1_dot_workflow__service__pb2.WatchExecutionRequest.SerializeToString,
             tarry_dot_v1_dot_workflow__service__pb2.WatchExecutionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchExecutions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tarry.v1.WorkflowService/WatchExecutions',
+            tarry_dot_v1_dot_workflow__service__pb2.WatchExecutionsRequest.SerializeToString,
+            tarry_dot_v1_dot_workflow__service__pb2.WatchExecutionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -54,6 +54,10 @@ class WorkflowServiceStub:
     Resume: _grpc.UnaryUnaryMultiCallable[_workflow_service_pb2.ResumeRequest, _workflow_service_pb2.ResumeResponse]
     """Continues an AWAITING or SUSPENDED execution: delivers data to a waiting node, re-runs
     the step that suspended (or `from_step`), or continues after an outside suspension.
+    A FAILED execution runs the step that failed (or `from_step`) again. Naming (node_id) a
+    wait node that accepts early input (WorkflowNode.accept_early) and does not wait yet,
+    of a RUNNING, AWAITING or SUSPENDED execution, keeps the data and action for when the
+    node is reached (Execution.pending_inputs), changing nothing else.
 
     Errors:
       INVALID_ARGUMENT: the data does not match the node's resume schema (the execution is
@@ -138,6 +142,24 @@ class WorkflowServiceStub:
         after_sequence to start from a fresh snapshot.
       UNAVAILABLE: the store cannot be reached (reconnect with the last sequence seen).
     """
+    WatchExecutions: _grpc.UnaryStreamMultiCallable[_workflow_service_pb2.WatchExecutionsRequest, _workflow_service_pb2.WatchExecutionsResponse]
+    """Follows every execution that matches a filter: one message per change of an
+    execution's status or of the wait nodes it waits at, for each execution that matched
+    the filter before or after the change (`ExecutionChange.matches` says which), in the
+    order the changes were committed. The first message carries only a cursor (where the
+    stream starts); later ones may too (progress while nothing matched). A watcher that
+    reconnects with the last cursor it got misses nothing and gets nothing twice, whichever
+    server it reaches. To start from a listing, pass ListExecutionsResponse.watch_cursor.
+    The stream ends only when the caller or the server closes it.
+
+    Errors:
+      INVALID_ARGUMENT: a filter is malformed (as in ListExecutions), or the cursor is.
+      OUT_OF_RANGE: changes after the cursor are no longer kept (the change log is capped,
+        TARRY_CHANGE_LOG_LENGTH), or the log is behind it (Redis lost writes in a failover);
+        list again and watch from the listing's watch_cursor.
+      RESOURCE_EXHAUSTED: the server already holds its limit of open watches.
+      UNAVAILABLE: the store cannot be reached (reconnect with the last cursor seen).
+    """
     ListWorkflows: _grpc.UnaryUnaryMultiCallable[_workflow_service_pb2.ListWorkflowsRequest, _workflow_service_pb2.ListWorkflowsResponse]
     """Lists the workflows the server hosts: every registered version of each, sorted by name,
     the versions of one name in registration order (the latest last).
@@ -179,6 +201,10 @@ class WorkflowServiceAsyncStub(WorkflowServiceStub):
     Resume: _aio.UnaryUnaryMultiCallable[_workflow_service_pb2.ResumeRequest, _workflow_service_pb2.ResumeResponse]  # type: ignore[assignment]
     """Continues an AWAITING or SUSPENDED execution: delivers data to a waiting node, re-runs
     the step that suspended (or `from_step`), or continues after an outside suspension.
+    A FAILED execution runs the step that failed (or `from_step`) again. Naming (node_id) a
+    wait node that accepts early input (WorkflowNode.accept_early) and does not wait yet,
+    of a RUNNING, AWAITING or SUSPENDED execution, keeps the data and action for when the
+    node is reached (Execution.pending_inputs), changing nothing else.
 
     Errors:
       INVALID_ARGUMENT: the data does not match the node's resume schema (the execution is
@@ -263,6 +289,24 @@ class WorkflowServiceAsyncStub(WorkflowServiceStub):
         after_sequence to start from a fresh snapshot.
       UNAVAILABLE: the store cannot be reached (reconnect with the last sequence seen).
     """
+    WatchExecutions: _aio.UnaryStreamMultiCallable[_workflow_service_pb2.WatchExecutionsRequest, _workflow_service_pb2.WatchExecutionsResponse]  # type: ignore[assignment]
+    """Follows every execution that matches a filter: one message per change of an
+    execution's status or of the wait nodes it waits at, for each execution that matched
+    the filter before or after the change (`ExecutionChange.matches` says which), in the
+    order the changes were committed. The first message carries only a cursor (where the
+    stream starts); later ones may too (progress while nothing matched). A watcher that
+    reconnects with the last cursor it got misses nothing and gets nothing twice, whichever
+    server it reaches. To start from a listing, pass ListExecutionsResponse.watch_cursor.
+    The stream ends only when the caller or the server closes it.
+
+    Errors:
+      INVALID_ARGUMENT: a filter is malformed (as in ListExecutions), or the cursor is.
+      OUT_OF_RANGE: changes after the cursor are no longer kept (the change log is capped,
+        TARRY_CHANGE_LOG_LENGTH), or the log is behind it (Redis lost writes in a failover);
+        list again and watch from the listing's watch_cursor.
+      RESOURCE_EXHAUSTED: the server already holds its limit of open watches.
+      UNAVAILABLE: the store cannot be reached (reconnect with the last cursor seen).
+    """
     ListWorkflows: _aio.UnaryUnaryMultiCallable[_workflow_service_pb2.ListWorkflowsRequest, _workflow_service_pb2.ListWorkflowsResponse]  # type: ignore[assignment]
     """Lists the workflows the server hosts: every registered version of each, sorted by name,
     the versions of one name in registration order (the latest last).
@@ -313,6 +357,10 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_workflow_service_pb2.ResumeResponse, _abc.Awaitable[_workflow_service_pb2.ResumeResponse]]:
         """Continues an AWAITING or SUSPENDED execution: delivers data to a waiting node, re-runs
         the step that suspended (or `from_step`), or continues after an outside suspension.
+        A FAILED execution runs the step that failed (or `from_step`) again. Naming (node_id) a
+        wait node that accepts early input (WorkflowNode.accept_early) and does not wait yet,
+        of a RUNNING, AWAITING or SUSPENDED execution, keeps the data and action for when the
+        node is reached (Execution.pending_inputs), changing nothing else.
 
         Errors:
           INVALID_ARGUMENT: the data does not match the node's resume schema (the execution is
@@ -438,6 +486,30 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
           OUT_OF_RANGE: events after after_sequence are no longer kept; reconnect without
             after_sequence to start from a fresh snapshot.
           UNAVAILABLE: the store cannot be reached (reconnect with the last sequence seen).
+        """
+
+    @_abc_1.abstractmethod
+    def WatchExecutions(
+        self,
+        request: _workflow_service_pb2.WatchExecutionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_workflow_service_pb2.WatchExecutionsResponse], _abc.AsyncIterator[_workflow_service_pb2.WatchExecutionsResponse]]:
+        """Follows every execution that matches a filter: one message per change of an
+        execution's status or of the wait nodes it waits at, for each execution that matched
+        the filter before or after the change (`ExecutionChange.matches` says which), in the
+        order the changes were committed. The first message carries only a cursor (where the
+        stream starts); later ones may too (progress while nothing matched). A watcher that
+        reconnects with the last cursor it got misses nothing and gets nothing twice, whichever
+        server it reaches. To start from a listing, pass ListExecutionsResponse.watch_cursor.
+        The stream ends only when the caller or the server closes it.
+
+        Errors:
+          INVALID_ARGUMENT: a filter is malformed (as in ListExecutions), or the cursor is.
+          OUT_OF_RANGE: changes after the cursor are no longer kept (the change log is capped,
+            TARRY_CHANGE_LOG_LENGTH), or the log is behind it (Redis lost writes in a failover);
+            list again and watch from the listing's watch_cursor.
+          RESOURCE_EXHAUSTED: the server already holds its limit of open watches.
+          UNAVAILABLE: the store cannot be reached (reconnect with the last cursor seen).
         """
 
     @_abc_1.abstractmethod

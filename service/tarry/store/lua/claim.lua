@@ -35,5 +35,5 @@ if member ~= '' then redis.call('ZREM', KEYS[2], member) end
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), id)
 local v = redis.call('HINCRBY', KEYS[1], 'v', 1)
 redis.call('HSET', KEYS[1], 'own', owner)
-local h = redis.call('HMGET', KEYS[1], 'st', 'seq', 'sreq', 'doc')
-return {'OK', v, h[1], h[2], h[3] or false, h[4]}
+local h = redis.call('HMGET', KEYS[1], 'st', 'seq', 'sreq', 'doc', 'early')
+return {'OK', v, h[1], h[2], h[3] or false, h[4], h[5] or false}

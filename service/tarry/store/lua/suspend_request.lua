@@ -23,9 +23,9 @@ if not redis.call('HGET', state, 'sreq') then
   redis.call('PUBLISH', own_ch, seq)
   redis.call('PUBLISH', ctl_ch, ARGV[5] .. ' ' .. seq)
 end
-local h = redis.call('HMGET', state, 'v', 'st', 'seq', 'sreq', 'doc')
+local h = redis.call('HMGET', state, 'v', 'st', 'seq', 'sreq', 'doc', 'early')
 if ARGV[6] == '1' then
-  redis.call('SET', KEYS[3], cjson.encode({v = h[1], st = h[2], seq = h[3], sreq = h[4], doc = h[5]}),
-             'EX', ARGV[7])
+  redis.call('SET', KEYS[3], cjson.encode({v = h[1], st = h[2], seq = h[3], sreq = h[4], doc = h[5],
+                                           early = h[6] or false}), 'EX', ARGV[7])
 end
-return {'OK', h[1], h[2], h[3], h[4], h[5]}
+return {'OK', h[1], h[2], h[3], h[4], h[5], h[6] or false}

@@ -140,11 +140,35 @@ export interface Execution {
   driveError: string;
   /** The labels given to RunRequest.tags. */
   tags: { [key: string]: string };
+  /**
+   * Resumes kept for wait nodes that accept early input (WorkflowNode.accept_early) and
+   * that the execution had not reached when they came, oldest first: a node takes the
+   * first of its own when it is reached. Cancel, and the execution's end, drop them.
+   */
+  pendingInputs: PendingInput[];
 }
 
 export interface Execution_TagsEntry {
   key: string;
   value: string;
+}
+
+/** A Resume kept for a wait node not reached yet (Execution.pending_inputs). */
+export interface PendingInput {
+  /** The wait node it is for. */
+  nodeId: string;
+  /** The data the Resume sent (checked against the node's resume schema when it came). */
+  data?:
+    | any
+    | undefined;
+  /** The Resume's action; empty for the default edges. */
+  action: string;
+  /** When it was accepted. */
+  acceptTime?:
+    | Date
+    | undefined;
+  /** The Resume's request_id; empty when it had none. */
+  requestId: string;
 }
 
 /** The failure that ended an execution. */
@@ -287,6 +311,7 @@ function createBaseExecution(): Execution {
     workflowFingerprint: "",
     driveError: "",
     tags: {},
+    pendingInputs: [],
   };
 }
 
@@ -352,6 +377,9 @@ export const Execution: MessageFns<Execution> = {
     globalThis.Object.entries(message.tags).forEach(([key, value]: [string, string]) => {
       Execution_TagsEntry.encode({ key: key as any, value }, writer.uint32(162).fork()).join();
     });
+    for (const v of message.pendingInputs) {
+      PendingInput.encode(v!, writer.uint32(170).fork()).join();
+    }
     return writer;
   },
 
@@ -531,6 +559,14 @@ export const Execution: MessageFns<Execution> = {
             }
             continue;
           }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.pendingInputs.push(PendingInput.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -586,6 +622,96 @@ export const Execution_TagsEntry: MessageFns<Execution_TagsEntry> = {
             }
 
             message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBasePendingInput(): PendingInput {
+  return { nodeId: "", data: undefined, action: "", acceptTime: undefined, requestId: "" };
+}
+
+export const PendingInput: MessageFns<PendingInput> = {
+  encode(message: PendingInput, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nodeId !== "") {
+      writer.uint32(10).string(message.nodeId);
+    }
+    if (message.data !== undefined) {
+      Value.encode(Value.wrap(message.data), writer.uint32(18).fork()).join();
+    }
+    if (message.action !== "") {
+      writer.uint32(26).string(message.action);
+    }
+    if (message.acceptTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.acceptTime), writer.uint32(34).fork()).join();
+    }
+    if (message.requestId !== "") {
+      writer.uint32(42).string(message.requestId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PendingInput {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePendingInput();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.nodeId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.data = Value.unwrap(Value.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.action = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.acceptTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.requestId = reader.string();
             continue;
           }
         }

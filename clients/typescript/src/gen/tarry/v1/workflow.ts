@@ -126,6 +126,11 @@ export interface WorkflowNode {
    * the default edges.
    */
   onTimeout: string;
+  /**
+   * Waits: a Resume naming this node before the execution reaches it is kept
+   * (Execution.pending_inputs) and delivered when it does, instead of refused.
+   */
+  acceptEarly: boolean;
 }
 
 /** A directed edge of a workflow graph; cycles are allowed. */
@@ -353,6 +358,7 @@ function createBaseWorkflowNode(): WorkflowNode {
     retryPolicy: undefined,
     timeout: undefined,
     onTimeout: "",
+    acceptEarly: false,
   };
 }
 
@@ -384,6 +390,9 @@ export const WorkflowNode: MessageFns<WorkflowNode> = {
     }
     if (message.onTimeout !== "") {
       writer.uint32(74).string(message.onTimeout);
+    }
+    if (message.acceptEarly !== false) {
+      writer.uint32(80).bool(message.acceptEarly);
     }
     return writer;
   },
@@ -471,6 +480,14 @@ export const WorkflowNode: MessageFns<WorkflowNode> = {
             }
 
             message.onTimeout = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.acceptEarly = reader.bool();
             continue;
           }
         }

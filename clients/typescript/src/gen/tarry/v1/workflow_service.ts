@@ -227,6 +227,11 @@ export interface ListExecutionsResponse {
   executions: Execution[];
   /** The page_token for the next page; empty when this is the last page. */
   nextPageToken: string;
+  /**
+   * Where the change log stood just before this page was read: a WatchExecutions started
+   * with it as `cursor` misses no change the page does not show.
+   */
+  watchCursor: string;
 }
 
 /** The request of WorkflowService.ListExecutionEvents. */
@@ -283,6 +288,81 @@ export interface WatchExecutionResponse {
     /** One event of the log. */
     { $case: "event"; event: ExecutionEvent }
     | undefined;
+}
+
+/**
+ * The request of WorkflowService.WatchExecutions. The filters are those of ListExecutions
+ * (all given must hold); none follows every execution of the namespace.
+ */
+export interface WatchExecutionsRequest {
+  /** Only executions of this workflow; empty for all. */
+  workflow: string;
+  /** Only executions entering or leaving this status; UNSPECIFIED for all. */
+  status: ExecutionStatus;
+  /** Only executions that carry every one of these tags (RunRequest.tags). */
+  tags: { [key: string]: string };
+  /** Only executions starting or ending a wait at this wait node; needs `workflow`. */
+  waitingNode: string;
+  /**
+   * A cursor of an earlier message of this stream (or ListExecutionsResponse.watch_cursor):
+   * continue just after it. Empty: from now.
+   */
+  cursor: string;
+}
+
+export interface WatchExecutionsRequest_TagsEntry {
+  key: string;
+  value: string;
+}
+
+/** One message of the WatchExecutions stream. */
+export interface WatchExecutionsResponse {
+  /**
+   * Where the stream stands after this message (opaque): reconnect with it to continue
+   * exactly after it.
+   */
+  cursor: string;
+  /** The change; unset in a message that only carries a cursor. */
+  change?: ExecutionChange | undefined;
+}
+
+/** One change of one execution, as the change log holds it. */
+export interface ExecutionChange {
+  /** The execution. */
+  executionId: string;
+  /** Its workflow. */
+  workflow: string;
+  /** The workflow version it runs. */
+  workflowVersion: string;
+  /** Its status after the change. */
+  status: ExecutionStatus;
+  /** Its status before the change; UNSPECIFIED when the change created it. */
+  previousStatus: ExecutionStatus;
+  /** The wait nodes it waits at after the change (sorted). */
+  waitingNodes: string[];
+  /** The wait nodes it waited at before the change (sorted). */
+  previousWaitingNodes: string[];
+  /** Its tags. */
+  tags: { [key: string]: string };
+  /** When the change was committed. */
+  time?:
+    | Date
+    | undefined;
+  /**
+   * The execution's event sequence after the change: WatchExecution with it as
+   * after_sequence follows the execution from there.
+   */
+  sequence: number;
+  /**
+   * True when the execution matches the request's filters after the change; false when
+   * it matched them only before it (it left: e.g. an approval inbox's item was resumed).
+   */
+  matches: boolean;
+}
+
+export interface ExecutionChange_TagsEntry {
+  key: string;
+  value: string;
 }
 
 /** The request of WorkflowService.ListWorkflows. */
@@ -1324,7 +1404,7 @@ export const ListExecutionsRequest_TagsEntry: MessageFns<ListExecutionsRequest_T
 };
 
 function createBaseListExecutionsResponse(): ListExecutionsResponse {
-  return { executions: [], nextPageToken: "" };
+  return { executions: [], nextPageToken: "", watchCursor: "" };
 }
 
 export const ListExecutionsResponse: MessageFns<ListExecutionsResponse> = {
@@ -1334,6 +1414,9 @@ export const ListExecutionsResponse: MessageFns<ListExecutionsResponse> = {
     }
     if (message.nextPageToken !== "") {
       writer.uint32(18).string(message.nextPageToken);
+    }
+    if (message.watchCursor !== "") {
+      writer.uint32(26).string(message.watchCursor);
     }
     return writer;
   },
@@ -1365,6 +1448,14 @@ export const ListExecutionsResponse: MessageFns<ListExecutionsResponse> = {
             }
 
             message.nextPageToken = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.watchCursor = reader.string();
             continue;
           }
         }
@@ -1643,6 +1734,441 @@ export const WatchExecutionResponse: MessageFns<WatchExecutionResponse> = {
   },
 };
 
+function createBaseWatchExecutionsRequest(): WatchExecutionsRequest {
+  return { workflow: "", status: 0, tags: {}, waitingNode: "", cursor: "" };
+}
+
+export const WatchExecutionsRequest: MessageFns<WatchExecutionsRequest> = {
+  encode(message: WatchExecutionsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.workflow !== "") {
+      writer.uint32(10).string(message.workflow);
+    }
+    if (message.status !== 0) {
+      writer.uint32(16).int32(message.status);
+    }
+    globalThis.Object.entries(message.tags).forEach(([key, value]: [string, string]) => {
+      WatchExecutionsRequest_TagsEntry.encode({ key: key as any, value }, writer.uint32(26).fork()).join();
+    });
+    if (message.waitingNode !== "") {
+      writer.uint32(34).string(message.waitingNode);
+    }
+    if (message.cursor !== "") {
+      writer.uint32(42).string(message.cursor);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchExecutionsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchExecutionsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.workflow = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            const entry3 = WatchExecutionsRequest_TagsEntry.decode(reader, reader.uint32());
+            if (entry3.value !== undefined) {
+              message.tags[entry3.key] = entry3.value;
+            }
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.waitingNode = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.cursor = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseWatchExecutionsRequest_TagsEntry(): WatchExecutionsRequest_TagsEntry {
+  return { key: "", value: "" };
+}
+
+export const WatchExecutionsRequest_TagsEntry: MessageFns<WatchExecutionsRequest_TagsEntry> = {
+  encode(message: WatchExecutionsRequest_TagsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchExecutionsRequest_TagsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchExecutionsRequest_TagsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseWatchExecutionsResponse(): WatchExecutionsResponse {
+  return { cursor: "", change: undefined };
+}
+
+export const WatchExecutionsResponse: MessageFns<WatchExecutionsResponse> = {
+  encode(message: WatchExecutionsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.cursor !== "") {
+      writer.uint32(10).string(message.cursor);
+    }
+    if (message.change !== undefined) {
+      ExecutionChange.encode(message.change, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchExecutionsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchExecutionsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.cursor = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.change = ExecutionChange.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseExecutionChange(): ExecutionChange {
+  return {
+    executionId: "",
+    workflow: "",
+    workflowVersion: "",
+    status: 0,
+    previousStatus: 0,
+    waitingNodes: [],
+    previousWaitingNodes: [],
+    tags: {},
+    time: undefined,
+    sequence: 0,
+    matches: false,
+  };
+}
+
+export const ExecutionChange: MessageFns<ExecutionChange> = {
+  encode(message: ExecutionChange, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.executionId !== "") {
+      writer.uint32(10).string(message.executionId);
+    }
+    if (message.workflow !== "") {
+      writer.uint32(18).string(message.workflow);
+    }
+    if (message.workflowVersion !== "") {
+      writer.uint32(26).string(message.workflowVersion);
+    }
+    if (message.status !== 0) {
+      writer.uint32(32).int32(message.status);
+    }
+    if (message.previousStatus !== 0) {
+      writer.uint32(40).int32(message.previousStatus);
+    }
+    for (const v of message.waitingNodes) {
+      writer.uint32(50).string(v!);
+    }
+    for (const v of message.previousWaitingNodes) {
+      writer.uint32(58).string(v!);
+    }
+    globalThis.Object.entries(message.tags).forEach(([key, value]: [string, string]) => {
+      ExecutionChange_TagsEntry.encode({ key: key as any, value }, writer.uint32(66).fork()).join();
+    });
+    if (message.time !== undefined) {
+      Timestamp.encode(toTimestamp(message.time), writer.uint32(74).fork()).join();
+    }
+    if (message.sequence !== 0) {
+      writer.uint32(80).int64(message.sequence);
+    }
+    if (message.matches !== false) {
+      writer.uint32(88).bool(message.matches);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExecutionChange {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExecutionChange();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.executionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.workflow = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.workflowVersion = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.previousStatus = reader.int32() as any;
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.waitingNodes.push(reader.string());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.previousWaitingNodes.push(reader.string());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            const entry8 = ExecutionChange_TagsEntry.decode(reader, reader.uint32());
+            if (entry8.value !== undefined) {
+              message.tags[entry8.key] = entry8.value;
+            }
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.time = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.sequence = longToNumber(reader.int64());
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.matches = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseExecutionChange_TagsEntry(): ExecutionChange_TagsEntry {
+  return { key: "", value: "" };
+}
+
+export const ExecutionChange_TagsEntry: MessageFns<ExecutionChange_TagsEntry> = {
+  encode(message: ExecutionChange_TagsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExecutionChange_TagsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExecutionChange_TagsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
 function createBaseListWorkflowsRequest(): ListWorkflowsRequest {
   return { pageSize: 0, pageToken: "" };
 }
@@ -1894,6 +2420,10 @@ export const WorkflowServiceService = {
   /**
    * Continues an AWAITING or SUSPENDED execution: delivers data to a waiting node, re-runs
    * the step that suspended (or `from_step`), or continues after an outside suspension.
+   * A FAILED execution runs the step that failed (or `from_step`) again. Naming (node_id) a
+   * wait node that accepts early input (WorkflowNode.accept_early) and does not wait yet,
+   * of a RUNNING, AWAITING or SUSPENDED execution, keeps the data and action for when the
+   * node is reached (Execution.pending_inputs), changing nothing else.
    *
    * Errors:
    *   INVALID_ARGUMENT: the data does not match the node's resume schema (the execution is
@@ -2060,6 +2590,35 @@ export const WorkflowServiceService = {
     responseDeserialize: (value: Buffer): WatchExecutionResponse => WatchExecutionResponse.decode(value),
   },
   /**
+   * Follows every execution that matches a filter: one message per change of an
+   * execution's status or of the wait nodes it waits at, for each execution that matched
+   * the filter before or after the change (`ExecutionChange.matches` says which), in the
+   * order the changes were committed. The first message carries only a cursor (where the
+   * stream starts); later ones may too (progress while nothing matched). A watcher that
+   * reconnects with the last cursor it got misses nothing and gets nothing twice, whichever
+   * server it reaches. To start from a listing, pass ListExecutionsResponse.watch_cursor.
+   * The stream ends only when the caller or the server closes it.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT: a filter is malformed (as in ListExecutions), or the cursor is.
+   *   OUT_OF_RANGE: changes after the cursor are no longer kept (the change log is capped,
+   *     TARRY_CHANGE_LOG_LENGTH), or the log is behind it (Redis lost writes in a failover);
+   *     list again and watch from the listing's watch_cursor.
+   *   RESOURCE_EXHAUSTED: the server already holds its limit of open watches.
+   *   UNAVAILABLE: the store cannot be reached (reconnect with the last cursor seen).
+   */
+  watchExecutions: {
+    path: "/tarry.v1.WorkflowService/WatchExecutions" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchExecutionsRequest): Buffer =>
+      Buffer.from(WatchExecutionsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchExecutionsRequest => WatchExecutionsRequest.decode(value),
+    responseSerialize: (value: WatchExecutionsResponse): Buffer =>
+      Buffer.from(WatchExecutionsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WatchExecutionsResponse => WatchExecutionsResponse.decode(value),
+  },
+  /**
    * Lists the workflows the server hosts: every registered version of each, sorted by name,
    * the versions of one name in registration order (the latest last).
    *
@@ -2112,6 +2671,10 @@ export interface WorkflowServiceServer extends UntypedServiceImplementation {
   /**
    * Continues an AWAITING or SUSPENDED execution: delivers data to a waiting node, re-runs
    * the step that suspended (or `from_step`), or continues after an outside suspension.
+   * A FAILED execution runs the step that failed (or `from_step`) again. Naming (node_id) a
+   * wait node that accepts early input (WorkflowNode.accept_early) and does not wait yet,
+   * of a RUNNING, AWAITING or SUSPENDED execution, keeps the data and action for when the
+   * node is reached (Execution.pending_inputs), changing nothing else.
    *
    * Errors:
    *   INVALID_ARGUMENT: the data does not match the node's resume schema (the execution is
@@ -2205,6 +2768,25 @@ export interface WorkflowServiceServer extends UntypedServiceImplementation {
    */
   watchExecution: handleServerStreamingCall<WatchExecutionRequest, WatchExecutionResponse>;
   /**
+   * Follows every execution that matches a filter: one message per change of an
+   * execution's status or of the wait nodes it waits at, for each execution that matched
+   * the filter before or after the change (`ExecutionChange.matches` says which), in the
+   * order the changes were committed. The first message carries only a cursor (where the
+   * stream starts); later ones may too (progress while nothing matched). A watcher that
+   * reconnects with the last cursor it got misses nothing and gets nothing twice, whichever
+   * server it reaches. To start from a listing, pass ListExecutionsResponse.watch_cursor.
+   * The stream ends only when the caller or the server closes it.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT: a filter is malformed (as in ListExecutions), or the cursor is.
+   *   OUT_OF_RANGE: changes after the cursor are no longer kept (the change log is capped,
+   *     TARRY_CHANGE_LOG_LENGTH), or the log is behind it (Redis lost writes in a failover);
+   *     list again and watch from the listing's watch_cursor.
+   *   RESOURCE_EXHAUSTED: the server already holds its limit of open watches.
+   *   UNAVAILABLE: the store cannot be reached (reconnect with the last cursor seen).
+   */
+  watchExecutions: handleServerStreamingCall<WatchExecutionsRequest, WatchExecutionsResponse>;
+  /**
    * Lists the workflows the server hosts: every registered version of each, sorted by name,
    * the versions of one name in registration order (the latest last).
    *
@@ -2249,6 +2831,10 @@ export interface WorkflowServiceClient extends Client {
   /**
    * Continues an AWAITING or SUSPENDED execution: delivers data to a waiting node, re-runs
    * the step that suspended (or `from_step`), or continues after an outside suspension.
+   * A FAILED execution runs the step that failed (or `from_step`) again. Naming (node_id) a
+   * wait node that accepts early input (WorkflowNode.accept_early) and does not wait yet,
+   * of a RUNNING, AWAITING or SUSPENDED execution, keeps the data and action for when the
+   * node is reached (Execution.pending_inputs), changing nothing else.
    *
    * Errors:
    *   INVALID_ARGUMENT: the data does not match the node's resume schema (the execution is
@@ -2447,6 +3033,33 @@ export interface WorkflowServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<WatchExecutionResponse>;
+  /**
+   * Follows every execution that matches a filter: one message per change of an
+   * execution's status or of the wait nodes it waits at, for each execution that matched
+   * the filter before or after the change (`ExecutionChange.matches` says which), in the
+   * order the changes were committed. The first message carries only a cursor (where the
+   * stream starts); later ones may too (progress while nothing matched). A watcher that
+   * reconnects with the last cursor it got misses nothing and gets nothing twice, whichever
+   * server it reaches. To start from a listing, pass ListExecutionsResponse.watch_cursor.
+   * The stream ends only when the caller or the server closes it.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT: a filter is malformed (as in ListExecutions), or the cursor is.
+   *   OUT_OF_RANGE: changes after the cursor are no longer kept (the change log is capped,
+   *     TARRY_CHANGE_LOG_LENGTH), or the log is behind it (Redis lost writes in a failover);
+   *     list again and watch from the listing's watch_cursor.
+   *   RESOURCE_EXHAUSTED: the server already holds its limit of open watches.
+   *   UNAVAILABLE: the store cannot be reached (reconnect with the last cursor seen).
+   */
+  watchExecutions(
+    request: WatchExecutionsRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchExecutionsResponse>;
+  watchExecutions(
+    request: WatchExecutionsRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchExecutionsResponse>;
   /**
    * Lists the workflows the server hosts: every registered version of each, sorted by name,
    * the versions of one name in registration order (the latest last).

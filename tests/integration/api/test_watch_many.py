@@ -1,0 +1,223 @@
+"""WatchExecutions: every execution matching a filter, from a listing's cursor or from now,
+live, across servers, resumable without loss or repeats, and its refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import uuid
+from typing import TYPE_CHECKING
+
+import grpc
+
+from tarry_api.v1 import workflow_service_pb2 as pb
+from tarry_api.v1.workflow_service_pb2_grpc import WorkflowServiceStub
+from tests.integration.api.conftest import ServerFactory, connect
+from tests.integration.api.support import TIMEOUT, Rich, S, fails, resume, run
+
+if TYPE_CHECKING:
+    from tarry_api.v1.workflow_service_pb2_grpc import WorkflowServiceAsyncStub as Stub
+
+Changes = grpc.aio.UnaryStreamCall[pb.WatchExecutionsRequest, pb.WatchExecutionsResponse]
+
+
+async def stream_fails(call: Changes, code: grpc.StatusCode) -> Rich:
+    async def drain() -> None:
+        async for _ in call:
+            pass
+
+    return await fails(drain(), code)
+
+
+def tag() -> dict[str, str]:
+    return {"inbox": uuid.uuid4().hex[:12]}
+
+
+async def listing_cursor(stub: Stub) -> str:
+    page = await stub.ListExecutions(pb.ListExecutionsRequest(page_size=1), timeout=TIMEOUT)
+    assert page.watch_cursor
+    return page.watch_cursor
+
+
+async def read_changes(call: Changes, n: int
+                       ) -> tuple[list[pb.WatchExecutionsResponse], str]:
+    """The first `n` messages with a change (and the cursor of the last message read)."""
+    got: list[pb.WatchExecutionsResponse] = []
+    cursor = ""
+    async with asyncio.timeout(TIMEOUT):
+        async for m in call:
+            assert m.cursor
+            cursor = m.cursor
+            if m.HasField("change"):
+                got.append(m)
+                if len(got) == n:
+                    break
+    call.cancel()
+    return got, cursor
+
+
+def shape(messages: list[pb.WatchExecutionsResponse]) -> list[tuple[str, int, int, bool]]:
+    return [(m.change.execution_id, m.change.previous_status, m.change.status,
+             m.change.matches) for m in messages]
+
+
+async def test_an_inbox_from_a_listing_sees_each_change_in_order(stub: Stub) -> None:
+    tags = tag()
+    cursor = await listing_cursor(stub)
+    ex = await run(stub, "expense-approval", tags=tags)
+    assert ex.status == S.EXECUTION_STATUS_AWAITING
+    done = await resume(stub, ex.id, {"approved": True})
+    assert done.status == S.EXECUTION_STATUS_COMPLETED
+
+    call = stub.WatchExecutions(pb.WatchExecutionsRequest(
+        workflow="expense-approval", tags=tags, cursor=cursor), timeout=TIMEOUT)
+    got, _ = await read_changes(call, 4)
+    r, a, c, u = (S.EXECUTION_STATUS_RUNNING, S.EXECUTION_STATUS_AWAITING,
+                  S.EXECUTION_STATUS_COMPLETED, S.EXECUTION_STATUS_UNSPECIFIED)
+    assert shape(got) == [(ex.id, u, r, True), (ex.id, r, a, True), (ex.id, a, r, True),
+                          (ex.id, r, c, True)]
+    awaiting = got[1].change
+    assert list(awaiting.waiting_nodes) == ["manager-approval"]
+    assert list(awaiting.previous_waiting_nodes) == []
+    assert list(got[2].change.previous_waiting_nodes) == ["manager-approval"]
+    assert dict(awaiting.tags) == tags and awaiting.workflow == "expense-approval"
+    assert awaiting.workflow_version == ex.workflow_version
+    sequences = [m.change.sequence for m in got]
+    assert sequences == sorted(sequences) and sequences[-1] == done.last_sequence
+    assert all(m.change.time.seconds > 0 for m in got)
+    assert len({m.cursor for m in got}) == 4
+
+
+async def test_a_status_filter_shows_entering_and_leaving(stub: Stub) -> None:
+    tags = tag()
+    cursor = await listing_cursor(stub)
+    ex = await run(stub, "expense-approval", tags=tags)
+    await resume(stub, ex.id, {"approved": False})
+    call = stub.WatchExecutions(pb.WatchExecutionsRequest(
+        status=S.EXECUTION_STATUS_AWAITING, tags=tags, cursor=cursor), timeout=TIMEOUT)
+    got, _ = await read_changes(call, 2)
+    assert shape(got) == [
+        (ex.id, S.EXECUTION_STATUS_RUNNING, S.EXECUTION_STATUS_AWAITING, True),
+        (ex.id, S.EXECUTION_STATUS_AWAITING, S.EXECUTION_STATUS_RUNNING, False)]
+
+
+async def test_a_waiting_node_filter(stub: Stub) -> None:
+    tags = tag()
+    cursor = await listing_cursor(stub)
+    ex = await run(stub, "expense-approval", tags=tags)
+    await resume(stub, ex.id, {"approved": True})
+    call = stub.WatchExecutions(pb.WatchExecutionsRequest(
+        workflow="expense-approval", waiting_node="manager-approval", tags=tags,
+        cursor=cursor), timeout=TIMEOUT)
+    got, _ = await read_changes(call, 2)
+    assert [(m.change.status, m.change.matches) for m in got] == [
+        (S.EXECUTION_STATUS_AWAITING, True), (S.EXECUTION_STATUS_RUNNING, False)]
+
+
+async def test_from_now_starts_with_a_cursor_then_follows_live(stub: Stub) -> None:
+    tags = tag()
+    call = stub.WatchExecutions(pb.WatchExecutionsRequest(tags=tags), timeout=TIMEOUT)
+    stream = aiter(call)
+    first = await anext(stream)
+    assert first.cursor and not first.HasField("change")
+    ex = await run(stub, "expense-approval", tags=tags)
+    got = [await anext(stream), await anext(stream)]
+    call.cancel()
+    assert [(m.change.execution_id, m.change.status) for m in got] == [
+        (ex.id, S.EXECUTION_STATUS_RUNNING), (ex.id, S.EXECUTION_STATUS_AWAITING)]
+
+
+async def test_a_reconnect_with_the_last_cursor_misses_and_repeats_nothing(stub: Stub) -> None:
+    tags = tag()
+    cursor = await listing_cursor(stub)
+    ids = [(await run(stub, "expense-approval", tags=tags)).id for _ in range(3)]
+    for i in ids:
+        await resume(stub, i, {"approved": True})
+    whole, _ = await read_changes(stub.WatchExecutions(pb.WatchExecutionsRequest(
+        tags=tags, cursor=cursor), timeout=TIMEOUT), 12)
+    parts: list[pb.WatchExecutionsResponse] = []
+    at = cursor
+    for n in (5, 4, 3):
+        part, at = await read_changes(stub.WatchExecutions(pb.WatchExecutionsRequest(
+            tags=tags, cursor=at), timeout=TIMEOUT), n)
+        parts += part
+    assert [m.cursor for m in parts] == [m.cursor for m in whole]
+    assert shape(parts) == shape(whole)
+    assert {m.change.execution_id for m in whole} == set(ids)
+
+
+async def test_changes_made_through_another_server_arrive(
+        make_server: ServerFactory) -> None:
+    prefix = f"wm{uuid.uuid4().hex[:8]}:v1"
+    a = await make_server(key_prefix=prefix)
+    b = await make_server(key_prefix=prefix)
+    tags = tag()
+    async with connect(a) as ca, connect(b) as cb:
+        watcher, caller = WorkflowServiceStub(ca), WorkflowServiceStub(cb)
+        call = watcher.WatchExecutions(pb.WatchExecutionsRequest(tags=tags), timeout=TIMEOUT)
+        stream = aiter(call)
+        await anext(stream)
+        ex = await run(caller, "expense-approval", tags=tags)
+        await resume(caller, ex.id, {"approved": True})
+        statuses = [(await anext(stream)).change.status for _ in range(4)]
+        call.cancel()
+    assert statuses == [S.EXECUTION_STATUS_RUNNING, S.EXECUTION_STATUS_AWAITING,
+                        S.EXECUTION_STATUS_RUNNING, S.EXECUTION_STATUS_COMPLETED]
+
+
+async def test_bad_requests(stub: Stub) -> None:
+    for request, field in [
+        (pb.WatchExecutionsRequest(cursor="not-a-cursor"), "cursor"),
+        (pb.WatchExecutionsRequest(waiting_node="manager-approval"), "waiting_node"),
+        (pb.WatchExecutionsRequest(tags={"": "x"}), "tags"),
+    ]:
+        err = await stream_fails(stub.WatchExecutions(request, timeout=TIMEOUT),
+                                 grpc.StatusCode.INVALID_ARGUMENT)
+        assert err.bad_request is not None
+        assert [v.field for v in err.bad_request.field_violations] == [field]
+
+
+async def test_a_cursor_beyond_the_log_is_out_of_range(stub: Stub) -> None:
+    cursor = await listing_cursor(stub)
+    raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    ms = int(raw.removeprefix("c1.").partition("-")[0])
+    ahead = base64.urlsafe_b64encode(f"c1.{ms + 3_600_000}-0".encode()).decode().rstrip("=")
+    err = await stream_fails(stub.WatchExecutions(pb.WatchExecutionsRequest(cursor=ahead),
+                                                  timeout=TIMEOUT),
+                             grpc.StatusCode.OUT_OF_RANGE)
+    assert err.info.reason == "CURSOR_OUT_OF_RANGE"
+
+
+async def test_a_cursor_older_than_the_kept_log_is_out_of_range(
+        make_server: ServerFactory) -> None:
+    server = await make_server(key_prefix=f"wm{uuid.uuid4().hex[:8]}:v1",
+                               change_log_length=10)
+    async with connect(server) as ch:
+        stub = WorkflowServiceStub(ch)
+        old = await listing_cursor(stub)
+        # Redis trims whole stream nodes (100 entries each): log well past one.
+        await asyncio.gather(*(stub.Run(pb.RunRequest(workflow="expense-approval"),
+                                        timeout=TIMEOUT) for _ in range(150)))
+        for _ in range(100):
+            page = await stub.ListExecutions(
+                pb.ListExecutionsRequest(status=S.EXECUTION_STATUS_AWAITING, page_size=200),
+                timeout=TIMEOUT)
+            if len(page.executions) == 150:
+                break
+            await asyncio.sleep(0.05)
+        err = await stream_fails(stub.WatchExecutions(pb.WatchExecutionsRequest(cursor=old),
+                                                      timeout=TIMEOUT),
+                                 grpc.StatusCode.OUT_OF_RANGE)
+        assert err.info.reason == "CURSOR_OUT_OF_RANGE"
+        # A fresh listing's cursor works.
+        fresh = await listing_cursor(stub)
+        call = stub.WatchExecutions(pb.WatchExecutionsRequest(cursor=fresh), timeout=TIMEOUT)
+        first = await anext(aiter(call))
+        call.cancel()
+        assert first.cursor == fresh
+
+
+async def test_unary_refusals_stay_unary(stub: Stub) -> None:
+    # ListExecutions still refuses what it refused, with its cursor beside good pages.
+    await fails(stub.ListExecutions(pb.ListExecutionsRequest(page_size=-1), timeout=TIMEOUT),
+                grpc.StatusCode.INVALID_ARGUMENT)

@@ -1,0 +1,105 @@
+"""The change log and its feed (WatchExecutions' engine side): every change once and in
+order for every follower, however slow, while commits race; the filter's before and after."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from tarry import Flow
+from tarry.engine import ChangeFeed, ChangeFilter, Seen, Status
+from tarry.store import RedisStore
+from tests.conftest import EngineFactory
+from tests.integration.helpers import settled
+
+
+def approval() -> Flow:
+    return (Flow("approval")
+            .step("submit", lambda ctx: "submitted")
+            .wait("decide")
+            .step("done", lambda ctx: "done")
+            .edge("submit", "decide")
+            .edge("decide", "done"))
+
+
+async def collect(stream: AsyncIterator[Seen], n: int, *, pause: float = 0.0) -> list[Seen]:
+    """The first `n` messages with a change (reading slowly with `pause`)."""
+    got: list[Seen] = []
+    async with asyncio.timeout(30):
+        while len(got) < n:
+            seen = await anext(stream)
+            if seen.change is not None:
+                got.append(seen)
+                if pause:
+                    await asyncio.sleep(pause)
+    return got
+
+
+async def test_every_follower_gets_every_change_once_in_order_while_commits_race(
+        make_engine: EngineFactory) -> None:
+    engine = await make_engine(approval().build())
+    assert isinstance(engine.store, RedisStore)
+    # A small queue, so that the slow follower overflows and reads the log again.
+    feed = ChangeFeed(engine.store, queue_limit=5, block_ms=200)
+    start = await feed.cursor()
+    live = feed.follow(ChangeFilter(workflow="approval"), None, 60)
+    first = await anext(live)
+    assert first.change is None
+    fast = feed.follow(ChangeFilter(workflow="approval"), start, 60)
+    slow = feed.follow(ChangeFilter(workflow="approval"), start, 60)
+    await anext(fast)
+    await anext(slow)
+
+    async def one() -> str:
+        ex = await settled(engine, (await engine.run("approval")).id)
+        assert ex.status is Status.AWAITING
+        done = await settled(engine, (await engine.resume(ex.id, None)).id)
+        assert done.status is Status.COMPLETED
+        return ex.id
+
+    n = 30
+    readers = [asyncio.create_task(collect(s, 4 * n, pause=p))
+               for s, p in ((live, 0.0), (fast, 0.0), (slow, 0.01))]
+    ids = await asyncio.gather(*(one() for _ in range(n)))
+    results = await asyncio.gather(*readers)
+    for stream in (live, fast, slow):
+        await stream.aclose()
+    await feed.close()
+
+    for got in results:
+        cursors = [s.cursor for s in got]
+        assert len(set(cursors)) == len(cursors) == 4 * n  # nothing twice
+        assert cursors == sorted(cursors, key=lambda c: tuple(map(int, c.split("-"))))
+        per: dict[str, list[Status]] = {}
+        for s in got:
+            assert s.change is not None
+            per.setdefault(s.change.execution_id, []).append(s.change.status)
+        assert set(per) == set(ids)
+        assert all(v == [Status.RUNNING, Status.AWAITING, Status.RUNNING, Status.COMPLETED]
+                   for v in per.values())
+    assert [s.cursor for s in results[0]] == [s.cursor for s in results[2]]
+
+
+async def test_the_reader_runs_only_while_someone_follows(make_engine: EngineFactory) -> None:
+    engine = await make_engine(approval().build())
+    feed = engine.changes
+    assert feed.open == 0
+    stream = feed.follow(ChangeFilter(), None, 60)
+    await anext(stream)
+    assert feed.open == 1
+    await stream.aclose()
+    assert feed.open == 0
+    assert feed._task is None
+
+
+async def test_a_stream_ends_when_the_engine_stops(make_engine: EngineFactory) -> None:
+    engine = await make_engine(approval().build())
+    stream = engine.follow_changes(ChangeFilter(), None, 60)
+    await anext(stream)
+    reader = asyncio.create_task(anext(stream))
+    await asyncio.sleep(0.05)
+    await engine.changes.close()
+    with contextlib.suppress(StopAsyncIteration):
+        await asyncio.wait_for(reader, 5)
+    assert reader.done()
