@@ -8,8 +8,11 @@ environment variable sets). Open-loop load: `RATE` Runs per second of the 3-step
 `bench-three` (`wait_until_settled`: each answered when it COMPLETED), sent on a fixed
 schedule whatever the answers, for `SECONDS` s (at most `MAX_IN_FLIGHT` unanswered; one more
 would not be sent and counts as failed). Every `SAMPLE` s: Redis's `used_memory`
-(`INFO memory`), `DBSIZE`, the executions stored (`ZCARD` of the all-executions index) and
-those waiting for retention (`ZCARD` of the expiry index), and the server's RSS.
+(`INFO memory`: with its dataset / overhead / client-buffer parts), `DBSIZE`, the executions
+stored (`ZCARD` of the all-executions index) and those waiting for retention (`ZCARD` of the
+expiry index), the change log's entries (`XLEN`: one stream of every execution's changes,
+capped by length, `TARRY_CHANGE_LOG_LENGTH`, 100,000 by default, not by retention), and the
+server's RSS.
 
 Warm-up: the first `RETENTION + SWEEP` s (the first executions removed by then). A level is
 the mean of the samples over one sweep interval (retention removes in bursts, every `SWEEP`
@@ -18,8 +21,10 @@ warm-up, and at the end of the load. Flat: the end level within +-`FLAT` of the 
 level, and the least-squares slope over the samples after the warm-up, times that window,
 within +-`FLAT` of it too. Executions stored at the end against the steady state the load
 implies (the rate achieved x the retention; up to one sweep interval's worth more just
-before a pass).
-"""
+before a pass). The change log is capped by length, not by retention: with its default
+cap it would fill for 8 minutes or more at this rate (2 entries per Run, at creation and at
+COMPLETED) and Redis's memory with it (bench/RESULTS.md, "Retention soak"), so the soak
+caps it at `CHANGE_LOG` entries (`TARRY_CHANGE_LOG_LENGTH`), full within seconds."""
 
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ import redis.asyncio as aioredis
 
 from bench._common import Row, X, ms, pct
 from bench._hardening import PREFIX, Serve, redis_server
+from tarry.config import Config
 from tarry.store._keys import Keys
 from tarry_api.v1 import execution_pb2, workflow_service_pb2
 
@@ -47,6 +53,8 @@ SECONDS = 180.0
 RETENTION = 20.0
 QUICK = (50.0, 30.0, 10.0)
 """`--quick`: (rate, seconds, retention)."""
+CHANGE_LOG = 1000
+"""The change log's cap in the soak (`TARRY_CHANGE_LOG_LENGTH`): reached within its warm-up."""
 SWEEP = 5.0
 """`EngineConfig.retention_interval`'s default: seconds between two retention passes (a
 pass that removes a full batch of 100 is followed by the next at once)."""
@@ -76,6 +84,9 @@ class Sample:
     """`number_of_cached_scripts`."""
     channels: int
     """`pubsub_channels`."""
+    changes: int
+    """Entries in the change log (`XLEN` of the one stream of every execution's changes,
+    capped by length, `TARRY_CHANGE_LOG_LENGTH`, not by time: retention leaves it alone)."""
 
 
 @dataclass
@@ -133,7 +144,8 @@ class Retention:
         tmp.mkdir(exist_ok=True)
         with redis_server(tmp) as rs:
             server = Serve(tmp, "retention", rs.url,
-                           env={"TARRY_RETENTION": f"{self.retention:g}"}).spawn()
+                           env={"TARRY_RETENTION": f"{self.retention:g}",
+                                "TARRY_CHANGE_LOG_LENGTH": str(CHANGE_LOG)}).spawn()
             redis = aioredis.Redis.from_url(rs.url)
             try:
                 await server.ready()
@@ -165,11 +177,13 @@ class Retention:
             p.dbsize()
             p.zcard(self.keys.all())
             p.zcard(self.keys.expiry)
-            memory, stats, keys, executions, expiring = await p.execute()
+            p.xlen(self.keys.changes)
+            memory, stats, keys, executions, expiring, changes = await p.execute()
         return Sample(round(t, 2), int(memory["used_memory"]), int(keys), int(executions),
                       int(expiring), rss(pid), int(memory["used_memory_dataset"]),
                       int(memory["used_memory_overhead"]), int(memory["mem_clients_normal"]),
-                      int(memory["number_of_cached_scripts"]), int(stats["pubsub_channels"]))
+                      int(memory["number_of_cached_scripts"]), int(stats["pubsub_channels"]),
+                      int(changes))
 
     async def sampling(self, redis: aioredis.Redis, pid: int, start: float,
                        into: list[Sample]) -> None:
@@ -225,13 +239,14 @@ class Retention:
         end = max((s.t for s in samples), default=0.0)
         after = [s for s in samples if s.t >= warm]
         print("  samples (t s, used_memory MB, keys, executions, expiring, server RSS MB, "
-              "dataset MB, overhead MB, clients MB, cached scripts, pubsub channels):",
+              "dataset MB, overhead MB, clients MB, cached scripts, pubsub channels, change log "
+              "entries):",
               flush=True)
         for s in samples:
             print(f"    {s.t:7.1f} {mb(s.used):8.3f} {s.keys:7d} {s.executions:6d} "
                   f"{s.expiring:6d} {mb(s.server_rss):8.1f} {mb(s.dataset):8.3f} "
                   f"{mb(s.overhead):8.3f} {mb(s.clients):8.3f} {s.scripts:4d} "
-                  f"{s.channels:6d}", flush=True)
+                  f"{s.channels:6d} {s.changes:7d}", flush=True)
         # Levels over one sweep interval each: right after the warm-up, and the last one.
         wstart, estart = warm, end - SWEEP + SAMPLE / 2
         at_warm = level(samples, wstart, wstart + SWEEP)
@@ -310,3 +325,7 @@ class Retention:
                      f"pre-load level per stored execution {per[0]:.0f} -> {per[1]:.0f} "
                      f"bytes; cached scripts {first.scripts} -> {last.scripts}; pubsub "
                      f"channels {first.channels} -> {last.channels})"))
+        self.add(Row(sc, "change log entries at the end (XLEN)", last.changes,
+                     f"entries ({first.changes} at the end of warm-up; not removed by "
+                     "retention: capped by length, TARRY_CHANGE_LOG_LENGTH, default "
+                     f"{Config().change_log_length})"))

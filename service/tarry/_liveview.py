@@ -88,6 +88,8 @@ def _event_detail(ev: Event) -> str:
         return f"{node} started{attempt}{late}"
     if ev.type == EventType.NODE_FINISHED:
         timed_out = " (timed out)" if data.get("timed_out") else ""
+        if data.get("early"):
+            timed_out = " (with the input kept for it)"
         return (f"{node} finished{timed_out}"
                 + (f" -> {data['action']}" if data.get("action") else "") + late)
     if ev.type == EventType.NODE_WAITING:
@@ -106,6 +108,8 @@ def _event_detail(ev: Event) -> str:
         return f"{node} cancelled"
     if ev.type == EventType.SUSPEND_REQUESTED:
         return f"suspend requested: {data.get('reason', '')}"
+    if ev.type == EventType.RESUME_KEPT:
+        return f"input kept for {data.get('node', '')} (it is not reached yet)"
     if ev.type == EventType.RESUMED:
         return "resumed" + (f" {node}" if node else "")
     return f"{ev.type} {node}".strip()  # a newer event type: say what it is

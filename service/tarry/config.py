@@ -24,7 +24,7 @@ from pydantic_settings import (
 
 from tarry import limits
 
-DEFAULT_WORKFLOWS = ("examples.pausing", "examples.suspend_resume")
+DEFAULT_WORKFLOWS = ("examples.pausing", "examples.suspend_resume", "examples.beyond")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,11 @@ MAX_NAME = 128
 MAX_REQUEST_ID = 256
 """Characters of a `request_id`."""
 
+MAX_PENDING_INPUTS = 100
+"""Resumes one execution keeps at most for wait nodes it has not reached (`accept_early`);
+one more is refused with FAILED_PRECONDITION (checked against the execution as that Resume
+read it: Resumes racing each other may pass it by a few)."""
+
 MAX_TAGS = 16
 """Tags of one execution (RunRequest.tags)."""
 

@@ -253,6 +253,7 @@ def _check_execution(ex: Execution, want: dict[str, Any]) -> None:
             "cancellation", None if ex.cancellation is None
             else {"reason": ex.cancellation.reason}, v),
         "sequence_at_least": lambda v: _at_least(ex.last_sequence, v),
+        "pending": lambda v: _equal("pending", [p.node_id for p in ex.pending_inputs], v),
     }
     for key, value in want.items():
         if key not in checks:

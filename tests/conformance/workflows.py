@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from tarry import Chain, Flow, RetryPolicy, StepContext
 
 ticket_deadline = (
@@ -37,6 +39,11 @@ flaky_order = (
 )
 
 
+class Payment(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+    amount: int
+
+
 async def prepare(ctx: StepContext) -> str:
     given = ctx.input if isinstance(ctx.input, dict) else {}
     await asyncio.sleep(float(given.get("prepare_s", 0.5)))
@@ -52,7 +59,7 @@ early_order = (
                                     "that comes before its turn is kept for it.")
     .wait("approve")
     .step("prepare", prepare)
-    .wait("pay", key="payment", accept_early=True)
+    .wait("pay", key="payment", resume=Payment, accept_early=True)
     .step("ship", ship)
     .edge("approve", "prepare")
     .edge("prepare", "pay")

@@ -18,6 +18,7 @@ from tarry.engine import (
     Status,
     WrongState,
 )
+from tarry.limits import MAX_PENDING_INPUTS
 from tests.conftest import EngineFactory
 from tests.integration.helpers import all_events, settled
 
@@ -157,3 +158,14 @@ async def test_another_process_takes_what_one_kept(make_engine: EngineFactory) -
     await other.resume(eid, None, node="approve")
     done = await settled(other, eid)
     assert done.status is Status.COMPLETED and done.result == {"paid": {"amount": 4}}
+
+
+async def test_at_most_max_pending_inputs_are_kept(make_engine: EngineFactory) -> None:
+    engine = await make_engine(order().build())
+    eid = await awaiting(engine)
+    for i in range(MAX_PENDING_INPUTS):
+        await engine.resume(eid, {"amount": i}, node="pay")
+    with pytest.raises(WrongState, match="keeps 100 inputs"):
+        await engine.resume(eid, {"amount": -1}, node="pay")
+    kept = await engine.get(eid)
+    assert [p.data for p in kept.pending] == [{"amount": i} for i in range(MAX_PENDING_INPUTS)]

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from examples.beyond import order_payment
 from examples.suspend_resume import auto_approve, order_approval, payment_timeout, simple_approval
 from tarry.engine import InvalidResumeData, Registry, Status
 from tests.conftest import EngineFactory
@@ -70,3 +71,17 @@ def test_every_example_is_registered() -> None:
         "multi-approval", "verify-user", "multi-review", "auto-approve", "payment-timeout",
         "long-process", "order-approval",
     ])
+
+
+async def test_order_payment_takes_a_payment_that_came_first(
+        make_engine: EngineFactory) -> None:
+    engine = await make_engine(order_payment)
+    ex = await settled(engine, (await engine.run("order-payment")).id)
+    assert ex.status is Status.AWAITING and ex.waiting[0].node == "approve"
+    kept = await engine.resume(ex.id, {"amount": 120, "reference": "pay-77"}, node="pay")
+    assert [p.node for p in kept.pending] == ["pay"] and kept.status is Status.AWAITING
+    await engine.resume(ex.id, {"approver": "Ana"}, node="approve")
+    done = await settled(engine, ex.id, timeout=15)
+    assert done.status is Status.COMPLETED and done.pending == ()
+    assert done.result == {"shipped": True, "approved_by": "Ana", "paid": 120,
+                           "reference": "pay-77"}

@@ -78,6 +78,8 @@ func checkExecution(ex *tarry.Execution, want any) error {
 			if n, err = asFloat(v); err == nil && float64(ex.LastSequence) < n {
 				err = mismatch("last_sequence is %d, expected at least %s", ex.LastSequence, show(v))
 			}
+		case "pending":
+			err = equal("pending", pendingIDs(ex), v)
 		default:
 			err = fmt.Errorf("unknown execution expectation %q", key)
 		}
@@ -95,6 +97,15 @@ func pointIDs(ex *tarry.Execution, wait bool) []string {
 		if (w.Kind == tarry.WaitingWait) == wait {
 			ids = append(ids, w.NodeID)
 		}
+	}
+	return ids
+}
+
+// pendingIDs are the node ids of the pending inputs, in order (oldest first).
+func pendingIDs(ex *tarry.Execution) []string {
+	ids := []string{}
+	for _, p := range ex.PendingInputs {
+		ids = append(ids, p.NodeID)
 	}
 	return ids
 }

@@ -106,6 +106,23 @@ func TestCheckFrozenTimers(t *testing.T) {
 	}
 }
 
+func TestCheckPending(t *testing.T) {
+	ex := &tarry.Execution{Status: tarry.StatusAwaiting,
+		PendingInputs: []tarry.PendingInput{{NodeID: "pay"}, {NodeID: "ship"}, {NodeID: "pay"}}}
+	if err := checkExecution(ex, map[string]any{"pending": []any{"pay", "ship", "pay"}}); err != nil {
+		t.Fatal(err)
+	}
+	// Exact list equality: order and repeats count.
+	for _, bad := range [][]any{{}, {"ship", "pay", "pay"}, {"pay", "ship"}, {"pay", "ship", "pay", "pay"}} {
+		if checkExecution(ex, map[string]any{"pending": bad}) == nil {
+			t.Errorf("pending %s passed", show(bad))
+		}
+	}
+	if err := checkExecution(&tarry.Execution{}, map[string]any{"pending": []any{}}); err != nil {
+		t.Fatalf("no pending inputs: %v", err)
+	}
+}
+
 func TestPauseAndFreezeFields(t *testing.T) {
 	step := map[string]any{"pause": map[string]any{"seconds": json.Number("0.01")}}
 	op, err := operation(step)

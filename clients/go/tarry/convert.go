@@ -124,6 +124,15 @@ func executionFromPB(m *tarryv1.Execution) Execution {
 	if p := m.GetSuspendRequested(); p != nil {
 		ex.SuspendRequested = &PendingSuspension{Reason: p.GetReason()}
 	}
+	for _, p := range m.GetPendingInputs() {
+		ex.PendingInputs = append(ex.PendingInputs, PendingInput{
+			NodeID:     p.GetNodeId(),
+			Data:       FromValue(p.GetData()),
+			Action:     p.GetAction(),
+			AcceptTime: timeFromPB(p.GetAcceptTime()),
+			RequestID:  p.GetRequestId(),
+		})
+	}
 	if c := m.GetCancellation(); c != nil {
 		ex.Cancellation = &Cancellation{Reason: c.GetReason(), CancelTime: timeFromPB(c.GetCancelTime())}
 	}
@@ -189,6 +198,7 @@ func workflowFromPB(m *tarryv1.Workflow) Workflow {
 			SuspendSchema: FromStruct(n.GetSuspendSchema()),
 			Timeout:       durationFromPB(n.GetTimeout()),
 			OnTimeout:     n.GetOnTimeout(),
+			AcceptEarly:   n.GetAcceptEarly(),
 		}
 		if n.GetJoinMode() != tarryv1.JoinMode_JOIN_MODE_UNSPECIFIED {
 			node.JoinMode = JoinMode(enumName(n.GetJoinMode().String(), "JOIN_MODE_"))

@@ -162,3 +162,40 @@ func TestChangeFromPB(t *testing.T) {
 		t.Fatalf("created %+v", created)
 	}
 }
+
+func TestPendingInputsFromPB(t *testing.T) {
+	at := time.Date(2026, 6, 1, 8, 30, 0, 0, time.UTC)
+	data, _ := structpb.NewValue(map[string]any{"amount": 5})
+	ex := executionFromPB(&tarryv1.Execution{Id: "e1", Status: tarryv1.ExecutionStatus_EXECUTION_STATUS_AWAITING,
+		PendingInputs: []*tarryv1.PendingInput{
+			{NodeId: "pay", Data: data, Action: "card", AcceptTime: timestamppb.New(at), RequestId: "pay-1"},
+			{NodeId: "ship"},
+		}})
+	if len(ex.PendingInputs) != 2 {
+		t.Fatalf("pending %+v", ex.PendingInputs)
+	}
+	pay, ship := ex.PendingInputs[0], ex.PendingInputs[1]
+	if pay.NodeID != "pay" || pay.Action != "card" || pay.RequestID != "pay-1" || !pay.AcceptTime.Equal(at) ||
+		pay.Data.(map[string]any)["amount"] != 5.0 {
+		t.Fatalf("pay %+v", pay)
+	}
+	// Unset fields read as their zero values: no data, the default edges, no request id.
+	if ship.NodeID != "ship" || ship.Data != nil || ship.Action != "" || ship.RequestID != "" || !ship.AcceptTime.IsZero() {
+		t.Fatalf("ship %+v", ship)
+	}
+	if none := executionFromPB(&tarryv1.Execution{Id: "e2"}); none.PendingInputs != nil {
+		t.Fatalf("no pending inputs read as %#v", none.PendingInputs)
+	}
+}
+
+func TestAcceptEarlyFromPB(t *testing.T) {
+	w := workflowFromPB(&tarryv1.Workflow{Name: "early-order", Nodes: []*tarryv1.WorkflowNode{
+		{Id: "pay", Kind: tarryv1.NodeKind_NODE_KIND_WAIT, AcceptEarly: true},
+		{Id: "approve", Kind: tarryv1.NodeKind_NODE_KIND_WAIT},
+	}})
+	pay, _ := w.Node("pay")
+	approve, _ := w.Node("approve")
+	if !pay.AcceptEarly || approve.AcceptEarly {
+		t.Fatalf("pay %+v, approve %+v", pay, approve)
+	}
+}

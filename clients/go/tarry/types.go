@@ -78,6 +78,11 @@ type Execution struct {
 	DriveError string
 	// Tags are the labels given to RunOptions.Tags; empty (not nil) when none.
 	Tags map[string]string
+	// PendingInputs are the Resumes kept for wait nodes that accept early input
+	// (WorkflowNode.AcceptEarly) and that the execution had not reached when they came,
+	// oldest first: a node takes the first of its own when it is reached. Cancel, and the
+	// execution's end, drop them. Nil when none.
+	PendingInputs []PendingInput
 }
 
 // Terminal reports whether the execution is over (COMPLETED, FAILED or CANCELLED).
@@ -144,6 +149,21 @@ type Suspension struct {
 	TimeoutRemaining *time.Duration
 }
 
+// PendingInput is a Resume kept for a wait node not reached yet (Execution.PendingInputs).
+type PendingInput struct {
+	// NodeID is the wait node it is for.
+	NodeID string
+	// Data is what the Resume sent (checked against the node's resume schema when it
+	// came); nil when it sent none.
+	Data any
+	// Action is the Resume's action; empty for the default edges.
+	Action string
+	// AcceptTime is when it was accepted.
+	AcceptTime time.Time
+	// RequestID is the Resume's request id; empty when it had none.
+	RequestID string
+}
+
 // PendingSuspension is a Suspend call that a RUNNING execution has not acted on yet.
 type PendingSuspension struct {
 	Reason string
@@ -167,6 +187,8 @@ const (
 	EventNodeCancelled    = "node_cancelled"
 	EventSuspendRequested = "suspend_requested"
 	EventResumed          = "resumed"
+	EventResumeKept       = "resume_kept" // a Resume kept for a wait not reached yet (Execution.PendingInputs)
+	EventCleanup          = "cleanup"     // after a Cancel: how a cleanup hook ended
 )
 
 // Event is one entry of an execution's event log.
@@ -306,6 +328,10 @@ type WorkflowNode struct {
 	// OnTimeout is, for a wait with a Timeout, the action it finishes with when it runs
 	// out; empty for the default edges.
 	OnTimeout string
+	// AcceptEarly reports, for a wait, that a Resume naming it before the execution
+	// reaches it is kept (Execution.PendingInputs) and delivered when it does, instead of
+	// refused.
+	AcceptEarly bool
 }
 
 // WorkflowEdge is a directed edge of a workflow graph.

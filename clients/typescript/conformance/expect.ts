@@ -36,6 +36,10 @@ export function checkExecution(ex: Execution, want: JsonObject): void {
       case "cancellation":
         equal("cancellation", ex.cancellation ? { reason: ex.cancellation.reason } : null, value);
         break;
+      case "pending":
+        // The node ids of the kept Resumes, in order: an exact list, not a set.
+        equal("pending", ex.pendingInputs.map((p) => p.nodeId), strings(value, key));
+        break;
       case "sequence_at_least":
         if (typeof value !== "number") {
           throw new ScenarioError("sequence_at_least must be a number");

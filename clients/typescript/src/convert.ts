@@ -7,8 +7,8 @@ import type * as spb from "./gen/tarry/v1/workflow_service";
 import type { Json, JsonObject } from "./json";
 import type {
   EventPage, Execution, ExecutionChange, ExecutionEvent, ExecutionPage, JoinMode, NodeKind,
-  RetryPolicy, Status, Suspension, SuspensionSource, WaitingKind, WaitingPoint, Workflow,
-  WorkflowNode,
+  PendingInput, RetryPolicy, Status, Suspension, SuspensionSource, WaitingKind, WaitingPoint,
+  Workflow, WorkflowNode,
 } from "./types";
 
 /**
@@ -174,6 +174,17 @@ export function executionFromPb(m: epb.Execution): Execution {
     workflowFingerprint: nonEmpty(m.workflowFingerprint),
     driveError: nonEmpty(m.driveError),
     tags: { ...m.tags },
+    pendingInputs: m.pendingInputs.map(pendingInputFromPb),
+  });
+}
+
+function pendingInputFromPb(m: epb.PendingInput): PendingInput {
+  return compact({
+    nodeId: m.nodeId,
+    data: json(m.data),
+    action: nonEmpty(m.action),
+    acceptTime: time(m.acceptTime),
+    requestId: nonEmpty(m.requestId),
   });
 }
 
@@ -288,6 +299,7 @@ function nodeFromPb(m: wpb.WorkflowNode): WorkflowNode {
     retryPolicy: m.retryPolicy && retryPolicyFromPb(m.retryPolicy),
     timeoutMs: durationMs(m.timeout),
     onTimeout: nonEmpty(m.onTimeout),
+    acceptEarly: m.acceptEarly,
   });
 }
 

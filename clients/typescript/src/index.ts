@@ -19,7 +19,8 @@ export type { Retry } from "./retry";
 export { isTerminal, STATUSES, waitingNodeIds } from "./types";
 export type {
   Cancellation, EventPage, EventType, Execution, ExecutionChange, ExecutionError, ExecutionEvent,
-  ExecutionPage, JoinMode, NodeKind, PendingSuspension, RetryPolicy, Status, Suspension,
-  SuspensionSource, WaitingKind, WaitingPoint, WatchItem, Workflow, WorkflowEdge, WorkflowNode,
+  ExecutionPage, JoinMode, NodeKind, PendingInput, PendingSuspension, RetryPolicy, Status,
+  Suspension, SuspensionSource, WaitingKind, WaitingPoint, WatchItem, Workflow, WorkflowEdge,
+  WorkflowNode,
 } from "./types";
 export { status as GrpcStatus } from "@grpc/grpc-js";

@@ -92,6 +92,23 @@ export interface Cancellation {
   cancelTime: Date;
 }
 
+/**
+ * A Resume kept for a wait node the execution has not reached yet (see
+ * `WorkflowNode.acceptEarly`): the node takes it when it is reached.
+ */
+export interface PendingInput {
+  /** The wait node it is for. */
+  nodeId: string;
+  /** The data the Resume sent (checked against the node's resume schema when it came). */
+  data: Json;
+  /** The Resume's action; undefined for the default edges. */
+  action?: string;
+  /** When it was accepted. */
+  acceptTime: Date;
+  /** The Resume's requestId; undefined when it had none. */
+  requestId?: string;
+}
+
 /** A read-only snapshot of one execution. */
 export interface Execution {
   id: string;
@@ -122,6 +139,12 @@ export interface Execution {
   driveError?: string;
   /** The labels given to `run(..., {tags})`; {} when none. */
   tags: Record<string, string>;
+  /**
+   * Resumes kept for wait nodes that accept early input (`WorkflowNode.acceptEarly`) and
+   * that the execution had not reached when they came, oldest first: a node takes the first
+   * of its own when it is reached. Cancel, and the execution's end, drop them. [] when none.
+   */
+  pendingInputs: PendingInput[];
 }
 
 /** The nodes of an execution waiting for Resume data (its WAIT points). */
@@ -135,7 +158,8 @@ export function waitingNodeIds(execution: Execution): string[] {
  */
 export type EventType =
   | "status" | "node_started" | "node_finished" | "node_waiting" | "node_failed"
-  | "node_suspended" | "node_cancelled" | "suspend_requested" | "resumed";
+  | "node_suspended" | "node_cancelled" | "suspend_requested" | "resumed" | "resume_kept"
+  | "cleanup";
 
 /** One entry of an execution's event log. */
 export interface ExecutionEvent {
@@ -241,6 +265,11 @@ export interface WorkflowNode {
    * for the default edges.
    */
   onTimeout?: string;
+  /**
+   * Waits: a Resume naming this node before the execution reaches it is kept
+   * (`Execution.pendingInputs`) and delivered when it is, instead of refused.
+   */
+  acceptEarly: boolean;
 }
 
 export interface WorkflowEdge {

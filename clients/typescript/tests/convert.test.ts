@@ -57,6 +57,28 @@ test("an execution with readable enums, Dates and JSON", () => {
   }
 });
 
+test("pending inputs: in order, JSON data, Dates, absent action and requestId when empty", () => {
+  assert.deepEqual(executionFromPb(decoded(base)).pendingInputs, []);
+  const ex = executionFromPb(decoded({
+    ...base,
+    pendingInputs: [
+      { nodeId: "pay", data: { amount: 5 }, action: "", acceptTime: new Date(3000),
+        requestId: "pay-1" },
+      { nodeId: "ship", action: "express", requestId: "" },
+      { nodeId: "pay", data: null, action: "", acceptTime: new Date(4000), requestId: "" },
+    ],
+  }));
+  assert.deepEqual(ex.pendingInputs, [
+    { nodeId: "pay", data: { amount: 5 }, acceptTime: new Date(3000), requestId: "pay-1" },
+    // Unset data reads as null, an unset accept_time as the epoch.
+    { nodeId: "ship", data: null, action: "express", acceptTime: new Date(0) },
+    { nodeId: "pay", data: null, acceptTime: new Date(4000) },
+  ]);
+  const [first, second] = ex.pendingInputs;
+  assert.ok(!("action" in (first ?? {})), "an empty action is present");
+  assert.ok(!("requestId" in (second ?? {})), "an empty request_id is present");
+});
+
 test("JSON null input stays null, and an unset state is {}", () => {
   const ex = executionFromPb(decoded({ ...base, input: null }));
   assert.equal(ex.input, null);
@@ -111,6 +133,22 @@ test("frozen timers: remainingMs on the waiting point, timersFrozen and timeoutR
   }));
   assert.equal(plain.suspension?.timersFrozen, false);
   assert.ok(!("timeoutRemainingMs" in (plain.suspension ?? {})));
+});
+
+test("workflow nodes: acceptEarly", () => {
+  const message: PbWorkflow = {
+    name: "w", version: "1", description: "", edges: [], startNodeIds: ["approve"],
+    fingerprint: "f",
+    nodes: [
+      { id: "approve", kind: NodeKind.NODE_KIND_WAIT, joinMode: 0, description: "",
+        onTimeout: "", acceptEarly: false },
+      { id: "pay", kind: NodeKind.NODE_KIND_WAIT, joinMode: 0, description: "", onTimeout: "",
+        acceptEarly: true },
+    ],
+  };
+  const wf = workflowFromPb(PbWorkflow.decode(PbWorkflow.encode(message).finish()));
+  assert.deepEqual(wf.nodes.map((n) => [n.id, n.acceptEarly]),
+                   [["approve", false], ["pay", true]]);
 });
 
 test("workflow nodes: timeoutMs and onTimeout", () => {

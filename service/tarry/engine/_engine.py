@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pydantic import ValidationError
 
 from tarry import _json
+from tarry.limits import MAX_PENDING_INPUTS
 
 from . import namespaces
 from ._changes import ChangeFeed, ChangeFilter, Seen
@@ -202,6 +203,11 @@ class Engine:
         wf = self.workflow_of(doc)
         decided = resume_transition(wf, doc, stored.status, data, node, action, from_step)
         if isinstance(decided, KeepEarly):
+            if len(early_inputs(stored.early)) >= MAX_PENDING_INPUTS:
+                raise WrongState(
+                    f"execution {doc.id!r} keeps {MAX_PENDING_INPUTS} inputs for wait nodes "
+                    "it has not reached, the most it may",
+                    metadata={"execution_id": doc.id, "status": stored.status.value})
             return await self._keep_early(wf, doc, decided, request_id, (data, action))
         return await self._apply(wf, stored, doc, decided, request_id)
 
