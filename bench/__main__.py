@@ -812,7 +812,7 @@ async def measure(server: BenchServer, redis_url: str, tmp: Path, args: argparse
     hardening = Hardening(bench.add, args.quick)
     processes = Processes(bench.add, bench.record, tmp, args.quick)
     operators = Operators(bench.add, tmp, args.quick)
-    watch_many = WatchMany(bench, PREFIX)
+    watch_many = WatchMany(bench, PREFIX, server.proc.pid)
     try:
         await bench.empty_rpc()
         meta = provenance(info)

@@ -1,7 +1,8 @@
 """WatchExecutions under load: 100 streams open while 1,000 executions change.
 
 `python -m bench --only watch-many`. Against the bench's own server and Redis: 1,000
-executions of `bench-wait` (Run to AWAITING, then Resume to COMPLETED: four changes each),
+executions of `bench-wait` (Run to AWAITING, then Resume to COMPLETED: three changes each,
+created AWAITING, RUNNING, COMPLETED),
 64 at a time, first with no stream open, then with 100 WatchExecutions streams open, each
 filtered by the scenario's own tag (half of them also by `status = AWAITING`: two changes
 per execution each). Delivery latency is the time a change arrives at the watcher minus
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 import uuid
 from typing import TYPE_CHECKING, Any, Protocol
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import redis.asyncio as aioredis
 
 from bench._common import Row, bounded, ms, pct
+from bench._machine import proc_cpu
 from tarry_api.v1 import execution_pb2
 from tarry_api.v1 import workflow_service_pb2 as ws
 
@@ -37,9 +40,10 @@ class _Bench(Protocol):
 
 
 class WatchMany:
-    def __init__(self, bench: _Bench, prefix: str) -> None:
+    def __init__(self, bench: _Bench, prefix: str, server_pid: int) -> None:
         self.bench = bench
         self.changes_key = f"{prefix}:changes"
+        self.server_pid = server_pid
 
     async def cycle(self, tag: dict[str, str], concurrency: int, n: int) -> float:
         """Run to AWAITING then Resume to COMPLETED, `n` times: executions per second."""
@@ -62,7 +66,9 @@ class WatchMany:
         b = self.bench
         n, watchers = b.size(1000, 100), b.size(100, 10)
         sc = f"WatchExecutions ({watchers} streams open, {n} executions changing)"
+        cpu = (proc_cpu(self.server_pid), proc_cpu(os.getpid()))
         quiet_rate = await self.cycle({"wm": uuid.uuid4().hex[:8]}, 64, n)
+        quiet_cpu = (proc_cpu(self.server_pid) - cpu[0], proc_cpu(os.getpid()) - cpu[1])
 
         tag = {"wm": uuid.uuid4().hex[:8]}
         latencies: list[float] = []
@@ -70,7 +76,8 @@ class WatchMany:
         repeats = 0
         opened = 0
         all_open, complete = asyncio.Event(), asyncio.Event()
-        expected = [4 * n if i % 2 == 0 else 2 * n for i in range(watchers)]
+        # bench-wait starts at its wait: created AWAITING, then RUNNING, then COMPLETED.
+        expected = [3 * n if i % 2 == 0 else 2 * n for i in range(watchers)]
         want = sum(expected)
         got = 0
 
@@ -80,27 +87,32 @@ class WatchMany:
                       else execution_pb2.EXECUTION_STATUS_UNSPECIFIED)
             call = b.stub.WatchExecutions(ws.WatchExecutionsRequest(
                 workflow="bench-wait", tags=tag, status=status), timeout=300)
+            first = True
             async for msg in call:
-                if not msg.HasField("change"):
+                if first:
+                    first = False
                     opened += 1
                     if opened == watchers:
                         all_open.set()
-                    continue
-                latencies.append(time.time() - msg.change.time.ToMilliseconds() / 1000)
-                if msg.cursor in cursors[i]:
-                    repeats += 1
-                else:
-                    got += 1
-                cursors[i].add(msg.cursor)
+                arrived = time.time()
+                for c in msg.changes:
+                    latencies.append(arrived - c.time.ToMilliseconds() / 1000)
+                    if c.cursor in cursors[i]:
+                        repeats += 1
+                    else:
+                        got += 1
+                    cursors[i].add(c.cursor)
                 if got >= want:
                     complete.set()
 
         tasks = [asyncio.create_task(watch(i)) for i in range(watchers)]
         try:
             await asyncio.wait_for(all_open.wait(), 60)
+            cpu = (proc_cpu(self.server_pid), proc_cpu(os.getpid()))
             busy_rate = await self.cycle(tag, 64, n)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(complete.wait(), 60)
+            busy_cpu = (proc_cpu(self.server_pid) - cpu[0], proc_cpu(os.getpid()) - cpu[1])
         finally:
             for task in tasks:
                 task.cancel()
@@ -114,6 +126,12 @@ class WatchMany:
                   met=got == want and repeats == 0))
         b.add(Row(sc, "Run + Resume cycles/s while the streams are open", round(busy_rate, 1),
                   "1/s", "the same with no stream open, just before", round(quiet_rate, 1)))
+        b.add(Row(sc, "server CPU per execution while the streams are open",
+                  round(busy_cpu[0] / n * 1000, 3), "ms", "the same with no stream open",
+                  round(quiet_cpu[0] / n * 1000, 3)))
+        b.add(Row(sc, "the bench's own CPU per execution (callers and the 100 streams)",
+                  round(busy_cpu[1] / n * 1000, 3), "ms", "the callers alone",
+                  round(quiet_cpu[1] / n * 1000, 3)))
         length = int(await b.redis.xlen(self.changes_key))
         used: Any = await b.redis.memory_usage(self.changes_key, samples=0)
         if length and used:

@@ -57,3 +57,28 @@ def test_cursors_round_trip_and_strangers_are_refused() -> None:
         with pytest.raises(InvalidArgument) as caught:
             decode_cursor(bad)
         assert [v.field for v in caught.value.violations] == ["cursor"]
+
+
+def test_a_message_put_together_from_bytes_reads_as_the_one_protobuf_builds() -> None:
+    from tarry.api._watch import ChangeMessages, change_pb
+    from tarry.engine import Seen
+    from tarry_api.v1 import workflow_service_pb2 as pb
+
+    a = change(Status.AWAITING, Status.RUNNING, waiting=("w",), tags={"t": "x" * 300})
+    b = Change(cursor="1764600000000-17", execution_id=namespaces.qualify("acme", "e2"),
+               workflow="wf", version="2", status=Status.COMPLETED, previous_status=None,
+               waiting=(), previous_waiting=("w",), tags={}, time_ms=1764600000000,
+               sequence=300)
+    messages = ChangeMessages(size=1)  # the cache holds one: both paths are taken
+    for seen in (Seen("1-0"), Seen("2-5", ((a, True), (b, False))),
+                 Seen("9-9", ((b, True), (a, False), (a, True)))):
+        wire = messages.message(seen)
+        built = pb.WatchExecutionsResponse(cursor=encode_cursor(seen.cursor))
+        for ch, matches in seen.changes:
+            c = built.changes.add()
+            c.CopyFrom(change_pb(ch))
+            c.matches = matches
+        assert pb.WatchExecutionsResponse.FromString(wire) == built
+    parsed = pb.WatchExecutionsResponse.FromString(messages.message(Seen("3-0", ((b, True),))))
+    assert parsed.changes[0].execution_id == "e2"  # the namespace is not shown
+    assert decode_cursor(parsed.changes[0].cursor) == "1764600000000-17"

@@ -279,8 +279,9 @@ func readEvents(ctx context.Context, items iter.Seq2[tarry.WatchItem, error], li
 
 // watchMany reads the client's WatchExecutions until it has f.count changes (the stream
 // has no end of its own), within the step's deadline; with reconnect_after N it stops
-// after the N-th change and opens a new watch from that change's cursor for the rest, as
-// a client reconnecting would.
+// after the N-th change and opens a new watch from that change's own cursor (even when
+// the server sent it in one message with the next) for the rest, as a client
+// reconnecting would.
 func watchMany(ctx context.Context, c *tarry.Client, f fields) ([]tarry.ExecutionChange, error) {
 	opts := tarry.WatchExecutionsOptions{Workflow: f.Workflow, Status: tarry.Status(f.Status),
 		Tags: f.Tags, WaitingNode: f.WaitingNode, Cursor: f.Cursor}

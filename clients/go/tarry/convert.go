@@ -151,9 +151,8 @@ func eventFromPB(m *tarryv1.ExecutionEvent) Event {
 	}
 }
 
-// changeFromPB reads the change of a WatchExecutions message; the cursor is the message's.
-func changeFromPB(m *tarryv1.WatchExecutionsResponse) ExecutionChange {
-	c := m.GetChange()
+// changeFromPB reads one change of a WatchExecutions message, with its own cursor.
+func changeFromPB(c *tarryv1.ExecutionChange) ExecutionChange {
 	ch := ExecutionChange{
 		ExecutionID:          c.GetExecutionId(),
 		Workflow:             c.GetWorkflow(),
@@ -166,7 +165,7 @@ func changeFromPB(m *tarryv1.WatchExecutionsResponse) ExecutionChange {
 		Time:                 timeFromPB(c.GetTime()),
 		Sequence:             c.GetSequence(),
 		Matches:              c.GetMatches(),
-		Cursor:               m.GetCursor(),
+		Cursor:               c.GetCursor(),
 	}
 	if ch.Tags == nil {
 		ch.Tags = map[string]string{} // never nil, like Execution.Tags

@@ -144,11 +144,11 @@ func TestTimeToPB(t *testing.T) {
 
 func TestChangeFromPB(t *testing.T) {
 	at := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
-	c := changeFromPB(&tarryv1.WatchExecutionsResponse{Cursor: "c9", Change: &tarryv1.ExecutionChange{
+	c := changeFromPB(&tarryv1.ExecutionChange{
 		ExecutionId: "e1", Workflow: "expense-approval", WorkflowVersion: "1",
 		Status: tarryv1.ExecutionStatus_EXECUTION_STATUS_RUNNING, PreviousStatus: tarryv1.ExecutionStatus_EXECUTION_STATUS_AWAITING,
 		PreviousWaitingNodes: []string{"manager-approval"}, Tags: map[string]string{"inbox": "a"},
-		Time: timestamppb.New(at), Sequence: 7}})
+		Time: timestamppb.New(at), Sequence: 7, Cursor: "c9"})
 	if c.ExecutionID != "e1" || c.Workflow != "expense-approval" || c.WorkflowVersion != "1" || c.Status != StatusRunning ||
 		c.PreviousStatus != StatusAwaiting || c.Created() || c.Matches || c.Sequence != 7 || c.Cursor != "c9" || !c.Time.Equal(at) {
 		t.Fatalf("%+v", c)
@@ -156,9 +156,10 @@ func TestChangeFromPB(t *testing.T) {
 	if len(c.WaitingNodes) != 0 || len(c.PreviousWaitingNodes) != 1 || c.PreviousWaitingNodes[0] != "manager-approval" || c.Tags["inbox"] != "a" {
 		t.Fatalf("nodes and tags %+v", c)
 	}
-	created := changeFromPB(&tarryv1.WatchExecutionsResponse{Change: &tarryv1.ExecutionChange{
-		Status: tarryv1.ExecutionStatus_EXECUTION_STATUS_RUNNING, Matches: true}})
-	if !created.Created() || created.PreviousStatus != "" || created.Tags == nil || !created.Time.IsZero() || !created.Matches {
+	created := changeFromPB(&tarryv1.ExecutionChange{
+		Status: tarryv1.ExecutionStatus_EXECUTION_STATUS_RUNNING, Matches: true})
+	if !created.Created() || created.PreviousStatus != "" || created.Tags == nil || !created.Time.IsZero() || !created.Matches ||
+		created.Cursor != "" {
 		t.Fatalf("created %+v", created)
 	}
 }

@@ -140,10 +140,22 @@ func sends(err error, msgs ...*tarryv1.WatchExecutionResponse) func(*tarryv1.Wat
 	}
 }
 
-// change is a WatchExecutions message with a change of execution id to status.
+// execChange is a change of execution id from one status to another, at cursor.
+func execChange(cursor, id string, from, to tarryv1.ExecutionStatus) *tarryv1.ExecutionChange {
+	return &tarryv1.ExecutionChange{ExecutionId: id, Workflow: "w", Status: to, PreviousStatus: from,
+		Matches: true, Cursor: cursor}
+}
+
+// change is a WatchExecutions message with one change of execution id to status; the
+// message's cursor is the change's.
 func change(cursor, id string, from, to tarryv1.ExecutionStatus) *tarryv1.WatchExecutionsResponse {
-	return &tarryv1.WatchExecutionsResponse{Cursor: cursor, Change: &tarryv1.ExecutionChange{
-		ExecutionId: id, Workflow: "w", Status: to, PreviousStatus: from, Matches: true}}
+	return changes(cursor, execChange(cursor, id, from, to))
+}
+
+// changes is a WatchExecutions message with several changes, the stream at cursor after
+// them.
+func changes(cursor string, cs ...*tarryv1.ExecutionChange) *tarryv1.WatchExecutionsResponse {
+	return &tarryv1.WatchExecutionsResponse{Cursor: cursor, Changes: cs}
 }
 
 // cursorOnly is a WatchExecutions message without a change.

@@ -50,15 +50,18 @@ type WatchExecutionsOptions struct {
 //	}
 //
 // The stream has no end of its own: the loop runs until the caller breaks out of it (which
-// ends the stream), the context ends, or a failure. Messages that carry only a cursor are
-// not yielded, but their cursor is kept: when the server ends the stream (it closes
-// watches after a while, or shuts down), WatchExecutions reopens it at once, and when it
-// breaks (UNAVAILABLE, a transport reset) it reconnects after a backoff, each time from
-// the cursor of the last message received, so no change is missed or repeated. A failure
-// is yielded once, as the last item: ErrCursorOutOfRange (list again and watch from the
-// page's WatchCursor), ErrInvalidArgument (a malformed filter or cursor) and
-// ErrOverloaded (the server's limit of open watches) at once, ErrUnavailable once the
-// retries are spent, or the context's end.
+// ends the stream), the context ends, or a failure. A message of the stream carries one
+// or more changes, yielded in order, each with its own Cursor (the stream just after
+// that change), or none: a message that carries only a cursor yields nothing, but its
+// cursor is kept. When the server ends the stream (it closes watches after a while, or
+// shuts down), WatchExecutions reopens it at once, and when it breaks (UNAVAILABLE, a
+// transport reset) it reconnects after a backoff, each time from the cursor of the last
+// message received, so no change is missed or repeated. A caller who stops in the middle
+// of a message and watches again later starts from the Cursor of the last change it
+// took. A failure is yielded once, as the last item: ErrCursorOutOfRange (list again and
+// watch from the page's WatchCursor), ErrInvalidArgument (a malformed filter or cursor)
+// and ErrOverloaded (the server's limit of open watches) at once, ErrUnavailable once
+// the retries are spent, or the context's end.
 func (c *Client) WatchExecutions(ctx context.Context, opts *WatchExecutionsOptions) iter.Seq2[ExecutionChange, error] {
 	return func(yield func(ExecutionChange, error) bool) {
 		if opts == nil {
@@ -113,9 +116,10 @@ func (c *Client) watchChangesOnce(ctx context.Context, cur *changesCursor, yield
 		if err != nil {
 			return false, err
 		}
-		change, ok := cur.accept(msg)
-		if ok && !yield(change, nil) {
-			return true, nil
+		for _, change := range cur.accept(msg) {
+			if !yield(change, nil) {
+				return true, nil
+			}
 		}
 	}
 }
@@ -134,17 +138,18 @@ func (w *changesCursor) request() *tarryv1.WatchExecutionsRequest {
 	return w.req
 }
 
-// accept keeps a message's cursor and turns it into the change to yield, or false for a
-// message that carries only a cursor.
-func (w *changesCursor) accept(msg *tarryv1.WatchExecutionsResponse) (ExecutionChange, bool) {
+// accept keeps a message's cursor and turns its changes into those to yield, oldest
+// first, each with its own cursor; none for a message that carries only a cursor.
+func (w *changesCursor) accept(msg *tarryv1.WatchExecutionsResponse) []ExecutionChange {
 	w.progress()
 	if cursor := msg.GetCursor(); cursor != "" {
 		w.req.Cursor = cursor
 	}
-	if msg.GetChange() == nil {
-		return ExecutionChange{}, false
+	changes := make([]ExecutionChange, 0, len(msg.GetChanges()))
+	for _, c := range msg.GetChanges() {
+		changes = append(changes, changeFromPB(c))
 	}
-	return changeFromPB(msg), true
+	return changes
 }
 
 // retryAfter is the pause before reconnecting after the stream failed with err, or ended

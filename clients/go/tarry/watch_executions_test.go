@@ -82,6 +82,71 @@ func TestWatchExecutionsReconnectsWithTheLastCursor(t *testing.T) {
 	}
 }
 
+func TestWatchExecutionsYieldsEveryChangeOfAMessage(t *testing.T) {
+	f := &fakeServer{manys: []manyScript{
+		// One message with three changes; the stream stands past them (changes that did
+		// not match were read too), then a message with none, then one with a single change.
+		sendsChanges(status.Error(codes.Unavailable, "going away"), cursorOnly("c0"),
+			changes("c4", execChange("c1", "a", none, running), execChange("c2", "b", none, running),
+				execChange("c3", "a", running, awaiting)),
+			changes("c5"), change("c6", "b", running, awaiting)),
+		// After the break, a message with two changes again.
+		holdsChanges(changes("c8", execChange("c7", "c", none, running), execChange("c8", "c", running, completed))),
+	}}
+	c := f.start(t, WithWatchRetry(fastRetry))
+	got, err := collectChanges(t, c, nil, 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cursors := cursorsOf(got); !slices.Equal(cursors, []string{"c1", "c2", "c3", "c6", "c7", "c8"}) {
+		t.Fatalf("yielded the changes at %v, want each change's own cursor [c1 c2 c3 c6 c7 c8]", cursors)
+	}
+	var ids []string
+	for _, ch := range got {
+		ids = append(ids, ch.ExecutionID+":"+string(ch.Status))
+	}
+	want := []string{"a:RUNNING", "b:RUNNING", "a:AWAITING", "b:AWAITING", "c:RUNNING", "c:COMPLETED"}
+	if !slices.Equal(ids, want) {
+		t.Fatalf("yielded %v, want %v in order", ids, want)
+	}
+	var sent []string
+	for _, r := range f.manyRequests() {
+		sent = append(sent, r.GetCursor())
+	}
+	// The reconnect is from the last message's cursor, not its last change's.
+	if !slices.Equal(sent, []string{"", "c6"}) {
+		t.Fatalf("connected with cursors %v, want [ c6]", sent)
+	}
+}
+
+func TestWatchExecutionsResumesFromAChangeInsideAMessage(t *testing.T) {
+	// A caller who stops after the second of three changes and watches again from that
+	// change's cursor gets the third, as the server sends what follows the cursor.
+	f := &fakeServer{manys: []manyScript{func(req *tarryv1.WatchExecutionsRequest, stream tarryv1.WorkflowService_WatchExecutionsServer) error {
+		all := []*tarryv1.ExecutionChange{execChange("c1", "a", none, running),
+			execChange("c2", "b", none, running), execChange("c3", "c", none, running)}
+		for i, ch := range all {
+			if ch.GetCursor() == req.GetCursor() {
+				all = all[i+1:]
+				break
+			}
+		}
+		return holdsChanges(changes("c3", all...))(req, stream)
+	}}}
+	c := f.start(t)
+	first, err := collectChanges(t, c, nil, 2)
+	if err != nil || !slices.Equal(cursorsOf(first), []string{"c1", "c2"}) {
+		t.Fatalf("%v, %v", cursorsOf(first), err)
+	}
+	rest, err := collectChanges(t, c, &WatchExecutionsOptions{Cursor: first[1].Cursor}, 1)
+	if err != nil || len(rest) != 1 || rest[0].ExecutionID != "c" || rest[0].Cursor != "c3" {
+		t.Fatalf("%+v, %v", rest, err)
+	}
+	if sent := f.manyRequests(); len(sent) != 2 || sent[1].GetCursor() != "c2" {
+		t.Fatalf("requests %v", sent)
+	}
+}
+
 func TestWatchExecutionsFromNow(t *testing.T) {
 	f := &fakeServer{manys: []manyScript{holdsChanges(cursorOnly("c0"), cursorOnly("c1"), change("c2", "a", awaiting, running))}}
 	got, err := collectChanges(t, f.start(t), nil, 1)

@@ -229,8 +229,7 @@ class AsyncClient:
             call = self._stub.WatchExecutions(cursor_.request(), metadata=self._metadata)
             try:
                 async for message in call:
-                    change = cursor_.accept(message)
-                    if change is not None:
+                    for change in cursor_.accept(message):
                         yield change
                 delay = cursor_.retry_after(None)
             except grpc.RpcError as exc:

@@ -270,9 +270,7 @@ class Client:
             call = self._stub.WatchExecutions(cursor_.request(), metadata=self._metadata)
             try:
                 for message in call:
-                    change = cursor_.accept(message)
-                    if change is not None:
-                        yield change
+                    yield from cursor_.accept(message)
                 delay = cursor_.retry_after(None)
             except grpc.RpcError as exc:
                 delay = cursor_.retry_after(exc)

@@ -291,8 +291,7 @@ def execution_page_from_pb(response: pb.ListExecutionsResponse) -> ExecutionPage
                          response.next_page_token or None, response.watch_cursor or None)
 
 
-def change_from_pb(message: pb.WatchExecutionsResponse) -> ExecutionChange:
-    c = message.change
+def change_from_pb(c: pb.ExecutionChange) -> ExecutionChange:
     return ExecutionChange(
         execution_id=c.execution_id, workflow=c.workflow, workflow_version=c.workflow_version,
         status=status_from_pb(c.status),
@@ -300,7 +299,7 @@ def change_from_pb(message: pb.WatchExecutionsResponse) -> ExecutionChange:
                               c.previous_status),
         waiting_nodes=tuple(c.waiting_nodes),
         previous_waiting_nodes=tuple(c.previous_waiting_nodes), tags=dict(c.tags),
-        time=_time(c.time), sequence=c.sequence, matches=c.matches, cursor=message.cursor)
+        time=_time(c.time), sequence=c.sequence, matches=c.matches, cursor=c.cursor)
 
 
 def event_page_from_pb(response: pb.ListExecutionEventsResponse) -> EventPage:

@@ -177,13 +177,13 @@ class ChangesCursor:
         self._received = False
         return self._request
 
-    def accept(self, message: pb.WatchExecutionsResponse) -> ExecutionChange | None:
-        """The change to hand to the caller, or None for a cursor-only message."""
+    def accept(self, message: pb.WatchExecutionsResponse) -> list[ExecutionChange]:
+        """The changes to hand to the caller (none for a cursor-only message)."""
         self._received = True
         self._failures = 0
         if message.cursor:
             self._request.cursor = message.cursor
-        return change_from_pb(message) if message.HasField("change") else None
+        return [change_from_pb(c) for c in message.changes]
 
     def retry_after(self, error: grpc.RpcError | None) -> float:
         """Seconds to wait before reconnecting; raises the typed error when reconnecting

@@ -404,10 +404,11 @@ export class Client {
    * execution stop matching (`matches: false`). From `cursor`, else from now.
    *
    * The stream has no end of its own: the iterator runs until the caller leaves the loop
-   * (which cancels the stream) or aborts `signal`. It skips the messages that carry only a
-   * cursor, and remembers the cursor of every message; when the stream breaks (UNAVAILABLE,
-   * a transport reset) or the server ends it, it reconnects with the last cursor, so nothing
-   * is missed or repeated. It throws (e.g. Unavailable) only once `watchRetry` is spent, and
+   * (which cancels the stream) or aborts `signal`. It yields every change of every message
+   * in order, each with its own `cursor` (pass it to continue just after that change), skips
+   * the messages that carry only a cursor, and remembers the cursor of every message; when
+   * the stream breaks (UNAVAILABLE, a transport reset) or the server ends it, it reconnects
+   * with the last one, so nothing is missed or repeated. It throws (e.g. Unavailable) only once `watchRetry` is spent, and
    * CursorOutOfRange (list again and watch from the page's `watchCursor`), InvalidArgument,
    * Overloaded and the like without retrying.
    */
@@ -433,8 +434,7 @@ export class Client {
         let failure: grpc.ServiceError | undefined;
         try {
           for await (const message of call as AsyncIterable<WatchExecutionsResponse>) {
-            const change = cursor.accept(message);
-            if (change !== undefined) {
+            for (const change of cursor.accept(message)) {
               yield change;
             }
           }

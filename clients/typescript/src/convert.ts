@@ -234,15 +234,8 @@ export function executionPageFromPb(m: spb.ListExecutionsResponse): ExecutionPag
   });
 }
 
-/**
- * The change of a WatchExecutions message, with the message's cursor; the message must
- * carry one (cursor-only messages are the caller's to skip).
- */
-export function changeFromPb(m: spb.WatchExecutionsResponse): ExecutionChange {
-  const c = m.change;
-  if (c === undefined) {
-    throw new Error("a WatchExecutions message without a change has no change to convert");
-  }
+/** One change of a WatchExecutions message, with its own cursor (just after it). */
+export function changeFromPb(c: spb.ExecutionChange): ExecutionChange {
   return compact({
     executionId: c.executionId,
     workflow: c.workflow,
@@ -256,7 +249,7 @@ export function changeFromPb(m: spb.WatchExecutionsResponse): ExecutionChange {
     time: time(c.time),
     sequence: c.sequence,
     matches: c.matches,
-    cursor: m.cursor,
+    cursor: c.cursor,
   });
 }
 

@@ -198,9 +198,10 @@ export class WatchCursor {
 /**
  * The state of one `watchExecutions()`: what to ask for on (re)connecting.
  *
- * It remembers the cursor of every message received, a change or a cursor-only one, and
- * reconnects with the last as `cursor`, so the server sends exactly what came after: no
- * change is missed or repeated. The stream has no end of its own, so one the server ends
+ * It remembers the cursor of every message received, one with changes or a cursor-only one,
+ * and reconnects with the last as `cursor`, so the server sends exactly what came after: no
+ * change is missed or repeated. Each change carries its own cursor (just after it), for a
+ * caller that stops in the middle of a message. The stream has no end of its own, so one the server ends
  * (with OK, after progress) is reopened at once.
  */
 export class ChangesCursor {
@@ -220,14 +221,14 @@ export class ChangesCursor {
     return { ...this.base, tags: { ...this.base.tags } };
   }
 
-  /** The change to hand to the caller for this message, or undefined for a cursor-only one. */
-  accept(message: WatchExecutionsResponse): ExecutionChange | undefined {
+  /** The changes to hand to the caller for this message, oldest first; none if cursor-only. */
+  accept(message: WatchExecutionsResponse): ExecutionChange[] {
     this.receivedOnThisStream = true;
     this.failures = 0; // progress: a later break gets the full retry budget again
     if (message.cursor !== "") {
       this.base.cursor = message.cursor;
     }
-    return message.change === undefined ? undefined : changeFromPb(message);
+    return message.changes.map(changeFromPb);
   }
 
   /** Whether the current connection brought any message. */

@@ -17,7 +17,7 @@ import { ExecutionStatus } from "../src/gen/tarry/v1/execution";
 import type { Execution as PbExecution } from "../src/gen/tarry/v1/execution";
 import { WorkflowServiceService } from "../src/gen/tarry/v1/workflow_service";
 import type {
-  GetExecutionRequest, GetExecutionResponse, ListExecutionsRequest, ListExecutionsResponse,
+  ExecutionChange as PbExecutionChange, GetExecutionRequest, GetExecutionResponse, ListExecutionsRequest, ListExecutionsResponse,
   RunRequest, RunResponse, SuspendRequest,
   SuspendResponse, WatchExecutionRequest, WatchExecutionResponse, WatchExecutionsRequest,
   WatchExecutionsResponse, WorkflowServiceServer,
@@ -52,23 +52,30 @@ function event(sequence: number, status = ExecutionStatus.EXECUTION_STATUS_UNSPE
   };
 }
 
-/** A WatchExecutions message with a change of execution `id`, or only `cursor`. */
+/** A change of execution `id`, with `cursor`: where the stream stands just after it. */
+function change(cursor: string, id: string,
+                status = ExecutionStatus.EXECUTION_STATUS_AWAITING,
+                previousStatus = ExecutionStatus.EXECUTION_STATUS_RUNNING): PbExecutionChange {
+  return {
+    executionId: id, workflow: "w", workflowVersion: "1", status, previousStatus,
+    waitingNodes: status === ExecutionStatus.EXECUTION_STATUS_AWAITING ? ["approve"] : [],
+    previousWaitingNodes: [], tags: { inbox: "a" }, time: new Date(5000), sequence: 4,
+    matches: true, cursor,
+  };
+}
+
+/**
+ * A WatchExecutions message with one change of execution `id` (whose cursor is the
+ * message's, as when the change is the message's last), or only `cursor`.
+ */
 function changed(cursor: string, id?: string,
                  status = ExecutionStatus.EXECUTION_STATUS_AWAITING,
                  previousStatus = ExecutionStatus.EXECUTION_STATUS_RUNNING
 ): WatchExecutionsResponse {
   if (id === undefined) {
-    return { cursor };
+    return { cursor, changes: [] };
   }
-  return {
-    cursor,
-    change: {
-      executionId: id, workflow: "w", workflowVersion: "1", status, previousStatus,
-      waitingNodes: status === ExecutionStatus.EXECUTION_STATUS_AWAITING ? ["approve"] : [],
-      previousWaitingNodes: [], tags: { inbox: "a" }, time: new Date(5000), sequence: 4,
-      matches: true,
-    },
-  };
+  return { cursor, changes: [change(cursor, id, status, previousStatus)] };
 }
 
 function rpcError(code: grpc.status, reason?: string): Partial<grpc.ServiceError> {
@@ -329,6 +336,56 @@ describe("watchExecutions", () => {
                        ["a:AWAITING@c2", "b:AWAITING@c4", "a:COMPLETED@c6", "c:AWAITING@c7"]);
       assert.deepEqual(fake.manyRequests.map((r) => r.cursor), ["", "c3", "c5", "c6"]);
       assert.ok(fake.manyRequests.every((r) => r.workflow === "w"), "the filters are kept");
+    } finally {
+      client.close();
+    }
+  });
+
+  test("yields every change of a message in order, each with its own cursor", async () => {
+    fake.manyWatches.push(
+      (call) => {
+        call.write(changed("c1"));
+        call.write({ cursor: "m4", changes: [
+          change("c2", "a"), change("c3", "b"),
+          change("c4", "a", ExecutionStatus.EXECUTION_STATUS_COMPLETED,
+                 ExecutionStatus.EXECUTION_STATUS_AWAITING),
+        ] });
+        call.emit("error", rpcError(grpc.status.UNAVAILABLE));
+      },
+      (call) => {
+        call.write({ cursor: "m6", changes: [change("c5", "c"), change("c6", "d")] });
+      },
+    );
+    const client = new Client(target, { watchRetry: FAST });
+    try {
+      assert.deepEqual(await take(client.watchExecutions(), 5), [
+        "a:AWAITING@c2", "b:AWAITING@c3", "a:COMPLETED@c4", "c:AWAITING@c5", "d:AWAITING@c6",
+      ]);
+      // The reconnect continues after the whole message: with its cursor, not a change's.
+      assert.deepEqual(fake.manyRequests.map((r) => r.cursor), ["", "m4"]);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("stopping in the middle of a message: the last change's cursor resumes", async () => {
+    fake.manyWatches.push(
+      (call) => {
+        call.write({ cursor: "c4", changes: [
+          change("c2", "a"), change("c3", "b"), change("c4", "c"),
+        ] });
+      },
+      (call) => {
+        call.write({ cursor: "c4", changes: [change("c4", "c")] });
+      },
+    );
+    const client = new Client(target, { watchRetry: FAST });
+    try {
+      assert.deepEqual(await take(client.watchExecutions(), 2),
+                       ["a:AWAITING@c2", "b:AWAITING@c3"]);
+      assert.deepEqual(await take(client.watchExecutions({ cursor: "c3" }), 1),
+                       ["c:AWAITING@c4"]);
+      assert.deepEqual(fake.manyRequests.map((r) => r.cursor), ["", "c3"]);
     } finally {
       client.close();
     }

@@ -10,7 +10,9 @@ import {
 import { ExecutionStatus, SuspensionSource, WaitingKind } from "../src/gen/tarry/v1/execution";
 import { Execution as PbExecution } from "../src/gen/tarry/v1/execution";
 import { NodeKind, Workflow as PbWorkflow } from "../src/gen/tarry/v1/workflow";
-import { WatchExecutionsResponse } from "../src/gen/tarry/v1/workflow_service";
+import {
+  ExecutionChange as PbExecutionChange, WatchExecutionsResponse,
+} from "../src/gen/tarry/v1/workflow_service";
 import { isTerminal, waitingNodeIds } from "../src/index";
 
 const base: PbExecution = {
@@ -200,26 +202,36 @@ test("a time filter: unset when undefined, refused when invalid", () => {
 });
 
 test("a change: readable statuses, no previousStatus when it created the execution", () => {
-  const message = (previousStatus: ExecutionStatus): WatchExecutionsResponse =>
-    WatchExecutionsResponse.decode(WatchExecutionsResponse.encode({
-      cursor: "c7",
-      change: {
-        executionId: "e1", workflow: "w", workflowVersion: "2",
-        status: ExecutionStatus.EXECUTION_STATUS_AWAITING, previousStatus,
-        waitingNodes: ["approve"], previousWaitingNodes: [], tags: { inbox: "a" },
-        time: new Date("2026-01-01T00:00:00.250Z"), sequence: 9, matches: true,
-      },
+  const pbChange = (previousStatus: ExecutionStatus): PbExecutionChange =>
+    PbExecutionChange.decode(PbExecutionChange.encode({
+      executionId: "e1", workflow: "w", workflowVersion: "2",
+      status: ExecutionStatus.EXECUTION_STATUS_AWAITING, previousStatus,
+      waitingNodes: ["approve"], previousWaitingNodes: [], tags: { inbox: "a" },
+      time: new Date("2026-01-01T00:00:00.250Z"), sequence: 9, matches: true, cursor: "c7",
     }).finish());
-  const change = changeFromPb(message(ExecutionStatus.EXECUTION_STATUS_RUNNING));
+  const change = changeFromPb(pbChange(ExecutionStatus.EXECUTION_STATUS_RUNNING));
   assert.deepEqual(change, {
     executionId: "e1", workflow: "w", workflowVersion: "2", status: "AWAITING",
     previousStatus: "RUNNING", waitingNodes: ["approve"], previousWaitingNodes: [],
     tags: { inbox: "a" }, time: new Date("2026-01-01T00:00:00.250Z"), sequence: 9,
     matches: true, cursor: "c7",
   });
-  const created = changeFromPb(message(ExecutionStatus.EXECUTION_STATUS_UNSPECIFIED));
+  const created = changeFromPb(pbChange(ExecutionStatus.EXECUTION_STATUS_UNSPECIFIED));
   assert.ok(!("previousStatus" in created), "previousStatus is present");
-  assert.throws(() => changeFromPb({ cursor: "c8" }), /without a change/);
+});
+
+test("each change of a message keeps its own cursor", () => {
+  const message = WatchExecutionsResponse.decode(WatchExecutionsResponse.encode({
+    cursor: "m3",
+    changes: ["c1", "c2", "c3"].map((cursor, i) => ({
+      executionId: `e${i}`, workflow: "w", workflowVersion: "1",
+      status: ExecutionStatus.EXECUTION_STATUS_RUNNING,
+      previousStatus: ExecutionStatus.EXECUTION_STATUS_UNSPECIFIED, waitingNodes: [],
+      previousWaitingNodes: [], tags: {}, time: new Date(0), sequence: 1, matches: true, cursor,
+    })),
+  }).finish());
+  assert.deepEqual(message.changes.map(changeFromPb).map((c) => [c.executionId, c.cursor]),
+                   [["e0", "c1"], ["e1", "c2"], ["e2", "c3"]]);
 });
 
 test("a listing's watchCursor, absent when the server sent none", () => {

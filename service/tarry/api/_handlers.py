@@ -125,7 +125,9 @@ def _handler(servicer: WorkflowService, method: MethodDescriptor, admission: Adm
     assert request_type.DESCRIPTOR is method.input_type
     assert response_type.DESCRIPTOR is method.output_type
     behaviour = getattr(servicer, method.name)
-    serialize = response_type.SerializeToString
+    serialize: Callable[[Any], bytes] = response_type.SerializeToString
+    if method.server_streaming:
+        serialize = _serialized_or(response_type)
     caller = functools.partial(_caller, servicer.auth, method.name)
     if method.client_streaming:
         raise NotImplementedError(f"client-streaming method {method.full_name}")
@@ -142,6 +144,16 @@ def _handler(servicer: WorkflowService, method: MethodDescriptor, admission: Adm
         unary = _measured(method.name, unary, observer)
     return grpc.unary_unary_rpc_method_handler(
         unary, request_deserializer=None, response_serializer=serialize)
+
+
+def _serialized_or(response_type: type[pb_message.Message]) -> Callable[[Any], bytes]:
+    """A stream's serializer: a message, or bytes a handler serialized itself (a
+    WatchExecutions message that many streams share the parts of: `_watch.ChangeMessages`)."""
+    def serialize(response: Any) -> bytes:
+        return response if isinstance(response, bytes) else response_type.SerializeToString(
+            response)
+
+    return serialize
 
 
 async def _caller(auth: Authenticator | None, method: str, context: Context) -> None:

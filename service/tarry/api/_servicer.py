@@ -18,7 +18,7 @@ import contextlib
 import contextvars
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, cast
 
 import grpc
 from typing_extensions import override
@@ -59,7 +59,7 @@ from ._fields import request_id as _request_id
 from ._fields import required as _required
 from ._fields import status_filter as _status_filter
 from ._fields import user_value as _user_value
-from ._watch import Watches, change_message, decode_cursor, encode_cursor
+from ._watch import ChangeMessages, Watches, decode_cursor, encode_cursor
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -170,6 +170,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         self.auth = auth
         """Checks each call's bearer token (None: authentication is off)."""
         self.watches = Watches(engine, self._snapshot)
+        self._change_messages = ChangeMessages()
         self._calls = 0
         self._watching = 0
 
@@ -363,7 +364,10 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             stream = self.engine.follow_changes(f, cursor, self.config.max_watch_seconds)
             async with contextlib.aclosing(stream):
                 async for seen in stream:
-                    yield change_message(seen)
+                    # Bytes, put together from each change's serialization (shared by the
+                    # streams); the stream's serializer passes them on as they are.
+                    yield cast(pb.WatchExecutionsResponse,
+                               self._change_messages.message(seen))
         except grpc.aio.AbortError:
             raise
         except Exception as exc:

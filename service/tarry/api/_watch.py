@@ -19,11 +19,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import collections
 import contextlib
 import re
 from collections.abc import AsyncGenerator, Callable
 
 from tarry.engine import (
+    Change,
     CursorOutOfRange,
     Engine,
     Event,
@@ -159,21 +161,63 @@ def decode_cursor(token: str) -> str:
     return found.group(1)
 
 
-def change_message(seen: Seen) -> workflow_service_pb2.WatchExecutionsResponse:
-    msg = workflow_service_pb2.WatchExecutionsResponse(cursor=encode_cursor(seen.cursor))
-    ch = seen.change
-    if ch is None:
-        return msg
-    c = msg.change
-    c.execution_id = namespaces.split(ch.execution_id)[1]  # callers see plain ids
-    c.workflow, c.workflow_version = ch.workflow, ch.version
-    c.status = STATUS_TO_PB[ch.status]
+class ChangeMessages:
+    """WatchExecutions messages, as bytes. Every open stream that matches a change sends
+    it, so each change is serialized once (`ExecutionChange`, kept for the last `size`
+    changes) and each stream's message is put together from those bytes: the wire format
+    lets a message's fields come in any order, so `matches`, the one field that differs
+    between streams, is appended after the rest."""
+
+    def __init__(self, size: int = 8192) -> None:
+        self._size = size
+        self._serialized: collections.OrderedDict[str, bytes] = collections.OrderedDict()
+
+    def message(self, seen: Seen) -> bytes:
+        out = bytearray(_length_delimited(_CURSOR_FIELD, encode_cursor(seen.cursor).encode()))
+        for ch, matches in seen.changes:
+            out += _length_delimited(_CHANGES_FIELD,
+                                     self._change(ch) + (_MATCHES_TRUE if matches else b""))
+        return bytes(out)
+
+    def _change(self, ch: Change) -> bytes:
+        found = self._serialized.get(ch.cursor)
+        if found is None:
+            found = change_pb(ch).SerializeToString()
+            self._serialized[ch.cursor] = found
+            if len(self._serialized) > self._size:
+                self._serialized.popitem(last=False)
+        return found
+
+
+def change_pb(ch: Change) -> workflow_service_pb2.ExecutionChange:
+    """`ch` as the API sends it, `matches` left unset (false)."""
+    c = workflow_service_pb2.ExecutionChange(
+        execution_id=namespaces.split(ch.execution_id)[1],  # callers see plain ids
+        workflow=ch.workflow, workflow_version=ch.version, status=STATUS_TO_PB[ch.status],
+        waiting_nodes=ch.waiting, previous_waiting_nodes=ch.previous_waiting,
+        tags=ch.tags, sequence=ch.sequence, cursor=encode_cursor(ch.cursor))
     if ch.previous_status is not None:
         c.previous_status = STATUS_TO_PB[ch.previous_status]
-    c.waiting_nodes.extend(ch.waiting)
-    c.previous_waiting_nodes.extend(ch.previous_waiting)
-    c.tags.update(ch.tags)
     set_time(c.time, ch.time_ms, "time")
-    c.sequence = ch.sequence
-    c.matches = seen.matches
-    return msg
+    return c
+
+
+_CURSOR_FIELD, _CHANGES_FIELD = 1, 2
+"""WatchExecutionsResponse's field numbers."""
+_MATCHES_TRUE = bytes([11 << 3 | 0, 1])
+"""ExecutionChange.matches (field 11, a varint) set to true, as it is on the wire."""
+
+
+def _length_delimited(field: int, payload: bytes) -> bytes:
+    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)

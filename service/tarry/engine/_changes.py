@@ -58,12 +58,11 @@ class ChangeFilter:
 
 @dataclass(frozen=True)
 class Seen:
-    """One message of a stream: where it stands, and the change (None: the cursor only)."""
+    """One message of a stream: where it stands, and the changes since the last one, each
+    with whether the execution matches the filter after it (else it only did before)."""
 
     cursor: str
-    change: Change | None = None
-    matches: bool = False
-    """The execution matches the filter after the change (else it only did before)."""
+    changes: tuple[tuple[Change, bool], ...] = ()
 
 
 class _Subscriber:
@@ -93,14 +92,15 @@ class ChangeFeed:
     """The change log, read once per process for every open WatchExecutions stream."""
 
     def __init__(self, store: Store, *, batch: int = 512, block_ms: int = 1000,
-                 queue_limit: int = 10_000, progress_s: float = 5.0, retry_s: float = 0.5
-                 ) -> None:
+                 queue_limit: int = 10_000, progress_s: float = 5.0, retry_s: float = 0.5,
+                 gather_s: float = 0.025) -> None:
         self._store = store
         self._batch = batch
         self._block_ms = block_ms
         self._queue_limit = queue_limit
         self._progress_s = progress_s
         self._retry_s = retry_s
+        self._gather_s = gather_s
         self._subs: set[_Subscriber] = set()
         self._task: asyncio.Task[None] | None = None
         self._last = ""
@@ -153,6 +153,9 @@ class ChangeFeed:
                 self._last = changes[-1].cursor
                 for sub in list(self._subs):
                     sub.push(changes)
+                # Let the next changes gather for a moment: every wake-up costs each open
+                # stream a message, so under load a message carries many changes.
+                await asyncio.sleep(self._gather_s)
 
     async def _check_rewound(self) -> None:
         """After an outage: a log now behind what was read (Redis lost writes in a
@@ -167,9 +170,10 @@ class ChangeFeed:
 
     async def follow(self, f: ChangeFilter, cursor: str | None, max_seconds: float
                      ) -> AsyncGenerator[Seen, None]:
-        """The stream of WatchExecutions: first where it starts, then each change that
-        matches `f` before or after it, from `cursor` (None: from now) on, with a cursor-only
-        message after `progress_s` without a match, until `max_seconds` have passed."""
+        """The stream of WatchExecutions: first where it starts, then the changes that
+        match `f` before or after them, from `cursor` (None: from now) on, as they come (a
+        message per wake-up, at most `batch` changes each), with a cursor-only message after
+        `progress_s` without a match, until `max_seconds` have passed."""
         loop = asyncio.get_running_loop()
         end = loop.time() + max_seconds
         async with self._subscribe() as sub:
@@ -210,14 +214,19 @@ class ChangeFeed:
                             continue
                     changes = list(sub.queue)
                     sub.queue.clear()
+                matched: list[tuple[Change, bool]] = []
                 for ch in changes:
                     if cursor_key(ch.cursor) <= cursor_key(cursor):
                         continue  # read from the log already
                     cursor = ch.cursor
                     now, then = f.after(ch), f.before(ch)
                     if now or then:
-                        sent = cursor
-                        yield Seen(cursor, ch, now)
+                        matched.append((ch, now))
+                for at in range(0, len(matched), self._batch):
+                    part = matched[at:at + self._batch]
+                    # The last message of the batch stands where the batch ends.
+                    sent = cursor if at + self._batch >= len(matched) else part[-1][0].cursor
+                    yield Seen(sent, tuple(part))
 
     async def _check(self, cursor: str) -> None:
         bounds = await self._store.change_log()

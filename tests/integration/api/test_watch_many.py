@@ -39,26 +39,25 @@ async def listing_cursor(stub: Stub) -> str:
     return page.watch_cursor
 
 
-async def read_changes(call: Changes, n: int
-                       ) -> tuple[list[pb.WatchExecutionsResponse], str]:
-    """The first `n` messages with a change (and the cursor of the last message read)."""
-    got: list[pb.WatchExecutionsResponse] = []
-    cursor = ""
+async def read_changes(call: Changes, n: int) -> tuple[list[pb.ExecutionChange], str]:
+    """The first `n` changes (and the cursor of the last one: reconnecting with it goes on
+    just after it). Every message carries a cursor; a change, its own."""
+    got: list[pb.ExecutionChange] = []
     async with asyncio.timeout(TIMEOUT):
         async for m in call:
             assert m.cursor
-            cursor = m.cursor
-            if m.HasField("change"):
-                got.append(m)
-                if len(got) == n:
-                    break
+            for c in m.changes:
+                assert c.cursor
+                got.append(c)
+            if len(got) >= n:
+                break
     call.cancel()
-    return got, cursor
+    assert len(got) >= n, f"{len(got)} changes, expected {n}"
+    return got[:n], got[n - 1].cursor  # (a message may carry more: the rest comes again)
 
 
-def shape(messages: list[pb.WatchExecutionsResponse]) -> list[tuple[str, int, int, bool]]:
-    return [(m.change.execution_id, m.change.previous_status, m.change.status,
-             m.change.matches) for m in messages]
+def shape(changes: list[pb.ExecutionChange]) -> list[tuple[str, int, int, bool]]:
+    return [(c.execution_id, c.previous_status, c.status, c.matches) for c in changes]
 
 
 async def test_an_inbox_from_a_listing_sees_each_change_in_order(stub: Stub) -> None:
@@ -76,16 +75,16 @@ async def test_an_inbox_from_a_listing_sees_each_change_in_order(stub: Stub) -> 
                   S.EXECUTION_STATUS_COMPLETED, S.EXECUTION_STATUS_UNSPECIFIED)
     assert shape(got) == [(ex.id, u, r, True), (ex.id, r, a, True), (ex.id, a, r, True),
                           (ex.id, r, c, True)]
-    awaiting = got[1].change
+    awaiting = got[1]
     assert list(awaiting.waiting_nodes) == ["manager-approval"]
     assert list(awaiting.previous_waiting_nodes) == []
-    assert list(got[2].change.previous_waiting_nodes) == ["manager-approval"]
+    assert list(got[2].previous_waiting_nodes) == ["manager-approval"]
     assert dict(awaiting.tags) == tags and awaiting.workflow == "expense-approval"
     assert awaiting.workflow_version == ex.workflow_version
-    sequences = [m.change.sequence for m in got]
+    sequences = [c.sequence for c in got]
     assert sequences == sorted(sequences) and sequences[-1] == done.last_sequence
-    assert all(m.change.time.seconds > 0 for m in got)
-    assert len({m.cursor for m in got}) == 4
+    assert all(c.time.seconds > 0 for c in got)
+    assert len({c.cursor for c in got}) == 4
 
 
 async def test_a_status_filter_shows_entering_and_leaving(stub: Stub) -> None:
@@ -110,7 +109,7 @@ async def test_a_waiting_node_filter(stub: Stub) -> None:
         workflow="expense-approval", waiting_node="manager-approval", tags=tags,
         cursor=cursor), timeout=TIMEOUT)
     got, _ = await read_changes(call, 2)
-    assert [(m.change.status, m.change.matches) for m in got] == [
+    assert [(c.status, c.matches) for c in got] == [
         (S.EXECUTION_STATUS_AWAITING, True), (S.EXECUTION_STATUS_RUNNING, False)]
 
 
@@ -119,11 +118,13 @@ async def test_from_now_starts_with_a_cursor_then_follows_live(stub: Stub) -> No
     call = stub.WatchExecutions(pb.WatchExecutionsRequest(tags=tags), timeout=TIMEOUT)
     stream = aiter(call)
     first = await anext(stream)
-    assert first.cursor and not first.HasField("change")
+    assert first.cursor and not first.changes
     ex = await run(stub, "expense-approval", tags=tags)
-    got = [await anext(stream), await anext(stream)]
+    got: list[pb.ExecutionChange] = []
+    while len(got) < 2:
+        got += (await anext(stream)).changes
     call.cancel()
-    assert [(m.change.execution_id, m.change.status) for m in got] == [
+    assert [(c.execution_id, c.status) for c in got] == [
         (ex.id, S.EXECUTION_STATUS_RUNNING), (ex.id, S.EXECUTION_STATUS_AWAITING)]
 
 
@@ -135,7 +136,7 @@ async def test_a_reconnect_with_the_last_cursor_misses_and_repeats_nothing(stub:
         await resume(stub, i, {"approved": True})
     whole, _ = await read_changes(stub.WatchExecutions(pb.WatchExecutionsRequest(
         tags=tags, cursor=cursor), timeout=TIMEOUT), 12)
-    parts: list[pb.WatchExecutionsResponse] = []
+    parts: list[pb.ExecutionChange] = []
     at = cursor
     for n in (5, 4, 3):
         part, at = await read_changes(stub.WatchExecutions(pb.WatchExecutionsRequest(
@@ -143,7 +144,7 @@ async def test_a_reconnect_with_the_last_cursor_misses_and_repeats_nothing(stub:
         parts += part
     assert [m.cursor for m in parts] == [m.cursor for m in whole]
     assert shape(parts) == shape(whole)
-    assert {m.change.execution_id for m in whole} == set(ids)
+    assert {c.execution_id for c in whole} == set(ids)
 
 
 async def test_changes_made_through_another_server_arrive(
@@ -159,7 +160,9 @@ async def test_changes_made_through_another_server_arrive(
         await anext(stream)
         ex = await run(caller, "expense-approval", tags=tags)
         await resume(caller, ex.id, {"approved": True})
-        statuses = [(await anext(stream)).change.status for _ in range(4)]
+        statuses: list[int] = []
+        while len(statuses) < 4:
+            statuses += [c.status for c in (await anext(stream)).changes]
         call.cancel()
     assert statuses == [S.EXECUTION_STATUS_RUNNING, S.EXECUTION_STATUS_AWAITING,
                         S.EXECUTION_STATUS_RUNNING, S.EXECUTION_STATUS_COMPLETED]

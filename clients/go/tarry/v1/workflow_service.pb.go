@@ -1296,8 +1296,9 @@ type WatchExecutionsResponse struct {
 	// Where the stream stands after this message (opaque): reconnect with it to continue
 	// exactly after it.
 	Cursor string `protobuf:"bytes,1,opt,name=cursor,proto3" json:"cursor,omitempty"`
-	// The change; unset in a message that only carries a cursor.
-	Change        *ExecutionChange `protobuf:"bytes,2,opt,name=change,proto3" json:"change,omitempty"`
+	// The changes since the previous message, oldest first; none in a message that only
+	// carries a cursor.
+	Changes       []*ExecutionChange `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1339,9 +1340,9 @@ func (x *WatchExecutionsResponse) GetCursor() string {
 	return ""
 }
 
-func (x *WatchExecutionsResponse) GetChange() *ExecutionChange {
+func (x *WatchExecutionsResponse) GetChanges() []*ExecutionChange {
 	if x != nil {
-		return x.Change
+		return x.Changes
 	}
 	return nil
 }
@@ -1372,7 +1373,10 @@ type ExecutionChange struct {
 	Sequence int64 `protobuf:"varint,10,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	// True when the execution matches the request's filters after the change; false when
 	// it matched them only before it (it left: e.g. an approval inbox's item was resumed).
-	Matches       bool `protobuf:"varint,11,opt,name=matches,proto3" json:"matches,omitempty"`
+	Matches bool `protobuf:"varint,11,opt,name=matches,proto3" json:"matches,omitempty"`
+	// Where the stream stands just after this change: reconnect with it to continue exactly
+	// after it.
+	Cursor        string `protobuf:"bytes,12,opt,name=cursor,proto3" json:"cursor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1482,6 +1486,13 @@ func (x *ExecutionChange) GetMatches() bool {
 		return x.Matches
 	}
 	return false
+}
+
+func (x *ExecutionChange) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
 }
 
 // The request of WorkflowService.ListWorkflows.
@@ -1793,10 +1804,10 @@ const file_tarry_v1_workflow_service_proto_rawDesc = "" +
 	"\x06cursor\x18\x05 \x01(\tR\x06cursor\x1a7\n" +
 	"\tTagsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"d\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"f\n" +
 	"\x17WatchExecutionsResponse\x12\x16\n" +
-	"\x06cursor\x18\x01 \x01(\tR\x06cursor\x121\n" +
-	"\x06change\x18\x02 \x01(\v2\x19.tarry.v1.ExecutionChangeR\x06change\"\xa5\x04\n" +
+	"\x06cursor\x18\x01 \x01(\tR\x06cursor\x123\n" +
+	"\achanges\x18\x02 \x03(\v2\x19.tarry.v1.ExecutionChangeR\achanges\"\xbd\x04\n" +
 	"\x0fExecutionChange\x12!\n" +
 	"\fexecution_id\x18\x01 \x01(\tR\vexecutionId\x12\x1a\n" +
 	"\bworkflow\x18\x02 \x01(\tR\bworkflow\x12)\n" +
@@ -1809,7 +1820,8 @@ const file_tarry_v1_workflow_service_proto_rawDesc = "" +
 	"\x04time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1a\n" +
 	"\bsequence\x18\n" +
 	" \x01(\x03R\bsequence\x12\x18\n" +
-	"\amatches\x18\v \x01(\bR\amatches\x1a7\n" +
+	"\amatches\x18\v \x01(\bR\amatches\x12\x16\n" +
+	"\x06cursor\x18\f \x01(\tR\x06cursor\x1a7\n" +
 	"\tTagsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"R\n" +
@@ -1908,7 +1920,7 @@ var file_tarry_v1_workflow_service_proto_depIdxs = []int32{
 	33, // 15: tarry.v1.WatchExecutionResponse.event:type_name -> tarry.v1.ExecutionEvent
 	31, // 16: tarry.v1.WatchExecutionsRequest.status:type_name -> tarry.v1.ExecutionStatus
 	27, // 17: tarry.v1.WatchExecutionsRequest.tags:type_name -> tarry.v1.WatchExecutionsRequest.TagsEntry
-	20, // 18: tarry.v1.WatchExecutionsResponse.change:type_name -> tarry.v1.ExecutionChange
+	20, // 18: tarry.v1.WatchExecutionsResponse.changes:type_name -> tarry.v1.ExecutionChange
 	31, // 19: tarry.v1.ExecutionChange.status:type_name -> tarry.v1.ExecutionStatus
 	31, // 20: tarry.v1.ExecutionChange.previous_status:type_name -> tarry.v1.ExecutionStatus
 	28, // 21: tarry.v1.ExecutionChange.tags:type_name -> tarry.v1.ExecutionChange.TagsEntry

@@ -149,14 +149,15 @@ type WorkflowServiceClient interface {
 	//	  after_sequence to start from a fresh snapshot.
 	//	UNAVAILABLE: the store cannot be reached (reconnect with the last sequence seen).
 	WatchExecution(ctx context.Context, in *WatchExecutionRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchExecutionResponse], error)
-	// Follows every execution that matches a filter: one message per change of an
-	// execution's status or of the wait nodes it waits at, for each execution that matched
-	// the filter before or after the change (`ExecutionChange.matches` says which), in the
-	// order the changes were committed. The first message carries only a cursor (where the
-	// stream starts); later ones may too (progress while nothing matched). A watcher that
-	// reconnects with the last cursor it got misses nothing and gets nothing twice, whichever
-	// server it reaches. To start from a listing, pass ListExecutionsResponse.watch_cursor.
-	// The stream ends only when the caller or the server closes it.
+	// Follows every execution that matches a filter: each change of an execution's status
+	// or of the wait nodes it waits at, for each execution that matched the filter before or
+	// after the change (`ExecutionChange.matches` says which), in the order the changes were
+	// committed; a message carries the changes that came since the last one (one or more).
+	// The first message carries only a cursor (where the stream starts); later ones may too
+	// (progress while nothing matched). A watcher that reconnects with the last cursor it got
+	// (a message's, or a change's) misses nothing and gets nothing twice, whichever server it
+	// reaches. To start from a listing, pass ListExecutionsResponse.watch_cursor. The stream
+	// ends only when the caller or the server closes it.
 	//
 	// Errors:
 	//
@@ -443,14 +444,15 @@ type WorkflowServiceServer interface {
 	//	  after_sequence to start from a fresh snapshot.
 	//	UNAVAILABLE: the store cannot be reached (reconnect with the last sequence seen).
 	WatchExecution(*WatchExecutionRequest, grpc.ServerStreamingServer[WatchExecutionResponse]) error
-	// Follows every execution that matches a filter: one message per change of an
-	// execution's status or of the wait nodes it waits at, for each execution that matched
-	// the filter before or after the change (`ExecutionChange.matches` says which), in the
-	// order the changes were committed. The first message carries only a cursor (where the
-	// stream starts); later ones may too (progress while nothing matched). A watcher that
-	// reconnects with the last cursor it got misses nothing and gets nothing twice, whichever
-	// server it reaches. To start from a listing, pass ListExecutionsResponse.watch_cursor.
-	// The stream ends only when the caller or the server closes it.
+	// Follows every execution that matches a filter: each change of an execution's status
+	// or of the wait nodes it waits at, for each execution that matched the filter before or
+	// after the change (`ExecutionChange.matches` says which), in the order the changes were
+	// committed; a message carries the changes that came since the last one (one or more).
+	// The first message carries only a cursor (where the stream starts); later ones may too
+	// (progress while nothing matched). A watcher that reconnects with the last cursor it got
+	// (a message's, or a change's) misses nothing and gets nothing twice, whichever server it
+	// reaches. To start from a listing, pass ListExecutionsResponse.watch_cursor. The stream
+	// ends only when the caller or the server closes it.
 	//
 	// Errors:
 	//

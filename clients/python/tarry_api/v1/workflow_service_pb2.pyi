@@ -737,24 +737,26 @@ class WatchExecutionsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CURSOR_FIELD_NUMBER: _builtins.int
-    CHANGE_FIELD_NUMBER: _builtins.int
+    CHANGES_FIELD_NUMBER: _builtins.int
     cursor: _builtins.str
     """Where the stream stands after this message (opaque): reconnect with it to continue
     exactly after it.
     """
     @_builtins.property
-    def change(self) -> Global___ExecutionChange:
-        """The change; unset in a message that only carries a cursor."""
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExecutionChange]:
+        """The changes since the previous message, oldest first; none in a message that only
+        carries a cursor.
+        """
 
     def __init__(
         self,
         *,
         cursor: _builtins.str = ...,
-        change: Global___ExecutionChange | None = ...,
+        changes: _abc.Iterable[Global___ExecutionChange] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "cursor", b"cursor"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes", "cursor", b"cursor"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -797,6 +799,7 @@ class ExecutionChange(_message.Message):
     TIME_FIELD_NUMBER: _builtins.int
     SEQUENCE_FIELD_NUMBER: _builtins.int
     MATCHES_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
     execution_id: _builtins.str
     """The execution."""
     workflow: _builtins.str
@@ -814,6 +817,10 @@ class ExecutionChange(_message.Message):
     matches: _builtins.bool
     """True when the execution matches the request's filters after the change; false when
     it matched them only before it (it left: e.g. an approval inbox's item was resumed).
+    """
+    cursor: _builtins.str
+    """Where the stream stands just after this change: reconnect with it to continue exactly
+    after it.
     """
     @_builtins.property
     def waiting_nodes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -845,10 +852,11 @@ class ExecutionChange(_message.Message):
         time: _timestamp_pb2.Timestamp | None = ...,
         sequence: _builtins.int = ...,
         matches: _builtins.bool = ...,
+        cursor: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "matches", b"matches", "previous_status", b"previous_status", "previous_waiting_nodes", b"previous_waiting_nodes", "sequence", b"sequence", "status", b"status", "tags", b"tags", "time", b"time", "waiting_nodes", b"waiting_nodes", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "execution_id", b"execution_id", "matches", b"matches", "previous_status", b"previous_status", "previous_waiting_nodes", b"previous_waiting_nodes", "sequence", b"sequence", "status", b"status", "tags", b"tags", "time", b"time", "waiting_nodes", b"waiting_nodes", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

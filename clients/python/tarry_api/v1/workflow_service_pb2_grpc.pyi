@@ -143,14 +143,15 @@ class WorkflowServiceStub:
       UNAVAILABLE: the store cannot be reached (reconnect with the last sequence seen).
     """
     WatchExecutions: _grpc.UnaryStreamMultiCallable[_workflow_service_pb2.WatchExecutionsRequest, _workflow_service_pb2.WatchExecutionsResponse]
-    """Follows every execution that matches a filter: one message per change of an
-    execution's status or of the wait nodes it waits at, for each execution that matched
-    the filter before or after the change (`ExecutionChange.matches` says which), in the
-    order the changes were committed. The first message carries only a cursor (where the
-    stream starts); later ones may too (progress while nothing matched). A watcher that
-    reconnects with the last cursor it got misses nothing and gets nothing twice, whichever
-    server it reaches. To start from a listing, pass ListExecutionsResponse.watch_cursor.
-    The stream ends only when the caller or the server closes it.
+    """Follows every execution that matches a filter: each change of an execution's status
+    or of the wait nodes it waits at, for each execution that matched the filter before or
+    after the change (`ExecutionChange.matches` says which), in the order the changes were
+    committed; a message carries the changes that came since the last one (one or more).
+    The first message carries only a cursor (where the stream starts); later ones may too
+    (progress while nothing matched). A watcher that reconnects with the last cursor it got
+    (a message's, or a change's) misses nothing and gets nothing twice, whichever server it
+    reaches. To start from a listing, pass ListExecutionsResponse.watch_cursor. The stream
+    ends only when the caller or the server closes it.
 
     Errors:
       INVALID_ARGUMENT: a filter is malformed (as in ListExecutions), or the cursor is.
@@ -290,14 +291,15 @@ class WorkflowServiceAsyncStub(WorkflowServiceStub):
       UNAVAILABLE: the store cannot be reached (reconnect with the last sequence seen).
     """
     WatchExecutions: _aio.UnaryStreamMultiCallable[_workflow_service_pb2.WatchExecutionsRequest, _workflow_service_pb2.WatchExecutionsResponse]  # type: ignore[assignment]
-    """Follows every execution that matches a filter: one message per change of an
-    execution's status or of the wait nodes it waits at, for each execution that matched
-    the filter before or after the change (`ExecutionChange.matches` says which), in the
-    order the changes were committed. The first message carries only a cursor (where the
-    stream starts); later ones may too (progress while nothing matched). A watcher that
-    reconnects with the last cursor it got misses nothing and gets nothing twice, whichever
-    server it reaches. To start from a listing, pass ListExecutionsResponse.watch_cursor.
-    The stream ends only when the caller or the server closes it.
+    """Follows every execution that matches a filter: each change of an execution's status
+    or of the wait nodes it waits at, for each execution that matched the filter before or
+    after the change (`ExecutionChange.matches` says which), in the order the changes were
+    committed; a message carries the changes that came since the last one (one or more).
+    The first message carries only a cursor (where the stream starts); later ones may too
+    (progress while nothing matched). A watcher that reconnects with the last cursor it got
+    (a message's, or a change's) misses nothing and gets nothing twice, whichever server it
+    reaches. To start from a listing, pass ListExecutionsResponse.watch_cursor. The stream
+    ends only when the caller or the server closes it.
 
     Errors:
       INVALID_ARGUMENT: a filter is malformed (as in ListExecutions), or the cursor is.
@@ -494,14 +496,15 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _workflow_service_pb2.WatchExecutionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_workflow_service_pb2.WatchExecutionsResponse], _abc.AsyncIterator[_workflow_service_pb2.WatchExecutionsResponse]]:
-        """Follows every execution that matches a filter: one message per change of an
-        execution's status or of the wait nodes it waits at, for each execution that matched
-        the filter before or after the change (`ExecutionChange.matches` says which), in the
-        order the changes were committed. The first message carries only a cursor (where the
-        stream starts); later ones may too (progress while nothing matched). A watcher that
-        reconnects with the last cursor it got misses nothing and gets nothing twice, whichever
-        server it reaches. To start from a listing, pass ListExecutionsResponse.watch_cursor.
-        The stream ends only when the caller or the server closes it.
+        """Follows every execution that matches a filter: each change of an execution's status
+        or of the wait nodes it waits at, for each execution that matched the filter before or
+        after the change (`ExecutionChange.matches` says which), in the order the changes were
+        committed; a message carries the changes that came since the last one (one or more).
+        The first message carries only a cursor (where the stream starts); later ones may too
+        (progress while nothing matched). A watcher that reconnects with the last cursor it got
+        (a message's, or a change's) misses nothing and gets nothing twice, whichever server it
+        reaches. To start from a listing, pass ListExecutionsResponse.watch_cursor. The stream
+        ends only when the caller or the server closes it.
 
         Errors:
           INVALID_ARGUMENT: a filter is malformed (as in ListExecutions), or the cursor is.

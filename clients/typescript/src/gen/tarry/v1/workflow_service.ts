@@ -322,8 +322,11 @@ export interface WatchExecutionsResponse {
    * exactly after it.
    */
   cursor: string;
-  /** The change; unset in a message that only carries a cursor. */
-  change?: ExecutionChange | undefined;
+  /**
+   * The changes since the previous message, oldest first; none in a message that only
+   * carries a cursor.
+   */
+  changes: ExecutionChange[];
 }
 
 /** One change of one execution, as the change log holds it. */
@@ -358,6 +361,11 @@ export interface ExecutionChange {
    * it matched them only before it (it left: e.g. an approval inbox's item was resumed).
    */
   matches: boolean;
+  /**
+   * Where the stream stands just after this change: reconnect with it to continue exactly
+   * after it.
+   */
+  cursor: string;
 }
 
 export interface ExecutionChange_TagsEntry {
@@ -1885,7 +1893,7 @@ export const WatchExecutionsRequest_TagsEntry: MessageFns<WatchExecutionsRequest
 };
 
 function createBaseWatchExecutionsResponse(): WatchExecutionsResponse {
-  return { cursor: "", change: undefined };
+  return { cursor: "", changes: [] };
 }
 
 export const WatchExecutionsResponse: MessageFns<WatchExecutionsResponse> = {
@@ -1893,8 +1901,8 @@ export const WatchExecutionsResponse: MessageFns<WatchExecutionsResponse> = {
     if (message.cursor !== "") {
       writer.uint32(10).string(message.cursor);
     }
-    if (message.change !== undefined) {
-      ExecutionChange.encode(message.change, writer.uint32(18).fork()).join();
+    for (const v of message.changes) {
+      ExecutionChange.encode(v!, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -1925,7 +1933,7 @@ export const WatchExecutionsResponse: MessageFns<WatchExecutionsResponse> = {
               break;
             }
 
-            message.change = ExecutionChange.decode(reader, reader.uint32());
+            message.changes.push(ExecutionChange.decode(reader, reader.uint32()));
             continue;
           }
         }
@@ -1954,6 +1962,7 @@ function createBaseExecutionChange(): ExecutionChange {
     time: undefined,
     sequence: 0,
     matches: false,
+    cursor: "",
   };
 }
 
@@ -1991,6 +2000,9 @@ export const ExecutionChange: MessageFns<ExecutionChange> = {
     }
     if (message.matches !== false) {
       writer.uint32(88).bool(message.matches);
+    }
+    if (message.cursor !== "") {
+      writer.uint32(98).string(message.cursor);
     }
     return writer;
   },
@@ -2097,6 +2109,14 @@ export const ExecutionChange: MessageFns<ExecutionChange> = {
             }
 
             message.matches = reader.bool();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.cursor = reader.string();
             continue;
           }
         }
@@ -2590,14 +2610,15 @@ export const WorkflowServiceService = {
     responseDeserialize: (value: Buffer): WatchExecutionResponse => WatchExecutionResponse.decode(value),
   },
   /**
-   * Follows every execution that matches a filter: one message per change of an
-   * execution's status or of the wait nodes it waits at, for each execution that matched
-   * the filter before or after the change (`ExecutionChange.matches` says which), in the
-   * order the changes were committed. The first message carries only a cursor (where the
-   * stream starts); later ones may too (progress while nothing matched). A watcher that
-   * reconnects with the last cursor it got misses nothing and gets nothing twice, whichever
-   * server it reaches. To start from a listing, pass ListExecutionsResponse.watch_cursor.
-   * The stream ends only when the caller or the server closes it.
+   * Follows every execution that matches a filter: each change of an execution's status
+   * or of the wait nodes it waits at, for each execution that matched the filter before or
+   * after the change (`ExecutionChange.matches` says which), in the order the changes were
+   * committed; a message carries the changes that came since the last one (one or more).
+   * The first message carries only a cursor (where the stream starts); later ones may too
+   * (progress while nothing matched). A watcher that reconnects with the last cursor it got
+   * (a message's, or a change's) misses nothing and gets nothing twice, whichever server it
+   * reaches. To start from a listing, pass ListExecutionsResponse.watch_cursor. The stream
+   * ends only when the caller or the server closes it.
    *
    * Errors:
    *   INVALID_ARGUMENT: a filter is malformed (as in ListExecutions), or the cursor is.
@@ -2768,14 +2789,15 @@ export interface WorkflowServiceServer extends UntypedServiceImplementation {
    */
   watchExecution: handleServerStreamingCall<WatchExecutionRequest, WatchExecutionResponse>;
   /**
-   * Follows every execution that matches a filter: one message per change of an
-   * execution's status or of the wait nodes it waits at, for each execution that matched
-   * the filter before or after the change (`ExecutionChange.matches` says which), in the
-   * order the changes were committed. The first message carries only a cursor (where the
-   * stream starts); later ones may too (progress while nothing matched). A watcher that
-   * reconnects with the last cursor it got misses nothing and gets nothing twice, whichever
-   * server it reaches. To start from a listing, pass ListExecutionsResponse.watch_cursor.
-   * The stream ends only when the caller or the server closes it.
+   * Follows every execution that matches a filter: each change of an execution's status
+   * or of the wait nodes it waits at, for each execution that matched the filter before or
+   * after the change (`ExecutionChange.matches` says which), in the order the changes were
+   * committed; a message carries the changes that came since the last one (one or more).
+   * The first message carries only a cursor (where the stream starts); later ones may too
+   * (progress while nothing matched). A watcher that reconnects with the last cursor it got
+   * (a message's, or a change's) misses nothing and gets nothing twice, whichever server it
+   * reaches. To start from a listing, pass ListExecutionsResponse.watch_cursor. The stream
+   * ends only when the caller or the server closes it.
    *
    * Errors:
    *   INVALID_ARGUMENT: a filter is malformed (as in ListExecutions), or the cursor is.
@@ -3034,14 +3056,15 @@ export interface WorkflowServiceClient extends Client {
     options?: Partial<CallOptions>,
   ): ClientReadableStream<WatchExecutionResponse>;
   /**
-   * Follows every execution that matches a filter: one message per change of an
-   * execution's status or of the wait nodes it waits at, for each execution that matched
-   * the filter before or after the change (`ExecutionChange.matches` says which), in the
-   * order the changes were committed. The first message carries only a cursor (where the
-   * stream starts); later ones may too (progress while nothing matched). A watcher that
-   * reconnects with the last cursor it got misses nothing and gets nothing twice, whichever
-   * server it reaches. To start from a listing, pass ListExecutionsResponse.watch_cursor.
-   * The stream ends only when the caller or the server closes it.
+   * Follows every execution that matches a filter: each change of an execution's status
+   * or of the wait nodes it waits at, for each execution that matched the filter before or
+   * after the change (`ExecutionChange.matches` says which), in the order the changes were
+   * committed; a message carries the changes that came since the last one (one or more).
+   * The first message carries only a cursor (where the stream starts); later ones may too
+   * (progress while nothing matched). A watcher that reconnects with the last cursor it got
+   * (a message's, or a change's) misses nothing and gets nothing twice, whichever server it
+   * reaches. To start from a listing, pass ListExecutionsResponse.watch_cursor. The stream
+   * ends only when the caller or the server closes it.
    *
    * Errors:
    *   INVALID_ARGUMENT: a filter is malformed (as in ListExecutions), or the cursor is.
