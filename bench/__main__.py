@@ -36,6 +36,7 @@ import redis.asyncio as aioredis
 from google.protobuf import json_format, struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 
+from bench._bulk import bulk
 from bench._common import Row, X, bounded, closed_loop, median, ms, pct, quiet
 from bench._hardening import Hardening
 from bench._machine import header, provenance, served_commit
@@ -823,7 +824,7 @@ async def measure(server: BenchServer, redis_url: str, tmp: Path, args: argparse
                  "run": bench.run_completed, "resume": bench.resume_cycle,
                  "redis": bench.redis_work, "watch": bench.watch_fanout,
                  "processes": processes.run, "operators": operators.run,
-                 "watch-many": watch_many.run, **faults,
+                 "watch-many": watch_many.run, "bulk": lambda: bulk(bench), **faults,
                  "scale": bench.scale,
                  "retention": Retention(bench.add, tmp, args.quick).run}
         chosen = [name for each in (args.only.split(",") if args.only else list(steps))
@@ -883,9 +884,8 @@ if __name__ == "__main__":
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
     parser.add_argument("--only", help="comma-separated: baseline,timers,run,resume,redis,"
-                                       "watch,processes,operators,scale,retention, and the "
-                                       "hardening "
-                                       "scenarios: "
+                                       "watch,watch-many,bulk,processes,operators,scale,"
+                                       "retention, and the hardening scenarios: "
                                        "recovery (= restart,orphans,release,release-long,"
                                        "redis-restart,freeze),admission")
     parser.add_argument("--out", default="bench/results.json")

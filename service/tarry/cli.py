@@ -4,6 +4,7 @@
     tarry run expense-approval --input '{"amount": 1500}' [--wait]
     tarry watch ID                  # live view; --json for one JSON object per line
     tarry watch --workflow W --status AWAITING    # every matching execution, live
+    tarry bulk cancel --workflow W --status AWAITING --reason R [--dry-run] [--watch]
     tarry resume ID --data '{"approved": true}' --action approve
 
 Client commands talk to `--target` (env TARRY_TARGET, default localhost:50051), read JSON
@@ -180,6 +181,27 @@ def _parser() -> argparse.ArgumentParser:
                             "node (with --workflow)")
     watch.add_argument("--cursor", help="(without ID) continue after this cursor (a "
                                         "change's, or a listing's watch_cursor)")
+
+    bulk = command("bulk", _bulk, "Suspend, resume or cancel every execution that matches "
+                   "filters, as one batch (or read, follow or stop a batch).")
+    bulk.add_argument("what", choices=["suspend", "resume", "cancel", "get", "watch", "stop"],
+                      help="the operation of a new batch; or get / watch / stop a batch")
+    bulk.add_argument("bulk_id", metavar="ID", nargs="?", help="the batch (get, watch, stop)")
+    for flag, kw in (("--workflow", {}), ("--version", {}),
+                     ("--waiting-node", {"metavar": "NODE"}),
+                     ("--reason", {"default": ""}), ("--node", {"metavar": "NODE"}),
+                     ("--action", {}), ("--request-id", {}),
+                     ("--data", {"metavar": "JSON", "help": "resume data: JSON, @file or -"})):
+        bulk.add_argument(flag, **kw)  # type: ignore[arg-type]
+    bulk.add_argument("--status", type=str.upper, choices=[s.value for s in Status])
+    bulk.add_argument("--tag", action="append", type=_tag, default=[], metavar="KEY=VALUE")
+    bulk.add_argument("--since", type=_when, metavar="TIME")
+    bulk.add_argument("--before", type=_when, metavar="TIME")
+    bulk.add_argument("--freeze", action="store_true", help="suspend: freeze timers")
+    bulk.add_argument("--rate", type=_natural, help="executions a second (default 100)")
+    bulk.add_argument("--dry-run", action="store_true", help="only count the matching ones")
+    bulk.add_argument("--watch", action="store_true",
+                      help="follow the new batch until it ends (one JSON object per line)")
 
     workflows = command("workflows", _workflows,
                         "List the workflows served, or describe one.")
@@ -364,6 +386,35 @@ def _list(args: argparse.Namespace) -> int:
                                       version=args.version, created_from=args.since,
                                       created_to=args.before,
                                       waiting_node=args.waiting_node))
+    return 0
+
+
+def _bulk(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.what in ("get", "watch", "stop"):
+            if not args.bulk_id:
+                print(f"error: bulk {args.what} needs the batch's ID", file=sys.stderr)
+                return 2
+            if args.what == "get":
+                _print(client.get_bulk(args.bulk_id))
+            elif args.what == "stop":
+                _print(client.cancel_bulk(args.bulk_id))
+            else:
+                for b in client.watch_bulk(args.bulk_id):
+                    print(json.dumps(as_json(b), ensure_ascii=False), flush=True)
+            return 0
+        started = client.start_bulk(
+            args.what, workflow=args.workflow, status=args.status, tags=dict(args.tag),
+            version=args.version, waiting_node=args.waiting_node, created_from=args.since,
+            created_to=args.before, reason=args.reason, freeze_timers=args.freeze,
+            data=_json_arg(args, "--data", args.data), node_id=args.node,
+            action=args.action, rate=args.rate, dry_run=args.dry_run,
+            request_id=args.request_id)
+        if args.watch and started.bulk is not None:
+            for b in client.watch_bulk(started.bulk.id):
+                print(json.dumps(as_json(b), ensure_ascii=False), flush=True)
+        else:
+            _print(started)
     return 0
 
 

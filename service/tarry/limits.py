@@ -25,6 +25,15 @@ MAX_PENDING_INPUTS = 100
 one more is refused with FAILED_PRECONDITION (checked against the execution as that Resume
 read it: Resumes racing each other may pass it by a few)."""
 
+MAX_BULK = 100_000
+"""Executions one batch (StartBulk) takes at most; more matching is RESOURCE_EXHAUSTED."""
+
+MAX_BULK_RATE = 10_000
+"""The highest `rate` (executions a second) a batch may ask for; the default is 100."""
+
+MAX_BULK_FAILURES = 20
+"""Failures a batch keeps the message of (`Bulk.failures`); it counts all of them."""
+
 MAX_TAGS = 16
 """Tags of one execution (RunRequest.tags)."""
 

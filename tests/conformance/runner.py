@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from tarry_client import (
+    Bulk,
+    BulkStart,
+    BulkStatus,
     Client,
     Event,
     Execution,
@@ -36,7 +39,11 @@ DEFAULT_TIMEOUT = 10.0
 WORKFLOWS = ("examples.pausing", "examples.suspend_resume", "tests.conformance.workflows")
 """What the server the scenarios run against serves (`tarry serve --workflows`)."""
 OPERATIONS = ("run", "resume", "suspend", "cancel", "get", "delete", "describe", "events",
-              "watch", "await", "list", "pause", "watch_many")
+              "watch", "await", "list", "pause", "watch_many", "bulk", "bulk_await")
+
+
+Saved = Execution | ExecutionPage | BulkStart
+"""What a step's `save` keeps."""
 
 
 class Mismatch(Exception):
@@ -57,7 +64,7 @@ def load(directory: Path = SCENARIOS) -> list[dict[str, Any]]:
 
 def run_scenario(client: Client, scenario: dict[str, Any]) -> str | None:
     """Run one scenario; None when it passed, else what differed."""
-    saved: dict[str, Execution | ExecutionPage] = {}
+    saved: dict[str, Saved] = {}
     uid = secrets.token_hex(8)
     for index, raw in enumerate(scenario["steps"]):
         step = _substitute(raw, uid, saved)
@@ -78,7 +85,7 @@ def _operation(step: dict[str, Any]) -> str:
 
 
 def _run_step(client: Client, step: dict[str, Any],
-              saved: dict[str, Execution | ExecutionPage]) -> None:
+              saved: dict[str, Saved]) -> None:
     op = _operation(step)
     args: dict[str, Any] = step[op]
     timeout = float(step.get("timeout_s", DEFAULT_TIMEOUT))
@@ -94,7 +101,7 @@ def _run_step(client: Client, step: dict[str, Any],
         return
     if expected_error is not None:
         raise Mismatch(f"succeeded, expected {expected_error['code']}")
-    if isinstance(got, Execution | ExecutionPage) and "save" in step:
+    if isinstance(got, Execution | ExecutionPage | BulkStart) and "save" in step:
         saved[step["save"]] = got
     if "expect" in step:
         if isinstance(got, Execution):
@@ -103,6 +110,10 @@ def _run_step(client: Client, step: dict[str, Any],
             _check_workflow(got, step["expect"])
         elif isinstance(got, ExecutionPage):
             _check_page(got, step["expect"])
+        elif isinstance(got, BulkStart):
+            _check_bulk_start(got, step["expect"])
+        elif isinstance(got, Bulk):
+            _check_bulk(got, step["expect"])
         else:
             raise ValueError(f"{op} returns nothing to expect of")
     if "expect_events" in step:
@@ -155,6 +166,16 @@ def _call(client: Client, op: str, a: dict[str, Any], timeout: float) -> object:
                                       tags=a.get("tags"), timeout=timeout)
     if op == "watch_many":
         return _watch_many(client, a, int(a["count"]), timeout)
+    if op == "bulk":
+        return client.start_bulk(
+            a["operation"],
+            workflow=a.get("workflow"), status=a.get("status"), tags=a.get("tags"),
+            waiting_node=a.get("waiting_node"), reason=a.get("reason", ""),
+            freeze_timers=a.get("freeze_timers", False), data=a.get("data"),
+            node_id=a.get("node_id"), action=a.get("action"), rate=a.get("rate"),
+            dry_run=a.get("dry_run", False), request_id=a.get("request_id"), timeout=timeout)
+    if op == "bulk_await":
+        return _bulk_await(client, a, timeout)
     return _await(client, a, timeout)
 
 
@@ -213,6 +234,17 @@ def _events(items: Iterator[Execution | Event], deadline: float) -> Iterator[Eve
             raise Mismatch("the watch did not end in time")
         if isinstance(item, Event):
             yield item
+
+
+def _bulk_await(client: Client, a: dict[str, Any], timeout: float) -> Bulk:
+    deadline = time.monotonic() + timeout
+    while True:
+        b = client.get_bulk(a["bulk_id"], timeout=timeout)
+        if b.status is not BulkStatus.RUNNING:
+            return b
+        if time.monotonic() > deadline:
+            raise Mismatch(f"batch still RUNNING after {timeout} s ({b.done} of {b.total})")
+        time.sleep(0.05)
 
 
 def _await(client: Client, a: dict[str, Any], timeout: float) -> Execution:
@@ -360,6 +392,27 @@ def _check_changes(changes: list[ExecutionChange], want: list[dict[str, Any]]) -
                 raise ValueError(f"unknown change expectation {key!r}")
 
 
+def _check_bulk_start(got: BulkStart, want: dict[str, Any]) -> None:
+    for key, value in want.items():
+        if key == "matched":
+            _equal("matched", got.matched, value)
+        elif key == "started":
+            _equal("started", got.bulk is not None, value)
+        elif got.bulk is None:
+            raise Mismatch(f"no batch started, expected its {key}")
+        else:
+            _check_bulk(got.bulk, {key: value})
+
+
+def _check_bulk(b: Bulk, want: dict[str, Any]) -> None:
+    have = {"id": b.id, "status": b.status.value, "total": b.total, "applied": b.applied,
+            "skipped": b.skipped, "failed": b.failed}
+    for key, value in want.items():
+        if key not in have:
+            raise ValueError(f"unknown batch expectation {key!r}")
+        _equal(key, have[key], value)
+
+
 def _check_error(err: TarryError, want: dict[str, Any]) -> None:
     _equal("code", err.code.name, want["code"])
     for key, value in want.items():
@@ -406,7 +459,7 @@ def _at_least(have: int, want: int) -> None:
 
 # -- substitution --------------------------------------------------------------------------
 
-def _substitute(value: Any, uid: str, saved: dict[str, Execution | ExecutionPage]) -> Any:
+def _substitute(value: Any, uid: str, saved: dict[str, Saved]) -> Any:
     if isinstance(value, dict):
         return {k: _substitute(v, uid, saved) for k, v in value.items()}
     if isinstance(value, list):
@@ -419,6 +472,8 @@ def _substitute(value: Any, uid: str, saved: dict[str, Execution | ExecutionPage
                 return found.next_page_token
             if isinstance(found, ExecutionPage) and field == "cursor":
                 return found.watch_cursor
+            if isinstance(found, BulkStart) and field == "" and found.bulk is not None:
+                return found.bulk.id
             if not isinstance(found, Execution) or field not in ("", "sequence"):
                 raise ValueError(f"{value}: no execution (or page, for .next) saved as {name!r}")
             return found.last_sequence if field == "sequence" else found.id

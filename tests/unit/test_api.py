@@ -99,7 +99,8 @@ def test_every_domain_error_has_a_deliberate_code() -> None:
     assert code_for(engine.DeadlineExceeded("x")) is grpc.StatusCode.DEADLINE_EXCEEDED
     assert code_for(Unauthenticated("x")) is grpc.StatusCode.UNAUTHENTICATED
     assert code_for(PermissionDenied("x")) is grpc.StatusCode.PERMISSION_DENIED
-    assert len(CODES) == 12
+    assert code_for(engine.BulkNotFound("x")) is grpc.StatusCode.NOT_FOUND
+    assert len(CODES) == 13
 
 
 def test_rich_status_of_invalid_resume_data() -> None:

@@ -354,6 +354,53 @@ func checkChanges(changes []tarry.ExecutionChange, want any) error {
 	return nil
 }
 
+// checkBulkStart checks what a bulk step returned: matched, started (a batch was started
+// or returned: not for a dry run) and, of the batch, the keys of checkBulk.
+func checkBulkStart(s *tarry.BulkStart, want any) error {
+	keys, err := object("expect", want)
+	if err != nil {
+		return err
+	}
+	for _, key := range sortedKeys(keys) {
+		var err error
+		switch key {
+		case "matched":
+			err = equal("matched", s.Matched, keys[key])
+		case "started":
+			err = equal("started", s.Bulk != nil, keys[key])
+		default:
+			if s.Bulk == nil {
+				return mismatch("no batch started, expected its %s", key)
+			}
+			err = checkBulk(s.Bulk, map[string]any{key: keys[key]})
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkBulk checks a batch: id, status, total, applied, skipped and failed (each
+// equality).
+func checkBulk(b *tarry.Bulk, want any) error {
+	keys, err := object("expect", want)
+	if err != nil {
+		return err
+	}
+	have := map[string]any{"id": b.ID, "status": string(b.Status), "total": b.Total, "applied": b.Applied,
+		"skipped": b.Skipped, "failed": b.Failed}
+	for _, key := range sortedKeys(keys) {
+		if _, ok := have[key]; !ok {
+			return fmt.Errorf("unknown batch expectation %q", key)
+		}
+		if err := equal(key, have[key], keys[key]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // checkError reads everything through the client's typed error, never the message.
 func checkError(e *tarry.Error, want any) error {
 	keys, err := object("error", want)

@@ -16,7 +16,7 @@ import (
 )
 
 // The operation keys a step may have, exactly one of them.
-var operations = []string{"run", "resume", "suspend", "cancel", "get", "delete", "describe", "events", "watch", "await", "list", "pause", "watch_many"}
+var operations = []string{"run", "resume", "suspend", "cancel", "get", "delete", "describe", "events", "watch", "await", "list", "pause", "watch_many", "bulk", "bulk_await"}
 
 // The other keys a step may have.
 var stepKeys = []string{"save", "expect", "expect_events", "expect_changes", "error", "timeout_s"}
@@ -88,8 +88,8 @@ func operation(step map[string]any) (string, error) {
 }
 
 // substitute rewrites every string in a step: {uid}, $name / $name.sequence for an
-// execution an earlier step saved, and $name.next / $name.cursor for a saved page's
-// next_page_token / watch_cursor.
+// execution an earlier step saved, $name.next / $name.cursor for a saved page's
+// next_page_token / watch_cursor, and $name for the id of a batch a bulk step saved.
 func substitute(value any, uid string, saved map[string]any) (any, error) {
 	switch v := value.(type) {
 	case map[string]any:
@@ -134,6 +134,14 @@ func substitute(value any, uid string, saved map[string]any) (any, error) {
 				return found.WatchCursor, nil
 			}
 			return nil, fmt.Errorf("%s: only .next or .cursor may follow a saved page", v)
+		case *tarry.BulkStart:
+			if field != "" {
+				return nil, fmt.Errorf("%s: nothing may follow a saved batch", v)
+			}
+			if found.Bulk == nil {
+				return nil, fmt.Errorf("%s: the bulk step saved as %q started no batch (a dry run)", v, name)
+			}
+			return found.Bulk.ID, nil
 		}
 		return nil, fmt.Errorf("%s: nothing saved as %q", v, name)
 	}

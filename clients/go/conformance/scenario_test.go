@@ -207,3 +207,77 @@ func TestWatchManyFields(t *testing.T) {
 		t.Error("watch_many took a page_size")
 	}
 }
+
+func TestBulkFieldsAndSubstitution(t *testing.T) {
+	step := map[string]any{"bulk": map[string]any{"operation": "RESUME", "workflow": "w", "status": "AWAITING",
+		"tags": map[string]any{"batch": "u"}, "waiting_node": "n", "reason": "r", "freeze_timers": true,
+		"data": map[string]any{"approved": true}, "node_id": "n", "action": "a", "rate": json.Number("1000"),
+		"dry_run": true, "request_id": "q"}, "save": "batch", "expect": map[string]any{}}
+	op, err := operation(step)
+	if err != nil || op != "bulk" {
+		t.Fatalf("%q, %v", op, err)
+	}
+	f, err := parseFields(op, step[op].(map[string]any))
+	if err != nil || f.Operation != "RESUME" || f.Rate != 1000 || !f.DryRun || f.Tags["batch"] != "u" ||
+		!f.FreezeTimers || f.RequestID != "q" || !jsonEqual(f.Data, map[string]any{"approved": true}) {
+		t.Fatalf("%+v, %v", f, err)
+	}
+	if f, err := parseFields("bulk_await", map[string]any{"bulk_id": "b"}); err != nil || f.BulkID != "b" {
+		t.Fatalf("%+v, %v", f, err)
+	}
+	for _, bad := range []struct {
+		op  string
+		raw map[string]any
+	}{{"bulk", map[string]any{"bulk_id": "b"}}, {"bulk_await", map[string]any{"operation": "CANCEL"}},
+		{"bulk", map[string]any{"page_size": json.Number("1")}}} {
+		if _, err := parseFields(bad.op, bad.raw); err == nil {
+			t.Errorf("%s took %s", bad.op, show(bad.raw))
+		}
+	}
+
+	saved := map[string]any{"batch": &tarry.BulkStart{Matched: 2, Bulk: &tarry.Bulk{ID: "b-1"}},
+		"dry": &tarry.BulkStart{Matched: 2}}
+	got, err := substitute(map[string]any{"bulk_await": map[string]any{"bulk_id": "$batch"}}, "u1", saved)
+	if err != nil || !jsonEqual(got, map[string]any{"bulk_await": map[string]any{"bulk_id": "b-1"}}) {
+		t.Fatalf("%s, %v", show(got), err)
+	}
+	for _, bad := range []string{"$dry", "$batch.sequence", "$batch.next"} {
+		if _, err := substitute(bad, "u1", saved); err == nil {
+			t.Errorf("%s was substituted", bad)
+		}
+	}
+}
+
+func TestCheckBulk(t *testing.T) {
+	b := &tarry.Bulk{ID: "b-1", Status: tarry.BulkDone, Total: 3, Applied: 2, Skipped: 1}
+	start := &tarry.BulkStart{Matched: 3, Bulk: b}
+	good := map[string]any{"matched": json.Number("3"), "started": true, "id": "b-1", "status": "DONE",
+		"total": json.Number("3")}
+	if err := checkBulkStart(start, good); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []map[string]any{{"matched": json.Number("2")}, {"started": false}, {"id": "b-2"},
+		{"status": "RUNNING"}, {"total": json.Number("2")}, {"nope": 1.0}} {
+		if checkBulkStart(start, bad) == nil {
+			t.Errorf("%s passed", show(bad))
+		}
+	}
+	dry := &tarry.BulkStart{Matched: 3}
+	if err := checkBulkStart(dry, map[string]any{"matched": json.Number("3"), "started": false}); err != nil {
+		t.Fatal(err)
+	}
+	if checkBulkStart(dry, map[string]any{"total": json.Number("3")}) == nil {
+		t.Error("a dry run had a total")
+	}
+	good = map[string]any{"status": "DONE", "total": json.Number("3"), "applied": json.Number("2"),
+		"skipped": json.Number("1"), "failed": json.Number("0")}
+	if err := checkBulk(b, good); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []map[string]any{{"applied": json.Number("3")}, {"skipped": json.Number("0")},
+		{"failed": json.Number("1")}, {"status": "CANCELLED"}, {"matched": json.Number("3")}} {
+		if checkBulk(b, bad) == nil {
+			t.Errorf("%s passed", show(bad))
+		}
+	}
+}

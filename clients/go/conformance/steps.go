@@ -34,7 +34,8 @@ func runScenario(client *tarry.Client, sc scenario) error {
 	return nil
 }
 
-// saved holds what steps kept with "save": an *Execution, or an *ExecutionPage from list.
+// saved holds what steps kept with "save": an *Execution, an *ExecutionPage from list, or
+// a *BulkStart from bulk.
 func runStep(client *tarry.Client, op string, step map[string]any, saved map[string]any) error {
 	a, ok := step[op].(map[string]any)
 	if !ok {
@@ -81,7 +82,7 @@ func runStep(client *tarry.Client, op string, step map[string]any, saved map[str
 	}
 	if name, ok := step["save"].(string); ok {
 		switch got.(type) {
-		case *tarry.Execution, *tarry.ExecutionPage:
+		case *tarry.Execution, *tarry.ExecutionPage, *tarry.BulkStart:
 			saved[name] = got
 		}
 	}
@@ -93,6 +94,10 @@ func runStep(client *tarry.Client, op string, step map[string]any, saved map[str
 			return checkWorkflow(g, want)
 		case *tarry.ExecutionPage:
 			return checkPage(g, want)
+		case *tarry.BulkStart:
+			return checkBulkStart(g, want)
+		case *tarry.Bulk:
+			return checkBulk(g, want)
 		}
 		return fmt.Errorf("%s returns nothing to expect of", op)
 	}
@@ -137,6 +142,10 @@ type fields struct {
 	WaitingNode      string            `json:"waiting_node"`
 	Tags             map[string]string `json:"tags"`
 	Cursor           string            `json:"cursor"`
+	Operation        string            `json:"operation"`
+	Rate             int               `json:"rate"`
+	DryRun           bool              `json:"dry_run"`
+	BulkID           string            `json:"bulk_id"`
 
 	// count is how many changes watch_many reads (from the step's expect_changes).
 	count int
@@ -156,6 +165,9 @@ var fieldsOf = map[string][]string{
 	"list":       {"workflow", "status", "waiting_node", "tags", "page_size", "page_token"},
 	"pause":      {"seconds"},
 	"watch_many": {"workflow", "status", "tags", "waiting_node", "cursor", "reconnect_after"},
+	"bulk": {"operation", "workflow", "status", "tags", "waiting_node", "reason", "freeze_timers", "data",
+		"node_id", "action", "rate", "dry_run", "request_id"},
+	"bulk_await": {"bulk_id"},
 }
 
 // parseFields checks an operation's fields by name and decodes them; input and data stay
@@ -180,7 +192,7 @@ func parseFields(op string, raw map[string]any) (fields, error) {
 }
 
 // call makes the step's call through the client; what it returns is an *Execution, a
-// *Workflow, an *ExecutionPage, []Event, []ExecutionChange or nil.
+// *Workflow, an *ExecutionPage, []Event, []ExecutionChange, a *BulkStart, a *Bulk or nil.
 func call(ctx context.Context, c *tarry.Client, op string, f fields) (any, error) {
 	switch op {
 	case "run":
@@ -222,6 +234,13 @@ func call(ctx context.Context, c *tarry.Client, op string, f fields) (any, error
 		return answer(c.ListExecutions(ctx, &tarry.ListOptions{Workflow: f.Workflow,
 			Status: tarry.Status(f.Status), WaitingNode: f.WaitingNode, Tags: f.Tags, PageSize: f.PageSize,
 			PageToken: f.PageToken}))
+	case "bulk":
+		return answer(c.StartBulk(ctx, tarry.BulkOperation(f.Operation), &tarry.StartBulkOptions{
+			Workflow: f.Workflow, Status: tarry.Status(f.Status), Tags: f.Tags, WaitingNode: f.WaitingNode,
+			Reason: f.Reason, FreezeTimers: f.FreezeTimers, Data: f.Data, NodeID: f.NodeID, Action: f.Action,
+			Rate: f.Rate, DryRun: f.DryRun, RequestID: f.RequestID}))
+	case "bulk_await":
+		return answer(bulkAwait(ctx, c, f))
 	}
 	return nil, fmt.Errorf("unknown operation %q", op)
 }
@@ -336,6 +355,26 @@ func await(ctx context.Context, c *tarry.Client, f fields) (*tarry.Execution, er
 		// A terminal status never changes again: waiting on would only use up the timeout.
 		if ex.Terminal() || !pause(ctx, 50*time.Millisecond) {
 			return nil, mismatch("still %s after %.1f s, expected %s", ex.Status, time.Since(started).Seconds(), want)
+		}
+	}
+}
+
+// bulkAwait reads the batch every 50 ms until it is no longer RUNNING.
+func bulkAwait(ctx context.Context, c *tarry.Client, f fields) (*tarry.Bulk, error) {
+	started := time.Now()
+	for {
+		b, err := c.GetBulk(ctx, f.BulkID)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, mismatch("the batch still RUNNING after %.1f s", time.Since(started).Seconds())
+			}
+			return nil, err
+		}
+		if b.Status != tarry.BulkRunning {
+			return b, nil
+		}
+		if !pause(ctx, 50*time.Millisecond) {
+			return nil, mismatch("the batch still RUNNING after %.1f s (%d of %d)", time.Since(started).Seconds(), b.Done(), b.Total)
 		}
 	}
 }

@@ -218,3 +218,42 @@ func workflowFromPB(m *tarryv1.Workflow) Workflow {
 	}
 	return w
 }
+
+// bulkOperationToPB maps an operation name (any case) to its enum; "" and unknown names
+// are refused before anything is sent.
+func bulkOperationToPB(op BulkOperation) (tarryv1.BulkOperation, error) {
+	n, ok := tarryv1.BulkOperation_value["BULK_OPERATION_"+strings.ToUpper(string(op))]
+	if !ok || n == 0 {
+		return 0, fmt.Errorf("tarry: no bulk operation %q (SUSPEND, RESUME or CANCEL)", string(op))
+	}
+	return tarryv1.BulkOperation(n), nil
+}
+
+func bulkFromPB(m *tarryv1.Bulk) Bulk {
+	b := Bulk{
+		ID:         m.GetId(),
+		Operation:  BulkOperation(unspecifiedEmpty(enumName(m.GetOperation().String(), "BULK_OPERATION_"))),
+		Status:     BulkStatus(unspecifiedEmpty(enumName(m.GetStatus().String(), "BULK_STATUS_"))),
+		Total:      m.GetTotal(),
+		Applied:    m.GetApplied(),
+		Skipped:    m.GetSkipped(),
+		Failed:     m.GetFailed(),
+		CreateTime: timeFromPB(m.GetCreateTime()),
+		UpdateTime: timeFromPB(m.GetUpdateTime()),
+		Rate:       int(m.GetRate()),
+		Failures:   m.GetFailures(),
+	}
+	if len(b.Failures) == 0 {
+		b.Failures = nil
+	}
+	return b
+}
+
+// unspecifiedEmpty reads an enum's UNSPECIFIED (a server that left it unset) as "", as
+// statusFromPB does.
+func unspecifiedEmpty(name string) string {
+	if name == "UNSPECIFIED" {
+		return ""
+	}
+	return name
+}

@@ -1,7 +1,8 @@
 // Package tarry is the Go client of Tarry, a durable-workflow service: start and steer
 // executions (Run, Resume, Suspend, Cancel), read them (Get, ListExecutions, Events,
-// Workflows, Describe) and follow them (Watch one, WatchExecutions every one that
-// matches a filter).
+// Workflows, Describe), follow them (Watch one, WatchExecutions every one that matches a
+// filter) and act on many at once (StartBulk: a durable batch that suspends, resumes or
+// cancels every execution that matches a filter; GetBulk, WatchBulk, CancelBulk).
 //
 //	client, err := tarry.Dial("localhost:50051")
 //	...

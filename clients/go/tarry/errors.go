@@ -22,6 +22,7 @@ const Domain = "tarry.dev"
 //	ErrNotFound            NOT_FOUND
 //	  ErrExecutionNotFound   EXECUTION_NOT_FOUND
 //	  ErrWorkflowNotFound    WORKFLOW_NOT_FOUND
+//	  ErrBulkNotFound        BULK_NOT_FOUND: no batch with that id (GetBulk...)
 //	ErrInvalidArgument     INVALID_ARGUMENT; Error.Violations
 //	  ErrInvalidInput        INVALID_INPUT: Run input against the input schema
 //	  ErrInvalidResumeData   INVALID_RESUME_DATA: Resume data against the resume schema
@@ -47,6 +48,7 @@ var (
 	ErrNotFound          = newKind("not found", nil)
 	ErrExecutionNotFound = newKind("execution not found", ErrNotFound)
 	ErrWorkflowNotFound  = newKind("workflow not found", ErrNotFound)
+	ErrBulkNotFound      = newKind("bulk not found", ErrNotFound)
 	ErrInvalidArgument   = newKind("invalid argument", nil)
 	ErrInvalidInput      = newKind("invalid input", ErrInvalidArgument)
 	ErrInvalidResumeData = newKind("invalid resume data", ErrInvalidArgument)
@@ -81,6 +83,7 @@ func newKind(name string, parent error) error {
 var kindByReason = map[string]error{
 	"EXECUTION_NOT_FOUND": ErrExecutionNotFound,
 	"WORKFLOW_NOT_FOUND":  ErrWorkflowNotFound,
+	"BULK_NOT_FOUND":      ErrBulkNotFound,
 	"INVALID_ARGUMENT":    ErrInvalidArgument,
 	"INVALID_INPUT":       ErrInvalidInput,
 	"INVALID_RESUME_DATA": ErrInvalidResumeData,

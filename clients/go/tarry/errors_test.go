@@ -54,6 +54,7 @@ func TestKindsByReason(t *testing.T) {
 	}{
 		{codes.NotFound, "EXECUTION_NOT_FOUND", []error{ErrExecutionNotFound, ErrNotFound}, []error{ErrWorkflowNotFound}},
 		{codes.NotFound, "WORKFLOW_NOT_FOUND", []error{ErrWorkflowNotFound, ErrNotFound}, []error{ErrExecutionNotFound}},
+		{codes.NotFound, "BULK_NOT_FOUND", []error{ErrBulkNotFound, ErrNotFound}, []error{ErrExecutionNotFound, ErrWorkflowNotFound}},
 		{codes.InvalidArgument, "INVALID_ARGUMENT", []error{ErrInvalidArgument}, []error{ErrInvalidInput}},
 		{codes.InvalidArgument, "INVALID_INPUT", []error{ErrInvalidInput, ErrInvalidArgument}, []error{ErrInvalidResumeData}},
 		{codes.InvalidArgument, "INVALID_RESUME_DATA", []error{ErrInvalidResumeData, ErrInvalidArgument}, nil},

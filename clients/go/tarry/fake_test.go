@@ -3,13 +3,19 @@ package tarry
 import (
 	"context"
 	"net"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	tarryv1 "github.com/tarry-dev/tarry/clients/go/tarry/v1"
 )
@@ -31,6 +37,15 @@ type fakeServer struct {
 	listReqs  []*tarryv1.ListExecutionsRequest
 	headers   []metadata.MD
 	cancelled chan struct{} // closed when a watch sees its call cancelled
+
+	// Batches: StartBulk answers from starts (nil: a batch, or none for a dry run);
+	// GetBulk and CancelBulk know the batch bulk (nil: none, BULK_NOT_FOUND); each WatchBulk
+	// connection is the next of bulkWatches.
+	starts      []error
+	startReqs   []*tarryv1.StartBulkRequest
+	bulk        *tarryv1.Bulk
+	bulkReqs    []string // "get <id>", "cancel <id>", "watch <id>"
+	bulkWatches []func(*tarryv1.WatchBulkRequest, tarryv1.WorkflowService_WatchBulkServer) error
 }
 
 func (f *fakeServer) WatchExecution(req *tarryv1.WatchExecutionRequest, stream tarryv1.WorkflowService_WatchExecutionServer) error {
@@ -205,4 +220,94 @@ func (f *fakeServer) runRequests() []*tarryv1.RunRequest {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]*tarryv1.RunRequest(nil), f.runReqs...)
+}
+
+func (f *fakeServer) StartBulk(ctx context.Context, req *tarryv1.StartBulkRequest) (*tarryv1.StartBulkResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.startReqs = append(f.startReqs, req)
+	if n := len(f.startReqs) - 1; n < len(f.starts) && f.starts[n] != nil {
+		return nil, f.starts[n]
+	}
+	if req.GetDryRun() {
+		return &tarryv1.StartBulkResponse{Matched: 3}, nil
+	}
+	return &tarryv1.StartBulkResponse{Matched: 3, Bulk: &tarryv1.Bulk{Id: "b1", Operation: req.GetOperation(),
+		Status: tarryv1.BulkStatus_BULK_STATUS_RUNNING, Total: 3, Rate: req.GetRate(),
+		CreateTime: timestamppb.New(bulkStarted), UpdateTime: timestamppb.New(bulkStarted)}}, nil
+}
+
+// bulkStarted is when the fake's batches start.
+var bulkStarted = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// noBulk is the server's answer for a batch it does not know.
+func noBulk(id string) error {
+	st, _ := status.New(codes.NotFound, "no batch with id '"+id+"'").WithDetails(
+		&errdetails.ErrorInfo{Domain: Domain, Reason: "BULK_NOT_FOUND"})
+	return st.Err()
+}
+
+func (f *fakeServer) GetBulk(_ context.Context, req *tarryv1.GetBulkRequest) (*tarryv1.GetBulkResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.bulkReqs = append(f.bulkReqs, "get "+req.GetBulkId())
+	if f.bulk == nil || f.bulk.GetId() != req.GetBulkId() {
+		return nil, noBulk(req.GetBulkId())
+	}
+	return &tarryv1.GetBulkResponse{Bulk: f.bulk}, nil
+}
+
+func (f *fakeServer) CancelBulk(_ context.Context, req *tarryv1.CancelBulkRequest) (*tarryv1.CancelBulkResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.bulkReqs = append(f.bulkReqs, "cancel "+req.GetBulkId())
+	if f.bulk == nil || f.bulk.GetId() != req.GetBulkId() {
+		return nil, noBulk(req.GetBulkId())
+	}
+	if f.bulk.GetStatus() == tarryv1.BulkStatus_BULK_STATUS_RUNNING {
+		f.bulk.Status = tarryv1.BulkStatus_BULK_STATUS_CANCELLED
+	}
+	return &tarryv1.CancelBulkResponse{Bulk: f.bulk}, nil
+}
+
+func (f *fakeServer) WatchBulk(req *tarryv1.WatchBulkRequest, stream tarryv1.WorkflowService_WatchBulkServer) error {
+	f.mu.Lock()
+	f.bulkReqs = append(f.bulkReqs, "watch "+req.GetBulkId())
+	script := f.bulkWatches[min(len(f.bulkWatches), countPrefix(f.bulkReqs, "watch "))-1] // the last one repeats
+	f.mu.Unlock()
+	return script(req, stream)
+}
+
+func countPrefix(items []string, prefix string) int {
+	n := 0
+	for _, item := range items {
+		if strings.HasPrefix(item, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// sendsBulks is a WatchBulk connection that sends msgs, then ends with err (nil: OK).
+func sendsBulks(err error, msgs ...*tarryv1.Bulk) func(*tarryv1.WatchBulkRequest, tarryv1.WorkflowService_WatchBulkServer) error {
+	return func(_ *tarryv1.WatchBulkRequest, stream tarryv1.WorkflowService_WatchBulkServer) error {
+		for _, m := range msgs {
+			if e := stream.Send(&tarryv1.WatchBulkResponse{Bulk: m}); e != nil {
+				return e
+			}
+		}
+		return err
+	}
+}
+
+func (f *fakeServer) startRequests() []*tarryv1.StartBulkRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]*tarryv1.StartBulkRequest(nil), f.startReqs...)
+}
+
+func (f *fakeServer) bulkRequests() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.bulkReqs...)
 }

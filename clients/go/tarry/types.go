@@ -351,3 +351,60 @@ type RetryPolicy struct {
 	MaxInterval            time.Duration
 	NonRetryableErrorTypes []string
 }
+
+// BulkOperation is what a batch (StartBulk) does to each execution it takes.
+type BulkOperation string
+
+// The operations of a batch.
+const (
+	BulkSuspend BulkOperation = "SUSPEND" // as Suspend (StartBulkOptions.Reason, FreezeTimers)
+	BulkResume  BulkOperation = "RESUME"  // as Resume (StartBulkOptions.Data, NodeID, Action)
+	BulkCancel  BulkOperation = "CANCEL"  // as Cancel (StartBulkOptions.Reason)
+)
+
+// BulkStatus is where a batch stands. DONE and CANCELLED never change again.
+type BulkStatus string
+
+// The statuses of a batch.
+const (
+	BulkRunning   BulkStatus = "RUNNING"   // working through its executions
+	BulkDone      BulkStatus = "DONE"      // every execution it took was sent its request
+	BulkCancelled BulkStatus = "CANCELLED" // stopped by CancelBulk before the end
+)
+
+// Bulk is a batch of StartBulk: its progress and its outcome.
+type Bulk struct {
+	ID        string
+	Operation BulkOperation
+	Status    BulkStatus
+	// Total is the number of executions it took (those that matched when it started).
+	Total int64
+	// Applied, Skipped and Failed count those sent their request so far, by outcome:
+	// accepted; no longer in a state the request applies to (finished, already
+	// suspended, deleted...); refused for another reason (resume data the execution's
+	// schema refuses, say).
+	Applied int64
+	Skipped int64
+	Failed  int64
+	// CreateTime is when it started; UpdateTime when its progress last moved.
+	CreateTime time.Time
+	UpdateTime time.Time
+	// Rate is the most executions it sends a request a second.
+	Rate int
+	// Failures are the first few failures (at most 20), each "execution_id: message";
+	// nil when none.
+	Failures []string
+}
+
+// Done is the number of executions sent their request so far (Applied + Skipped +
+// Failed), out of Total.
+func (b *Bulk) Done() int64 { return b.Applied + b.Skipped + b.Failed }
+
+// BulkStart is what StartBulk answers.
+type BulkStart struct {
+	// Bulk is the batch started, or the one the same request id started before; nil for
+	// a dry run.
+	Bulk *Bulk
+	// Matched is how many executions match the filters (the batch's Total).
+	Matched int64
+}

@@ -40,7 +40,7 @@ Every failed call raises a `TarryError` subclass rebuilt from the server's `goog
 (ErrorInfo reason and metadata, BadRequest field violations, PreconditionFailure):
 
     TarryError                 .code (grpc.StatusCode), .reason, .metadata, .message
-    ├── NotFound               ├── ExecutionNotFound, WorkflowNotFound
+    ├── NotFound               ├── ExecutionNotFound, WorkflowNotFound, BulkNotFound
     ├── InvalidArgument        .violations [(field, description)]; InvalidInput,
     │                          InvalidResumeData
     ├── WrongState             FAILED_PRECONDITION; NodeNotWaiting
@@ -61,6 +61,7 @@ from ._client import DEFAULT_TIMEOUT, Client
 from ._convert import as_json
 from ._errors import (
     AlreadyExists,
+    BulkNotFound,
     Cancelled,
     Conflict,
     CursorOutOfRange,
@@ -86,6 +87,10 @@ from ._errors import (
 from ._retry import NO_RETRY, Retry
 from ._types import (
     JSON,
+    Bulk,
+    BulkOperation,
+    BulkStart,
+    BulkStatus,
     Cancellation,
     Event,
     EventPage,
@@ -115,6 +120,11 @@ __all__ = [
     "NO_RETRY",
     "AlreadyExists",
     "AsyncClient",
+    "Bulk",
+    "BulkNotFound",
+    "BulkOperation",
+    "BulkStart",
+    "BulkStatus",
     "Cancellation",
     "Cancelled",
     "Client",

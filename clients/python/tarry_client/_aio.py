@@ -11,11 +11,14 @@ from typing import Self, TypeVar, Unpack
 
 import grpc
 
+from tarry_api.v1 import workflow_service_pb2 as pb
 from tarry_api.v1 import workflow_service_pb2_grpc as pb_grpc
 
 from . import _requests as req
 from ._client import DEFAULT_TIMEOUT
 from ._convert import (
+    bulk_from_pb,
+    bulk_start_from_pb,
     event_page_from_pb,
     execution_from_pb,
     execution_page_from_pb,
@@ -33,6 +36,9 @@ from ._retry import (
 )
 from ._types import (
     JSON,
+    Bulk,
+    BulkOperation,
+    BulkStart,
     EventPage,
     Execution,
     ExecutionChange,
@@ -237,6 +243,47 @@ class AsyncClient:
             finally:
                 call.cancel()
             await asyncio.sleep(delay)
+
+    # -- batches ----------------------------------------------------------------------------
+
+    async def start_bulk(self, operation: BulkOperation | str, *, reason: str = "",
+                   freeze_timers: bool = False, data: JSON = None, node_id: str | None = None,
+                   action: str | None = None, rate: int | None = None, dry_run: bool = False,
+                   request_id: str | None = None, timeout: float | None = None,
+                   **filters: Unpack[req.BulkFilters]) -> BulkStart:
+        """Suspend, resume (with `data`, `node_id`, `action`) or cancel every execution
+        that matches the filters (those of `list_executions`), as one durable batch the
+        server works through, at most `rate` a second (default 100). `dry_run`: only count
+        them. Raises InvalidArgument, Overloaded (more match than one batch takes)."""
+        request = req.start_bulk(operation, filters, reason=reason,
+                                 freeze_timers=freeze_timers, data=data, node_id=node_id,
+                                 action=action, rate=rate, dry_run=dry_run,
+                                 request_id_=request_id)
+        return bulk_start_from_pb(await self._unary(self._stub.StartBulk, request, timeout))
+
+    async def get_bulk(self, bulk_id: str, *, timeout: float | None = None) -> Bulk:
+        """A batch as it stands. Raises BulkNotFound."""
+        response = await self._unary(self._stub.GetBulk, pb.GetBulkRequest(bulk_id=bulk_id),
+                                     timeout)
+        return bulk_from_pb(response.bulk)
+
+    async def cancel_bulk(self, bulk_id: str, *, timeout: float | None = None) -> Bulk:
+        """Stop a batch; the executions it has not reached are left as they are."""
+        response = await self._unary(self._stub.CancelBulk,
+                                     pb.CancelBulkRequest(bulk_id=bulk_id), timeout)
+        return bulk_from_pb(response.bulk)
+
+    async def watch_bulk(self, bulk_id: str) -> AsyncIterator[Bulk]:
+        """The batch now, then each time it moves, until it has ended."""
+        call = self._stub.WatchBulk(pb.WatchBulkRequest(bulk_id=bulk_id),
+                                    metadata=self._metadata)
+        try:
+            async for message in call:
+                yield bulk_from_pb(message.bulk)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+        finally:
+            call.cancel()
 
     # -- plumbing ---------------------------------------------------------------------------
 

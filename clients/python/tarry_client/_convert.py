@@ -16,6 +16,10 @@ from tarry_api.v1 import workflow_service_pb2 as pb
 
 from ._types import (
     JSON,
+    Bulk,
+    BulkOperation,
+    BulkStart,
+    BulkStatus,
     Cancellation,
     Event,
     EventPage,
@@ -305,3 +309,19 @@ def change_from_pb(c: pb.ExecutionChange) -> ExecutionChange:
 def event_page_from_pb(response: pb.ListExecutionEventsResponse) -> EventPage:
     return EventPage(tuple(event_from_pb(e) for e in response.events),
                      response.next_after_sequence, response.has_more)
+
+
+def bulk_from_pb(m: pb.Bulk) -> Bulk:
+    return Bulk(
+        id=m.id,
+        operation=_required_enum(BulkOperation, pb.BulkOperation, "BULK_OPERATION_",
+                                 m.operation),
+        status=_required_enum(BulkStatus, pb.BulkStatus, "BULK_STATUS_", m.status),
+        total=m.total, applied=m.applied, skipped=m.skipped, failed=m.failed,
+        create_time=_time(m.create_time), update_time=_time(m.update_time), rate=m.rate,
+        failures=tuple(m.failures))
+
+
+def bulk_start_from_pb(m: pb.StartBulkResponse) -> BulkStart:
+    return BulkStart(bulk_from_pb(m.bulk) if m.HasField("bulk") else None, m.matched)
+

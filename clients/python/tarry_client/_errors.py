@@ -3,7 +3,8 @@
 TarryError                  every failed call; .code, .reason, .metadata, .message
 ├── NotFound                NOT_FOUND
 │   ├── ExecutionNotFound   EXECUTION_NOT_FOUND
-│   └── WorkflowNotFound    WORKFLOW_NOT_FOUND
+│   ├── WorkflowNotFound    WORKFLOW_NOT_FOUND
+│   └── BulkNotFound        BULK_NOT_FOUND
 ├── InvalidArgument         INVALID_ARGUMENT; .violations: [(field, description)]
 │   ├── InvalidInput        INVALID_INPUT: Run input against the workflow's input schema
 │   └── InvalidResumeData   INVALID_RESUME_DATA: Resume data against the node's resume schema
@@ -106,6 +107,10 @@ class WorkflowNotFound(NotFound):
     pass
 
 
+class BulkNotFound(NotFound):
+    pass
+
+
 class InvalidArgument(TarryError):
     """The request was refused as malformed; `violations` say which fields and why."""
 
@@ -184,6 +189,7 @@ class PermissionDenied(TarryError):
 # The one table from ErrorInfo reasons to classes; codes are the fallback below.
 _BY_REASON: dict[str, type[TarryError]] = {
     "EXECUTION_NOT_FOUND": ExecutionNotFound,
+    "BULK_NOT_FOUND": BulkNotFound,
     "WORKFLOW_NOT_FOUND": WorkflowNotFound,
     "INVALID_ARGUMENT": InvalidArgument,
     "INVALID_INPUT": InvalidInput,

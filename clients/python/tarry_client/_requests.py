@@ -10,7 +10,7 @@ from typing import TypedDict
 from tarry_api.v1 import workflow_service_pb2 as pb
 
 from ._convert import status_to_pb, to_value
-from ._types import JSON, Status
+from ._types import JSON, BulkOperation, Status
 
 
 def call_metadata(metadata: Sequence[tuple[str, str]], token: str | None,
@@ -120,3 +120,40 @@ def watch_executions(workflow: str | None, status: Status | str | None,
     return pb.WatchExecutionsRequest(
         workflow=workflow or "", status=status_to_pb(status), tags=tags or {},
         waiting_node=waiting_node or "", cursor=cursor or "")
+
+
+def start_bulk(operation: BulkOperation | str, filters: BulkFilters, *, reason: str,
+               freeze_timers: bool, data: JSON, node_id: str | None, action: str | None,
+               rate: int | None, dry_run: bool, request_id_: str | None
+               ) -> pb.StartBulkRequest:
+    f = list_executions(filters.get("workflow"), filters.get("status"), None, None,
+                        tags=filters.get("tags"), version=filters.get("version"),
+                        created_from=filters.get("created_from"),
+                        created_to=filters.get("created_to"),
+                        waiting_node=filters.get("waiting_node"))
+    request = pb.StartBulkRequest(
+        operation=pb.BulkOperation.Value(f"BULK_OPERATION_{BulkOperation(str(operation).upper())}"),
+        workflow=f.workflow, status=f.status, tags=f.tags, version=f.version,
+        waiting_node=f.waiting_node, reason=reason, freeze_timers=freeze_timers,
+        node_id=node_id or "", action=action or "", rate=rate or 0, dry_run=dry_run,
+        request_id="" if dry_run else request_id(request_id_))
+    if f.HasField("create_time_from"):
+        request.create_time_from.CopyFrom(f.create_time_from)
+    if f.HasField("create_time_to"):
+        request.create_time_to.CopyFrom(f.create_time_to)
+    if data is not None:
+        request.data.CopyFrom(to_value(data))
+    return request
+
+
+class BulkFilters(TypedDict, total=False):
+    """The filters of a batch (`start_bulk`): those of `list_executions`."""
+
+    workflow: str | None
+    status: Status | str | None
+    tags: Mapping[str, str] | None
+    version: str | None
+    created_from: datetime | None
+    created_to: datetime | None
+    waiting_node: str | None
+

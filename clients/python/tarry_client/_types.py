@@ -335,3 +335,51 @@ class Workflow:
             if n.id == node_id:
                 return n
         raise KeyError(node_id)
+
+
+class BulkOperation(StrEnum):
+    """What a batch (`start_bulk`) does to each matching execution."""
+
+    SUSPEND = "SUSPEND"
+    RESUME = "RESUME"
+    CANCEL = "CANCEL"
+
+
+class BulkStatus(StrEnum):
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    CANCELLED = "CANCELLED"
+
+
+@dataclass(frozen=True, slots=True)
+class Bulk:
+    """A batch of `start_bulk`: its progress and outcome."""
+
+    id: str
+    operation: BulkOperation
+    status: BulkStatus
+    total: int
+    """The executions it took (those that matched when it started)."""
+    applied: int
+    skipped: int
+    """No longer in a state the request applies to (finished, already suspended...)."""
+    failed: int
+    create_time: datetime
+    update_time: datetime
+    rate: int
+    failures: tuple[str, ...]
+    """The first few failures, "execution_id: message"."""
+
+    @property
+    def done(self) -> int:
+        """The executions sent their request so far."""
+        return self.applied + self.skipped + self.failed
+
+
+@dataclass(frozen=True, slots=True)
+class BulkStart:
+    """What `start_bulk` answers: the batch (None for a dry run) and how many matched."""
+
+    bulk: Bulk | None
+    matched: int
+

@@ -2,8 +2,8 @@
 // the client's own types and typed errors.
 
 import type {
-  Execution, ExecutionChange, ExecutionEvent, ExecutionPage, Json, JsonObject, TarryError,
-  Workflow,
+  Bulk, BulkStart, Execution, ExecutionChange, ExecutionEvent, ExecutionPage, Json, JsonObject,
+  TarryError, Workflow,
 } from "../src/index";
 import { isObject, ScenarioError } from "./scenarios";
 
@@ -202,6 +202,38 @@ export function checkChanges(changes: ExecutionChange[], want: JsonObject[]): vo
       }
     }
   });
+}
+
+/**
+ * `expect` of a `bulk` step: `matched`, `started` (a batch was started or returned: not a
+ * dry run), and of the batch what checkBulk checks.
+ */
+export function checkBulkStart(start: BulkStart, want: JsonObject): void {
+  for (const [key, value] of Object.entries(want)) {
+    if (key === "matched") {
+      equal("matched", start.matched, value);
+    } else if (key === "started") {
+      equal("started", start.bulk !== undefined, value);
+    } else if (start.bulk === undefined) {
+      throw new Mismatch(`no batch started, expected its ${key}`);
+    } else {
+      checkBulk(start.bulk, { [key]: value });
+    }
+  }
+}
+
+/** `expect` of a batch: `id`, `status`, `total`, `applied`, `skipped`, `failed` (equality). */
+export function checkBulk(bulk: Bulk, want: JsonObject): void {
+  const have: JsonObject = {
+    id: bulk.id, status: bulk.status, total: bulk.total, applied: bulk.applied,
+    skipped: bulk.skipped, failed: bulk.failed,
+  };
+  for (const [key, value] of Object.entries(want)) {
+    if (!(key in have)) {
+      throw new ScenarioError(`unknown batch expectation ${JSON.stringify(key)}`);
+    }
+    equal(key, have[key] ?? null, value);
+  }
 }
 
 export function checkError(err: TarryError, want: JsonObject): void {

@@ -5,12 +5,16 @@ import { randomBytes } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 
-import type { Execution, ExecutionPage, Json, JsonObject } from "../src/index";
+import type { BulkStart, Execution, ExecutionPage, Json, JsonObject } from "../src/index";
 
-/** What a step's `"save"` keeps: an execution, or (on a `list` step) a page. */
+/**
+ * What a step's `"save"` keeps: an execution, or (on a `list` step) a page, or (on a `bulk`
+ * step) the start of a batch.
+ */
 export type Saved =
   | { kind: "execution"; execution: Execution }
-  | { kind: "page"; page: ExecutionPage };
+  | { kind: "page"; page: ExecutionPage }
+  | { kind: "bulk"; start: BulkStart };
 
 export interface Scenario {
   name: string;
@@ -64,7 +68,8 @@ export function newUid(): string {
  * `value` with every string rewritten: `{uid}` becomes the scenario's token, and a string
  * starting with `$` names a saved execution: `$name` its id, `$name.sequence` its
  * lastSequence (a number); or a saved page: `$name.next` its nextPageToken (null on the
- * last page, which leaves the field unset), `$name.cursor` its watchCursor.
+ * last page, which leaves the field unset), `$name.cursor` its watchCursor; or a saved
+ * batch: `$name` its id.
  */
 export function substitute(value: Json, uid: string, saved: ReadonlyMap<string, Saved>): Json {
   if (Array.isArray(value)) {
@@ -96,6 +101,16 @@ export function substitute(value: Json, uid: string, saved: ReadonlyMap<string, 
       return found.page.watchCursor ?? null;
     }
     throw new ScenarioError(`${value}: only .next or .cursor may follow a saved page`);
+  }
+  if (found.kind === "bulk") {
+    if (field !== undefined) {
+      throw new ScenarioError(`${value}: nothing may follow a saved batch`);
+    }
+    if (found.start.bulk === undefined) {
+      throw new ScenarioError(`${value}: the step saved as ${JSON.stringify(name)} ` +
+                              "started no batch (a dry run)");
+    }
+    return found.start.bulk.id;
   }
   if (field === undefined) {
     return found.execution.id;

@@ -1,12 +1,14 @@
 // One step of a scenario: its operation, called through the client's public API, and its
 // expectation checked against what came back (tests/conformance/README.md, "Operations").
 
-import { Client, STATUSES, TarryError } from "../src/index";
+import { BULK_OPERATIONS, bulkDone, Client, STATUSES, TarryError } from "../src/index";
 import type {
-  Execution, ExecutionChange, ExecutionEvent, ExecutionPage, Json, JsonObject, Status, Workflow,
+  Bulk, BulkOperation, BulkStart, Execution, ExecutionChange, ExecutionEvent, ExecutionPage,
+  Json, JsonObject, Status, Workflow,
 } from "../src/index";
 import {
-  checkChanges, checkError, checkEvents, checkExecution, checkPage, checkWorkflow, Mismatch,
+  checkBulk, checkBulkStart, checkChanges, checkError, checkEvents, checkExecution, checkPage,
+  checkWorkflow, Mismatch,
 } from "./expect";
 import { isObject, ScenarioError } from "./scenarios";
 import type { Saved } from "./scenarios";
@@ -30,6 +32,9 @@ const OPERATIONS: Readonly<Record<string, readonly string[]>> = {
   list: ["workflow", "status", "waiting_node", "tags", "page_size", "page_token"],
   pause: ["seconds"],
   watch_many: ["workflow", "status", "tags", "waiting_node", "cursor", "reconnect_after"],
+  bulk: ["operation", "workflow", "status", "tags", "waiting_node", "reason", "freeze_timers",
+         "data", "node_id", "action", "rate", "dry_run", "request_id"],
+  bulk_await: ["bulk_id"],
 };
 
 const STEP_KEYS = new Set(["save", "expect", "expect_events", "expect_changes", "error",
@@ -41,6 +46,8 @@ type Returned =
   | { kind: "page"; page: ExecutionPage }
   | { kind: "events"; events: ExecutionEvent[] }
   | { kind: "changes"; changes: ExecutionChange[] }
+  | { kind: "bulkStart"; start: BulkStart }
+  | { kind: "bulk"; bulk: Bulk }
   | { kind: "nothing" };
 
 /** The one operation key of a step. */
@@ -100,13 +107,16 @@ export async function runStep(client: Client, step: JsonObject,
     const code = isObject(expectedError) ? expectedError["code"] : undefined;
     throw new Mismatch(`succeeded, expected ${String(code)}`);
   }
-  if ((got.kind === "execution" || got.kind === "page") && step["save"] !== undefined) {
+  if ((got.kind === "execution" || got.kind === "page" || got.kind === "bulkStart") &&
+      step["save"] !== undefined) {
     if (typeof step["save"] !== "string") {
       throw new ScenarioError("save must be a name");
     }
     saved.set(step["save"], got.kind === "execution"
       ? { kind: "execution", execution: got.execution }
-      : { kind: "page", page: got.page });
+      : got.kind === "page"
+        ? { kind: "page", page: got.page }
+        : { kind: "bulk", start: got.start });
   }
   const expect = step["expect"];
   if (expect !== undefined) {
@@ -116,6 +126,10 @@ export async function runStep(client: Client, step: JsonObject,
       checkWorkflow(got.workflow, expectObject(expect, "expect"));
     } else if (got.kind === "page") {
       checkPage(got.page, expectObject(expect, "expect"));
+    } else if (got.kind === "bulkStart") {
+      checkBulkStart(got.start, expectObject(expect, "expect"));
+    } else if (got.kind === "bulk") {
+      checkBulk(got.bulk, expectObject(expect, "expect"));
     } else {
       throw new ScenarioError(`${op} returns nothing to expect of`);
     }
@@ -199,6 +213,15 @@ class Args {
     }
     return value as Status | undefined;
   }
+
+  bulkOperation(key: string): BulkOperation {
+    const value = this.required(key);
+    if (!(BULK_OPERATIONS as readonly string[]).includes(value)) {
+      throw new ScenarioError(`${this.op}.${key}: ${JSON.stringify(value)} is not SUSPEND, ` +
+                              "RESUME or CANCEL");
+    }
+    return value as BulkOperation;
+  }
 }
 
 async function call(client: Client, op: string, a: Args, timeoutMs: number,
@@ -260,6 +283,17 @@ async function call(client: Client, op: string, a: Args, timeoutMs: number,
                }) };
     case "watch_many":
       return { kind: "changes", changes: await watchMany(client, a, count, timeoutMs) };
+    case "bulk":
+      return { kind: "bulkStart",
+               start: await client.startBulk(a.bulkOperation("operation"), {
+                 workflow: a.str("workflow"), status: a.status("status"), tags: a.tags("tags"),
+                 waitingNode: a.str("waiting_node"), reason: a.str("reason"),
+                 freezeTimers: a.bool("freeze_timers"), data: a.json("data"),
+                 nodeId: a.str("node_id"), action: a.str("action"), rate: a.num("rate"),
+                 dryRun: a.bool("dry_run"), requestId: a.str("request_id"), timeoutMs,
+               }) };
+    case "bulk_await":
+      return { kind: "bulk", bulk: await awaitBulk(client, a, timeoutMs) };
   }
   throw new ScenarioError(`unknown operation ${op}`);
 }
@@ -357,6 +391,23 @@ async function awaitStatus(client: Client, a: Args, timeoutMs: number): Promise<
     if (Date.now() > deadline) {
       throw new Mismatch(`still ${execution.status} after ${timeoutMs / 1000} s, ` +
                          `expected ${want}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** GetBulk, again every 50 ms, until the batch is no longer RUNNING (within the deadline). */
+async function awaitBulk(client: Client, a: Args, timeoutMs: number): Promise<Bulk> {
+  const bulkId = a.required("bulk_id");
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const bulk = await client.getBulk(bulkId, { timeoutMs });
+    if (bulk.status !== "RUNNING") {
+      return bulk;
+    }
+    if (Date.now() > deadline) {
+      throw new Mismatch(`batch still RUNNING after ${timeoutMs / 1000} s ` +
+                         `(${bulkDone(bulk)} of ${bulk.total})`);
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }

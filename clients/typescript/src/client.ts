@@ -1,19 +1,19 @@
-// The client: one promise-returning method per RPC, and watch() and watchExecutions() as
-// async iterators.
+// The client: one promise-returning method per RPC, and watch(), watchExecutions() and
+// watchBulk() as async iterators.
 
 import { randomUUID } from "node:crypto";
 
 import * as grpc from "@grpc/grpc-js";
 
 import {
-  eventPageFromPb, executionFromPb, executionPageFromPb, statusToPb, tagsToPb, timeToPb,
-  workflowFromPb,
+  bulkFromPb, bulkOperationToPb, bulkStartFromPb, eventPageFromPb, executionFromPb,
+  executionPageFromPb, statusToPb, tagsToPb, timeToPb, workflowFromPb,
 } from "./convert";
 import { fromServiceError, isServiceError } from "./errors";
 import type { Execution as PbExecution } from "./gen/tarry/v1/execution";
 import { WorkflowServiceClient } from "./gen/tarry/v1/workflow_service";
 import type {
-  WatchExecutionResponse, WatchExecutionsResponse,
+  Bulk as PbBulk, WatchBulkResponse, WatchExecutionResponse, WatchExecutionsResponse,
 } from "./gen/tarry/v1/workflow_service";
 import { checkJson } from "./json";
 import type { Json } from "./json";
@@ -23,7 +23,8 @@ import {
 } from "./retry";
 import type { Retry } from "./retry";
 import type {
-  EventPage, Execution, ExecutionChange, ExecutionPage, Status, WatchItem, Workflow,
+  Bulk, BulkOperation, BulkStart, EventPage, Execution, ExecutionChange, ExecutionPage, Status,
+  WatchItem, Workflow,
 } from "./types";
 
 /** The default deadline of each unary call, in milliseconds. */
@@ -146,6 +147,37 @@ export interface WatchExecutionsOptions {
    * `ExecutionPage.watchCursor` to miss no change a listing does not show. Left out: from now.
    */
   cursor?: string;
+  /** Aborting ends the watch: the iterator then throws the signal's reason. */
+  signal?: AbortSignal;
+}
+
+/**
+ * The options of `startBulk()`: the filters (those of `listExecutions`, all given must hold),
+ * what each execution is sent, and how the batch runs.
+ */
+export interface StartBulkOptions extends Omit<ListExecutionsOptions, "pageSize" | "pageToken"> {
+  /** SUSPEND and CANCEL: the reason each execution records. */
+  reason?: string;
+  /** SUSPEND: stop each execution's timers while it is suspended (as `suspend`'s). */
+  freezeTimers?: boolean;
+  /** RESUME: the data each Resume sends (plain JSON); left out, none. */
+  data?: unknown;
+  /** RESUME: the wait node to deliver `data` to. */
+  nodeId?: string;
+  /** RESUME: the action, which picks the wait node's outgoing edges. */
+  action?: string;
+  /** At most this many executions a second; left out (or 0), the server's default (100). */
+  rate?: number;
+  /** Only count the matching executions: nothing starts, and no request id is sent. */
+  dryRun?: boolean;
+  /**
+   * Idempotency key: the same one again returns the batch it started. A fresh one when left
+   * out (except for a dry run), so the client's own retries start one batch.
+   */
+  requestId?: string;
+}
+
+export interface WatchBulkOptions {
   /** Aborting ends the watch: the iterator then throws the signal's reason. */
   signal?: AbortSignal;
 }
@@ -454,6 +486,90 @@ export class Client {
     }
   }
 
+  // -- batches --------------------------------------------------------------------------
+
+  /**
+   * Suspends, resumes (with `data`, `nodeId`, `action`) or cancels every execution that
+   * matches the filters (those of `listExecutions`), as one durable batch that the server
+   * works through, at most `rate` a second (default 100). The matching executions are
+   * listed when it starts; follow it with `getBulk` or `watchBulk`. With `dryRun` nothing
+   * starts: the answer only counts them (`matched`, no `bulk`). Rejects with InvalidArgument
+   * (a malformed filter, resume data nested too deep), Overloaded (more executions match
+   * than one batch takes: `metadata.limit`).
+   */
+  async startBulk(operation: BulkOperation,
+                  options: StartBulkOptions = {}): Promise<BulkStart> {
+    const dryRun = options.dryRun ?? false;
+    const rate = options.rate ?? 0;
+    if (!Number.isInteger(rate) || Math.abs(rate) > 0x7fffffff) {
+      throw new TypeError(`rate must be an integer, not ${String(rate)}`);
+    }
+    const response = await this.unary(this.stub.startBulk.bind(this.stub), {
+      operation: bulkOperationToPb(operation),
+      workflow: options.workflow ?? "",
+      status: statusToPb(options.status),
+      tags: tagsToPb(options.tags, "tags"),
+      version: options.version ?? "",
+      waitingNode: options.waitingNode ?? "",
+      createTimeFrom: timeToPb(options.createdFrom, "createdFrom"),
+      createTimeTo: timeToPb(options.createdTo, "createdTo"),
+      reason: options.reason ?? "",
+      freezeTimers: options.freezeTimers ?? false,
+      data: encode(options.data, "data"),
+      nodeId: options.nodeId ?? "",
+      action: options.action ?? "",
+      rate,
+      dryRun,
+      // A dry run starts nothing, so there is nothing to make idempotent.
+      requestId: dryRun ? "" : requestId(options.requestId),
+    }, options);
+    return bulkStartFromPb(response);
+  }
+
+  /** A batch as it stands: its progress and outcome. Rejects with BulkNotFound. */
+  async getBulk(bulkId: string, options: CallOptions = {}): Promise<Bulk> {
+    const response = await this.unary(this.stub.getBulk.bind(this.stub), { bulkId }, options);
+    return bulk(response.bulk);
+  }
+
+  /**
+   * Stops a batch: the executions it has not reached yet are left as they are. A batch that
+   * has ended is returned unchanged. Rejects with BulkNotFound.
+   */
+  async cancelBulk(bulkId: string, options: CallOptions = {}): Promise<Bulk> {
+    const response = await this.unary(this.stub.cancelBulk.bind(this.stub), { bulkId },
+                                      options);
+    return bulk(response.bulk);
+  }
+
+  /**
+   * Follows a batch: yields it as it stands now, then again each time its progress moves,
+   * and ends when the server ends the stream (once the batch is no longer RUNNING: check
+   * the last one's `status`, as a server may also end a long watch early). It does not
+   * reconnect. Throws BulkNotFound. Leaving the loop early (break) cancels the stream.
+   */
+  async *watchBulk(bulkId: string, options: WatchBulkOptions = {}
+  ): AsyncGenerator<Bulk, void, undefined> {
+    const { signal } = options;
+    signal?.throwIfAborted();
+    const call = this.stub.watchBulk({ bulkId }, this.baseMetadata.clone());
+    // As in watch(): a late 'error' event must not go unhandled.
+    call.on("error", () => undefined);
+    const onAbort = (): void => call.cancel();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      for await (const message of call as AsyncIterable<WatchBulkResponse>) {
+        yield bulk(message.bulk);
+      }
+    } catch (error) {
+      signal?.throwIfAborted();
+      throw isServiceError(error) ? fromServiceError(error) : error;
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+      call.cancel(); // a no-op once the call is over; stops it when abandoned early
+    }
+  }
+
   // -- plumbing -------------------------------------------------------------------------
 
   private async unary<Req, Resp>(method: UnaryMethod<Req, Resp>, request: Req,
@@ -536,6 +652,13 @@ function execution(message: PbExecution | undefined): Execution {
     throw new Error("the server answered without an execution");
   }
   return executionFromPb(message);
+}
+
+function bulk(message: PbBulk | undefined): Bulk {
+  if (message === undefined) {
+    throw new Error("the server answered without a batch");
+  }
+  return bulkFromPb(message);
 }
 
 function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {

@@ -3,12 +3,12 @@
 import type { Duration } from "./gen/google/protobuf/duration";
 import * as epb from "./gen/tarry/v1/execution";
 import * as wpb from "./gen/tarry/v1/workflow";
-import type * as spb from "./gen/tarry/v1/workflow_service";
+import * as spb from "./gen/tarry/v1/workflow_service";
 import type { Json, JsonObject } from "./json";
 import type {
-  EventPage, Execution, ExecutionChange, ExecutionEvent, ExecutionPage, JoinMode, NodeKind,
-  PendingInput, RetryPolicy, Status, Suspension, SuspensionSource, WaitingKind, WaitingPoint,
-  Workflow, WorkflowNode,
+  Bulk, BulkOperation, BulkStart, BulkStatus, EventPage, Execution, ExecutionChange,
+  ExecutionEvent, ExecutionPage, JoinMode, NodeKind, PendingInput, RetryPolicy, Status,
+  Suspension, SuspensionSource, WaitingKind, WaitingPoint, Workflow, WorkflowNode,
 } from "./types";
 
 /**
@@ -57,6 +57,18 @@ const JOIN_MODE: ReadonlyMap<wpb.JoinMode, JoinMode> = new Map([
   [wpb.JoinMode.JOIN_MODE_ANY, "ANY"],
 ]);
 
+const BULK_OPERATION: ReadonlyMap<spb.BulkOperation, BulkOperation> = new Map([
+  [spb.BulkOperation.BULK_OPERATION_SUSPEND, "SUSPEND"],
+  [spb.BulkOperation.BULK_OPERATION_RESUME, "RESUME"],
+  [spb.BulkOperation.BULK_OPERATION_CANCEL, "CANCEL"],
+]);
+
+const BULK_STATUS: ReadonlyMap<spb.BulkStatus, BulkStatus> = new Map([
+  [spb.BulkStatus.BULK_STATUS_RUNNING, "RUNNING"],
+  [spb.BulkStatus.BULK_STATUS_DONE, "DONE"],
+  [spb.BulkStatus.BULK_STATUS_CANCELLED, "CANCELLED"],
+]);
+
 function required<N, S>(table: ReadonlyMap<N, S>, what: string, number: N): S {
   const name = table.get(number);
   if (name === undefined) {
@@ -77,6 +89,18 @@ export function statusToPb(status: Status | undefined): epb.ExecutionStatus {
     }
   }
   throw new TypeError(`no execution status is called ${JSON.stringify(status)}`);
+}
+
+/** "CANCEL" (any case) -> its BulkOperation number; anything else is a TypeError. */
+export function bulkOperationToPb(operation: BulkOperation): spb.BulkOperation {
+  const wanted = typeof operation === "string" ? operation.toUpperCase() : undefined;
+  for (const [number, name] of BULK_OPERATION) {
+    if (name === wanted) {
+      return number;
+    }
+  }
+  throw new TypeError(`no batch operation is called ${JSON.stringify(operation)} ` +
+                      "(SUSPEND, RESUME or CANCEL)");
 }
 
 /**
@@ -303,5 +327,28 @@ function retryPolicyFromPb(m: wpb.RetryPolicy): RetryPolicy {
     backoffCoefficient: m.backoffCoefficient,
     maxIntervalMs: durationMs(m.maxInterval),
     nonRetryableErrorTypes: [...m.nonRetryableErrorTypes],
+  });
+}
+
+export function bulkFromPb(m: spb.Bulk): Bulk {
+  return {
+    id: m.id,
+    operation: required(BULK_OPERATION, "batch operation", m.operation),
+    status: required(BULK_STATUS, "batch status", m.status),
+    total: m.total,
+    applied: m.applied,
+    skipped: m.skipped,
+    failed: m.failed,
+    createTime: time(m.createTime),
+    updateTime: time(m.updateTime),
+    rate: m.rate,
+    failures: [...m.failures],
+  };
+}
+
+export function bulkStartFromPb(m: spb.StartBulkResponse): BulkStart {
+  return compact({
+    bulk: m.bulk && bulkFromPb(m.bulk),
+    matched: m.matched,
   });
 }

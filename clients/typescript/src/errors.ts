@@ -4,7 +4,8 @@
 // TarryError                  every failed call: code, codeName, reason, metadata, details
 // ├── NotFound                NOT_FOUND
 // │   ├── ExecutionNotFound   EXECUTION_NOT_FOUND
-// │   └── WorkflowNotFound    WORKFLOW_NOT_FOUND
+// │   ├── WorkflowNotFound    WORKFLOW_NOT_FOUND
+// │   └── BulkNotFound        BULK_NOT_FOUND: no batch (startBulk) with that id
 // ├── InvalidArgument         INVALID_ARGUMENT (and MALFORMED_REQUEST); violations
 // │   ├── InvalidInput        INVALID_INPUT: Run input against the workflow's input schema
 // │   └── InvalidResumeData   INVALID_RESUME_DATA: Resume data against the resume schema
@@ -137,6 +138,9 @@ export class ExecutionNotFound extends NotFound {}
 
 export class WorkflowNotFound extends NotFound {}
 
+/** No batch (startBulk) with that id, or it expired (7 days after it ended). */
+export class BulkNotFound extends NotFound {}
+
 /** The request was refused as malformed; `violations` say which fields and why. */
 export class InvalidArgument extends TarryError {
   static override readonly defaultCode = GrpcStatus.INVALID_ARGUMENT;
@@ -215,6 +219,7 @@ type ErrorClass = new (details: string, init?: TarryErrorInit) => TarryError;
 const BY_REASON: ReadonlyMap<string, ErrorClass> = new Map<string, ErrorClass>([
   ["EXECUTION_NOT_FOUND", ExecutionNotFound],
   ["WORKFLOW_NOT_FOUND", WorkflowNotFound],
+  ["BULK_NOT_FOUND", BulkNotFound],
   ["INVALID_ARGUMENT", InvalidArgument],
   ["INVALID_INPUT", InvalidInput],
   ["INVALID_RESUME_DATA", InvalidResumeData],

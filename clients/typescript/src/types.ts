@@ -296,3 +296,47 @@ export interface Workflow {
   /** A hash of the definition's shape; executions keep the one they started with. */
   fingerprint: string;
 }
+
+/** What a batch (`startBulk`) does to each matching execution. */
+export type BulkOperation = "SUSPEND" | "RESUME" | "CANCEL";
+
+export const BULK_OPERATIONS: readonly BulkOperation[] = ["SUSPEND", "RESUME", "CANCEL"];
+
+/** Where a batch stands: RUNNING until every execution it took was sent its request. */
+export type BulkStatus = "RUNNING" | "DONE" | "CANCELLED";
+
+/** A batch of `startBulk`: its progress and outcome. */
+export interface Bulk {
+  id: string;
+  operation: BulkOperation;
+  /** DONE: every execution it took was sent its request; CANCELLED: stopped by cancelBulk. */
+  status: BulkStatus;
+  /** The executions it took (those that matched when it started). */
+  total: number;
+  /** Those sent their request so far whose request was accepted... */
+  applied: number;
+  /** ...no longer in a state the request applies to (finished, already suspended...)... */
+  skipped: number;
+  /** ...and refused for another reason (e.g. resume data the execution's schema refuses). */
+  failed: number;
+  createTime: Date;
+  /** When its progress last moved. */
+  updateTime: Date;
+  /** The most executions it sends a request a second. */
+  rate: number;
+  /** The first few failures (at most 20), each "execution_id: message". */
+  failures: string[];
+}
+
+/** The executions a batch has sent its request so far: applied + skipped + failed. */
+export function bulkDone(bulk: Bulk): number {
+  return bulk.applied + bulk.skipped + bulk.failed;
+}
+
+/** What `startBulk` answers: the batch (absent for a dry run) and how many matched. */
+export interface BulkStart {
+  /** The batch started, or the one the same requestId started before; absent for a dry run. */
+  bulk?: Bulk;
+  /** How many executions match the filters (the batch's `total`). */
+  matched: number;
+}

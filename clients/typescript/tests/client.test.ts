@@ -7,24 +7,29 @@ import { after, before, beforeEach, describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 
 import {
-  Client, CursorOutOfRange, DeadlineExceeded, ExecutionNotFound, InvalidArgument,
-  PermissionDenied, Unavailable,
+  BulkNotFound, Client, CursorOutOfRange, DeadlineExceeded, ExecutionNotFound, InvalidArgument,
+  Overloaded, PermissionDenied, Unavailable,
 } from "../src/index";
-import type { ExecutionChange, Retry, WatchItem } from "../src/index";
+import type { Bulk, ExecutionChange, Retry, WatchItem } from "../src/index";
 import { ErrorInfo } from "../src/gen/google/rpc/error_details";
 import { Status as RpcStatus } from "../src/gen/google/rpc/status";
 import { ExecutionStatus } from "../src/gen/tarry/v1/execution";
 import type { Execution as PbExecution } from "../src/gen/tarry/v1/execution";
-import { WorkflowServiceService } from "../src/gen/tarry/v1/workflow_service";
+import {
+  BulkOperation as PbBulkOperation, BulkStatus as PbBulkStatus, WorkflowServiceService,
+} from "../src/gen/tarry/v1/workflow_service";
 import type {
-  ExecutionChange as PbExecutionChange, GetExecutionRequest, GetExecutionResponse, ListExecutionsRequest, ListExecutionsResponse,
-  RunRequest, RunResponse, SuspendRequest,
-  SuspendResponse, WatchExecutionRequest, WatchExecutionResponse, WatchExecutionsRequest,
-  WatchExecutionsResponse, WorkflowServiceServer,
+  Bulk as PbBulk, CancelBulkRequest, CancelBulkResponse, ExecutionChange as PbExecutionChange,
+  GetBulkRequest, GetBulkResponse, GetExecutionRequest, GetExecutionResponse,
+  ListExecutionsRequest, ListExecutionsResponse, RunRequest, RunResponse, StartBulkRequest,
+  StartBulkResponse, SuspendRequest, SuspendResponse, WatchBulkRequest, WatchBulkResponse,
+  WatchExecutionRequest, WatchExecutionResponse, WatchExecutionsRequest, WatchExecutionsResponse,
+  WorkflowServiceServer,
 } from "../src/gen/tarry/v1/workflow_service";
 
 type WatchCall = grpc.ServerWritableStream<WatchExecutionRequest, WatchExecutionResponse>;
 type ManyCall = grpc.ServerWritableStream<WatchExecutionsRequest, WatchExecutionsResponse>;
+type BulkCall = grpc.ServerWritableStream<WatchBulkRequest, WatchBulkResponse>;
 type Unary<Req, Resp> = (call: grpc.ServerUnaryCall<Req, Resp>,
                          callback: grpc.sendUnaryData<Resp>) => void;
 
@@ -78,6 +83,17 @@ function changed(cursor: string, id?: string,
   return { cursor, changes: [change(cursor, id, status, previousStatus)] };
 }
 
+/** A batch `id` with `done` of its 3 executions applied: DONE once all are. */
+function pbBulk(id: string, done: number,
+                status = done === 3 ? PbBulkStatus.BULK_STATUS_DONE
+                  : PbBulkStatus.BULK_STATUS_RUNNING): PbBulk {
+  return {
+    id, operation: PbBulkOperation.BULK_OPERATION_CANCEL, status, total: 3, applied: done,
+    skipped: 0, failed: 0, createTime: new Date(1000), updateTime: new Date(1000 + done),
+    rate: 100, failures: [],
+  };
+}
+
 function rpcError(code: grpc.status, reason?: string): Partial<grpc.ServiceError> {
   const metadata = new grpc.Metadata();
   if (reason !== undefined) {
@@ -101,7 +117,17 @@ const fake = {
   run: undefined as Unary<RunRequest, RunResponse> | undefined,
   suspend: undefined as Unary<SuspendRequest, SuspendResponse> | undefined,
   list: undefined as Unary<ListExecutionsRequest, ListExecutionsResponse> | undefined,
+  startBulk: undefined as Unary<StartBulkRequest, StartBulkResponse> | undefined,
+  getBulk: undefined as Unary<GetBulkRequest, GetBulkResponse> | undefined,
+  cancelBulk: undefined as Unary<CancelBulkRequest, CancelBulkResponse> | undefined,
+  bulkWatches: [] as ((call: BulkCall) => void)[],
+  bulkWatchRequests: [] as string[],
 };
+
+function noScript<Req, Resp>(_: grpc.ServerUnaryCall<Req, Resp>,
+                             callback: grpc.sendUnaryData<Resp>): void {
+  callback(rpcError(grpc.status.INTERNAL, "NO_SCRIPT"));
+}
 
 let server: grpc.Server;
 let target: string;
@@ -141,6 +167,24 @@ before(async () => {
       (fake.list ?? ((_, cb) => cb(rpcError(grpc.status.INTERNAL, "NO_SCRIPT"))))(
         call, callback);
     },
+    startBulk(call, callback) {
+      (fake.startBulk ?? noScript)(call, callback);
+    },
+    getBulk(call, callback) {
+      (fake.getBulk ?? noScript)(call, callback);
+    },
+    cancelBulk(call, callback) {
+      (fake.cancelBulk ?? noScript)(call, callback);
+    },
+    watchBulk(call: BulkCall) {
+      fake.bulkWatchRequests.push(call.request.bulkId);
+      const next = fake.bulkWatches.shift();
+      if (next === undefined) {
+        call.emit("error", rpcError(grpc.status.INTERNAL, "NO_SCRIPT"));
+      } else {
+        next(call);
+      }
+    },
   };
   server.addService(WorkflowServiceService, handlers as WorkflowServiceServer);
   const port = await new Promise<number>((resolve, reject) => {
@@ -163,6 +207,11 @@ beforeEach(() => {
   fake.run = undefined;
   fake.suspend = undefined;
   fake.list = undefined;
+  fake.startBulk = undefined;
+  fake.getBulk = undefined;
+  fake.cancelBulk = undefined;
+  fake.bulkWatches = [];
+  fake.bulkWatchRequests = [];
 });
 
 async function collect(items: AsyncIterable<WatchItem>): Promise<string[]> {
@@ -777,6 +826,250 @@ describe("unary calls", () => {
         TypeError);
       await assert.rejects(client.listExecutions({ createdFrom: new Date("nope") }), TypeError);
       assert.equal(calls, 0);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+describe("batches", () => {
+  test("startBulk sends the operation, the filters and the options, and a fresh request id",
+       async () => {
+    const seen: StartBulkRequest[] = [];
+    fake.startBulk = (call, cb) => {
+      seen.push(call.request);
+      cb(null, { bulk: pbBulk("b1", 0), matched: 3 });
+    };
+    const client = new Client(target);
+    try {
+      const from = new Date("2026-01-01T00:00:00Z");
+      const start = await client.startBulk("RESUME", {
+        workflow: "w", status: "AWAITING", tags: { batch: "x" }, version: "2",
+        waitingNode: "approve", createdFrom: from, data: { approved: true }, nodeId: "approve",
+        action: "yes", rate: 10,
+      });
+      assert.equal(start.matched, 3);
+      assert.equal(start.bulk?.id, "b1");
+      assert.equal(start.bulk?.operation, "CANCEL");
+      assert.equal(start.bulk?.status, "RUNNING");
+      const [request] = seen;
+      assert.equal(request?.operation, PbBulkOperation.BULK_OPERATION_RESUME);
+      assert.equal(request?.workflow, "w");
+      assert.equal(request?.status, ExecutionStatus.EXECUTION_STATUS_AWAITING);
+      assert.deepEqual(request?.tags, { batch: "x" });
+      assert.equal(request?.version, "2");
+      assert.equal(request?.waitingNode, "approve");
+      assert.equal(request?.createTimeFrom?.getTime(), from.getTime());
+      assert.equal(request?.createTimeTo, undefined);
+      assert.deepEqual(request?.data, { approved: true });
+      assert.equal(request?.nodeId, "approve");
+      assert.equal(request?.action, "yes");
+      assert.equal(request?.rate, 10);
+      assert.equal(request?.dryRun, false);
+      assert.match(request?.requestId ?? "", /^[0-9a-f-]{36}$/);
+      // The defaults: nothing set but the operation, in any case, and a new request id.
+      await client.startBulk("suspend" as "SUSPEND", { reason: "hold", freezeTimers: true });
+      assert.equal(seen[1]?.operation, PbBulkOperation.BULK_OPERATION_SUSPEND);
+      assert.equal(seen[1]?.reason, "hold");
+      assert.equal(seen[1]?.freezeTimers, true);
+      assert.equal(seen[1]?.workflow, "");
+      assert.equal(seen[1]?.status, ExecutionStatus.EXECUTION_STATUS_UNSPECIFIED);
+      assert.deepEqual(seen[1]?.tags, {});
+      assert.equal(seen[1]?.data, undefined);
+      assert.equal(seen[1]?.rate, 0);
+      assert.notEqual(seen[1]?.requestId, request?.requestId);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("startBulk: a given request id is sent as it is; a dry run sends none and starts none",
+       async () => {
+    const seen: StartBulkRequest[] = [];
+    fake.startBulk = (call, cb) => {
+      seen.push(call.request);
+      cb(null, call.request.dryRun ? { matched: 2 } : { bulk: pbBulk("b1", 0), matched: 2 });
+    };
+    const client = new Client(target);
+    try {
+      await client.startBulk("CANCEL", { requestId: "mine" });
+      const dry = await client.startBulk("CANCEL", { dryRun: true, requestId: "ignored" });
+      assert.deepEqual(dry, { matched: 2 });
+      assert.ok(!("bulk" in dry), "a dry run's bulk is present");
+      assert.deepEqual(seen.map((r) => [r.requestId, r.dryRun]), [["mine", false], ["", true]]);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("startBulk: UNAVAILABLE is retried with the same request id", async () => {
+    const ids: string[] = [];
+    fake.startBulk = (call, cb) => {
+      ids.push(call.request.requestId);
+      if (ids.length < 2) {
+        cb(rpcError(grpc.status.UNAVAILABLE, "STORE_UNAVAILABLE"));
+      } else {
+        cb(null, { bulk: pbBulk("b1", 0), matched: 3 });
+      }
+    };
+    const client = new Client(target, { retry: FAST });
+    try {
+      assert.equal((await client.startBulk("CANCEL")).bulk?.id, "b1");
+      assert.equal(ids.length, 2);
+      assert.equal(new Set(ids).size, 1);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("startBulk refuses a bad operation, data, tags, a Date or rate before sending", async () => {
+    let calls = 0;
+    fake.startBulk = (_, cb) => {
+      calls++;
+      cb(rpcError(grpc.status.INTERNAL));
+    };
+    const client = new Client(target);
+    try {
+      await assert.rejects(client.startBulk("PAUSE" as "SUSPEND"), TypeError);
+      await assert.rejects(client.startBulk("RESUME", { data: { when: new Date() } }), TypeError);
+      await assert.rejects(
+        client.startBulk("CANCEL", { tags: { n: 1 } as unknown as Record<string, string> }),
+        TypeError);
+      await assert.rejects(client.startBulk("CANCEL", { createdTo: new Date("nope") }),
+                           TypeError);
+      await assert.rejects(client.startBulk("CANCEL", { rate: 1.5 }), TypeError);
+      assert.equal(calls, 0);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("startBulk: more matches than one batch takes is Overloaded", async () => {
+    fake.startBulk = (_, cb) => {
+      const error = rpcError(grpc.status.RESOURCE_EXHAUSTED, "OVERLOADED");
+      cb(error);
+    };
+    const client = new Client(target);
+    try {
+      await assert.rejects(client.startBulk("CANCEL"), Overloaded);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("getBulk and cancelBulk send the id and return the batch; an unknown one is typed",
+       async () => {
+    const asked: string[] = [];
+    fake.getBulk = (call, cb) => {
+      asked.push(`get:${call.request.bulkId}`);
+      if (call.request.bulkId === "nope") {
+        cb(rpcError(grpc.status.NOT_FOUND, "BULK_NOT_FOUND"));
+      } else {
+        cb(null, { bulk: pbBulk(call.request.bulkId, 3) });
+      }
+    };
+    fake.cancelBulk = (call, cb) => {
+      asked.push(`cancel:${call.request.bulkId}`);
+      cb(null, { bulk: pbBulk(call.request.bulkId, 1, PbBulkStatus.BULK_STATUS_CANCELLED) });
+    };
+    const client = new Client(target);
+    try {
+      const done = await client.getBulk("b1");
+      assert.deepEqual(done, {
+        id: "b1", operation: "CANCEL", status: "DONE", total: 3, applied: 3, skipped: 0,
+        failed: 0, createTime: new Date(1000), updateTime: new Date(1003), rate: 100,
+        failures: [],
+      });
+      const cancelled = await client.cancelBulk("b2");
+      assert.equal(cancelled.status, "CANCELLED");
+      assert.equal(cancelled.applied, 1);
+      await assert.rejects(client.getBulk("nope"), (error: unknown) => {
+        assert.ok(error instanceof BulkNotFound);
+        assert.equal(error.reason, "BULK_NOT_FOUND");
+        return true;
+      });
+      assert.deepEqual(asked, ["get:b1", "cancel:b2", "get:nope"]);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("watchBulk yields each state until the server ends the stream", async () => {
+    fake.bulkWatches.push((call) => {
+      call.write({ bulk: pbBulk("b1", 0) });
+      call.write({ bulk: pbBulk("b1", 2) });
+      call.write({ bulk: pbBulk("b1", 3) });
+      call.end();
+    });
+    const client = new Client(target);
+    try {
+      const seen: string[] = [];
+      for await (const b of client.watchBulk("b1")) {
+        seen.push(`${b.status}:${b.applied}`);
+      }
+      assert.deepEqual(seen, ["RUNNING:0", "RUNNING:2", "DONE:3"]);
+      assert.deepEqual(fake.bulkWatchRequests, ["b1"]);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("watchBulk: NOT_FOUND is thrown typed, and a broken stream is not reconnected",
+       async () => {
+    fake.bulkWatches.push(
+      (call) => call.emit("error", rpcError(grpc.status.NOT_FOUND, "BULK_NOT_FOUND")),
+      (call) => {
+        call.write({ bulk: pbBulk("b1", 1) });
+        call.emit("error", rpcError(grpc.status.UNAVAILABLE));
+      },
+    );
+    const client = new Client(target, { watchRetry: FAST });
+    try {
+      await assert.rejects((async () => {
+        for await (const _ of client.watchBulk("nope")) {
+          assert.fail("nothing to yield");
+        }
+      })(), BulkNotFound);
+      const seen: Bulk[] = [];
+      await assert.rejects((async () => {
+        for await (const b of client.watchBulk("b1")) {
+          seen.push(b);
+        }
+      })(), Unavailable);
+      assert.equal(seen.length, 1);
+      assert.deepEqual(fake.bulkWatchRequests, ["nope", "b1"]);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("watchBulk: leaving the loop cancels the stream; aborting ends it with the reason",
+       async () => {
+    let cancelled!: () => void;
+    const sawCancel = new Promise<void>((resolve) => { cancelled = resolve; });
+    fake.bulkWatches.push(
+      (call) => {
+        call.on("cancelled", () => cancelled());
+        call.write({ bulk: pbBulk("b1", 0) });
+      },
+      (call) => call.write({ bulk: pbBulk("b1", 0) }),
+    );
+    const client = new Client(target);
+    const controller = new AbortController();
+    try {
+      for await (const b of client.watchBulk("b1")) {
+        assert.equal(b.status, "RUNNING");
+        break;
+      }
+      await sawCancel;
+      const seen: string[] = [];
+      await assert.rejects((async () => {
+        for await (const b of client.watchBulk("b1", { signal: controller.signal })) {
+          seen.push(b.id);
+          controller.abort(new Error("enough"));
+        }
+      })(), /enough/);
+      assert.deepEqual(seen, ["b1"]);
     } finally {
       client.close();
     }

@@ -4,16 +4,17 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
-  changeFromPb, eventFromPb, executionFromPb, executionPageFromPb, statusToPb, tagsToPb, timeToPb,
-  workflowFromPb,
+  bulkFromPb, bulkOperationToPb, bulkStartFromPb, changeFromPb, eventFromPb, executionFromPb,
+  executionPageFromPb, statusToPb, tagsToPb, timeToPb, workflowFromPb,
 } from "../src/convert";
 import { ExecutionStatus, SuspensionSource, WaitingKind } from "../src/gen/tarry/v1/execution";
 import { Execution as PbExecution } from "../src/gen/tarry/v1/execution";
 import { NodeKind, Workflow as PbWorkflow } from "../src/gen/tarry/v1/workflow";
 import {
-  ExecutionChange as PbExecutionChange, WatchExecutionsResponse,
+  Bulk as PbBulk, BulkOperation as PbBulkOperation, BulkStatus as PbBulkStatus,
+  ExecutionChange as PbExecutionChange, StartBulkResponse, WatchExecutionsResponse,
 } from "../src/gen/tarry/v1/workflow_service";
-import { isTerminal, waitingNodeIds } from "../src/index";
+import { BULK_OPERATIONS, bulkDone, isTerminal, waitingNodeIds } from "../src/index";
 
 const base: PbExecution = {
   id: "e1", workflow: "w", workflowVersion: "1", status: ExecutionStatus.EXECUTION_STATUS_AWAITING,
@@ -239,4 +240,58 @@ test("a listing's watchCursor, absent when the server sent none", () => {
     .watchCursor, "w1");
   assert.ok(!("watchCursor" in executionPageFromPb({ executions: [], nextPageToken: "",
                                                     watchCursor: "" })));
+});
+
+const pbBulk: PbBulk = {
+  id: "b1", operation: PbBulkOperation.BULK_OPERATION_RESUME,
+  status: PbBulkStatus.BULK_STATUS_RUNNING, total: 5, applied: 2, skipped: 1, failed: 1,
+  createTime: new Date(1000), updateTime: new Date(2500), rate: 100,
+  failures: ["e3: data.approved: Input should be a valid boolean"],
+};
+
+test("a batch: readable operation and status, Dates, its failures; bulkDone", () => {
+  const bulk = bulkFromPb(PbBulk.decode(PbBulk.encode(pbBulk).finish()));
+  assert.deepEqual(bulk, {
+    id: "b1", operation: "RESUME", status: "RUNNING", total: 5, applied: 2, skipped: 1,
+    failed: 1, createTime: new Date(1000), updateTime: new Date(2500), rate: 100,
+    failures: ["e3: data.approved: Input should be a valid boolean"],
+  });
+  assert.equal(bulkDone(bulk), 4);
+  const ended = bulkFromPb({ ...pbBulk, status: PbBulkStatus.BULK_STATUS_CANCELLED,
+                             operation: PbBulkOperation.BULK_OPERATION_SUSPEND });
+  assert.equal(ended.status, "CANCELLED");
+  assert.equal(ended.operation, "SUSPEND");
+  assert.equal(bulkFromPb({ ...pbBulk, status: PbBulkStatus.BULK_STATUS_DONE }).status, "DONE");
+  // An unset time reads as the epoch, as for executions.
+  assert.equal(bulkFromPb({ ...pbBulk, updateTime: undefined }).updateTime.getTime(), 0);
+});
+
+test("a batch's enum values this client does not know are errors, not guesses", () => {
+  assert.throws(() => bulkFromPb({ ...pbBulk, status: PbBulkStatus.BULK_STATUS_UNSPECIFIED }),
+                /batch status 0/);
+  assert.throws(() => bulkFromPb({ ...pbBulk, operation: 9 as PbBulkOperation }),
+                /batch operation 9/);
+});
+
+test("a batch's start: the batch, absent for a dry run", () => {
+  const started = bulkStartFromPb(StartBulkResponse.decode(StartBulkResponse.encode({
+    bulk: pbBulk, matched: 5,
+  }).finish()));
+  assert.equal(started.matched, 5);
+  assert.equal(started.bulk?.id, "b1");
+  const dry = bulkStartFromPb(StartBulkResponse.decode(StartBulkResponse.encode({
+    matched: 7,
+  }).finish()));
+  assert.deepEqual(dry, { matched: 7 });
+  assert.ok(!("bulk" in dry), "a dry run's bulk is present");
+});
+
+test("a batch operation by name, any case; an unknown one is refused", () => {
+  assert.deepEqual(BULK_OPERATIONS.map(bulkOperationToPb), [
+    PbBulkOperation.BULK_OPERATION_SUSPEND, PbBulkOperation.BULK_OPERATION_RESUME,
+    PbBulkOperation.BULK_OPERATION_CANCEL,
+  ]);
+  assert.equal(bulkOperationToPb("cancel" as "CANCEL"), PbBulkOperation.BULK_OPERATION_CANCEL);
+  assert.throws(() => bulkOperationToPb("PAUSE" as "CANCEL"), TypeError);
+  assert.throws(() => bulkOperationToPb(undefined as unknown as "CANCEL"), TypeError);
 });

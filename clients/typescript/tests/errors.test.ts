@@ -8,10 +8,10 @@ import { Metadata, status } from "@grpc/grpc-js";
 import type { ServiceError } from "@grpc/grpc-js";
 
 import {
-  AlreadyExists, Cancelled, Conflict, CursorOutOfRange, DeadlineExceeded, ExecutionNotFound,
-  fromServiceError, Internal, InvalidArgument, InvalidInput, InvalidResumeData, NodeNotWaiting,
-  NotFound, Overloaded, PermissionDenied, TarryError, Unauthenticated, Unavailable,
-  WorkflowNotFound, WrongState,
+  AlreadyExists, BulkNotFound, Cancelled, Conflict, CursorOutOfRange, DeadlineExceeded,
+  ExecutionNotFound, fromServiceError, Internal, InvalidArgument, InvalidInput,
+  InvalidResumeData, NodeNotWaiting, NotFound, Overloaded, PermissionDenied, TarryError,
+  Unauthenticated, Unavailable, WorkflowNotFound, WrongState,
 } from "../src/index";
 import type { Any } from "../src/gen/google/protobuf/any";
 import { BadRequest, ErrorInfo, PreconditionFailure } from "../src/gen/google/rpc/error_details";
@@ -41,6 +41,7 @@ describe("the reason picks the class", () => {
   const cases: [string, status, new (...args: never[]) => TarryError][] = [
     ["EXECUTION_NOT_FOUND", status.NOT_FOUND, ExecutionNotFound],
     ["WORKFLOW_NOT_FOUND", status.NOT_FOUND, WorkflowNotFound],
+    ["BULK_NOT_FOUND", status.NOT_FOUND, BulkNotFound],
     ["INVALID_ARGUMENT", status.INVALID_ARGUMENT, InvalidArgument],
     ["MALFORMED_REQUEST", status.INVALID_ARGUMENT, InvalidArgument],
     ["INVALID_INPUT", status.INVALID_ARGUMENT, InvalidInput],
@@ -71,6 +72,8 @@ describe("the reason picks the class", () => {
   test("subclasses sit under their parents", () => {
     assert.ok(new ExecutionNotFound("x") instanceof NotFound);
     assert.ok(new WorkflowNotFound("x") instanceof NotFound);
+    assert.ok(new BulkNotFound("x") instanceof NotFound);
+    assert.equal(new BulkNotFound("x").code, status.NOT_FOUND);
     assert.ok(new InvalidInput("x") instanceof InvalidArgument);
     assert.ok(new InvalidResumeData("x") instanceof InvalidArgument);
     assert.ok(new NodeNotWaiting("x") instanceof WrongState);

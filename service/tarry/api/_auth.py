@@ -52,6 +52,8 @@ NEEDS: Mapping[str, Role] = {
     "Suspend": Role.OPERATOR,
     "Cancel": Role.OPERATOR,
     "DeleteExecution": Role.ADMIN,
+    "StartBulk": Role.OPERATOR,
+    "CancelBulk": Role.OPERATOR,
 }
 """The role each WorkflowService method needs; every other method (the reads) needs READER."""
 

@@ -20,6 +20,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status  # type: ignore[import-untyped]
 
 from tarry.engine import (
+    BulkNotFound,
     Conflict,
     CursorOutOfRange,
     DeadlineExceeded,
@@ -49,6 +50,7 @@ INTERNAL_MESSAGE = "internal server error; the server log has the details"
 CODES: Mapping[type[TarryError], grpc.StatusCode] = {
     WorkflowNotFound: grpc.StatusCode.NOT_FOUND,
     ExecutionNotFound: grpc.StatusCode.NOT_FOUND,
+    BulkNotFound: grpc.StatusCode.NOT_FOUND,
     ExecutionExists: grpc.StatusCode.ALREADY_EXISTS,
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     WrongState: grpc.StatusCode.FAILED_PRECONDITION,

@@ -7,14 +7,14 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from google.protobuf import message as pb_message
 from google.protobuf import struct_pb2
 from google.protobuf.descriptor import FieldDescriptor
 
 from tarry import limits
-from tarry.engine import JSON, FieldViolation, InvalidArgument, Overloaded, Status
+from tarry.engine import JSON, FieldViolation, InvalidArgument, ListFilters, Overloaded, Status
 from tarry_api.v1 import execution_pb2
 
 from ._convert import STATUS_FROM_PB, from_value
@@ -31,6 +31,7 @@ STRING_LIMITS: Mapping[str, int] = {
     "page_token": limits.MAX_PAGE_TOKEN,
     "waiting_node": limits.MAX_NAME,
     "cursor": limits.MAX_PAGE_TOKEN,
+    "bulk_id": limits.MAX_ID,
 }
 """The most characters of each string field of a request, by field name. Every string field
 of every request message has its entry (a test checks), and each is checked before the
@@ -128,3 +129,30 @@ def decode_token(token: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise invalid("page_token", "malformed")
     return data
+
+
+def _time_filter(request: Any,
+                 name: Literal["create_time_from", "create_time_to"]) -> int | None:
+    """A Timestamp filter in ms since the epoch (None when unset); one outside what a
+    Timestamp may hold (0001-01-01 to 9999-12-31, nanos 0-999,999,999) is refused."""
+    if not request.HasField(name):
+        return None
+    stamp = getattr(request, name)
+    if not (0 <= stamp.nanos < 1_000_000_000
+            and limits.MIN_TIME_MS <= stamp.seconds * 1000 <= limits.MAX_WAKE_MS):
+        raise invalid(name, "not a valid Timestamp (0001-01-01 to 9999-12-31)")
+    return int(stamp.seconds * 1000 + stamp.nanos // 1_000_000)
+
+
+def narrower_filters(request: Any) -> ListFilters:
+    """The filters of ListExecutions (and StartBulk) beside workflow and status, checked."""
+    narrower = ListFilters(
+        tags=dict(request.tags), version=request.version or None,
+        created_from=_time_filter(request, "create_time_from"),
+        created_to=_time_filter(request, "create_time_to"),
+        waiting_node=request.waiting_node or None)
+    if narrower.version is not None and not request.workflow:
+        raise invalid("version", "needs workflow")
+    if narrower.waiting_node is not None and not request.workflow:
+        raise invalid("waiting_node", "needs workflow")
+    return narrower

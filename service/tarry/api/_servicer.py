@@ -18,20 +18,19 @@ import contextlib
 import contextvars
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 
 import grpc
 from typing_extensions import override
 
-from tarry import limits
 from tarry.config import Config
 from tarry.engine import (
+    CALLER,
     ChangeFilter,
     DeadlineExceeded,
     Engine,
     Execution,
     ExecutionNotFound,
-    ListFilters,
     Status,
     TarryError,
     Workflow,
@@ -42,6 +41,7 @@ from tarry_api.v1 import execution_pb2
 from tarry_api.v1 import workflow_service_pb2 as pb
 from tarry_api.v1 import workflow_service_pb2_grpc as pb_grpc
 
+from . import _bulk
 from ._auth import NAMESPACE, Authenticator
 from ._convert import (
     safe_event_to_pb,
@@ -49,7 +49,7 @@ from ._convert import (
     workflow_to_pb,
 )
 from ._errors import abort
-from ._fields import check_strings, overloaded
+from ._fields import check_strings, narrower_filters, overloaded
 from ._fields import decode_token as _decode_token
 from ._fields import encode_token as _encode_token
 from ._fields import invalid as _invalid
@@ -122,19 +122,6 @@ def _unary(
             self._calls -= 1
 
     return handler
-
-
-def _time_filter(request: pb.ListExecutionsRequest,
-                 name: Literal["create_time_from", "create_time_to"]) -> int | None:
-    """A Timestamp filter in ms since the epoch (None when unset); one outside what a
-    Timestamp may hold (0001-01-01 to 9999-12-31, nanos 0-999,999,999) is refused."""
-    if not request.HasField(name):
-        return None
-    stamp = getattr(request, name)
-    if not (0 <= stamp.nanos < 1_000_000_000
-            and limits.MIN_TIME_MS <= stamp.seconds * 1000 <= limits.MAX_WAKE_MS):
-        raise _invalid(name, "not a valid Timestamp (0001-01-01 to 9999-12-31)")
-    return int(stamp.seconds * 1000 + stamp.nanos // 1_000_000)
 
 
 def _qualified(execution_id: str) -> str:
@@ -261,15 +248,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         workflow = request.workflow or None
         # The token wraps the engine's cursor with the filters it was issued for, so that a
         # token reused with other filters is refused instead of skipping rows silently.
-        narrower = ListFilters(
-            tags=dict(request.tags), version=request.version or None,
-            created_from=_time_filter(request, "create_time_from"),
-            created_to=_time_filter(request, "create_time_to"),
-            waiting_node=request.waiting_node or None)
-        if narrower.version is not None and workflow is None:
-            raise _invalid("version", "needs workflow")
-        if narrower.waiting_node is not None and workflow is None:
-            raise _invalid("waiting_node", "needs workflow")
+        narrower = narrower_filters(request)
         filters: dict[str, object] = {"workflow": workflow,
                                       "status": status.value if status else None}
         namespace = NAMESPACE.get()
@@ -374,6 +353,47 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             await abort(context, _plain(exc))
         finally:
             self._watching -= 1
+
+    @override
+    @_unary
+    async def StartBulk(self, request: pb.StartBulkRequest, context: Context
+                        ) -> pb.StartBulkResponse:
+        spec = _bulk.spec_of(request, NAMESPACE.get(), CALLER.get())
+        b, matched = await self.engine.bulks.start_bulk(
+            spec, request.workflow or None, _status_filter(request.status),
+            narrower_filters(request), dry_run=request.dry_run,
+            request_id=_request_id(request.request_id))
+        response = pb.StartBulkResponse(matched=matched)
+        if b is not None:
+            response.bulk.CopyFrom(_bulk.bulk_to_pb(b))
+        return response
+
+    @override
+    @_unary
+    async def GetBulk(self, request: pb.GetBulkRequest, context: Context) -> pb.GetBulkResponse:
+        b = await self.engine.bulks.get(_bulk.bulk_id_of(request.bulk_id), NAMESPACE.get())
+        return pb.GetBulkResponse(bulk=_bulk.bulk_to_pb(b))
+
+    @override
+    @_unary
+    async def CancelBulk(self, request: pb.CancelBulkRequest, context: Context
+                         ) -> pb.CancelBulkResponse:
+        b = await self.engine.bulks.cancel(_bulk.bulk_id_of(request.bulk_id), NAMESPACE.get())
+        return pb.CancelBulkResponse(bulk=_bulk.bulk_to_pb(b))
+
+    @override
+    async def WatchBulk(self, request: pb.WatchBulkRequest, context: Context
+                        ) -> AsyncIterator[pb.WatchBulkResponse]:
+        try:
+            check_strings(request)
+            stream = _bulk.watch(self.engine, _bulk.bulk_id_of(request.bulk_id),
+                                 NAMESPACE.get(), self.config.max_watch_seconds)
+            async for message in stream:
+                yield message
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await abort(context, _plain(exc))
 
     @override
     @_unary

@@ -4,6 +4,7 @@ It imports neither grpc nor redis: the store is a port (`Store`), adapted in `ta
 """
 
 from . import namespaces
+from ._bulk import Bulk, BulkOp, BulkSpec, BulkStatus
 from ._chain import Chain
 from ._changes import ChangeFeed, ChangeFilter, Seen
 from ._config import EngineConfig
@@ -20,6 +21,7 @@ from ._definition import (
 )
 from ._engine import Engine
 from ._errors import (
+    BulkNotFound,
     Conflict,
     CursorOutOfRange,
     DeadlineExceeded,
@@ -47,6 +49,7 @@ from ._model import EarlyInput, ErrorInfo, Event, Execution, Status, Suspension,
 from ._registry import Registry
 from ._schema import JSON
 from ._store import (
+    BulkState,
     Change,
     ChangeLog,
     Commit,
@@ -67,6 +70,12 @@ __all__ = [
     "CALLER",
     "JSON",
     "TABLE",
+    "Bulk",
+    "BulkNotFound",
+    "BulkOp",
+    "BulkSpec",
+    "BulkState",
+    "BulkStatus",
     "CancelContext",
     "Chain",
     "Change",

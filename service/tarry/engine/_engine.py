@@ -13,16 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-
-from pydantic import ValidationError
 
 from tarry import _json
 from tarry.limits import MAX_PENDING_INPUTS
 
 from . import namespaces
+from ._bulk import Bulks
 from ._changes import ChangeFeed, ChangeFilter, Seen
 from ._cleanup import clean_up, hooks
 from ._clock import Clock
@@ -35,7 +33,6 @@ from ._errors import (
     DefinitionMismatch,
     ExecutionNotFound,
     InvalidArgument,
-    InvalidInput,
     Overloaded,
     StoreUnavailable,
     WorkflowNotFound,
@@ -46,14 +43,12 @@ from ._machine import CALLER, Txn
 from ._model import FREEZE_MARK, Doc, EarlyInput, Event, Execution, Status, early_inputs
 from ._recent import Recent
 from ._registry import Registry
-from ._requests import KeepEarly, allowed, check_depth, check_id, check_tags, resume_transition
-from ._schema import JSON, validate, violations
+from ._requests import KeepEarly, allowed, check_tags, new_id, resume_transition, run_input
+from ._schema import JSON
 from ._store import Commit, Committed, EarlyChanged, Existing, ListFilters, Store, Stored
 from ._supervisor import Supervisor
 
 log = logging.getLogger(__name__)
-
-_IDEMPOTENCY_NS = uuid.UUID("6b1d3c1e-3f0c-4c55-9a59-7d1f0c2b7a10")
 
 
 class Engine:
@@ -78,6 +73,8 @@ class Engine:
         """Executions this server claimed but has no definition for (or another one): it
         handed them back and does not claim them again."""
         self.supervisor = Supervisor(self)
+        self.bulks = Bulks(self, self.config.owner, self._lease_ms)
+        """Batches of StartBulk (`_bulk`)."""
 
     @property
     def renewed_at(self) -> float:
@@ -88,6 +85,7 @@ class Engine:
 
     async def start(self) -> None:
         await self.supervisor.start()
+        self.bulks.start()
 
     async def stop(self, grace: float = 0.0) -> None:
         """Stop the loops; let running drivers finish for up to `grace` seconds, then cut
@@ -95,6 +93,7 @@ class Engine:
         goes on through the grace: a step that runs past a lease's time must not be taken
         over (and run twice) while this process still waits for it."""
         await self.changes.close()
+        await self.bulks.stop()
         await self.supervisor.stop(keep_heartbeat=True)
         if grace > 0 and self._drivers:
             tasks = [d.task for d in self._drivers.values() if d.task is not None]
@@ -134,24 +133,8 @@ class Engine:
         if tags:
             check_tags(tags)
         self._admit()
-        check_depth(input, "input")
-        if wf.input_schema is not None and input is None:
-            input = {}
-        try:
-            data = validate(wf.input_schema, input)
-        except ValidationError as exc:
-            raise InvalidInput(f"input does not match the input schema of {wf.name!r}",
-                               violations=violations(exc, "input")) from None
-        if execution_id:
-            check_id(execution_id, "execution_id")
-            eid = execution_id
-        elif request_id:
-            # (The default namespace's derivation is the one from before namespaces.)
-            scope = "" if namespace == namespaces.DEFAULT else f"{namespace}\n"
-            eid = uuid.uuid5(_IDEMPOTENCY_NS, f"{scope}{wf.name}\n{request_id}").hex
-        else:
-            eid = uuid.uuid4().hex
-        eid = namespaces.qualify(namespace, eid)
+        data = run_input(wf, input)
+        eid = namespaces.qualify(namespace, new_id(wf, namespace, execution_id, request_id))
         now = self.clock.now_ms()
         doc = Doc(eid, wf.name, wf.version, data, now, now, fp=wf.fingerprint,
                   tags=dict(tags) if tags else None)

@@ -4,6 +4,7 @@ TarryError
 ├── DefinitionError          a workflow definition is malformed (raised at build time)
 ├── WorkflowNotFound         no workflow with that name / version
 ├── ExecutionNotFound        no execution with that id
+├── BulkNotFound             no batch (StartBulk) with that id
 ├── ExecutionExists          the execution id is taken by another workflow
 ├── InvalidArgument          a request is malformed; `violations` name the fields
 │   ├── InvalidInput         workflow input fails the input schema
@@ -60,6 +61,10 @@ class WorkflowNotFound(TarryError):
 
 class ExecutionNotFound(TarryError):
     reason = "EXECUTION_NOT_FOUND"
+
+
+class BulkNotFound(TarryError):
+    reason = "BULK_NOT_FOUND"
 
 
 class ExecutionExists(TarryError):

@@ -9,6 +9,7 @@ commits the transition it returns; the state machine (`_machine.Txn`) applies it
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -16,8 +17,16 @@ from pydantic import ValidationError
 
 from tarry.limits import MAX_DEPTH, MAX_TAG_KEY, MAX_TAG_VALUE, MAX_TAGS, depth, quote
 
+from . import namespaces
 from ._definition import NodeKind, Workflow
-from ._errors import FieldViolation, InvalidArgument, InvalidResumeData, NodeNotWaiting, WrongState
+from ._errors import (
+    FieldViolation,
+    InvalidArgument,
+    InvalidInput,
+    InvalidResumeData,
+    NodeNotWaiting,
+    WrongState,
+)
 from ._machine import Txn
 from ._model import Doc, Status
 from ._schema import JSON, validate, violations
@@ -235,3 +244,34 @@ def resume_suspended(wf: Workflow, doc: Doc, data: JSON, node: str | None, actio
             t.wait_resumed(wait, value, action)
 
     return cont
+
+
+_IDEMPOTENCY_NS = uuid.UUID("6b1d3c1e-3f0c-4c55-9a59-7d1f0c2b7a10")
+"""Run ids derived from request ids (`new_id`): never to change, or a repeated Run would
+start a second execution."""
+
+
+def run_input(wf: Workflow, value: JSON) -> JSON:
+    """A Run's input, checked against its limits and the workflow's input schema."""
+    check_depth(value, "input")
+    if wf.input_schema is not None and value is None:
+        value = {}
+    try:
+        return validate(wf.input_schema, value)
+    except ValidationError as exc:
+        raise InvalidInput(f"input does not match the input schema of {wf.name!r}",
+                           violations=violations(exc, "input")) from None
+
+
+def new_id(wf: Workflow, namespace: str, execution_id: str | None,
+           request_id: str | None) -> str:
+    """The id of a Run's execution (unqualified): the caller's, else one derived from its
+    request id (the same request starts the same execution), else a fresh one."""
+    if execution_id:
+        check_id(execution_id, "execution_id")
+        return execution_id
+    if request_id:
+        # (The default namespace's derivation is the one from before namespaces.)
+        scope = "" if namespace == namespaces.DEFAULT else f"{namespace}\n"
+        return uuid.uuid5(_IDEMPOTENCY_NS, f"{scope}{wf.name}\n{request_id}").hex
+    return uuid.uuid4().hex

@@ -162,6 +162,25 @@ def cursor_key(cursor: str) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
+class BulkState:
+    """A batch (StartBulk) as stored: its spec (JSON), status, the executions it took
+    (`total`), how far it got (`position`) and the counts of outcomes so far."""
+
+    id: str
+    spec: str
+    status: str
+    total: int
+    position: int
+    applied: int
+    skipped: int
+    failed: int
+    created_at: int
+    updated_at: int
+    failures: str
+    """A JSON array of the first failures' messages."""
+
+
+@dataclass(frozen=True)
 class Notification:
     """Something happened that this process may have to act on.
 
@@ -261,6 +280,41 @@ class Store(Protocol):
         none yet, wait up to that long for the first (holding a connection)."""
         ...
 
+    async def bulk_create(self, bulk_id: str, spec: str, execution_ids: Sequence[str],
+                          namespace: str, request_id: str | None) -> BulkState:
+        """Keep a new batch over `execution_ids`, RUNNING and free to claim; with a
+        `request_id` another request already used, the batch that one started."""
+        ...
+
+    async def bulk_for_request(self, namespace: str, request_id: str) -> BulkState | None:
+        """The batch `request_id` started, if any."""
+        ...
+
+    async def bulk_load(self, bulk_id: str) -> BulkState | None: ...
+
+    async def bulk_items(self, bulk_id: str, start: int, count: int) -> list[str]:
+        """The execution ids of a batch from index `start` on."""
+        ...
+
+    async def bulk_claim(self, owner: str, lease_ms: int, limit: int) -> list[str]:
+        """Take the lease of RUNNING batches nobody holds (on the store's clock); renew the
+        lease of those `owner` holds. Their ids."""
+        ...
+
+    async def bulk_progress(self, bulk_id: str, owner: str, lease_ms: int, position: int,
+                            counts: Mapping[str, int], failures: str, *, done: bool) -> bool:
+        """Record how far `owner` got (adding `counts`), renewing its lease; `done`: the
+        batch is DONE. False (nothing recorded) when it is not RUNNING or held by another."""
+        ...
+
+    async def bulk_cancel(self, bulk_id: str) -> BulkState | None:
+        """Stop a RUNNING batch (CANCELLED); the batch after it."""
+        ...
+
+    async def bulk_release(self, bulk_ids: Sequence[str], owner: str) -> None:
+        """Hand back the leases `owner` holds of these batches."""
+        ...
+
     def notifications(self) -> AsyncIterator[Notification]:
         """What happens, from every process (see `Notification`)."""
         ...
@@ -276,6 +330,5 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
-__all__ = ["Change", "ChangeLog", "Commit", "CommitOutcome", "Committed", "EarlyChanged",
-           "Existing",
-           "Notification", "Store", "Stored", "SuspendRequested"]
+__all__ = ["BulkState", "Change", "ChangeLog", "Commit", "CommitOutcome", "Committed",
+           "EarlyChanged", "Existing", "Notification", "Store", "Stored", "SuspendRequested"]

@@ -90,6 +90,23 @@ class Keys:
         """Executions of one workflow in one status (workflow names hold no ':')."""
         return f"{self._idx(namespace)}:wfst:{workflow}:{status}"
 
+    def bulk(self, bulk_id: str) -> str:
+        """A batch's hash (StartBulk): spec, status, total, position, counts, lease owner."""
+        return f"{self.prefix}:bulk:{{{bulk_id}}}"
+
+    def bulk_items(self, bulk_id: str) -> str:
+        """The execution ids a batch took, in order (a list)."""
+        return f"{self.prefix}:bulk:{{{bulk_id}}}:items"
+
+    @property
+    def bulks(self) -> str:
+        """RUNNING batches by when their lease ends (ms; 0: nobody holds it)."""
+        return f"{self.prefix}:bulks"
+
+    def bulk_request(self, namespace: str, request_id: str) -> str:
+        """The batch a StartBulk request id started."""
+        return f"{self._idx(namespace)}:bulkreq:{request_id}"
+
     @property
     def changes(self) -> str:
         """The change log: a stream of every execution's status and waiting-node changes."""

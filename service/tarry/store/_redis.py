@@ -44,6 +44,7 @@ from tarry.engine.namespaces import DEFAULT, namespace_of
 
 from . import _changes
 from ._batch import NotReplicated, ScriptBatcher
+from ._bulk import BulkStore
 from ._connect import close_sentinels, make_pool
 from ._keys import STORED, Keys, StateField
 from ._migrate import backfill_pairs, backfill_waiting
@@ -72,7 +73,7 @@ _KEEP_EARLY_FROM = lua_statuses(Op.KEEP_EARLY)
 _FIELDS = STORED
 """The state hash's fields that make a `Stored`, in `_stored`'s order."""
 
-class RedisStore(PubSub):
+class RedisStore(PubSub, BulkStore):
     """State, events, timers and leases in one Redis (standalone or Sentinel-managed; see
     README for Cluster)."""
 
@@ -123,6 +124,7 @@ class RedisStore(PubSub):
         self._early = self._redis.register_script(_script("early"))
         self._renew = self._redis.register_script(_script("renew"))
         self._delete = self._redis.register_script(_script("delete"))
+        BulkStore.__init__(self)
         self._pairs_ready = False  # until `migrate` has made sure of the pair indexes
 
     @property

@@ -32,7 +32,7 @@ from tests.integration.api.certs import Authority, Signer, write
 from tests.integration.api.conftest import ServerFactory
 
 TOKENS = {"reader": "r-7f3a9c1e5b", "operator": "o-2d8e4f6a1c", "admin": "a-9b1c3d5e7f"}
-MUTATIONS = {"Run", "Resume", "Suspend", "Cancel"}
+MUTATIONS = {"Run", "Resume", "Suspend", "Cancel", "StartBulk", "CancelBulk"}
 ISSUER = "https://idp.test"
 
 

@@ -25,6 +25,120 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// What a batch does to each execution it takes.
+type BulkOperation int32
+
+const (
+	// Never valid.
+	BulkOperation_BULK_OPERATION_UNSPECIFIED BulkOperation = 0
+	// Suspend, as the Suspend RPC (with `reason` and `freeze_timers`).
+	BulkOperation_BULK_OPERATION_SUSPEND BulkOperation = 1
+	// Resume, as the Resume RPC (with `data`, `node_id` and `action`).
+	BulkOperation_BULK_OPERATION_RESUME BulkOperation = 2
+	// Cancel, as the Cancel RPC (with `reason`).
+	BulkOperation_BULK_OPERATION_CANCEL BulkOperation = 3
+)
+
+// Enum value maps for BulkOperation.
+var (
+	BulkOperation_name = map[int32]string{
+		0: "BULK_OPERATION_UNSPECIFIED",
+		1: "BULK_OPERATION_SUSPEND",
+		2: "BULK_OPERATION_RESUME",
+		3: "BULK_OPERATION_CANCEL",
+	}
+	BulkOperation_value = map[string]int32{
+		"BULK_OPERATION_UNSPECIFIED": 0,
+		"BULK_OPERATION_SUSPEND":     1,
+		"BULK_OPERATION_RESUME":      2,
+		"BULK_OPERATION_CANCEL":      3,
+	}
+)
+
+func (x BulkOperation) Enum() *BulkOperation {
+	p := new(BulkOperation)
+	*p = x
+	return p
+}
+
+func (x BulkOperation) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (BulkOperation) Descriptor() protoreflect.EnumDescriptor {
+	return file_tarry_v1_workflow_service_proto_enumTypes[0].Descriptor()
+}
+
+func (BulkOperation) Type() protoreflect.EnumType {
+	return &file_tarry_v1_workflow_service_proto_enumTypes[0]
+}
+
+func (x BulkOperation) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use BulkOperation.Descriptor instead.
+func (BulkOperation) EnumDescriptor() ([]byte, []int) {
+	return file_tarry_v1_workflow_service_proto_rawDescGZIP(), []int{0}
+}
+
+// Where a batch stands.
+type BulkStatus int32
+
+const (
+	// Never returned.
+	BulkStatus_BULK_STATUS_UNSPECIFIED BulkStatus = 0
+	// Working through its executions.
+	BulkStatus_BULK_STATUS_RUNNING BulkStatus = 1
+	// Every execution it took was sent its request.
+	BulkStatus_BULK_STATUS_DONE BulkStatus = 2
+	// Stopped by CancelBulk before the end.
+	BulkStatus_BULK_STATUS_CANCELLED BulkStatus = 3
+)
+
+// Enum value maps for BulkStatus.
+var (
+	BulkStatus_name = map[int32]string{
+		0: "BULK_STATUS_UNSPECIFIED",
+		1: "BULK_STATUS_RUNNING",
+		2: "BULK_STATUS_DONE",
+		3: "BULK_STATUS_CANCELLED",
+	}
+	BulkStatus_value = map[string]int32{
+		"BULK_STATUS_UNSPECIFIED": 0,
+		"BULK_STATUS_RUNNING":     1,
+		"BULK_STATUS_DONE":        2,
+		"BULK_STATUS_CANCELLED":   3,
+	}
+)
+
+func (x BulkStatus) Enum() *BulkStatus {
+	p := new(BulkStatus)
+	*p = x
+	return p
+}
+
+func (x BulkStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (BulkStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_tarry_v1_workflow_service_proto_enumTypes[1].Descriptor()
+}
+
+func (BulkStatus) Type() protoreflect.EnumType {
+	return &file_tarry_v1_workflow_service_proto_enumTypes[1]
+}
+
+func (x BulkStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use BulkStatus.Descriptor instead.
+func (BulkStatus) EnumDescriptor() ([]byte, []int) {
+	return file_tarry_v1_workflow_service_proto_rawDescGZIP(), []int{1}
+}
+
 // The request of WorkflowService.Run.
 type RunRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1706,6 +1820,656 @@ func (x *DescribeWorkflowResponse) GetWorkflow() *Workflow {
 	return nil
 }
 
+// The request of WorkflowService.StartBulk.
+type StartBulkRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What to do to each matching execution.
+	Operation BulkOperation `protobuf:"varint,1,opt,name=operation,proto3,enum=tarry.v1.BulkOperation" json:"operation,omitempty"`
+	// The filters, as in ListExecutionsRequest: only executions of this workflow...
+	Workflow string `protobuf:"bytes,2,opt,name=workflow,proto3" json:"workflow,omitempty"`
+	// ...with this status...
+	Status ExecutionStatus `protobuf:"varint,3,opt,name=status,proto3,enum=tarry.v1.ExecutionStatus" json:"status,omitempty"`
+	// ...carrying every one of these tags...
+	Tags map[string]string `protobuf:"bytes,4,rep,name=tags,proto3" json:"tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// ...of this workflow version (needs workflow)...
+	Version string `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
+	// ...waiting at this wait node (needs workflow)...
+	WaitingNode string `protobuf:"bytes,6,opt,name=waiting_node,json=waitingNode,proto3" json:"waiting_node,omitempty"`
+	// ...created at or after this time...
+	CreateTimeFrom *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=create_time_from,json=createTimeFrom,proto3" json:"create_time_from,omitempty"`
+	// ...and before this time.
+	CreateTimeTo *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=create_time_to,json=createTimeTo,proto3" json:"create_time_to,omitempty"`
+	// Suspend and Cancel: the reason each execution records.
+	Reason string `protobuf:"bytes,9,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Suspend: freeze each execution's timers (SuspendRequest.freeze_timers).
+	FreezeTimers bool `protobuf:"varint,10,opt,name=freeze_timers,json=freezeTimers,proto3" json:"freeze_timers,omitempty"`
+	// Resume: the data, node and action each Resume sends.
+	Data *structpb.Value `protobuf:"bytes,11,opt,name=data,proto3" json:"data,omitempty"`
+	// Resume: the wait node to deliver `data` to (as ResumeRequest.node_id).
+	NodeId string `protobuf:"bytes,12,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// Resume: the action (as ResumeRequest.action).
+	Action string `protobuf:"bytes,13,opt,name=action,proto3" json:"action,omitempty"`
+	// At most this many executions a second; 0 for the server's default (100).
+	Rate int32 `protobuf:"varint,14,opt,name=rate,proto3" json:"rate,omitempty"`
+	// Count the matching executions and start nothing.
+	DryRun bool `protobuf:"varint,15,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// Makes the call idempotent: the same request_id again returns the batch it started.
+	RequestId     string `protobuf:"bytes,16,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartBulkRequest) Reset() {
+	*x = StartBulkRequest{}
+	mi := &file_tarry_v1_workflow_service_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartBulkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartBulkRequest) ProtoMessage() {}
+
+func (x *StartBulkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tarry_v1_workflow_service_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartBulkRequest.ProtoReflect.Descriptor instead.
+func (*StartBulkRequest) Descriptor() ([]byte, []int) {
+	return file_tarry_v1_workflow_service_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *StartBulkRequest) GetOperation() BulkOperation {
+	if x != nil {
+		return x.Operation
+	}
+	return BulkOperation_BULK_OPERATION_UNSPECIFIED
+}
+
+func (x *StartBulkRequest) GetWorkflow() string {
+	if x != nil {
+		return x.Workflow
+	}
+	return ""
+}
+
+func (x *StartBulkRequest) GetStatus() ExecutionStatus {
+	if x != nil {
+		return x.Status
+	}
+	return ExecutionStatus_EXECUTION_STATUS_UNSPECIFIED
+}
+
+func (x *StartBulkRequest) GetTags() map[string]string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+func (x *StartBulkRequest) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *StartBulkRequest) GetWaitingNode() string {
+	if x != nil {
+		return x.WaitingNode
+	}
+	return ""
+}
+
+func (x *StartBulkRequest) GetCreateTimeFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTimeFrom
+	}
+	return nil
+}
+
+func (x *StartBulkRequest) GetCreateTimeTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTimeTo
+	}
+	return nil
+}
+
+func (x *StartBulkRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *StartBulkRequest) GetFreezeTimers() bool {
+	if x != nil {
+		return x.FreezeTimers
+	}
+	return false
+}
+
+func (x *StartBulkRequest) GetData() *structpb.Value {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *StartBulkRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *StartBulkRequest) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *StartBulkRequest) GetRate() int32 {
+	if x != nil {
+		return x.Rate
+	}
+	return 0
+}
+
+func (x *StartBulkRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *StartBulkRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// The response of WorkflowService.StartBulk.
+type StartBulkResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The batch started (or the one this request_id started before); unset for a dry run.
+	Bulk *Bulk `protobuf:"bytes,1,opt,name=bulk,proto3" json:"bulk,omitempty"`
+	// How many executions match the filters (the batch's `total`).
+	Matched       int64 `protobuf:"varint,2,opt,name=matched,proto3" json:"matched,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartBulkResponse) Reset() {
+	*x = StartBulkResponse{}
+	mi := &file_tarry_v1_workflow_service_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartBulkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartBulkResponse) ProtoMessage() {}
+
+func (x *StartBulkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tarry_v1_workflow_service_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartBulkResponse.ProtoReflect.Descriptor instead.
+func (*StartBulkResponse) Descriptor() ([]byte, []int) {
+	return file_tarry_v1_workflow_service_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *StartBulkResponse) GetBulk() *Bulk {
+	if x != nil {
+		return x.Bulk
+	}
+	return nil
+}
+
+func (x *StartBulkResponse) GetMatched() int64 {
+	if x != nil {
+		return x.Matched
+	}
+	return 0
+}
+
+// A batch of StartBulk.
+type Bulk struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The batch id.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// What it does.
+	Operation BulkOperation `protobuf:"varint,2,opt,name=operation,proto3,enum=tarry.v1.BulkOperation" json:"operation,omitempty"`
+	// Where it stands.
+	Status BulkStatus `protobuf:"varint,3,opt,name=status,proto3,enum=tarry.v1.BulkStatus" json:"status,omitempty"`
+	// The executions it took (those that matched when it started).
+	Total int64 `protobuf:"varint,4,opt,name=total,proto3" json:"total,omitempty"`
+	// Those sent their request so far, by outcome: applied (the request was accepted)...
+	Applied int64 `protobuf:"varint,5,opt,name=applied,proto3" json:"applied,omitempty"`
+	// ...skipped (the execution was no longer in a state the request applies to: finished,
+	// already suspended, deleted...)...
+	Skipped int64 `protobuf:"varint,6,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	// ...and failed (the request was refused for another reason: e.g. resume data the
+	// execution's schema refuses).
+	Failed int64 `protobuf:"varint,7,opt,name=failed,proto3" json:"failed,omitempty"`
+	// When it started.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// When its progress last moved.
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// The most executions it sends a request a second.
+	Rate int32 `protobuf:"varint,10,opt,name=rate,proto3" json:"rate,omitempty"`
+	// The first few failures: "execution_id: message" (at most 20).
+	Failures      []string `protobuf:"bytes,11,rep,name=failures,proto3" json:"failures,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Bulk) Reset() {
+	*x = Bulk{}
+	mi := &file_tarry_v1_workflow_service_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Bulk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Bulk) ProtoMessage() {}
+
+func (x *Bulk) ProtoReflect() protoreflect.Message {
+	mi := &file_tarry_v1_workflow_service_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Bulk.ProtoReflect.Descriptor instead.
+func (*Bulk) Descriptor() ([]byte, []int) {
+	return file_tarry_v1_workflow_service_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *Bulk) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Bulk) GetOperation() BulkOperation {
+	if x != nil {
+		return x.Operation
+	}
+	return BulkOperation_BULK_OPERATION_UNSPECIFIED
+}
+
+func (x *Bulk) GetStatus() BulkStatus {
+	if x != nil {
+		return x.Status
+	}
+	return BulkStatus_BULK_STATUS_UNSPECIFIED
+}
+
+func (x *Bulk) GetTotal() int64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *Bulk) GetApplied() int64 {
+	if x != nil {
+		return x.Applied
+	}
+	return 0
+}
+
+func (x *Bulk) GetSkipped() int64 {
+	if x != nil {
+		return x.Skipped
+	}
+	return 0
+}
+
+func (x *Bulk) GetFailed() int64 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+func (x *Bulk) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *Bulk) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
+func (x *Bulk) GetRate() int32 {
+	if x != nil {
+		return x.Rate
+	}
+	return 0
+}
+
+func (x *Bulk) GetFailures() []string {
+	if x != nil {
+		return x.Failures
+	}
+	return nil
+}
+
+// The request of WorkflowService.GetBulk.
+type GetBulkRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The batch.
+	BulkId        string `protobuf:"bytes,1,opt,name=bulk_id,json=bulkId,proto3" json:"bulk_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetBulkRequest) Reset() {
+	*x = GetBulkRequest{}
+	mi := &file_tarry_v1_workflow_service_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetBulkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetBulkRequest) ProtoMessage() {}
+
+func (x *GetBulkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tarry_v1_workflow_service_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetBulkRequest.ProtoReflect.Descriptor instead.
+func (*GetBulkRequest) Descriptor() ([]byte, []int) {
+	return file_tarry_v1_workflow_service_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *GetBulkRequest) GetBulkId() string {
+	if x != nil {
+		return x.BulkId
+	}
+	return ""
+}
+
+// The response of WorkflowService.GetBulk.
+type GetBulkResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The batch as it stands.
+	Bulk          *Bulk `protobuf:"bytes,1,opt,name=bulk,proto3" json:"bulk,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetBulkResponse) Reset() {
+	*x = GetBulkResponse{}
+	mi := &file_tarry_v1_workflow_service_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetBulkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetBulkResponse) ProtoMessage() {}
+
+func (x *GetBulkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tarry_v1_workflow_service_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetBulkResponse.ProtoReflect.Descriptor instead.
+func (*GetBulkResponse) Descriptor() ([]byte, []int) {
+	return file_tarry_v1_workflow_service_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *GetBulkResponse) GetBulk() *Bulk {
+	if x != nil {
+		return x.Bulk
+	}
+	return nil
+}
+
+// The request of WorkflowService.WatchBulk.
+type WatchBulkRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The batch to follow.
+	BulkId        string `protobuf:"bytes,1,opt,name=bulk_id,json=bulkId,proto3" json:"bulk_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchBulkRequest) Reset() {
+	*x = WatchBulkRequest{}
+	mi := &file_tarry_v1_workflow_service_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchBulkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchBulkRequest) ProtoMessage() {}
+
+func (x *WatchBulkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tarry_v1_workflow_service_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchBulkRequest.ProtoReflect.Descriptor instead.
+func (*WatchBulkRequest) Descriptor() ([]byte, []int) {
+	return file_tarry_v1_workflow_service_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *WatchBulkRequest) GetBulkId() string {
+	if x != nil {
+		return x.BulkId
+	}
+	return ""
+}
+
+// One message of the WatchBulk stream.
+type WatchBulkResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The batch as it stands.
+	Bulk          *Bulk `protobuf:"bytes,1,opt,name=bulk,proto3" json:"bulk,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchBulkResponse) Reset() {
+	*x = WatchBulkResponse{}
+	mi := &file_tarry_v1_workflow_service_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchBulkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchBulkResponse) ProtoMessage() {}
+
+func (x *WatchBulkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tarry_v1_workflow_service_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchBulkResponse.ProtoReflect.Descriptor instead.
+func (*WatchBulkResponse) Descriptor() ([]byte, []int) {
+	return file_tarry_v1_workflow_service_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *WatchBulkResponse) GetBulk() *Bulk {
+	if x != nil {
+		return x.Bulk
+	}
+	return nil
+}
+
+// The request of WorkflowService.CancelBulk.
+type CancelBulkRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The batch to stop.
+	BulkId        string `protobuf:"bytes,1,opt,name=bulk_id,json=bulkId,proto3" json:"bulk_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelBulkRequest) Reset() {
+	*x = CancelBulkRequest{}
+	mi := &file_tarry_v1_workflow_service_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelBulkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelBulkRequest) ProtoMessage() {}
+
+func (x *CancelBulkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tarry_v1_workflow_service_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelBulkRequest.ProtoReflect.Descriptor instead.
+func (*CancelBulkRequest) Descriptor() ([]byte, []int) {
+	return file_tarry_v1_workflow_service_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *CancelBulkRequest) GetBulkId() string {
+	if x != nil {
+		return x.BulkId
+	}
+	return ""
+}
+
+// The response of WorkflowService.CancelBulk.
+type CancelBulkResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The batch after it.
+	Bulk          *Bulk `protobuf:"bytes,1,opt,name=bulk,proto3" json:"bulk,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelBulkResponse) Reset() {
+	*x = CancelBulkResponse{}
+	mi := &file_tarry_v1_workflow_service_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelBulkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelBulkResponse) ProtoMessage() {}
+
+func (x *CancelBulkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tarry_v1_workflow_service_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelBulkResponse.ProtoReflect.Descriptor instead.
+func (*CancelBulkResponse) Descriptor() ([]byte, []int) {
+	return file_tarry_v1_workflow_service_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *CancelBulkResponse) GetBulk() *Bulk {
+	if x != nil {
+		return x.Bulk
+	}
+	return nil
+}
+
 var File_tarry_v1_workflow_service_proto protoreflect.FileDescriptor
 
 const file_tarry_v1_workflow_service_proto_rawDesc = "" +
@@ -1836,7 +2600,70 @@ const file_tarry_v1_workflow_service_proto_rawDesc = "" +
 	"\bworkflow\x18\x01 \x01(\tR\bworkflow\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\"J\n" +
 	"\x18DescribeWorkflowResponse\x12.\n" +
-	"\bworkflow\x18\x01 \x01(\v2\x12.tarry.v1.WorkflowR\bworkflow2\xbd\a\n" +
+	"\bworkflow\x18\x01 \x01(\v2\x12.tarry.v1.WorkflowR\bworkflow\"\xb6\x05\n" +
+	"\x10StartBulkRequest\x125\n" +
+	"\toperation\x18\x01 \x01(\x0e2\x17.tarry.v1.BulkOperationR\toperation\x12\x1a\n" +
+	"\bworkflow\x18\x02 \x01(\tR\bworkflow\x121\n" +
+	"\x06status\x18\x03 \x01(\x0e2\x19.tarry.v1.ExecutionStatusR\x06status\x128\n" +
+	"\x04tags\x18\x04 \x03(\v2$.tarry.v1.StartBulkRequest.TagsEntryR\x04tags\x12\x18\n" +
+	"\aversion\x18\x05 \x01(\tR\aversion\x12!\n" +
+	"\fwaiting_node\x18\x06 \x01(\tR\vwaitingNode\x12D\n" +
+	"\x10create_time_from\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x0ecreateTimeFrom\x12@\n" +
+	"\x0ecreate_time_to\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\fcreateTimeTo\x12\x16\n" +
+	"\x06reason\x18\t \x01(\tR\x06reason\x12#\n" +
+	"\rfreeze_timers\x18\n" +
+	" \x01(\bR\ffreezeTimers\x12*\n" +
+	"\x04data\x18\v \x01(\v2\x16.google.protobuf.ValueR\x04data\x12\x17\n" +
+	"\anode_id\x18\f \x01(\tR\x06nodeId\x12\x16\n" +
+	"\x06action\x18\r \x01(\tR\x06action\x12\x12\n" +
+	"\x04rate\x18\x0e \x01(\x05R\x04rate\x12\x17\n" +
+	"\adry_run\x18\x0f \x01(\bR\x06dryRun\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x10 \x01(\tR\trequestId\x1a7\n" +
+	"\tTagsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"Q\n" +
+	"\x11StartBulkResponse\x12\"\n" +
+	"\x04bulk\x18\x01 \x01(\v2\x0e.tarry.v1.BulkR\x04bulk\x12\x18\n" +
+	"\amatched\x18\x02 \x01(\x03R\amatched\"\x87\x03\n" +
+	"\x04Bulk\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x125\n" +
+	"\toperation\x18\x02 \x01(\x0e2\x17.tarry.v1.BulkOperationR\toperation\x12,\n" +
+	"\x06status\x18\x03 \x01(\x0e2\x14.tarry.v1.BulkStatusR\x06status\x12\x14\n" +
+	"\x05total\x18\x04 \x01(\x03R\x05total\x12\x18\n" +
+	"\aapplied\x18\x05 \x01(\x03R\aapplied\x12\x18\n" +
+	"\askipped\x18\x06 \x01(\x03R\askipped\x12\x16\n" +
+	"\x06failed\x18\a \x01(\x03R\x06failed\x12;\n" +
+	"\vcreate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12;\n" +
+	"\vupdate_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\x12\x12\n" +
+	"\x04rate\x18\n" +
+	" \x01(\x05R\x04rate\x12\x1a\n" +
+	"\bfailures\x18\v \x03(\tR\bfailures\")\n" +
+	"\x0eGetBulkRequest\x12\x17\n" +
+	"\abulk_id\x18\x01 \x01(\tR\x06bulkId\"5\n" +
+	"\x0fGetBulkResponse\x12\"\n" +
+	"\x04bulk\x18\x01 \x01(\v2\x0e.tarry.v1.BulkR\x04bulk\"+\n" +
+	"\x10WatchBulkRequest\x12\x17\n" +
+	"\abulk_id\x18\x01 \x01(\tR\x06bulkId\"7\n" +
+	"\x11WatchBulkResponse\x12\"\n" +
+	"\x04bulk\x18\x01 \x01(\v2\x0e.tarry.v1.BulkR\x04bulk\",\n" +
+	"\x11CancelBulkRequest\x12\x17\n" +
+	"\abulk_id\x18\x01 \x01(\tR\x06bulkId\"8\n" +
+	"\x12CancelBulkResponse\x12\"\n" +
+	"\x04bulk\x18\x01 \x01(\v2\x0e.tarry.v1.BulkR\x04bulk*\x81\x01\n" +
+	"\rBulkOperation\x12\x1e\n" +
+	"\x1aBULK_OPERATION_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16BULK_OPERATION_SUSPEND\x10\x01\x12\x19\n" +
+	"\x15BULK_OPERATION_RESUME\x10\x02\x12\x19\n" +
+	"\x15BULK_OPERATION_CANCEL\x10\x03*s\n" +
+	"\n" +
+	"BulkStatus\x12\x1b\n" +
+	"\x17BULK_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13BULK_STATUS_RUNNING\x10\x01\x12\x14\n" +
+	"\x10BULK_STATUS_DONE\x10\x02\x12\x19\n" +
+	"\x15BULK_STATUS_CANCELLED\x10\x032\xd4\t\n" +
 	"\x0fWorkflowService\x122\n" +
 	"\x03Run\x12\x14.tarry.v1.RunRequest\x1a\x15.tarry.v1.RunResponse\x12;\n" +
 	"\x06Resume\x12\x17.tarry.v1.ResumeRequest\x1a\x18.tarry.v1.ResumeResponse\x12>\n" +
@@ -1849,7 +2676,12 @@ const file_tarry_v1_workflow_service_proto_rawDesc = "" +
 	"\x0eWatchExecution\x12\x1f.tarry.v1.WatchExecutionRequest\x1a .tarry.v1.WatchExecutionResponse0\x01\x12X\n" +
 	"\x0fWatchExecutions\x12 .tarry.v1.WatchExecutionsRequest\x1a!.tarry.v1.WatchExecutionsResponse0\x01\x12P\n" +
 	"\rListWorkflows\x12\x1e.tarry.v1.ListWorkflowsRequest\x1a\x1f.tarry.v1.ListWorkflowsResponse\x12Y\n" +
-	"\x10DescribeWorkflow\x12!.tarry.v1.DescribeWorkflowRequest\x1a\".tarry.v1.DescribeWorkflowResponseB8Z6github.com/tarry-dev/tarry/clients/go/tarry/v1;tarryv1b\x06proto3"
+	"\x10DescribeWorkflow\x12!.tarry.v1.DescribeWorkflowRequest\x1a\".tarry.v1.DescribeWorkflowResponse\x12D\n" +
+	"\tStartBulk\x12\x1a.tarry.v1.StartBulkRequest\x1a\x1b.tarry.v1.StartBulkResponse\x12>\n" +
+	"\aGetBulk\x12\x18.tarry.v1.GetBulkRequest\x1a\x19.tarry.v1.GetBulkResponse\x12F\n" +
+	"\tWatchBulk\x12\x1a.tarry.v1.WatchBulkRequest\x1a\x1b.tarry.v1.WatchBulkResponse0\x01\x12G\n" +
+	"\n" +
+	"CancelBulk\x12\x1b.tarry.v1.CancelBulkRequest\x1a\x1c.tarry.v1.CancelBulkResponseB8Z6github.com/tarry-dev/tarry/clients/go/tarry/v1;tarryv1b\x06proto3"
 
 var (
 	file_tarry_v1_workflow_service_proto_rawDescOnce sync.Once
@@ -1863,99 +2695,134 @@ func file_tarry_v1_workflow_service_proto_rawDescGZIP() []byte {
 	return file_tarry_v1_workflow_service_proto_rawDescData
 }
 
-var file_tarry_v1_workflow_service_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_tarry_v1_workflow_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_tarry_v1_workflow_service_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_tarry_v1_workflow_service_proto_goTypes = []any{
-	(*RunRequest)(nil),                  // 0: tarry.v1.RunRequest
-	(*RunResponse)(nil),                 // 1: tarry.v1.RunResponse
-	(*ResumeRequest)(nil),               // 2: tarry.v1.ResumeRequest
-	(*ResumeResponse)(nil),              // 3: tarry.v1.ResumeResponse
-	(*SuspendRequest)(nil),              // 4: tarry.v1.SuspendRequest
-	(*SuspendResponse)(nil),             // 5: tarry.v1.SuspendResponse
-	(*CancelRequest)(nil),               // 6: tarry.v1.CancelRequest
-	(*CancelResponse)(nil),              // 7: tarry.v1.CancelResponse
-	(*GetExecutionRequest)(nil),         // 8: tarry.v1.GetExecutionRequest
-	(*GetExecutionResponse)(nil),        // 9: tarry.v1.GetExecutionResponse
-	(*DeleteExecutionRequest)(nil),      // 10: tarry.v1.DeleteExecutionRequest
-	(*DeleteExecutionResponse)(nil),     // 11: tarry.v1.DeleteExecutionResponse
-	(*ListExecutionsRequest)(nil),       // 12: tarry.v1.ListExecutionsRequest
-	(*ListExecutionsResponse)(nil),      // 13: tarry.v1.ListExecutionsResponse
-	(*ListExecutionEventsRequest)(nil),  // 14: tarry.v1.ListExecutionEventsRequest
-	(*ListExecutionEventsResponse)(nil), // 15: tarry.v1.ListExecutionEventsResponse
-	(*WatchExecutionRequest)(nil),       // 16: tarry.v1.WatchExecutionRequest
-	(*WatchExecutionResponse)(nil),      // 17: tarry.v1.WatchExecutionResponse
-	(*WatchExecutionsRequest)(nil),      // 18: tarry.v1.WatchExecutionsRequest
-	(*WatchExecutionsResponse)(nil),     // 19: tarry.v1.WatchExecutionsResponse
-	(*ExecutionChange)(nil),             // 20: tarry.v1.ExecutionChange
-	(*ListWorkflowsRequest)(nil),        // 21: tarry.v1.ListWorkflowsRequest
-	(*ListWorkflowsResponse)(nil),       // 22: tarry.v1.ListWorkflowsResponse
-	(*DescribeWorkflowRequest)(nil),     // 23: tarry.v1.DescribeWorkflowRequest
-	(*DescribeWorkflowResponse)(nil),    // 24: tarry.v1.DescribeWorkflowResponse
-	nil,                                 // 25: tarry.v1.RunRequest.TagsEntry
-	nil,                                 // 26: tarry.v1.ListExecutionsRequest.TagsEntry
-	nil,                                 // 27: tarry.v1.WatchExecutionsRequest.TagsEntry
-	nil,                                 // 28: tarry.v1.ExecutionChange.TagsEntry
-	(*structpb.Value)(nil),              // 29: google.protobuf.Value
-	(*Execution)(nil),                   // 30: tarry.v1.Execution
-	(ExecutionStatus)(0),                // 31: tarry.v1.ExecutionStatus
-	(*timestamppb.Timestamp)(nil),       // 32: google.protobuf.Timestamp
-	(*ExecutionEvent)(nil),              // 33: tarry.v1.ExecutionEvent
-	(*Workflow)(nil),                    // 34: tarry.v1.Workflow
+	(BulkOperation)(0),                  // 0: tarry.v1.BulkOperation
+	(BulkStatus)(0),                     // 1: tarry.v1.BulkStatus
+	(*RunRequest)(nil),                  // 2: tarry.v1.RunRequest
+	(*RunResponse)(nil),                 // 3: tarry.v1.RunResponse
+	(*ResumeRequest)(nil),               // 4: tarry.v1.ResumeRequest
+	(*ResumeResponse)(nil),              // 5: tarry.v1.ResumeResponse
+	(*SuspendRequest)(nil),              // 6: tarry.v1.SuspendRequest
+	(*SuspendResponse)(nil),             // 7: tarry.v1.SuspendResponse
+	(*CancelRequest)(nil),               // 8: tarry.v1.CancelRequest
+	(*CancelResponse)(nil),              // 9: tarry.v1.CancelResponse
+	(*GetExecutionRequest)(nil),         // 10: tarry.v1.GetExecutionRequest
+	(*GetExecutionResponse)(nil),        // 11: tarry.v1.GetExecutionResponse
+	(*DeleteExecutionRequest)(nil),      // 12: tarry.v1.DeleteExecutionRequest
+	(*DeleteExecutionResponse)(nil),     // 13: tarry.v1.DeleteExecutionResponse
+	(*ListExecutionsRequest)(nil),       // 14: tarry.v1.ListExecutionsRequest
+	(*ListExecutionsResponse)(nil),      // 15: tarry.v1.ListExecutionsResponse
+	(*ListExecutionEventsRequest)(nil),  // 16: tarry.v1.ListExecutionEventsRequest
+	(*ListExecutionEventsResponse)(nil), // 17: tarry.v1.ListExecutionEventsResponse
+	(*WatchExecutionRequest)(nil),       // 18: tarry.v1.WatchExecutionRequest
+	(*WatchExecutionResponse)(nil),      // 19: tarry.v1.WatchExecutionResponse
+	(*WatchExecutionsRequest)(nil),      // 20: tarry.v1.WatchExecutionsRequest
+	(*WatchExecutionsResponse)(nil),     // 21: tarry.v1.WatchExecutionsResponse
+	(*ExecutionChange)(nil),             // 22: tarry.v1.ExecutionChange
+	(*ListWorkflowsRequest)(nil),        // 23: tarry.v1.ListWorkflowsRequest
+	(*ListWorkflowsResponse)(nil),       // 24: tarry.v1.ListWorkflowsResponse
+	(*DescribeWorkflowRequest)(nil),     // 25: tarry.v1.DescribeWorkflowRequest
+	(*DescribeWorkflowResponse)(nil),    // 26: tarry.v1.DescribeWorkflowResponse
+	(*StartBulkRequest)(nil),            // 27: tarry.v1.StartBulkRequest
+	(*StartBulkResponse)(nil),           // 28: tarry.v1.StartBulkResponse
+	(*Bulk)(nil),                        // 29: tarry.v1.Bulk
+	(*GetBulkRequest)(nil),              // 30: tarry.v1.GetBulkRequest
+	(*GetBulkResponse)(nil),             // 31: tarry.v1.GetBulkResponse
+	(*WatchBulkRequest)(nil),            // 32: tarry.v1.WatchBulkRequest
+	(*WatchBulkResponse)(nil),           // 33: tarry.v1.WatchBulkResponse
+	(*CancelBulkRequest)(nil),           // 34: tarry.v1.CancelBulkRequest
+	(*CancelBulkResponse)(nil),          // 35: tarry.v1.CancelBulkResponse
+	nil,                                 // 36: tarry.v1.RunRequest.TagsEntry
+	nil,                                 // 37: tarry.v1.ListExecutionsRequest.TagsEntry
+	nil,                                 // 38: tarry.v1.WatchExecutionsRequest.TagsEntry
+	nil,                                 // 39: tarry.v1.ExecutionChange.TagsEntry
+	nil,                                 // 40: tarry.v1.StartBulkRequest.TagsEntry
+	(*structpb.Value)(nil),              // 41: google.protobuf.Value
+	(*Execution)(nil),                   // 42: tarry.v1.Execution
+	(ExecutionStatus)(0),                // 43: tarry.v1.ExecutionStatus
+	(*timestamppb.Timestamp)(nil),       // 44: google.protobuf.Timestamp
+	(*ExecutionEvent)(nil),              // 45: tarry.v1.ExecutionEvent
+	(*Workflow)(nil),                    // 46: tarry.v1.Workflow
 }
 var file_tarry_v1_workflow_service_proto_depIdxs = []int32{
-	29, // 0: tarry.v1.RunRequest.input:type_name -> google.protobuf.Value
-	25, // 1: tarry.v1.RunRequest.tags:type_name -> tarry.v1.RunRequest.TagsEntry
-	30, // 2: tarry.v1.RunResponse.execution:type_name -> tarry.v1.Execution
-	29, // 3: tarry.v1.ResumeRequest.data:type_name -> google.protobuf.Value
-	30, // 4: tarry.v1.ResumeResponse.execution:type_name -> tarry.v1.Execution
-	30, // 5: tarry.v1.SuspendResponse.execution:type_name -> tarry.v1.Execution
-	30, // 6: tarry.v1.CancelResponse.execution:type_name -> tarry.v1.Execution
-	30, // 7: tarry.v1.GetExecutionResponse.execution:type_name -> tarry.v1.Execution
-	31, // 8: tarry.v1.ListExecutionsRequest.status:type_name -> tarry.v1.ExecutionStatus
-	26, // 9: tarry.v1.ListExecutionsRequest.tags:type_name -> tarry.v1.ListExecutionsRequest.TagsEntry
-	32, // 10: tarry.v1.ListExecutionsRequest.create_time_from:type_name -> google.protobuf.Timestamp
-	32, // 11: tarry.v1.ListExecutionsRequest.create_time_to:type_name -> google.protobuf.Timestamp
-	30, // 12: tarry.v1.ListExecutionsResponse.executions:type_name -> tarry.v1.Execution
-	33, // 13: tarry.v1.ListExecutionEventsResponse.events:type_name -> tarry.v1.ExecutionEvent
-	30, // 14: tarry.v1.WatchExecutionResponse.execution:type_name -> tarry.v1.Execution
-	33, // 15: tarry.v1.WatchExecutionResponse.event:type_name -> tarry.v1.ExecutionEvent
-	31, // 16: tarry.v1.WatchExecutionsRequest.status:type_name -> tarry.v1.ExecutionStatus
-	27, // 17: tarry.v1.WatchExecutionsRequest.tags:type_name -> tarry.v1.WatchExecutionsRequest.TagsEntry
-	20, // 18: tarry.v1.WatchExecutionsResponse.changes:type_name -> tarry.v1.ExecutionChange
-	31, // 19: tarry.v1.ExecutionChange.status:type_name -> tarry.v1.ExecutionStatus
-	31, // 20: tarry.v1.ExecutionChange.previous_status:type_name -> tarry.v1.ExecutionStatus
-	28, // 21: tarry.v1.ExecutionChange.tags:type_name -> tarry.v1.ExecutionChange.TagsEntry
-	32, // 22: tarry.v1.ExecutionChange.time:type_name -> google.protobuf.Timestamp
-	34, // 23: tarry.v1.ListWorkflowsResponse.workflows:type_name -> tarry.v1.Workflow
-	34, // 24: tarry.v1.DescribeWorkflowResponse.workflow:type_name -> tarry.v1.Workflow
-	0,  // 25: tarry.v1.WorkflowService.Run:input_type -> tarry.v1.RunRequest
-	2,  // 26: tarry.v1.WorkflowService.Resume:input_type -> tarry.v1.ResumeRequest
-	4,  // 27: tarry.v1.WorkflowService.Suspend:input_type -> tarry.v1.SuspendRequest
-	6,  // 28: tarry.v1.WorkflowService.Cancel:input_type -> tarry.v1.CancelRequest
-	8,  // 29: tarry.v1.WorkflowService.GetExecution:input_type -> tarry.v1.GetExecutionRequest
-	10, // 30: tarry.v1.WorkflowService.DeleteExecution:input_type -> tarry.v1.DeleteExecutionRequest
-	12, // 31: tarry.v1.WorkflowService.ListExecutions:input_type -> tarry.v1.ListExecutionsRequest
-	14, // 32: tarry.v1.WorkflowService.ListExecutionEvents:input_type -> tarry.v1.ListExecutionEventsRequest
-	16, // 33: tarry.v1.WorkflowService.WatchExecution:input_type -> tarry.v1.WatchExecutionRequest
-	18, // 34: tarry.v1.WorkflowService.WatchExecutions:input_type -> tarry.v1.WatchExecutionsRequest
-	21, // 35: tarry.v1.WorkflowService.ListWorkflows:input_type -> tarry.v1.ListWorkflowsRequest
-	23, // 36: tarry.v1.WorkflowService.DescribeWorkflow:input_type -> tarry.v1.DescribeWorkflowRequest
-	1,  // 37: tarry.v1.WorkflowService.Run:output_type -> tarry.v1.RunResponse
-	3,  // 38: tarry.v1.WorkflowService.Resume:output_type -> tarry.v1.ResumeResponse
-	5,  // 39: tarry.v1.WorkflowService.Suspend:output_type -> tarry.v1.SuspendResponse
-	7,  // 40: tarry.v1.WorkflowService.Cancel:output_type -> tarry.v1.CancelResponse
-	9,  // 41: tarry.v1.WorkflowService.GetExecution:output_type -> tarry.v1.GetExecutionResponse
-	11, // 42: tarry.v1.WorkflowService.DeleteExecution:output_type -> tarry.v1.DeleteExecutionResponse
-	13, // 43: tarry.v1.WorkflowService.ListExecutions:output_type -> tarry.v1.ListExecutionsResponse
-	15, // 44: tarry.v1.WorkflowService.ListExecutionEvents:output_type -> tarry.v1.ListExecutionEventsResponse
-	17, // 45: tarry.v1.WorkflowService.WatchExecution:output_type -> tarry.v1.WatchExecutionResponse
-	19, // 46: tarry.v1.WorkflowService.WatchExecutions:output_type -> tarry.v1.WatchExecutionsResponse
-	22, // 47: tarry.v1.WorkflowService.ListWorkflows:output_type -> tarry.v1.ListWorkflowsResponse
-	24, // 48: tarry.v1.WorkflowService.DescribeWorkflow:output_type -> tarry.v1.DescribeWorkflowResponse
-	37, // [37:49] is the sub-list for method output_type
-	25, // [25:37] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	41, // 0: tarry.v1.RunRequest.input:type_name -> google.protobuf.Value
+	36, // 1: tarry.v1.RunRequest.tags:type_name -> tarry.v1.RunRequest.TagsEntry
+	42, // 2: tarry.v1.RunResponse.execution:type_name -> tarry.v1.Execution
+	41, // 3: tarry.v1.ResumeRequest.data:type_name -> google.protobuf.Value
+	42, // 4: tarry.v1.ResumeResponse.execution:type_name -> tarry.v1.Execution
+	42, // 5: tarry.v1.SuspendResponse.execution:type_name -> tarry.v1.Execution
+	42, // 6: tarry.v1.CancelResponse.execution:type_name -> tarry.v1.Execution
+	42, // 7: tarry.v1.GetExecutionResponse.execution:type_name -> tarry.v1.Execution
+	43, // 8: tarry.v1.ListExecutionsRequest.status:type_name -> tarry.v1.ExecutionStatus
+	37, // 9: tarry.v1.ListExecutionsRequest.tags:type_name -> tarry.v1.ListExecutionsRequest.TagsEntry
+	44, // 10: tarry.v1.ListExecutionsRequest.create_time_from:type_name -> google.protobuf.Timestamp
+	44, // 11: tarry.v1.ListExecutionsRequest.create_time_to:type_name -> google.protobuf.Timestamp
+	42, // 12: tarry.v1.ListExecutionsResponse.executions:type_name -> tarry.v1.Execution
+	45, // 13: tarry.v1.ListExecutionEventsResponse.events:type_name -> tarry.v1.ExecutionEvent
+	42, // 14: tarry.v1.WatchExecutionResponse.execution:type_name -> tarry.v1.Execution
+	45, // 15: tarry.v1.WatchExecutionResponse.event:type_name -> tarry.v1.ExecutionEvent
+	43, // 16: tarry.v1.WatchExecutionsRequest.status:type_name -> tarry.v1.ExecutionStatus
+	38, // 17: tarry.v1.WatchExecutionsRequest.tags:type_name -> tarry.v1.WatchExecutionsRequest.TagsEntry
+	22, // 18: tarry.v1.WatchExecutionsResponse.changes:type_name -> tarry.v1.ExecutionChange
+	43, // 19: tarry.v1.ExecutionChange.status:type_name -> tarry.v1.ExecutionStatus
+	43, // 20: tarry.v1.ExecutionChange.previous_status:type_name -> tarry.v1.ExecutionStatus
+	39, // 21: tarry.v1.ExecutionChange.tags:type_name -> tarry.v1.ExecutionChange.TagsEntry
+	44, // 22: tarry.v1.ExecutionChange.time:type_name -> google.protobuf.Timestamp
+	46, // 23: tarry.v1.ListWorkflowsResponse.workflows:type_name -> tarry.v1.Workflow
+	46, // 24: tarry.v1.DescribeWorkflowResponse.workflow:type_name -> tarry.v1.Workflow
+	0,  // 25: tarry.v1.StartBulkRequest.operation:type_name -> tarry.v1.BulkOperation
+	43, // 26: tarry.v1.StartBulkRequest.status:type_name -> tarry.v1.ExecutionStatus
+	40, // 27: tarry.v1.StartBulkRequest.tags:type_name -> tarry.v1.StartBulkRequest.TagsEntry
+	44, // 28: tarry.v1.StartBulkRequest.create_time_from:type_name -> google.protobuf.Timestamp
+	44, // 29: tarry.v1.StartBulkRequest.create_time_to:type_name -> google.protobuf.Timestamp
+	41, // 30: tarry.v1.StartBulkRequest.data:type_name -> google.protobuf.Value
+	29, // 31: tarry.v1.StartBulkResponse.bulk:type_name -> tarry.v1.Bulk
+	0,  // 32: tarry.v1.Bulk.operation:type_name -> tarry.v1.BulkOperation
+	1,  // 33: tarry.v1.Bulk.status:type_name -> tarry.v1.BulkStatus
+	44, // 34: tarry.v1.Bulk.create_time:type_name -> google.protobuf.Timestamp
+	44, // 35: tarry.v1.Bulk.update_time:type_name -> google.protobuf.Timestamp
+	29, // 36: tarry.v1.GetBulkResponse.bulk:type_name -> tarry.v1.Bulk
+	29, // 37: tarry.v1.WatchBulkResponse.bulk:type_name -> tarry.v1.Bulk
+	29, // 38: tarry.v1.CancelBulkResponse.bulk:type_name -> tarry.v1.Bulk
+	2,  // 39: tarry.v1.WorkflowService.Run:input_type -> tarry.v1.RunRequest
+	4,  // 40: tarry.v1.WorkflowService.Resume:input_type -> tarry.v1.ResumeRequest
+	6,  // 41: tarry.v1.WorkflowService.Suspend:input_type -> tarry.v1.SuspendRequest
+	8,  // 42: tarry.v1.WorkflowService.Cancel:input_type -> tarry.v1.CancelRequest
+	10, // 43: tarry.v1.WorkflowService.GetExecution:input_type -> tarry.v1.GetExecutionRequest
+	12, // 44: tarry.v1.WorkflowService.DeleteExecution:input_type -> tarry.v1.DeleteExecutionRequest
+	14, // 45: tarry.v1.WorkflowService.ListExecutions:input_type -> tarry.v1.ListExecutionsRequest
+	16, // 46: tarry.v1.WorkflowService.ListExecutionEvents:input_type -> tarry.v1.ListExecutionEventsRequest
+	18, // 47: tarry.v1.WorkflowService.WatchExecution:input_type -> tarry.v1.WatchExecutionRequest
+	20, // 48: tarry.v1.WorkflowService.WatchExecutions:input_type -> tarry.v1.WatchExecutionsRequest
+	23, // 49: tarry.v1.WorkflowService.ListWorkflows:input_type -> tarry.v1.ListWorkflowsRequest
+	25, // 50: tarry.v1.WorkflowService.DescribeWorkflow:input_type -> tarry.v1.DescribeWorkflowRequest
+	27, // 51: tarry.v1.WorkflowService.StartBulk:input_type -> tarry.v1.StartBulkRequest
+	30, // 52: tarry.v1.WorkflowService.GetBulk:input_type -> tarry.v1.GetBulkRequest
+	32, // 53: tarry.v1.WorkflowService.WatchBulk:input_type -> tarry.v1.WatchBulkRequest
+	34, // 54: tarry.v1.WorkflowService.CancelBulk:input_type -> tarry.v1.CancelBulkRequest
+	3,  // 55: tarry.v1.WorkflowService.Run:output_type -> tarry.v1.RunResponse
+	5,  // 56: tarry.v1.WorkflowService.Resume:output_type -> tarry.v1.ResumeResponse
+	7,  // 57: tarry.v1.WorkflowService.Suspend:output_type -> tarry.v1.SuspendResponse
+	9,  // 58: tarry.v1.WorkflowService.Cancel:output_type -> tarry.v1.CancelResponse
+	11, // 59: tarry.v1.WorkflowService.GetExecution:output_type -> tarry.v1.GetExecutionResponse
+	13, // 60: tarry.v1.WorkflowService.DeleteExecution:output_type -> tarry.v1.DeleteExecutionResponse
+	15, // 61: tarry.v1.WorkflowService.ListExecutions:output_type -> tarry.v1.ListExecutionsResponse
+	17, // 62: tarry.v1.WorkflowService.ListExecutionEvents:output_type -> tarry.v1.ListExecutionEventsResponse
+	19, // 63: tarry.v1.WorkflowService.WatchExecution:output_type -> tarry.v1.WatchExecutionResponse
+	21, // 64: tarry.v1.WorkflowService.WatchExecutions:output_type -> tarry.v1.WatchExecutionsResponse
+	24, // 65: tarry.v1.WorkflowService.ListWorkflows:output_type -> tarry.v1.ListWorkflowsResponse
+	26, // 66: tarry.v1.WorkflowService.DescribeWorkflow:output_type -> tarry.v1.DescribeWorkflowResponse
+	28, // 67: tarry.v1.WorkflowService.StartBulk:output_type -> tarry.v1.StartBulkResponse
+	31, // 68: tarry.v1.WorkflowService.GetBulk:output_type -> tarry.v1.GetBulkResponse
+	33, // 69: tarry.v1.WorkflowService.WatchBulk:output_type -> tarry.v1.WatchBulkResponse
+	35, // 70: tarry.v1.WorkflowService.CancelBulk:output_type -> tarry.v1.CancelBulkResponse
+	55, // [55:71] is the sub-list for method output_type
+	39, // [39:55] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_tarry_v1_workflow_service_proto_init() }
@@ -1975,13 +2842,14 @@ func file_tarry_v1_workflow_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tarry_v1_workflow_service_proto_rawDesc), len(file_tarry_v1_workflow_service_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   29,
+			NumEnums:      2,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_tarry_v1_workflow_service_proto_goTypes,
 		DependencyIndexes: file_tarry_v1_workflow_service_proto_depIdxs,
+		EnumInfos:         file_tarry_v1_workflow_service_proto_enumTypes,
 		MessageInfos:      file_tarry_v1_workflow_service_proto_msgTypes,
 	}.Build()
 	File_tarry_v1_workflow_service_proto = out.File

@@ -33,6 +33,10 @@ const (
 	WorkflowService_WatchExecutions_FullMethodName     = "/tarry.v1.WorkflowService/WatchExecutions"
 	WorkflowService_ListWorkflows_FullMethodName       = "/tarry.v1.WorkflowService/ListWorkflows"
 	WorkflowService_DescribeWorkflow_FullMethodName    = "/tarry.v1.WorkflowService/DescribeWorkflow"
+	WorkflowService_StartBulk_FullMethodName           = "/tarry.v1.WorkflowService/StartBulk"
+	WorkflowService_GetBulk_FullMethodName             = "/tarry.v1.WorkflowService/GetBulk"
+	WorkflowService_WatchBulk_FullMethodName           = "/tarry.v1.WorkflowService/WatchBulk"
+	WorkflowService_CancelBulk_FullMethodName          = "/tarry.v1.WorkflowService/CancelBulk"
 )
 
 // WorkflowServiceClient is the client API for WorkflowService service.
@@ -182,6 +186,45 @@ type WorkflowServiceClient interface {
 	//	INVALID_ARGUMENT: workflow is empty.
 	//	NOT_FOUND: no workflow with that name, or no such version of it.
 	DescribeWorkflow(ctx context.Context, in *DescribeWorkflowRequest, opts ...grpc.CallOption) (*DescribeWorkflowResponse, error)
+	// Suspends, resumes (with data) or cancels every execution that matches a filter (those
+	// of ListExecutions), as one durable batch: the matching executions are listed when the
+	// batch starts, then worked through at most `rate` a second by whichever server holds
+	// the batch (another takes it over if that one stops, and goes on where it was). Each
+	// execution is sent the request once (a repeat after a takeover is answered as the first,
+	// by request id). With `dry_run` nothing starts: the answer counts the matching
+	// executions. The same request_id again returns the batch it started.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT: a filter is malformed (as in ListExecutions), the operation is
+	//	  unspecified, `rate` is negative, or resume data nests too deep.
+	//	RESOURCE_EXHAUSTED: more executions match than one batch takes (ErrorInfo metadata
+	//	  "limit").
+	//	UNAVAILABLE: the store cannot be reached (retry with the same request_id).
+	StartBulk(ctx context.Context, in *StartBulkRequest, opts ...grpc.CallOption) (*StartBulkResponse, error)
+	// Returns a batch as it stands: its progress and its outcome.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT: bulk_id is empty.
+	//	NOT_FOUND: no batch with that id (or it expired, 7 days after it ended).
+	GetBulk(ctx context.Context, in *GetBulkRequest, opts ...grpc.CallOption) (*GetBulkResponse, error)
+	// Follows a batch: its state now, then again each time its progress moves, until it has
+	// ended (then the stream ends with OK).
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT: bulk_id is empty.
+	//	NOT_FOUND: no batch with that id.
+	WatchBulk(ctx context.Context, in *WatchBulkRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchBulkResponse], error)
+	// Stops a batch: the executions not reached yet are left as they are. A batch that has
+	// ended is returned unchanged.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT: bulk_id is empty.
+	//	NOT_FOUND: no batch with that id.
+	CancelBulk(ctx context.Context, in *CancelBulkRequest, opts ...grpc.CallOption) (*CancelBulkResponse, error)
 }
 
 type workflowServiceClient struct {
@@ -324,6 +367,55 @@ func (c *workflowServiceClient) DescribeWorkflow(ctx context.Context, in *Descri
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(DescribeWorkflowResponse)
 	err := c.cc.Invoke(ctx, WorkflowService_DescribeWorkflow_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowServiceClient) StartBulk(ctx context.Context, in *StartBulkRequest, opts ...grpc.CallOption) (*StartBulkResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StartBulkResponse)
+	err := c.cc.Invoke(ctx, WorkflowService_StartBulk_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowServiceClient) GetBulk(ctx context.Context, in *GetBulkRequest, opts ...grpc.CallOption) (*GetBulkResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetBulkResponse)
+	err := c.cc.Invoke(ctx, WorkflowService_GetBulk_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowServiceClient) WatchBulk(ctx context.Context, in *WatchBulkRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchBulkResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &WorkflowService_ServiceDesc.Streams[2], WorkflowService_WatchBulk_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchBulkRequest, WatchBulkResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type WorkflowService_WatchBulkClient = grpc.ServerStreamingClient[WatchBulkResponse]
+
+func (c *workflowServiceClient) CancelBulk(ctx context.Context, in *CancelBulkRequest, opts ...grpc.CallOption) (*CancelBulkResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelBulkResponse)
+	err := c.cc.Invoke(ctx, WorkflowService_CancelBulk_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -477,6 +569,45 @@ type WorkflowServiceServer interface {
 	//	INVALID_ARGUMENT: workflow is empty.
 	//	NOT_FOUND: no workflow with that name, or no such version of it.
 	DescribeWorkflow(context.Context, *DescribeWorkflowRequest) (*DescribeWorkflowResponse, error)
+	// Suspends, resumes (with data) or cancels every execution that matches a filter (those
+	// of ListExecutions), as one durable batch: the matching executions are listed when the
+	// batch starts, then worked through at most `rate` a second by whichever server holds
+	// the batch (another takes it over if that one stops, and goes on where it was). Each
+	// execution is sent the request once (a repeat after a takeover is answered as the first,
+	// by request id). With `dry_run` nothing starts: the answer counts the matching
+	// executions. The same request_id again returns the batch it started.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT: a filter is malformed (as in ListExecutions), the operation is
+	//	  unspecified, `rate` is negative, or resume data nests too deep.
+	//	RESOURCE_EXHAUSTED: more executions match than one batch takes (ErrorInfo metadata
+	//	  "limit").
+	//	UNAVAILABLE: the store cannot be reached (retry with the same request_id).
+	StartBulk(context.Context, *StartBulkRequest) (*StartBulkResponse, error)
+	// Returns a batch as it stands: its progress and its outcome.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT: bulk_id is empty.
+	//	NOT_FOUND: no batch with that id (or it expired, 7 days after it ended).
+	GetBulk(context.Context, *GetBulkRequest) (*GetBulkResponse, error)
+	// Follows a batch: its state now, then again each time its progress moves, until it has
+	// ended (then the stream ends with OK).
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT: bulk_id is empty.
+	//	NOT_FOUND: no batch with that id.
+	WatchBulk(*WatchBulkRequest, grpc.ServerStreamingServer[WatchBulkResponse]) error
+	// Stops a batch: the executions not reached yet are left as they are. A batch that has
+	// ended is returned unchanged.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT: bulk_id is empty.
+	//	NOT_FOUND: no batch with that id.
+	CancelBulk(context.Context, *CancelBulkRequest) (*CancelBulkResponse, error)
 	mustEmbedUnimplementedWorkflowServiceServer()
 }
 
@@ -522,6 +653,18 @@ func (UnimplementedWorkflowServiceServer) ListWorkflows(context.Context, *ListWo
 }
 func (UnimplementedWorkflowServiceServer) DescribeWorkflow(context.Context, *DescribeWorkflowRequest) (*DescribeWorkflowResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DescribeWorkflow not implemented")
+}
+func (UnimplementedWorkflowServiceServer) StartBulk(context.Context, *StartBulkRequest) (*StartBulkResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method StartBulk not implemented")
+}
+func (UnimplementedWorkflowServiceServer) GetBulk(context.Context, *GetBulkRequest) (*GetBulkResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetBulk not implemented")
+}
+func (UnimplementedWorkflowServiceServer) WatchBulk(*WatchBulkRequest, grpc.ServerStreamingServer[WatchBulkResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchBulk not implemented")
+}
+func (UnimplementedWorkflowServiceServer) CancelBulk(context.Context, *CancelBulkRequest) (*CancelBulkResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelBulk not implemented")
 }
 func (UnimplementedWorkflowServiceServer) mustEmbedUnimplementedWorkflowServiceServer() {}
 func (UnimplementedWorkflowServiceServer) testEmbeddedByValue()                         {}
@@ -746,6 +889,71 @@ func _WorkflowService_DescribeWorkflow_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _WorkflowService_StartBulk_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StartBulkRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowServiceServer).StartBulk(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WorkflowService_StartBulk_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowServiceServer).StartBulk(ctx, req.(*StartBulkRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WorkflowService_GetBulk_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetBulkRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowServiceServer).GetBulk(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WorkflowService_GetBulk_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowServiceServer).GetBulk(ctx, req.(*GetBulkRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WorkflowService_WatchBulk_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchBulkRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(WorkflowServiceServer).WatchBulk(m, &grpc.GenericServerStream[WatchBulkRequest, WatchBulkResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type WorkflowService_WatchBulkServer = grpc.ServerStreamingServer[WatchBulkResponse]
+
+func _WorkflowService_CancelBulk_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelBulkRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowServiceServer).CancelBulk(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WorkflowService_CancelBulk_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowServiceServer).CancelBulk(ctx, req.(*CancelBulkRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // WorkflowService_ServiceDesc is the grpc.ServiceDesc for WorkflowService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -793,6 +1001,18 @@ var WorkflowService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "DescribeWorkflow",
 			Handler:    _WorkflowService_DescribeWorkflow_Handler,
 		},
+		{
+			MethodName: "StartBulk",
+			Handler:    _WorkflowService_StartBulk_Handler,
+		},
+		{
+			MethodName: "GetBulk",
+			Handler:    _WorkflowService_GetBulk_Handler,
+		},
+		{
+			MethodName: "CancelBulk",
+			Handler:    _WorkflowService_CancelBulk_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -803,6 +1023,11 @@ var WorkflowService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "WatchExecutions",
 			Handler:       _WorkflowService_WatchExecutions_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchBulk",
+			Handler:       _WorkflowService_WatchBulk_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -9,6 +9,7 @@ from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from tarry_api.v1 import execution_pb2 as _execution_pb2
 from tarry_api.v1 import workflow_pb2 as _workflow_pb2
 import builtins as _builtins
@@ -21,6 +22,62 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _BulkOperation:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _BulkOperationEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BulkOperation.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    BULK_OPERATION_UNSPECIFIED: _BulkOperation.ValueType  # 0
+    """Never valid."""
+    BULK_OPERATION_SUSPEND: _BulkOperation.ValueType  # 1
+    """Suspend, as the Suspend RPC (with `reason` and `freeze_timers`)."""
+    BULK_OPERATION_RESUME: _BulkOperation.ValueType  # 2
+    """Resume, as the Resume RPC (with `data`, `node_id` and `action`)."""
+    BULK_OPERATION_CANCEL: _BulkOperation.ValueType  # 3
+    """Cancel, as the Cancel RPC (with `reason`)."""
+
+class BulkOperation(_BulkOperation, metaclass=_BulkOperationEnumTypeWrapper):
+    """What a batch does to each execution it takes."""
+
+BULK_OPERATION_UNSPECIFIED: BulkOperation.ValueType  # 0
+"""Never valid."""
+BULK_OPERATION_SUSPEND: BulkOperation.ValueType  # 1
+"""Suspend, as the Suspend RPC (with `reason` and `freeze_timers`)."""
+BULK_OPERATION_RESUME: BulkOperation.ValueType  # 2
+"""Resume, as the Resume RPC (with `data`, `node_id` and `action`)."""
+BULK_OPERATION_CANCEL: BulkOperation.ValueType  # 3
+"""Cancel, as the Cancel RPC (with `reason`)."""
+Global___BulkOperation: _TypeAlias = BulkOperation  # noqa: Y015
+
+class _BulkStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _BulkStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BulkStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    BULK_STATUS_UNSPECIFIED: _BulkStatus.ValueType  # 0
+    """Never returned."""
+    BULK_STATUS_RUNNING: _BulkStatus.ValueType  # 1
+    """Working through its executions."""
+    BULK_STATUS_DONE: _BulkStatus.ValueType  # 2
+    """Every execution it took was sent its request."""
+    BULK_STATUS_CANCELLED: _BulkStatus.ValueType  # 3
+    """Stopped by CancelBulk before the end."""
+
+class BulkStatus(_BulkStatus, metaclass=_BulkStatusEnumTypeWrapper):
+    """Where a batch stands."""
+
+BULK_STATUS_UNSPECIFIED: BulkStatus.ValueType  # 0
+"""Never returned."""
+BULK_STATUS_RUNNING: BulkStatus.ValueType  # 1
+"""Working through its executions."""
+BULK_STATUS_DONE: BulkStatus.ValueType  # 2
+"""Every execution it took was sent its request."""
+BULK_STATUS_CANCELLED: BulkStatus.ValueType  # 3
+"""Stopped by CancelBulk before the end."""
+Global___BulkStatus: _TypeAlias = BulkStatus  # noqa: Y015
 
 @_typing.final
 class RunRequest(_message.Message):
@@ -965,3 +1022,351 @@ class DescribeWorkflowResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DescribeWorkflowResponse: _TypeAlias = DescribeWorkflowResponse  # noqa: Y015
+
+@_typing.final
+class StartBulkRequest(_message.Message):
+    """The request of WorkflowService.StartBulk."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class TagsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    OPERATION_FIELD_NUMBER: _builtins.int
+    WORKFLOW_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    WAITING_NODE_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FROM_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_TO_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    FREEZE_TIMERS_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    RATE_FIELD_NUMBER: _builtins.int
+    DRY_RUN_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    operation: Global___BulkOperation.ValueType
+    """What to do to each matching execution."""
+    workflow: _builtins.str
+    """The filters, as in ListExecutionsRequest: only executions of this workflow..."""
+    status: _execution_pb2.ExecutionStatus.ValueType
+    """...with this status..."""
+    version: _builtins.str
+    """...of this workflow version (needs workflow)..."""
+    waiting_node: _builtins.str
+    """...waiting at this wait node (needs workflow)..."""
+    reason: _builtins.str
+    """Suspend and Cancel: the reason each execution records."""
+    freeze_timers: _builtins.bool
+    """Suspend: freeze each execution's timers (SuspendRequest.freeze_timers)."""
+    node_id: _builtins.str
+    """Resume: the wait node to deliver `data` to (as ResumeRequest.node_id)."""
+    action: _builtins.str
+    """Resume: the action (as ResumeRequest.action)."""
+    rate: _builtins.int
+    """At most this many executions a second; 0 for the server's default (100)."""
+    dry_run: _builtins.bool
+    """Count the matching executions and start nothing."""
+    request_id: _builtins.str
+    """Makes the call idempotent: the same request_id again returns the batch it started."""
+    @_builtins.property
+    def tags(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """...carrying every one of these tags..."""
+
+    @_builtins.property
+    def create_time_from(self) -> _timestamp_pb2.Timestamp:
+        """...created at or after this time..."""
+
+    @_builtins.property
+    def create_time_to(self) -> _timestamp_pb2.Timestamp:
+        """...and before this time."""
+
+    @_builtins.property
+    def data(self) -> _struct_pb2.Value:
+        """Resume: the data, node and action each Resume sends."""
+
+    def __init__(
+        self,
+        *,
+        operation: Global___BulkOperation.ValueType = ...,
+        workflow: _builtins.str = ...,
+        status: _execution_pb2.ExecutionStatus.ValueType = ...,
+        tags: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        version: _builtins.str = ...,
+        waiting_node: _builtins.str = ...,
+        create_time_from: _timestamp_pb2.Timestamp | None = ...,
+        create_time_to: _timestamp_pb2.Timestamp | None = ...,
+        reason: _builtins.str = ...,
+        freeze_timers: _builtins.bool = ...,
+        data: _struct_pb2.Value | None = ...,
+        node_id: _builtins.str = ...,
+        action: _builtins.str = ...,
+        rate: _builtins.int = ...,
+        dry_run: _builtins.bool = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time_from", b"create_time_from", "create_time_to", b"create_time_to", "data", b"data"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "create_time_from", b"create_time_from", "create_time_to", b"create_time_to", "data", b"data", "dry_run", b"dry_run", "freeze_timers", b"freeze_timers", "node_id", b"node_id", "operation", b"operation", "rate", b"rate", "reason", b"reason", "request_id", b"request_id", "status", b"status", "tags", b"tags", "version", b"version", "waiting_node", b"waiting_node", "workflow", b"workflow"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartBulkRequest: _TypeAlias = StartBulkRequest  # noqa: Y015
+
+@_typing.final
+class StartBulkResponse(_message.Message):
+    """The response of WorkflowService.StartBulk."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BULK_FIELD_NUMBER: _builtins.int
+    MATCHED_FIELD_NUMBER: _builtins.int
+    matched: _builtins.int
+    """How many executions match the filters (the batch's `total`)."""
+    @_builtins.property
+    def bulk(self) -> Global___Bulk:
+        """The batch started (or the one this request_id started before); unset for a dry run."""
+
+    def __init__(
+        self,
+        *,
+        bulk: Global___Bulk | None = ...,
+        matched: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bulk", b"bulk"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bulk", b"bulk", "matched", b"matched"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartBulkResponse: _TypeAlias = StartBulkResponse  # noqa: Y015
+
+@_typing.final
+class Bulk(_message.Message):
+    """A batch of StartBulk."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    OPERATION_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    APPLIED_FIELD_NUMBER: _builtins.int
+    SKIPPED_FIELD_NUMBER: _builtins.int
+    FAILED_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    RATE_FIELD_NUMBER: _builtins.int
+    FAILURES_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The batch id."""
+    operation: Global___BulkOperation.ValueType
+    """What it does."""
+    status: Global___BulkStatus.ValueType
+    """Where it stands."""
+    total: _builtins.int
+    """The executions it took (those that matched when it started)."""
+    applied: _builtins.int
+    """Those sent their request so far, by outcome: applied (the request was accepted)..."""
+    skipped: _builtins.int
+    """...skipped (the execution was no longer in a state the request applies to: finished,
+    already suspended, deleted...)...
+    """
+    failed: _builtins.int
+    """...and failed (the request was refused for another reason: e.g. resume data the
+    execution's schema refuses).
+    """
+    rate: _builtins.int
+    """The most executions it sends a request a second."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When it started."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """When its progress last moved."""
+
+    @_builtins.property
+    def failures(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The first few failures: "execution_id: message" (at most 20)."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        operation: Global___BulkOperation.ValueType = ...,
+        status: Global___BulkStatus.ValueType = ...,
+        total: _builtins.int = ...,
+        applied: _builtins.int = ...,
+        skipped: _builtins.int = ...,
+        failed: _builtins.int = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+        rate: _builtins.int = ...,
+        failures: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied", b"applied", "create_time", b"create_time", "failed", b"failed", "failures", b"failures", "id", b"id", "operation", b"operation", "rate", b"rate", "skipped", b"skipped", "status", b"status", "total", b"total", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Bulk: _TypeAlias = Bulk  # noqa: Y015
+
+@_typing.final
+class GetBulkRequest(_message.Message):
+    """The request of WorkflowService.GetBulk."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BULK_ID_FIELD_NUMBER: _builtins.int
+    bulk_id: _builtins.str
+    """The batch."""
+    def __init__(
+        self,
+        *,
+        bulk_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bulk_id", b"bulk_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetBulkRequest: _TypeAlias = GetBulkRequest  # noqa: Y015
+
+@_typing.final
+class GetBulkResponse(_message.Message):
+    """The response of WorkflowService.GetBulk."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BULK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def bulk(self) -> Global___Bulk:
+        """The batch as it stands."""
+
+    def __init__(
+        self,
+        *,
+        bulk: Global___Bulk | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bulk", b"bulk"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bulk", b"bulk"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetBulkResponse: _TypeAlias = GetBulkResponse  # noqa: Y015
+
+@_typing.final
+class WatchBulkRequest(_message.Message):
+    """The request of WorkflowService.WatchBulk."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BULK_ID_FIELD_NUMBER: _builtins.int
+    bulk_id: _builtins.str
+    """The batch to follow."""
+    def __init__(
+        self,
+        *,
+        bulk_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bulk_id", b"bulk_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchBulkRequest: _TypeAlias = WatchBulkRequest  # noqa: Y015
+
+@_typing.final
+class WatchBulkResponse(_message.Message):
+    """One message of the WatchBulk stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BULK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def bulk(self) -> Global___Bulk:
+        """The batch as it stands."""
+
+    def __init__(
+        self,
+        *,
+        bulk: Global___Bulk | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bulk", b"bulk"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bulk", b"bulk"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchBulkResponse: _TypeAlias = WatchBulkResponse  # noqa: Y015
+
+@_typing.final
+class CancelBulkRequest(_message.Message):
+    """The request of WorkflowService.CancelBulk."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BULK_ID_FIELD_NUMBER: _builtins.int
+    bulk_id: _builtins.str
+    """The batch to stop."""
+    def __init__(
+        self,
+        *,
+        bulk_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bulk_id", b"bulk_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelBulkRequest: _TypeAlias = CancelBulkRequest  # noqa: Y015
+
+@_typing.final
+class CancelBulkResponse(_message.Message):
+    """The response of WorkflowService.CancelBulk."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BULK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def bulk(self) -> Global___Bulk:
+        """The batch after it."""
+
+    def __init__(
+        self,
+        *,
+        bulk: Global___Bulk | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bulk", b"bulk"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bulk", b"bulk"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelBulkResponse: _TypeAlias = CancelBulkResponse  # noqa: Y015

@@ -101,6 +101,26 @@ class WorkflowServiceStub:
                 request_serializer=tarry_dot_v1_dot_workflow__service__pb2.DescribeWorkflowRequest.SerializeToString,
                 response_deserializer=tarry_dot_v1_dot_workflow__service__pb2.DescribeWorkflowResponse.FromString,
                 _registered_method=True)
+        self.StartBulk = channel.unary_unary(
+                '/tarry.v1.WorkflowService/StartBulk',
+                request_serializer=tarry_dot_v1_dot_workflow__service__pb2.StartBulkRequest.SerializeToString,
+                response_deserializer=tarry_dot_v1_dot_workflow__service__pb2.StartBulkResponse.FromString,
+                _registered_method=True)
+        self.GetBulk = channel.unary_unary(
+                '/tarry.v1.WorkflowService/GetBulk',
+                request_serializer=tarry_dot_v1_dot_workflow__service__pb2.GetBulkRequest.SerializeToString,
+                response_deserializer=tarry_dot_v1_dot_workflow__service__pb2.GetBulkResponse.FromString,
+                _registered_method=True)
+        self.WatchBulk = channel.unary_stream(
+                '/tarry.v1.WorkflowService/WatchBulk',
+                request_serializer=tarry_dot_v1_dot_workflow__service__pb2.WatchBulkRequest.SerializeToString,
+                response_deserializer=tarry_dot_v1_dot_workflow__service__pb2.WatchBulkResponse.FromString,
+                _registered_method=True)
+        self.CancelBulk = channel.unary_unary(
+                '/tarry.v1.WorkflowService/CancelBulk',
+                request_serializer=tarry_dot_v1_dot_workflow__service__pb2.CancelBulkRequest.SerializeToString,
+                response_deserializer=tarry_dot_v1_dot_workflow__service__pb2.CancelBulkResponse.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer:
@@ -296,6 +316,61 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartBulk(self, request, context):
+        """Suspends, resumes (with data) or cancels every execution that matches a filter (those
+        of ListExecutions), as one durable batch: the matching executions are listed when the
+        batch starts, then worked through at most `rate` a second by whichever server holds
+        the batch (another takes it over if that one stops, and goes on where it was). Each
+        execution is sent the request once (a repeat after a takeover is answered as the first,
+        by request id). With `dry_run` nothing starts: the answer counts the matching
+        executions. The same request_id again returns the batch it started.
+
+        Errors:
+        INVALID_ARGUMENT: a filter is malformed (as in ListExecutions), the operation is
+        unspecified, `rate` is negative, or resume data nests too deep.
+        RESOURCE_EXHAUSTED: more executions match than one batch takes (ErrorInfo metadata
+        "limit").
+        UNAVAILABLE: the store cannot be reached (retry with the same request_id).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBulk(self, request, context):
+        """Returns a batch as it stands: its progress and its outcome.
+
+        Errors:
+        INVALID_ARGUMENT: bulk_id is empty.
+        NOT_FOUND: no batch with that id (or it expired, 7 days after it ended).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchBulk(self, request, context):
+        """Follows a batch: its state now, then again each time its progress moves, until it has
+        ended (then the stream ends with OK).
+
+        Errors:
+        INVALID_ARGUMENT: bulk_id is empty.
+        NOT_FOUND: no batch with that id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelBulk(self, request, context):
+        """Stops a batch: the executions not reached yet are left as they are. A batch that has
+        ended is returned unchanged.
+
+        Errors:
+        INVALID_ARGUMENT: bulk_id is empty.
+        NOT_FOUND: no batch with that id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkflowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -358,6 +433,26 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.DescribeWorkflow,
                     request_deserializer=tarry_dot_v1_dot_workflow__service__pb2.DescribeWorkflowRequest.FromString,
                     response_serializer=tarry_dot_v1_dot_workflow__service__pb2.DescribeWorkflowResponse.SerializeToString,
+            ),
+            'StartBulk': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartBulk,
+                    request_deserializer=tarry_dot_v1_dot_workflow__service__pb2.StartBulkRequest.FromString,
+                    response_serializer=tarry_dot_v1_dot_workflow__service__pb2.StartBulkResponse.SerializeToString,
+            ),
+            'GetBulk': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBulk,
+                    request_deserializer=tarry_dot_v1_dot_workflow__service__pb2.GetBulkRequest.FromString,
+                    response_serializer=tarry_dot_v1_dot_workflow__service__pb2.GetBulkResponse.SerializeToString,
+            ),
+            'WatchBulk': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchBulk,
+                    request_deserializer=tarry_dot_v1_dot_workflow__service__pb2.WatchBulkRequest.FromString,
+                    response_serializer=tarry_dot_v1_dot_workflow__service__pb2.WatchBulkResponse.SerializeToString,
+            ),
+            'CancelBulk': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelBulk,
+                    request_deserializer=tarry_dot_v1_dot_workflow__service__pb2.CancelBulkRequest.FromString,
+                    response_serializer=tarry_dot_v1_dot_workflow__service__pb2.CancelBulkResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -691,6 +786,114 @@ class WorkflowService:
             '/tarry.v1.WorkflowService/DescribeWorkflow',
             tarry_dot_v1_dot_workflow__service__pb2.DescribeWorkflowRequest.SerializeToString,
             tarry_dot_v1_dot_workflow__service__pb2.DescribeWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartBulk(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tarry.v1.WorkflowService/StartBulk',
+            tarry_dot_v1_dot_workflow__service__pb2.StartBulkRequest.SerializeToString,
+            tarry_dot_v1_dot_workflow__service__pb2.StartBulkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBulk(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tarry.v1.WorkflowService/GetBulk',
+            tarry_dot_v1_dot_workflow__service__pb2.GetBulkRequest.SerializeToString,
+            tarry_dot_v1_dot_workflow__service__pb2.GetBulkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchBulk(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tarry.v1.WorkflowService/WatchBulk',
+            tarry_dot_v1_dot_workflow__service__pb2.WatchBulkRequest.SerializeToString,
+            tarry_dot_v1_dot_workflow__service__pb2.WatchBulkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelBulk(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tarry.v1.WorkflowService/CancelBulk',
+            tarry_dot_v1_dot_workflow__service__pb2.CancelBulkRequest.SerializeToString,
+            tarry_dot_v1_dot_workflow__service__pb2.CancelBulkResponse.FromString,
             options,
             channel_credentials,
             insecure,

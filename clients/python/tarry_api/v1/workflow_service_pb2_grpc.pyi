@@ -175,6 +175,45 @@ class WorkflowServiceStub:
       INVALID_ARGUMENT: workflow is empty.
       NOT_FOUND: no workflow with that name, or no such version of it.
     """
+    StartBulk: _grpc.UnaryUnaryMultiCallable[_workflow_service_pb2.StartBulkRequest, _workflow_service_pb2.StartBulkResponse]
+    """Suspends, resumes (with data) or cancels every execution that matches a filter (those
+    of ListExecutions), as one durable batch: the matching executions are listed when the
+    batch starts, then worked through at most `rate` a second by whichever server holds
+    the batch (another takes it over if that one stops, and goes on where it was). Each
+    execution is sent the request once (a repeat after a takeover is answered as the first,
+    by request id). With `dry_run` nothing starts: the answer counts the matching
+    executions. The same request_id again returns the batch it started.
+
+    Errors:
+      INVALID_ARGUMENT: a filter is malformed (as in ListExecutions), the operation is
+        unspecified, `rate` is negative, or resume data nests too deep.
+      RESOURCE_EXHAUSTED: more executions match than one batch takes (ErrorInfo metadata
+        "limit").
+      UNAVAILABLE: the store cannot be reached (retry with the same request_id).
+    """
+    GetBulk: _grpc.UnaryUnaryMultiCallable[_workflow_service_pb2.GetBulkRequest, _workflow_service_pb2.GetBulkResponse]
+    """Returns a batch as it stands: its progress and its outcome.
+
+    Errors:
+      INVALID_ARGUMENT: bulk_id is empty.
+      NOT_FOUND: no batch with that id (or it expired, 7 days after it ended).
+    """
+    WatchBulk: _grpc.UnaryStreamMultiCallable[_workflow_service_pb2.WatchBulkRequest, _workflow_service_pb2.WatchBulkResponse]
+    """Follows a batch: its state now, then again each time its progress moves, until it has
+    ended (then the stream ends with OK).
+
+    Errors:
+      INVALID_ARGUMENT: bulk_id is empty.
+      NOT_FOUND: no batch with that id.
+    """
+    CancelBulk: _grpc.UnaryUnaryMultiCallable[_workflow_service_pb2.CancelBulkRequest, _workflow_service_pb2.CancelBulkResponse]
+    """Stops a batch: the executions not reached yet are left as they are. A batch that has
+    ended is returned unchanged.
+
+    Errors:
+      INVALID_ARGUMENT: bulk_id is empty.
+      NOT_FOUND: no batch with that id.
+    """
 
 @_typing.type_check_only
 class WorkflowServiceAsyncStub(WorkflowServiceStub):
@@ -322,6 +361,45 @@ class WorkflowServiceAsyncStub(WorkflowServiceStub):
     Errors:
       INVALID_ARGUMENT: workflow is empty.
       NOT_FOUND: no workflow with that name, or no such version of it.
+    """
+    StartBulk: _aio.UnaryUnaryMultiCallable[_workflow_service_pb2.StartBulkRequest, _workflow_service_pb2.StartBulkResponse]  # type: ignore[assignment]
+    """Suspends, resumes (with data) or cancels every execution that matches a filter (those
+    of ListExecutions), as one durable batch: the matching executions are listed when the
+    batch starts, then worked through at most `rate` a second by whichever server holds
+    the batch (another takes it over if that one stops, and goes on where it was). Each
+    execution is sent the request once (a repeat after a takeover is answered as the first,
+    by request id). With `dry_run` nothing starts: the answer counts the matching
+    executions. The same request_id again returns the batch it started.
+
+    Errors:
+      INVALID_ARGUMENT: a filter is malformed (as in ListExecutions), the operation is
+        unspecified, `rate` is negative, or resume data nests too deep.
+      RESOURCE_EXHAUSTED: more executions match than one batch takes (ErrorInfo metadata
+        "limit").
+      UNAVAILABLE: the store cannot be reached (retry with the same request_id).
+    """
+    GetBulk: _aio.UnaryUnaryMultiCallable[_workflow_service_pb2.GetBulkRequest, _workflow_service_pb2.GetBulkResponse]  # type: ignore[assignment]
+    """Returns a batch as it stands: its progress and its outcome.
+
+    Errors:
+      INVALID_ARGUMENT: bulk_id is empty.
+      NOT_FOUND: no batch with that id (or it expired, 7 days after it ended).
+    """
+    WatchBulk: _aio.UnaryStreamMultiCallable[_workflow_service_pb2.WatchBulkRequest, _workflow_service_pb2.WatchBulkResponse]  # type: ignore[assignment]
+    """Follows a batch: its state now, then again each time its progress moves, until it has
+    ended (then the stream ends with OK).
+
+    Errors:
+      INVALID_ARGUMENT: bulk_id is empty.
+      NOT_FOUND: no batch with that id.
+    """
+    CancelBulk: _aio.UnaryUnaryMultiCallable[_workflow_service_pb2.CancelBulkRequest, _workflow_service_pb2.CancelBulkResponse]  # type: ignore[assignment]
+    """Stops a batch: the executions not reached yet are left as they are. A batch that has
+    ended is returned unchanged.
+
+    Errors:
+      INVALID_ARGUMENT: bulk_id is empty.
+      NOT_FOUND: no batch with that id.
     """
 
 class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -539,6 +617,69 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors:
           INVALID_ARGUMENT: workflow is empty.
           NOT_FOUND: no workflow with that name, or no such version of it.
+        """
+
+    @_abc_1.abstractmethod
+    def StartBulk(
+        self,
+        request: _workflow_service_pb2.StartBulkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workflow_service_pb2.StartBulkResponse, _abc.Awaitable[_workflow_service_pb2.StartBulkResponse]]:
+        """Suspends, resumes (with data) or cancels every execution that matches a filter (those
+        of ListExecutions), as one durable batch: the matching executions are listed when the
+        batch starts, then worked through at most `rate` a second by whichever server holds
+        the batch (another takes it over if that one stops, and goes on where it was). Each
+        execution is sent the request once (a repeat after a takeover is answered as the first,
+        by request id). With `dry_run` nothing starts: the answer counts the matching
+        executions. The same request_id again returns the batch it started.
+
+        Errors:
+          INVALID_ARGUMENT: a filter is malformed (as in ListExecutions), the operation is
+            unspecified, `rate` is negative, or resume data nests too deep.
+          RESOURCE_EXHAUSTED: more executions match than one batch takes (ErrorInfo metadata
+            "limit").
+          UNAVAILABLE: the store cannot be reached (retry with the same request_id).
+        """
+
+    @_abc_1.abstractmethod
+    def GetBulk(
+        self,
+        request: _workflow_service_pb2.GetBulkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workflow_service_pb2.GetBulkResponse, _abc.Awaitable[_workflow_service_pb2.GetBulkResponse]]:
+        """Returns a batch as it stands: its progress and its outcome.
+
+        Errors:
+          INVALID_ARGUMENT: bulk_id is empty.
+          NOT_FOUND: no batch with that id (or it expired, 7 days after it ended).
+        """
+
+    @_abc_1.abstractmethod
+    def WatchBulk(
+        self,
+        request: _workflow_service_pb2.WatchBulkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_workflow_service_pb2.WatchBulkResponse], _abc.AsyncIterator[_workflow_service_pb2.WatchBulkResponse]]:
+        """Follows a batch: its state now, then again each time its progress moves, until it has
+        ended (then the stream ends with OK).
+
+        Errors:
+          INVALID_ARGUMENT: bulk_id is empty.
+          NOT_FOUND: no batch with that id.
+        """
+
+    @_abc_1.abstractmethod
+    def CancelBulk(
+        self,
+        request: _workflow_service_pb2.CancelBulkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workflow_service_pb2.CancelBulkResponse, _abc.Awaitable[_workflow_service_pb2.CancelBulkResponse]]:
+        """Stops a batch: the executions not reached yet are left as they are. A batch that has
+        ended is returned unchanged.
+
+        Errors:
+          INVALID_ARGUMENT: bulk_id is empty.
+          NOT_FOUND: no batch with that id.
         """
 
 def add_WorkflowServiceServicer_to_server(servicer: WorkflowServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -31,6 +31,32 @@ export const protobufFileName = "tarry/v1/workflow_service.proto";
 
 /** The Tarry service: start and steer durable workflow executions, and read them back. */
 
+/** What a batch does to each execution it takes. */
+export enum BulkOperation {
+  /** BULK_OPERATION_UNSPECIFIED - Never valid. */
+  BULK_OPERATION_UNSPECIFIED = 0,
+  /** BULK_OPERATION_SUSPEND - Suspend, as the Suspend RPC (with `reason` and `freeze_timers`). */
+  BULK_OPERATION_SUSPEND = 1,
+  /** BULK_OPERATION_RESUME - Resume, as the Resume RPC (with `data`, `node_id` and `action`). */
+  BULK_OPERATION_RESUME = 2,
+  /** BULK_OPERATION_CANCEL - Cancel, as the Cancel RPC (with `reason`). */
+  BULK_OPERATION_CANCEL = 3,
+  UNRECOGNIZED = -1,
+}
+
+/** Where a batch stands. */
+export enum BulkStatus {
+  /** BULK_STATUS_UNSPECIFIED - Never returned. */
+  BULK_STATUS_UNSPECIFIED = 0,
+  /** BULK_STATUS_RUNNING - Working through its executions. */
+  BULK_STATUS_RUNNING = 1,
+  /** BULK_STATUS_DONE - Every execution it took was sent its request. */
+  BULK_STATUS_DONE = 2,
+  /** BULK_STATUS_CANCELLED - Stopped by CancelBulk before the end. */
+  BULK_STATUS_CANCELLED = 3,
+  UNRECOGNIZED = -1,
+}
+
 /** The request of WorkflowService.Run. */
 export interface RunRequest {
   /** The name of the workflow to run. */
@@ -401,6 +427,135 @@ export interface DescribeWorkflowRequest {
 export interface DescribeWorkflowResponse {
   /** The workflow definition. */
   workflow?: Workflow | undefined;
+}
+
+/** The request of WorkflowService.StartBulk. */
+export interface StartBulkRequest {
+  /** What to do to each matching execution. */
+  operation: BulkOperation;
+  /** The filters, as in ListExecutionsRequest: only executions of this workflow... */
+  workflow: string;
+  /** ...with this status... */
+  status: ExecutionStatus;
+  /** ...carrying every one of these tags... */
+  tags: { [key: string]: string };
+  /** ...of this workflow version (needs workflow)... */
+  version: string;
+  /** ...waiting at this wait node (needs workflow)... */
+  waitingNode: string;
+  /** ...created at or after this time... */
+  createTimeFrom?:
+    | Date
+    | undefined;
+  /** ...and before this time. */
+  createTimeTo?:
+    | Date
+    | undefined;
+  /** Suspend and Cancel: the reason each execution records. */
+  reason: string;
+  /** Suspend: freeze each execution's timers (SuspendRequest.freeze_timers). */
+  freezeTimers: boolean;
+  /** Resume: the data, node and action each Resume sends. */
+  data?:
+    | any
+    | undefined;
+  /** Resume: the wait node to deliver `data` to (as ResumeRequest.node_id). */
+  nodeId: string;
+  /** Resume: the action (as ResumeRequest.action). */
+  action: string;
+  /** At most this many executions a second; 0 for the server's default (100). */
+  rate: number;
+  /** Count the matching executions and start nothing. */
+  dryRun: boolean;
+  /** Makes the call idempotent: the same request_id again returns the batch it started. */
+  requestId: string;
+}
+
+export interface StartBulkRequest_TagsEntry {
+  key: string;
+  value: string;
+}
+
+/** The response of WorkflowService.StartBulk. */
+export interface StartBulkResponse {
+  /** The batch started (or the one this request_id started before); unset for a dry run. */
+  bulk?:
+    | Bulk
+    | undefined;
+  /** How many executions match the filters (the batch's `total`). */
+  matched: number;
+}
+
+/** A batch of StartBulk. */
+export interface Bulk {
+  /** The batch id. */
+  id: string;
+  /** What it does. */
+  operation: BulkOperation;
+  /** Where it stands. */
+  status: BulkStatus;
+  /** The executions it took (those that matched when it started). */
+  total: number;
+  /** Those sent their request so far, by outcome: applied (the request was accepted)... */
+  applied: number;
+  /**
+   * ...skipped (the execution was no longer in a state the request applies to: finished,
+   * already suspended, deleted...)...
+   */
+  skipped: number;
+  /**
+   * ...and failed (the request was refused for another reason: e.g. resume data the
+   * execution's schema refuses).
+   */
+  failed: number;
+  /** When it started. */
+  createTime?:
+    | Date
+    | undefined;
+  /** When its progress last moved. */
+  updateTime?:
+    | Date
+    | undefined;
+  /** The most executions it sends a request a second. */
+  rate: number;
+  /** The first few failures: "execution_id: message" (at most 20). */
+  failures: string[];
+}
+
+/** The request of WorkflowService.GetBulk. */
+export interface GetBulkRequest {
+  /** The batch. */
+  bulkId: string;
+}
+
+/** The response of WorkflowService.GetBulk. */
+export interface GetBulkResponse {
+  /** The batch as it stands. */
+  bulk?: Bulk | undefined;
+}
+
+/** The request of WorkflowService.WatchBulk. */
+export interface WatchBulkRequest {
+  /** The batch to follow. */
+  bulkId: string;
+}
+
+/** One message of the WatchBulk stream. */
+export interface WatchBulkResponse {
+  /** The batch as it stands. */
+  bulk?: Bulk | undefined;
+}
+
+/** The request of WorkflowService.CancelBulk. */
+export interface CancelBulkRequest {
+  /** The batch to stop. */
+  bulkId: string;
+}
+
+/** The response of WorkflowService.CancelBulk. */
+export interface CancelBulkResponse {
+  /** The batch after it. */
+  bulk?: Bulk | undefined;
 }
 
 function createBaseRunRequest(): RunRequest {
@@ -2406,6 +2561,795 @@ export const DescribeWorkflowResponse: MessageFns<DescribeWorkflowResponse> = {
   },
 };
 
+function createBaseStartBulkRequest(): StartBulkRequest {
+  return {
+    operation: 0,
+    workflow: "",
+    status: 0,
+    tags: {},
+    version: "",
+    waitingNode: "",
+    createTimeFrom: undefined,
+    createTimeTo: undefined,
+    reason: "",
+    freezeTimers: false,
+    data: undefined,
+    nodeId: "",
+    action: "",
+    rate: 0,
+    dryRun: false,
+    requestId: "",
+  };
+}
+
+export const StartBulkRequest: MessageFns<StartBulkRequest> = {
+  encode(message: StartBulkRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.operation !== 0) {
+      writer.uint32(8).int32(message.operation);
+    }
+    if (message.workflow !== "") {
+      writer.uint32(18).string(message.workflow);
+    }
+    if (message.status !== 0) {
+      writer.uint32(24).int32(message.status);
+    }
+    globalThis.Object.entries(message.tags).forEach(([key, value]: [string, string]) => {
+      StartBulkRequest_TagsEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
+    });
+    if (message.version !== "") {
+      writer.uint32(42).string(message.version);
+    }
+    if (message.waitingNode !== "") {
+      writer.uint32(50).string(message.waitingNode);
+    }
+    if (message.createTimeFrom !== undefined) {
+      Timestamp.encode(toTimestamp(message.createTimeFrom), writer.uint32(58).fork()).join();
+    }
+    if (message.createTimeTo !== undefined) {
+      Timestamp.encode(toTimestamp(message.createTimeTo), writer.uint32(66).fork()).join();
+    }
+    if (message.reason !== "") {
+      writer.uint32(74).string(message.reason);
+    }
+    if (message.freezeTimers !== false) {
+      writer.uint32(80).bool(message.freezeTimers);
+    }
+    if (message.data !== undefined) {
+      Value.encode(Value.wrap(message.data), writer.uint32(90).fork()).join();
+    }
+    if (message.nodeId !== "") {
+      writer.uint32(98).string(message.nodeId);
+    }
+    if (message.action !== "") {
+      writer.uint32(106).string(message.action);
+    }
+    if (message.rate !== 0) {
+      writer.uint32(112).int32(message.rate);
+    }
+    if (message.dryRun !== false) {
+      writer.uint32(120).bool(message.dryRun);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(130).string(message.requestId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StartBulkRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStartBulkRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.operation = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.workflow = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const entry4 = StartBulkRequest_TagsEntry.decode(reader, reader.uint32());
+            if (entry4.value !== undefined) {
+              message.tags[entry4.key] = entry4.value;
+            }
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.waitingNode = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.createTimeFrom = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.createTimeTo = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.freezeTimers = reader.bool();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.data = Value.unwrap(Value.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.nodeId = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.action = reader.string();
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.rate = reader.int32();
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.dryRun = reader.bool();
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseStartBulkRequest_TagsEntry(): StartBulkRequest_TagsEntry {
+  return { key: "", value: "" };
+}
+
+export const StartBulkRequest_TagsEntry: MessageFns<StartBulkRequest_TagsEntry> = {
+  encode(message: StartBulkRequest_TagsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StartBulkRequest_TagsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStartBulkRequest_TagsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseStartBulkResponse(): StartBulkResponse {
+  return { bulk: undefined, matched: 0 };
+}
+
+export const StartBulkResponse: MessageFns<StartBulkResponse> = {
+  encode(message: StartBulkResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.bulk !== undefined) {
+      Bulk.encode(message.bulk, writer.uint32(10).fork()).join();
+    }
+    if (message.matched !== 0) {
+      writer.uint32(16).int64(message.matched);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StartBulkResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStartBulkResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.bulk = Bulk.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.matched = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseBulk(): Bulk {
+  return {
+    id: "",
+    operation: 0,
+    status: 0,
+    total: 0,
+    applied: 0,
+    skipped: 0,
+    failed: 0,
+    createTime: undefined,
+    updateTime: undefined,
+    rate: 0,
+    failures: [],
+  };
+}
+
+export const Bulk: MessageFns<Bulk> = {
+  encode(message: Bulk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.operation !== 0) {
+      writer.uint32(16).int32(message.operation);
+    }
+    if (message.status !== 0) {
+      writer.uint32(24).int32(message.status);
+    }
+    if (message.total !== 0) {
+      writer.uint32(32).int64(message.total);
+    }
+    if (message.applied !== 0) {
+      writer.uint32(40).int64(message.applied);
+    }
+    if (message.skipped !== 0) {
+      writer.uint32(48).int64(message.skipped);
+    }
+    if (message.failed !== 0) {
+      writer.uint32(56).int64(message.failed);
+    }
+    if (message.createTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.createTime), writer.uint32(66).fork()).join();
+    }
+    if (message.updateTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.updateTime), writer.uint32(74).fork()).join();
+    }
+    if (message.rate !== 0) {
+      writer.uint32(80).int32(message.rate);
+    }
+    for (const v of message.failures) {
+      writer.uint32(90).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Bulk {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBulk();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.operation = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.total = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.applied = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.skipped = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.failed = longToNumber(reader.int64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.createTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.updateTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.rate = reader.int32();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.failures.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseGetBulkRequest(): GetBulkRequest {
+  return { bulkId: "" };
+}
+
+export const GetBulkRequest: MessageFns<GetBulkRequest> = {
+  encode(message: GetBulkRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.bulkId !== "") {
+      writer.uint32(10).string(message.bulkId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetBulkRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetBulkRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.bulkId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseGetBulkResponse(): GetBulkResponse {
+  return { bulk: undefined };
+}
+
+export const GetBulkResponse: MessageFns<GetBulkResponse> = {
+  encode(message: GetBulkResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.bulk !== undefined) {
+      Bulk.encode(message.bulk, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetBulkResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetBulkResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.bulk = Bulk.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseWatchBulkRequest(): WatchBulkRequest {
+  return { bulkId: "" };
+}
+
+export const WatchBulkRequest: MessageFns<WatchBulkRequest> = {
+  encode(message: WatchBulkRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.bulkId !== "") {
+      writer.uint32(10).string(message.bulkId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchBulkRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchBulkRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.bulkId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseWatchBulkResponse(): WatchBulkResponse {
+  return { bulk: undefined };
+}
+
+export const WatchBulkResponse: MessageFns<WatchBulkResponse> = {
+  encode(message: WatchBulkResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.bulk !== undefined) {
+      Bulk.encode(message.bulk, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchBulkResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchBulkResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.bulk = Bulk.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseCancelBulkRequest(): CancelBulkRequest {
+  return { bulkId: "" };
+}
+
+export const CancelBulkRequest: MessageFns<CancelBulkRequest> = {
+  encode(message: CancelBulkRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.bulkId !== "") {
+      writer.uint32(10).string(message.bulkId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CancelBulkRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCancelBulkRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.bulkId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseCancelBulkResponse(): CancelBulkResponse {
+  return { bulk: undefined };
+}
+
+export const CancelBulkResponse: MessageFns<CancelBulkResponse> = {
+  encode(message: CancelBulkResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.bulk !== undefined) {
+      Bulk.encode(message.bulk, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CancelBulkResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCancelBulkResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.bulk = Bulk.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
 /**
  * Starts, steers and reads executions of the workflows hosted by the server.
  *
@@ -2674,6 +3618,81 @@ export const WorkflowServiceService = {
       Buffer.from(DescribeWorkflowResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DescribeWorkflowResponse => DescribeWorkflowResponse.decode(value),
   },
+  /**
+   * Suspends, resumes (with data) or cancels every execution that matches a filter (those
+   * of ListExecutions), as one durable batch: the matching executions are listed when the
+   * batch starts, then worked through at most `rate` a second by whichever server holds
+   * the batch (another takes it over if that one stops, and goes on where it was). Each
+   * execution is sent the request once (a repeat after a takeover is answered as the first,
+   * by request id). With `dry_run` nothing starts: the answer counts the matching
+   * executions. The same request_id again returns the batch it started.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT: a filter is malformed (as in ListExecutions), the operation is
+   *     unspecified, `rate` is negative, or resume data nests too deep.
+   *   RESOURCE_EXHAUSTED: more executions match than one batch takes (ErrorInfo metadata
+   *     "limit").
+   *   UNAVAILABLE: the store cannot be reached (retry with the same request_id).
+   */
+  startBulk: {
+    path: "/tarry.v1.WorkflowService/StartBulk" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: StartBulkRequest): Buffer => Buffer.from(StartBulkRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StartBulkRequest => StartBulkRequest.decode(value),
+    responseSerialize: (value: StartBulkResponse): Buffer => Buffer.from(StartBulkResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StartBulkResponse => StartBulkResponse.decode(value),
+  },
+  /**
+   * Returns a batch as it stands: its progress and its outcome.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT: bulk_id is empty.
+   *   NOT_FOUND: no batch with that id (or it expired, 7 days after it ended).
+   */
+  getBulk: {
+    path: "/tarry.v1.WorkflowService/GetBulk" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetBulkRequest): Buffer => Buffer.from(GetBulkRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetBulkRequest => GetBulkRequest.decode(value),
+    responseSerialize: (value: GetBulkResponse): Buffer => Buffer.from(GetBulkResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetBulkResponse => GetBulkResponse.decode(value),
+  },
+  /**
+   * Follows a batch: its state now, then again each time its progress moves, until it has
+   * ended (then the stream ends with OK).
+   *
+   * Errors:
+   *   INVALID_ARGUMENT: bulk_id is empty.
+   *   NOT_FOUND: no batch with that id.
+   */
+  watchBulk: {
+    path: "/tarry.v1.WorkflowService/WatchBulk" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchBulkRequest): Buffer => Buffer.from(WatchBulkRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchBulkRequest => WatchBulkRequest.decode(value),
+    responseSerialize: (value: WatchBulkResponse): Buffer => Buffer.from(WatchBulkResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WatchBulkResponse => WatchBulkResponse.decode(value),
+  },
+  /**
+   * Stops a batch: the executions not reached yet are left as they are. A batch that has
+   * ended is returned unchanged.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT: bulk_id is empty.
+   *   NOT_FOUND: no batch with that id.
+   */
+  cancelBulk: {
+    path: "/tarry.v1.WorkflowService/CancelBulk" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CancelBulkRequest): Buffer => Buffer.from(CancelBulkRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CancelBulkRequest => CancelBulkRequest.decode(value),
+    responseSerialize: (value: CancelBulkResponse): Buffer => Buffer.from(CancelBulkResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CancelBulkResponse => CancelBulkResponse.decode(value),
+  },
 } as const;
 
 export interface WorkflowServiceServer extends UntypedServiceImplementation {
@@ -2824,6 +3843,49 @@ export interface WorkflowServiceServer extends UntypedServiceImplementation {
    *   NOT_FOUND: no workflow with that name, or no such version of it.
    */
   describeWorkflow: handleUnaryCall<DescribeWorkflowRequest, DescribeWorkflowResponse>;
+  /**
+   * Suspends, resumes (with data) or cancels every execution that matches a filter (those
+   * of ListExecutions), as one durable batch: the matching executions are listed when the
+   * batch starts, then worked through at most `rate` a second by whichever server holds
+   * the batch (another takes it over if that one stops, and goes on where it was). Each
+   * execution is sent the request once (a repeat after a takeover is answered as the first,
+   * by request id). With `dry_run` nothing starts: the answer counts the matching
+   * executions. The same request_id again returns the batch it started.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT: a filter is malformed (as in ListExecutions), the operation is
+   *     unspecified, `rate` is negative, or resume data nests too deep.
+   *   RESOURCE_EXHAUSTED: more executions match than one batch takes (ErrorInfo metadata
+   *     "limit").
+   *   UNAVAILABLE: the store cannot be reached (retry with the same request_id).
+   */
+  startBulk: handleUnaryCall<StartBulkRequest, StartBulkResponse>;
+  /**
+   * Returns a batch as it stands: its progress and its outcome.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT: bulk_id is empty.
+   *   NOT_FOUND: no batch with that id (or it expired, 7 days after it ended).
+   */
+  getBulk: handleUnaryCall<GetBulkRequest, GetBulkResponse>;
+  /**
+   * Follows a batch: its state now, then again each time its progress moves, until it has
+   * ended (then the stream ends with OK).
+   *
+   * Errors:
+   *   INVALID_ARGUMENT: bulk_id is empty.
+   *   NOT_FOUND: no batch with that id.
+   */
+  watchBulk: handleServerStreamingCall<WatchBulkRequest, WatchBulkResponse>;
+  /**
+   * Stops a batch: the executions not reached yet are left as they are. A batch that has
+   * ended is returned unchanged.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT: bulk_id is empty.
+   *   NOT_FOUND: no batch with that id.
+   */
+  cancelBulk: handleUnaryCall<CancelBulkRequest, CancelBulkResponse>;
 }
 
 export interface WorkflowServiceClient extends Client {
@@ -3126,6 +4188,96 @@ export interface WorkflowServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DescribeWorkflowResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Suspends, resumes (with data) or cancels every execution that matches a filter (those
+   * of ListExecutions), as one durable batch: the matching executions are listed when the
+   * batch starts, then worked through at most `rate` a second by whichever server holds
+   * the batch (another takes it over if that one stops, and goes on where it was). Each
+   * execution is sent the request once (a repeat after a takeover is answered as the first,
+   * by request id). With `dry_run` nothing starts: the answer counts the matching
+   * executions. The same request_id again returns the batch it started.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT: a filter is malformed (as in ListExecutions), the operation is
+   *     unspecified, `rate` is negative, or resume data nests too deep.
+   *   RESOURCE_EXHAUSTED: more executions match than one batch takes (ErrorInfo metadata
+   *     "limit").
+   *   UNAVAILABLE: the store cannot be reached (retry with the same request_id).
+   */
+  startBulk(
+    request: StartBulkRequest,
+    callback: (error: ServiceError | null, response: StartBulkResponse) => void,
+  ): ClientUnaryCall;
+  startBulk(
+    request: StartBulkRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: StartBulkResponse) => void,
+  ): ClientUnaryCall;
+  startBulk(
+    request: StartBulkRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: StartBulkResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Returns a batch as it stands: its progress and its outcome.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT: bulk_id is empty.
+   *   NOT_FOUND: no batch with that id (or it expired, 7 days after it ended).
+   */
+  getBulk(
+    request: GetBulkRequest,
+    callback: (error: ServiceError | null, response: GetBulkResponse) => void,
+  ): ClientUnaryCall;
+  getBulk(
+    request: GetBulkRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetBulkResponse) => void,
+  ): ClientUnaryCall;
+  getBulk(
+    request: GetBulkRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetBulkResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Follows a batch: its state now, then again each time its progress moves, until it has
+   * ended (then the stream ends with OK).
+   *
+   * Errors:
+   *   INVALID_ARGUMENT: bulk_id is empty.
+   *   NOT_FOUND: no batch with that id.
+   */
+  watchBulk(request: WatchBulkRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchBulkResponse>;
+  watchBulk(
+    request: WatchBulkRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchBulkResponse>;
+  /**
+   * Stops a batch: the executions not reached yet are left as they are. A batch that has
+   * ended is returned unchanged.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT: bulk_id is empty.
+   *   NOT_FOUND: no batch with that id.
+   */
+  cancelBulk(
+    request: CancelBulkRequest,
+    callback: (error: ServiceError | null, response: CancelBulkResponse) => void,
+  ): ClientUnaryCall;
+  cancelBulk(
+    request: CancelBulkRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CancelBulkResponse) => void,
+  ): ClientUnaryCall;
+  cancelBulk(
+    request: CancelBulkRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CancelBulkResponse) => void,
   ): ClientUnaryCall;
 }
 
