@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from examples.pausing import conditional_workflow, expense_approval
 from tarry.engine import Conflict, Execution, Status, WrongState
@@ -92,3 +93,38 @@ async def test_listing_by_workflow_and_status_reads_one_index(
         assert [r.version for r in stored] == [(await engine.get(mine[0].id)).version]
     finally:
         await again.close()
+
+
+async def test_commits_to_a_frozen_redis_fail_in_time_and_go_again_after(
+        tmp_path: Path) -> None:
+    """A primary gone silent (SIGSTOP: no FIN, no RST) must not hold a commit forever:
+    every call of the group-commit batcher has its deadline, and after the thaw commits go
+    through again."""
+    import signal
+    import time
+
+    from tarry.engine import Engine, EngineConfig, Registry, StoreUnavailable
+
+    with LocalRedis(tmp_path / "redis") as redis:
+        store = RedisStore(redis.url, prefix="frozen:v1", socket_timeout=0.5)
+        engine = Engine(Registry([expense_approval]), store, EngineConfig())
+        await engine.start()
+        try:
+            assert (await engine.run("expense-approval")).status is not None
+            assert redis.proc is not None
+            redis.proc.send_signal(signal.SIGSTOP)
+            try:
+                began = time.monotonic()
+                outcomes = await asyncio.gather(
+                    *(engine.run("expense-approval") for _ in range(20)),
+                    return_exceptions=True)
+                took = time.monotonic() - began
+            finally:
+                redis.proc.send_signal(signal.SIGCONT)
+            assert all(isinstance(o, StoreUnavailable) for o in outcomes), outcomes
+            assert took < 5  # the deadline is half a second; the machine may be slow
+            again = await settled(engine, (await engine.run("expense-approval")).id)
+            assert again.status is Status.AWAITING
+        finally:
+            await engine.stop()
+            await store.close()
