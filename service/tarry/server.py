@@ -121,6 +121,7 @@ class Server:
                                 wait_replicas=cfg.redis_wait_replicas,
                                 wait_timeout=cfg.redis_wait_timeout)
         with contextlib.suppress(StoreUnavailable):  # done at the next start if Redis is away
+            await self.store.refuse_cluster()
             await self.store.migrate()
         # so_reuseport off: a second server on a taken port must fail, not share it. That
         # also proves this server's identity (below): no other live server of this host

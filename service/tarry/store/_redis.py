@@ -174,6 +174,16 @@ class RedisStore(PubSub, BulkStore):
         # A blocking read holds a connection of its own (the pool's spare), not a slot.
         return await self._call(blocking, slot=False)
 
+    async def refuse_cluster(self) -> None:
+        """Raise OSError, with what to use instead, when the URL names a Redis Cluster
+        node: every transition touches keys of several slots (README: Known limits)."""
+        info = await self._call(lambda: self._redis.info("cluster"))
+        if int(info.get("cluster_enabled", 0)):
+            raise OSError(
+                "REDIS_URL points at a Redis Cluster node (cluster_enabled:1), which Tarry "
+                "does not support yet: use a standalone Redis, or a Sentinel-managed group "
+                "(redis+sentinel://host:port,.../service)")
+
     async def ping(self) -> None:
         await self._call(self._redis.ping)
 

@@ -243,3 +243,38 @@ def processes_using(path: Path) -> list[int]:
         if str(path).encode() in cmdline:
             found.append(int(entry.name))
     return found
+
+
+async def test_a_redis_cluster_node_is_refused_at_start_saying_what_to_use(
+        make_server: ServerFactory, tmp_path: Path) -> None:
+    import redis.asyncio as aioredis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from tarry.localredis import find_redis_server
+
+    port = free_port()
+    proc = subprocess.Popen(  # noqa: ASYNC220 - started once, stopped below
+        [find_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--cluster-enabled", "yes", "--dir", str(tmp_path),
+         "--cluster-config-file", str(tmp_path / "nodes.conf")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        node = aioredis.Redis(port=port, socket_connect_timeout=0.2)
+        try:
+            for _ in range(100):  # until it answers
+                try:
+                    await node.ping()
+                    break
+                except RedisConnectionError:
+                    await asyncio.sleep(0.05)
+        finally:
+            await node.aclose()
+        try:
+            await make_server(redis_url=f"redis://127.0.0.1:{port}/0")
+        except OSError as exc:
+            assert "Redis Cluster" in str(exc) and "redis+sentinel://" in str(exc)
+        else:
+            raise AssertionError("a server started on a Redis Cluster node")
+    finally:
+        proc.terminate()
+        proc.wait(10)
