@@ -4,7 +4,7 @@ engine's terms, and batches as the API shows them (`tarry.engine._bulk` runs the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 
 from tarry.engine import Bulk, BulkOp, BulkSpec, BulkStatus, Engine
 from tarry_api.v1 import workflow_service_pb2 as pb
@@ -54,7 +54,7 @@ def bulk_id_of(value: str) -> str:
 
 
 async def watch(engine: Engine, bulk_id: str, namespace: str, max_seconds: float
-                ) -> AsyncIterator[pb.WatchBulkResponse]:
+                ) -> AsyncGenerator[pb.WatchBulkResponse, None]:
     """The batch now, then each time it moves, until it has ended (or `max_seconds`)."""
     loop = asyncio.get_running_loop()
     end = loop.time() + max_seconds

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import contextvars
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 
 import grpc
@@ -63,6 +63,7 @@ from ._watch import ChangeMessages, Watches, decode_cursor, encode_cursor
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
+_T = TypeVar("_T")
 if TYPE_CHECKING:
     Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
@@ -294,23 +295,18 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             has_more=len(events) > size,
         )
 
-    @override
-    async def WatchExecution(self, request: pb.WatchExecutionRequest, context: Context
-                             ) -> AsyncIterator[pb.WatchExecutionResponse]:
-        # Not `_unary`: a watch has no default deadline; it ends by itself after
-        # max_watch_seconds (OK, resumable), or at the caller's deadline if that is sooner.
-        # It has its own admission count (`max_watches`), for the same reason as `_unary`.
+    async def _stream(self, context: Context, open_: Callable[[], AsyncGenerator[_T, None]]
+                      ) -> AsyncGenerator[_T, None]:
+        """A server stream: not `_unary` (a watch has no default deadline; it ends by itself
+        after max_watch_seconds, OK and resumable, or at the caller's deadline if sooner),
+        admitted by its own count (`max_watches`, for the same reason as `_unary`), its
+        refusals turned into rich statuses. `open_` checks the request and opens it."""
         limit = self.config.max_watches
         if self._watching >= limit:
             await abort(context, overloaded("watches open", "max_watches", limit))
         self._watching += 1
         try:
-            check_strings(request)
-            execution_id = _qualified(request.execution_id)
-            after: int | None = None
-            if request.HasField("after_sequence"):
-                after = _non_negative(request.after_sequence, "after_sequence")
-            stream = self.watches.stream(execution_id, after, self.config.max_watch_seconds)
+            stream = open_()
             # aclosing: a caller that goes away closes the stream (and its listener) now,
             # not whenever the garbage collector gets to it.
             async with contextlib.aclosing(stream):
@@ -324,14 +320,23 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             self._watching -= 1
 
     @override
+    async def WatchExecution(self, request: pb.WatchExecutionRequest, context: Context
+                             ) -> AsyncIterator[pb.WatchExecutionResponse]:
+        def open_() -> AsyncGenerator[pb.WatchExecutionResponse, None]:
+            check_strings(request)
+            execution_id = _qualified(request.execution_id)
+            after: int | None = None
+            if request.HasField("after_sequence"):
+                after = _non_negative(request.after_sequence, "after_sequence")
+            return self.watches.stream(execution_id, after, self.config.max_watch_seconds)
+
+        async for message in self._stream(context, open_):
+            yield message
+
+    @override
     async def WatchExecutions(self, request: pb.WatchExecutionsRequest, context: Context
                               ) -> AsyncIterator[pb.WatchExecutionsResponse]:
-        # As WatchExecution: no default deadline, and counted with those streams.
-        limit = self.config.max_watches
-        if self._watching >= limit:
-            await abort(context, overloaded("watches open", "max_watches", limit))
-        self._watching += 1
-        try:
+        async def messages() -> AsyncGenerator[pb.WatchExecutionsResponse, None]:
             check_strings(request)
             workflow = request.workflow or None
             if request.waiting_node and workflow is None:
@@ -347,12 +352,20 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                     # streams); the stream's serializer passes them on as they are.
                     yield cast(pb.WatchExecutionsResponse,
                                self._change_messages.message(seen))
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:
-            await abort(context, _plain(exc))
-        finally:
-            self._watching -= 1
+
+        async for message in self._stream(context, messages):
+            yield message
+
+    @override
+    async def WatchBulk(self, request: pb.WatchBulkRequest, context: Context
+                        ) -> AsyncIterator[pb.WatchBulkResponse]:
+        def open_() -> AsyncGenerator[pb.WatchBulkResponse, None]:
+            check_strings(request)
+            return _bulk.watch(self.engine, _bulk.bulk_id_of(request.bulk_id),
+                               NAMESPACE.get(), self.config.max_watch_seconds)
+
+        async for message in self._stream(context, open_):
+            yield message
 
     @override
     @_unary
@@ -380,20 +393,6 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                          ) -> pb.CancelBulkResponse:
         b = await self.engine.bulks.cancel(_bulk.bulk_id_of(request.bulk_id), NAMESPACE.get())
         return pb.CancelBulkResponse(bulk=_bulk.bulk_to_pb(b))
-
-    @override
-    async def WatchBulk(self, request: pb.WatchBulkRequest, context: Context
-                        ) -> AsyncIterator[pb.WatchBulkResponse]:
-        try:
-            check_strings(request)
-            stream = _bulk.watch(self.engine, _bulk.bulk_id_of(request.bulk_id),
-                                 NAMESPACE.get(), self.config.max_watch_seconds)
-            async for message in stream:
-                yield message
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:
-            await abort(context, _plain(exc))
 
     @override
     @_unary
