@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from tarry import Flow
 from tarry.engine import Change, ChangeFeed, ChangeFilter, Seen, Status
@@ -105,3 +106,42 @@ async def test_a_stream_ends_when_the_engine_stops(make_engine: EngineFactory) -
     with contextlib.suppress(StopAsyncIteration):
         await asyncio.wait_for(reader, 5)
     assert reader.done()
+
+
+async def test_a_stream_goes_on_after_redis_restarts(tmp_path: Path) -> None:
+    """The feed's blocking reader meets a Redis gone and back (AOF on, stopped cleanly): it
+    reads on from where it was, and a stream from before the outage gets the changes made
+    after it, none twice."""
+    from tarry.engine import Engine, EngineConfig, Registry
+    from tarry.localredis import LocalRedis, free_port
+
+    port = free_port()
+    redis = LocalRedis(tmp_path / "redis", port=port, appendonly=True).start()
+    store = RedisStore(redis.url, prefix="outage:v1", socket_timeout=1.0)
+    engine = Engine(Registry([approval().build()]), store, EngineConfig())
+    await engine.start()
+    stream = engine.follow_changes(ChangeFilter(workflow="approval"), None, 60)
+    try:
+        await anext(stream)
+        before = await settled(engine, (await engine.run("approval")).id)
+        got = await collect(stream, 2)  # created RUNNING, then AWAITING
+        assert {c.execution_id for c in got} == {before.id}
+        redis.stop()
+        await asyncio.sleep(1.0)
+        redis = LocalRedis(tmp_path / "redis", port=port, appendonly=True).start()
+        after = None
+        for _ in range(50):  # the engine's own connections come back first
+            with contextlib.suppress(Exception):
+                after = await engine.run("approval")
+                break
+            await asyncio.sleep(0.2)
+        assert after is not None
+        more = await collect(stream, 2)
+        assert [c.execution_id for c in more] == [after.id, after.id]
+        cursors = [cursor_key(c.cursor) for c in got + more]
+        assert cursors == sorted(set(cursors))
+    finally:
+        await stream.aclose()
+        await engine.stop()
+        await store.close()
+        redis.stop()
