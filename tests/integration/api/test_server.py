@@ -246,11 +246,14 @@ def processes_using(path: Path) -> list[int]:
 
 
 async def test_a_redis_cluster_node_is_refused_at_start_saying_what_to_use(
-        make_server: ServerFactory, tmp_path: Path) -> None:
+        tmp_path: Path) -> None:
+    """(The server calls `refuse_cluster` before anything else of Redis: server.py.)"""
     import redis.asyncio as aioredis
     from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
 
     from tarry.localredis import find_redis_server
+    from tarry.store import RedisStore
 
     port = free_port()
     proc = subprocess.Popen(  # noqa: ASYNC220 - started once, stopped below
@@ -258,23 +261,30 @@ async def test_a_redis_cluster_node_is_refused_at_start_saying_what_to_use(
          "--appendonly", "no", "--cluster-enabled", "yes", "--dir", str(tmp_path),
          "--cluster-config-file", str(tmp_path / "nodes.conf")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    node = aioredis.Redis(port=port, socket_connect_timeout=0.5, socket_timeout=0.5)
+    store = RedisStore(f"redis://127.0.0.1:{port}/0", prefix="cluster:v1", socket_timeout=2.0)
     try:
-        node = aioredis.Redis(port=port, socket_connect_timeout=0.2)
-        try:
-            for _ in range(100):  # until it answers
+        async with asyncio.timeout(20):
+            while True:  # until it answers
                 try:
                     await node.ping()
                     break
-                except RedisConnectionError:
+                except (RedisConnectionError, RedisTimeoutError):
                     await asyncio.sleep(0.05)
-        finally:
-            await node.aclose()
-        try:
-            await make_server(redis_url=f"redis://127.0.0.1:{port}/0")
-        except OSError as exc:
-            assert "Redis Cluster" in str(exc) and "redis+sentinel://" in str(exc)
-        else:
-            raise AssertionError("a server started on a Redis Cluster node")
+            try:
+                await store.refuse_cluster()
+            except OSError as exc:
+                assert "Redis Cluster" in str(exc) and "redis+sentinel://" in str(exc)
+            else:
+                raise AssertionError("a Redis Cluster node was not refused")
     finally:
+        await node.aclose()
+        await store.close()
         proc.terminate()
         proc.wait(10)
+
+
+async def test_a_standalone_redis_is_not_refused(make_server: ServerFactory) -> None:
+    server = await make_server()
+    assert server.store is not None
+    await server.store.refuse_cluster()  # no error
