@@ -144,7 +144,16 @@ class LocalRedis:
         try:
             self.prepare()
             self.spawn()
-            self.wait_ready(timeout)
+            try:
+                self.wait_ready(timeout)
+            except LocalRedisError:
+                if self.proc is None or self.proc.poll() is None:
+                    raise
+                # Exited at once: a child forked from a process whose gRPC threads are
+                # busy can die before it execs redis-server (seen in test processes that
+                # host servers and channels). Once more, then give up.
+                self.spawn()
+                self.wait_ready(timeout)
         except BaseException:
             self.stop()
             raise
