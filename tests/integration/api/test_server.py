@@ -258,29 +258,14 @@ def processes_using(path: Path) -> list[int]:
 async def test_a_redis_cluster_node_is_refused_at_start_saying_what_to_use(
         tmp_path: Path) -> None:
     """(The server calls `refuse_cluster` before anything else of Redis: server.py.)"""
-    import redis.asyncio as aioredis
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
-
-    from tarry.localredis import find_redis_server
     from tarry.store import RedisStore
+    from tests.redis_procs import cluster_args, start_redis
 
     port = free_port()
-    proc = subprocess.Popen(  # noqa: ASYNC220 - started once, stopped below
-        [find_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--cluster-enabled", "yes", "--dir", str(tmp_path),
-         "--cluster-config-file", str(tmp_path / "nodes.conf")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    node = aioredis.Redis(port=port, socket_connect_timeout=0.5, socket_timeout=0.5)
+    proc = start_redis(port, cluster_args(tmp_path / "node"), tmp_path, "cluster-node")
     store = RedisStore(f"redis://127.0.0.1:{port}/0", prefix="cluster:v1", socket_timeout=2.0)
     try:
         async with asyncio.timeout(20):
-            while True:  # until it answers
-                try:
-                    await node.ping()
-                    break
-                except (RedisConnectionError, RedisTimeoutError):
-                    await asyncio.sleep(0.05)
             try:
                 await store.refuse_cluster()
             except OSError as exc:
@@ -288,7 +273,6 @@ async def test_a_redis_cluster_node_is_refused_at_start_saying_what_to_use(
             else:
                 raise AssertionError("a Redis Cluster node was not refused")
     finally:
-        await node.aclose()
         await store.close()
         proc.terminate()
         proc.wait(10)
