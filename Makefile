@@ -71,6 +71,8 @@ test: setup faketime clients
 	cd $(TS) && node --test dist/tests/
 	cd $(GO) && go test ./...
 	$(BIN)/pytest -q
+	@echo "the engine and API suites again, against a Redis Cluster of three primaries"
+	TARRY_TEST_REDIS=cluster $(BIN)/pytest -q tests/integration --ignore=tests/integration/client
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --silent --no-audit --no-fund

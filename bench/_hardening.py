@@ -385,7 +385,8 @@ async def renewal(redis_url: str, execution_id: str, timeout: float) -> float:
     """When (time.monotonic) the lease of `execution_id` was next seen renewed (its expiry
     moved on by more than half a second: a heartbeat)."""
     r = aioredis.Redis.from_url(redis_url)
-    key = Keys(PREFIX).leases
+    keys = Keys(PREFIX)
+    key = keys.leases(keys.partition(execution_id))
     try:
         first = await r.zscore(key, execution_id)
         deadline = time.monotonic() + timeout

@@ -42,6 +42,7 @@ import redis.asyncio as aioredis
 from bench._common import Row, X, ms, pct
 from bench._hardening import PREFIX, Serve, redis_server
 from tarry.config import Config
+from tarry.engine.namespaces import DEFAULT
 from tarry.store._keys import Keys
 from tarry_api.v1 import execution_pb2, workflow_service_pb2
 
@@ -171,14 +172,17 @@ class Retention:
         self.report(load, before, samples, forks)
 
     async def sample(self, redis: aioredis.Redis, pid: int, t: float) -> Sample:
+        k, n = self.keys, self.keys.partitions
         async with redis.pipeline(transaction=False) as p:
             p.info("memory")
             p.info("stats")
             p.dbsize()
-            p.zcard(self.keys.all())
-            p.zcard(self.keys.expiry)
-            p.xlen(self.keys.changes)
-            memory, stats, keys, executions, expiring, changes = await p.execute()
+            for part in range(n):
+                p.zcard(k.all(DEFAULT, part))
+                p.zcard(k.expiry(part))
+                p.xlen(k.changes(part))
+            memory, stats, keys, *counts = await p.execute()
+        executions, expiring, changes = (sum(counts[i::3]) for i in range(3))
         return Sample(round(t, 2), int(memory["used_memory"]), int(keys), int(executions),
                       int(expiring), rss(pid), int(memory["used_memory_dataset"]),
                       int(memory["used_memory_overhead"]), int(memory["mem_clients_normal"]),

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
+from typing import Any
 
 import redis
 
-from tarry.localredis import find_redis_server, free_port
+from tarry.localredis import TUNING, find_redis_server, free_port
 
 
 def answers(port: int) -> bool:
@@ -53,9 +56,169 @@ def start_redis(port: int, args: list[str], tmp: Path, name: str,
 
 
 def cluster_args(data: Path) -> list[str]:
-    """A cluster node's options. The bus port is chosen too: the default (port + 10000) does
+    """A cluster node's options (tuned as `LocalRedis` tunes its own). The bus port is chosen too: the default (port + 10000) does
     not exist for ports above 55535."""
     data.mkdir(parents=True, exist_ok=True)
     return ["--cluster-enabled", "yes", "--cluster-config-file", str(data / "nodes.conf"),
             "--cluster-port", str(free_port()), "--cluster-node-timeout", "2000",
-            "--dir", str(data), "--save", "", "--appendonly", "no"]
+            "--dir", str(data), "--save", "", "--appendonly", "no", *TUNING]
+
+
+SLOTS = 16384
+_BAD_FLAGS = {"fail", "fail?", "handshake", "noaddr"}
+
+
+@dataclass
+class Cluster:
+    """A Redis Cluster of primaries on 127.0.0.1, one process per port."""
+
+    ports: list[int]
+    procs: list[subprocess.Popen[bytes]]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def _node(port: int) -> redis.Redis:
+    return redis.Redis(host="127.0.0.1", port=port, socket_timeout=10,
+                       socket_connect_timeout=2)
+
+
+def _add_slots(r: redis.Redis, first: int, last: int) -> None:
+    try:
+        r.cluster("ADDSLOTSRANGE", first, last)
+    except redis.ResponseError as e:
+        if "unknown" not in str(e).lower():
+            raise
+        for start in range(first, last + 1, 1000):
+            r.cluster("ADDSLOTS", *range(start, min(start + 1000, last + 1)))
+
+
+def _owners(slots_reply: Any) -> dict[int, int]:
+    """Slots covered per primary port, from a CLUSTER SLOTS reply."""
+    owners: dict[int, int] = {}
+    for entry in slots_reply:
+        start, end, primary = int(entry[0]), int(entry[1]), entry[2]
+        port = int(primary[1])
+        owners[port] = owners.get(port, 0) + end - start + 1
+    return owners
+
+
+def _formed(ports: list[int]) -> bool:
+    """Whether every node sees all `ports` as healthy primaries owning all the slots."""
+    want = set(ports)
+    try:
+        for port in ports:
+            with _node(port) as r:
+                info = r.cluster("INFO")
+                if (info.get("cluster_state") != "ok"
+                        or int(info.get("cluster_known_nodes", 0)) != len(ports)
+                        or int(info.get("cluster_slots_ok", 0)) != SLOTS):
+                    return False
+                nodes = r.cluster("NODES")
+                primaries = {
+                    int(addr.rsplit(":", 1)[1]) for addr, node in nodes.items()
+                    if "master" in node["flags"].split(",")
+                    and not _BAD_FLAGS & set(node["flags"].split(","))
+                    and node["slots"]}
+                if primaries != want:
+                    return False
+                owners = _owners(r.cluster("SLOTS"))
+                if set(owners) != want or sum(owners.values()) != SLOTS:
+                    return False
+    except redis.RedisError:
+        return False
+    return True
+
+
+def start_cluster(tmp: Path, primaries: int = 3) -> Cluster:
+    """A cluster of `primaries` nodes, slots split evenly in contiguous ranges, returned
+    once every node sees all of them as primaries owning all the slots."""
+    cluster = Cluster(ports=[], procs=[])
+    try:
+        bus_ports: list[int] = []
+        for i in range(primaries):
+            port = free_port()
+            args = cluster_args(tmp / f"node-{i}")
+            bus_ports.append(int(args[args.index("--cluster-port") + 1]))
+            cluster.procs.append(start_redis(port, args, tmp, f"node-{i}"))
+            cluster.ports.append(port)
+        for i, port in enumerate(cluster.ports):
+            with _node(port) as r:
+                _add_slots(r, i * SLOTS // primaries, (i + 1) * SLOTS // primaries - 1)
+                r.cluster("SET-CONFIG-EPOCH", i + 1)
+        with _node(cluster.ports[0]) as r:
+            for port, bus_port in zip(cluster.ports[1:], bus_ports[1:], strict=True):
+                r.cluster("MEET", "127.0.0.1", port, bus_port)
+        wait_until(lambda: _formed(cluster.ports), "cluster formed", 30)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+def slot_owner(cluster: Cluster, slot: int) -> int:
+    """The port of the primary that owns `slot`, as the first node that answers sees it."""
+    error: redis.RedisError | None = None
+    for port in cluster.ports:
+        try:
+            with _node(port) as r:
+                reply = r.cluster("SLOTS")
+        except redis.RedisError as e:
+            error = e
+            continue
+        for entry in reply:
+            if int(entry[0]) <= slot <= int(entry[1]):
+                return int(entry[2][1])
+        raise LookupError(f"slot {slot} has no owner")
+    raise AssertionError(f"no node answers: {error}")
+
+
+def move_slots(cluster: Cluster, slots: Iterable[int], to_port: int, batch: int = 100) -> None:
+    """Move `slots` and their keys to the primary on `to_port`, one slot at a time, as
+    `redis-cli --cluster reshard` does."""
+    clients = {port: _node(port) for port in cluster.ports}
+    try:
+        for r in clients.values():  # keys as bytes, not decoded
+            r.set_response_callback("CLUSTER GETKEYSINSLOT", lambda reply, **_: reply)
+        ids = {port: r.cluster("MYID").decode() for port, r in clients.items()}
+        target = clients[to_port]
+        for slot in slots:
+            from_port = slot_owner(cluster, slot)
+            if from_port == to_port:
+                continue
+            source = clients[from_port]
+            target.cluster("SETSLOT", slot, "IMPORTING", ids[from_port])
+            source.cluster("SETSLOT", slot, "MIGRATING", ids[to_port])
+            while keys := list(source.cluster("GETKEYSINSLOT", slot, batch)):
+                try:
+                    source.migrate("127.0.0.1", to_port, keys, 0, 5000)
+                except redis.ResponseError as e:
+                    if "BUSYKEY" not in str(e):
+                        raise
+                    source.migrate("127.0.0.1", to_port, keys, 0, 5000, replace=True)
+            others = [port for port in cluster.ports if port not in (to_port, from_port)]
+            for port in [to_port, from_port, *others]:
+                clients[port].cluster("SETSLOT", slot, "NODE", ids[to_port])
+    finally:
+        for r in clients.values():
+            r.close()

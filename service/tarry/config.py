@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     Field,
@@ -40,7 +40,9 @@ class Config:
     workflow_modules: tuple[str, ...] = DEFAULT_WORKFLOWS
     """Python modules whose top-level `Workflow`s are served."""
     log_level: str = "INFO"
-    key_prefix: str = "tarry:v1"
+    key_prefix: str = "tarry:v2"
+    redis_partitions: int = 16
+    """Partitions of the key layout, for a key prefix new to Redis (README: Deployments)."""
     lease_ttl: float = 10.0
     """Seconds before another server may take over an execution whose server went silent."""
     reflection: bool | None = None
@@ -168,6 +170,7 @@ class _Environment(BaseSettings):
     max_executions: PositiveInt | None = None
     retention: NonNegativeFloat | None = None
     change_log_length: PositiveInt | None = None
+    redis_partitions: Annotated[int, Field(ge=1, le=64)] | None = None
     redis_wait_replicas: NonNegativeInt | None = None
     redis_wait_timeout: PositiveFloat | None = None
     tls_cert: str | None = None

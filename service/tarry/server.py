@@ -116,13 +116,15 @@ class Server:
             log.info("started a managed redis-server on port %d (data in %s)",
                      local.port, cfg.data_dir)
         self.store = RedisStore(redis_url, prefix=cfg.key_prefix,
+                                partitions=cfg.redis_partitions,
                                 events_maxlen=cfg.events_maxlen,
                                 changes_maxlen=cfg.change_log_length,
                                 wait_replicas=cfg.redis_wait_replicas,
                                 wait_timeout=cfg.redis_wait_timeout)
-        with contextlib.suppress(StoreUnavailable):  # done at the next start if Redis is away
-            await self.store.refuse_cluster()
-            await self.store.migrate()
+        # A Redis that cannot hold this layout stops the start; one away is asked again
+        # by the first call that reaches it (no key is touched before: `RedisStore._call`).
+        with contextlib.suppress(StoreUnavailable):
+            await self.store.check_layout()
         # so_reuseport off: a second server on a taken port must fail, not share it. That
         # also proves this server's identity (below): no other live server of this host
         # holds this port. (`--processes` shares it among its children, under a lock.)

@@ -13,6 +13,20 @@ from tarry import StepContext
 from tarry.engine import Engine, Event, Execution, Status
 
 
+async def count(store: Any, key_of: Callable[[int], str]) -> int:
+    """The members of a sorted set kept per partition (`key_of(p)`, e.g. `Keys.timers`),
+    summed over the partitions of `store` (a RedisStore)."""
+    return sum([int(await store.redis.zcard(key_of(p))) for p in range(store.keys.partitions)])
+
+
+async def members(store: Any, key_of: Callable[[int], str]) -> set[bytes]:
+    """The members of a sorted set kept per partition, over all partitions."""
+    out: set[bytes] = set()
+    for p in range(store.keys.partitions):
+        out.update(await store.redis.zrange(key_of(p), 0, -1))
+    return out
+
+
 async def settled(engine: Engine, execution_id: str, timeout: float = 10) -> Execution:
     """The execution once it is no longer RUNNING (fails the test on timeout)."""
     ex = await engine.wait(execution_id, timeout=timeout)

@@ -15,7 +15,7 @@ from tarry.engine import Conflict, Execution, Status, TarryError, WrongState
 from tarry.store import RedisStore
 from tests.conftest import EngineFactory
 from tests.integration.conftest import PeerFactory
-from tests.integration.helpers import all_events, settled, started, statuses, until
+from tests.integration.helpers import all_events, count, settled, started, statuses, until
 
 
 async def test_cancel_a_running_async_step(make_engine: EngineFactory) -> None:
@@ -142,7 +142,7 @@ async def test_cancel_suspended_and_awaiting(make_engine: EngineFactory) -> None
     assert done.status is Status.CANCELLED and done.waiting == ()
     store = engine.store
     assert isinstance(store, RedisStore)
-    assert await store.redis.zcard(store.keys.timers) == 0  # the timer is dropped
+    assert await count(store, store.keys.timers) == 0  # the timer is dropped
     await asyncio.sleep(0.5)
     assert (await engine.get(sleeping.id)).status is Status.CANCELLED
     assert started(await all_events(engine, sleeping.id), "send") == []

@@ -25,6 +25,8 @@ from tests.conftest import EngineFactory
 from tests.integration import fault_worker
 from tests.integration.helpers import all_events, settled, started, until
 
+pytestmark = pytest.mark.standalone  # Redis processes of its own: not in the cluster pass
+
 ROOT = Path(__file__).parents[2]
 Spawn = Callable[..., subprocess.Popen[bytes]]
 

@@ -10,14 +10,14 @@ from tarry import Flow
 from tarry.engine import Status
 from tarry.store import RedisStore
 from tests.conftest import EngineFactory
-from tests.integration.helpers import settled, until
+from tests.integration.helpers import count, settled, until
 
 NAP = Flow("nap").sleep("nap", 1.5).step("after", lambda ctx: "woke").edge("nap", "after")
 
 
 async def timers(store: object) -> int:
     assert isinstance(store, RedisStore)
-    return int(await store._redis.zcard(store.keys.timers))
+    return await count(store, store.keys.timers)
 
 
 async def test_a_frozen_sleep_gets_the_time_it_had_left(make_engine: EngineFactory) -> None:

@@ -27,6 +27,8 @@ from tarry.localredis import PID_FILE, find_redis_server, free_port
 from tarry.server import Server
 from tarry.store.refusal import why_refused
 
+pytestmark = pytest.mark.standalone  # Redis processes of its own: not in the cluster pass
+
 ROOT = Path(__file__).resolve().parents[2]
 NO_RETRY = Retry(NoBackoff(), 0)
 

@@ -18,10 +18,13 @@ import pytest
 import redis
 
 from tarry.localredis import LocalRedis, free_port
+from tarry.store._keys import Keys
 from tarry_api.v1 import workflow_service_pb2 as pb
 from tarry_api.v1.workflow_service_pb2_grpc import WorkflowServiceStub
 from tarry_client import Client, Status
 from tests.integration.helpers import until_serving
+
+pytestmark = pytest.mark.standalone  # Redis processes of its own: not in the cluster pass
 
 ROOT = Path(__file__).parents[2]
 
@@ -91,7 +94,8 @@ def test_two_processes_share_the_port_and_the_work(
             ex = client.run("long-process", {"items": 50, "seconds_per_item": 0.1})
             ids.append(ex.id)
     r = redis.Redis.from_url(redis_server.url)
-    owners = {r.hget(f"{prefix}:{{{i}}}:state", "own") for i in ids}
+    keys = Keys(prefix)
+    owners = {r.hget(keys.state(i), "own") for i in ids}
     host = os.uname().nodename
     assert owners == {f"{host}:{port}/0".encode(), f"{host}:{port}/1".encode()}
     with Client(f"127.0.0.1:{port}") as client:

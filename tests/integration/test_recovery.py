@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tarry.engine import Status
 from tarry.localredis import LocalRedis
 from tests.conftest import EngineFactory
@@ -16,6 +18,7 @@ from tests.integration import crash_worker
 from tests.integration.helpers import all_events, started, until
 
 
+@pytest.mark.standalone
 async def test_killed_process_step_reruns_elsewhere(
         make_engine: EngineFactory, redis_server: LocalRedis, prefix: str, tmp_path: Path
 ) -> None:

@@ -108,14 +108,15 @@ async def test_its_retention_waits_for_the_new_end(make_engine: EngineFactory) -
     await until(engine, ex.id, Status.FAILED)
     store = engine.store
     assert isinstance(store, RedisStore)
-    assert await store._redis.zscore(store.keys.expiry, ex.id) is not None
+    expiry = store.keys.expiry(store.keys.partition(ex.id))
+    assert await store._redis.zscore(expiry, ex.id) is not None
     BROKEN["charge"] = False
     await engine.resume(ex.id)
     running = await engine.get(ex.id)
     if running.status is Status.RUNNING:
-        assert await store._redis.zscore(store.keys.expiry, ex.id) is None
+        assert await store._redis.zscore(expiry, ex.id) is None
     await until(engine, ex.id, Status.COMPLETED)
-    assert await store._redis.zscore(store.keys.expiry, ex.id) is not None
+    assert await store._redis.zscore(expiry, ex.id) is not None
 
 
 async def test_completed_and_cancelled_executions_still_refuse_a_resume(

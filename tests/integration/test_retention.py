@@ -9,6 +9,7 @@ import pytest
 
 from tarry import Chain, Flow
 from tarry.engine import ExecutionNotFound, Status, WrongState
+from tarry.engine.namespaces import DEFAULT
 from tarry.store import RedisStore
 from tests.conftest import EngineFactory
 from tests.integration.helpers import settled
@@ -19,12 +20,14 @@ WAITS = Flow("waits", retention=0.3).wait("w").build()
 
 
 async def keys_of(store: RedisStore, execution_id: str) -> int:
-    k = store.keys
-    return sum([await store.redis.exists(k.state(execution_id), k.events(execution_id)),
-                *[await store.redis.zscore(i, execution_id) is not None
-                  for i in (k.all(), k.expiry, k.by_status("COMPLETED"),
-                            k.by_workflow("short-lived"),
-                            k.by_workflow_status("short-lived", "COMPLETED"))]])
+    k, p, ns = store.keys, store.keys.partition(execution_id), DEFAULT
+    found = [int(await store.redis.exists(key)) for key in (k.state(execution_id),
+                                                              k.events(execution_id))]
+    for index in (k.all(ns, p), k.expiry(p), k.by_status("COMPLETED", ns, p),
+                  k.by_workflow("short-lived", ns, p),
+                  k.by_workflow_status("short-lived", "COMPLETED", ns, p)):
+        found.append(int(await store.redis.zscore(index, execution_id) is not None))
+    return sum(found)
 
 
 async def test_retention_removes_finished_executions_whole(make_engine: EngineFactory) -> None:

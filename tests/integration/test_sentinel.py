@@ -31,6 +31,8 @@ from tarry.engine import (
 from tarry.localredis import find_redis_server, free_port
 from tarry.store import RedisStore
 
+pytestmark = pytest.mark.standalone  # Redis processes of its own: not in the cluster pass
+
 SERVICE = "tarry-primary"
 DEADLINE = 3.0  # the stores' deadline for one exchange with Redis (socket_timeout)
 SLACK = 1.5  # what a call may take beyond it on a busy machine (two shared cores)

@@ -12,7 +12,7 @@ from tarry.api._convert import workflow_to_pb
 from tarry.engine import DefinitionError, Status, WaitKind
 from tarry.store import RedisStore
 from tests.conftest import EngineFactory
-from tests.integration.helpers import all_events, settled, until
+from tests.integration.helpers import all_events, count, settled, until
 
 
 def answered(ctx: StepContext) -> str:
@@ -57,7 +57,7 @@ async def test_an_answer_in_time_clears_the_deadline(make_engine: EngineFactory,
     assert done.result == "answered: on it"
     store = engine.store
     assert isinstance(store, RedisStore)
-    assert await store._redis.zcard(store.keys.timers) == 0  # the deadline's timer is gone
+    assert await count(store, store.keys.timers) == 0  # the deadline's timer is gone
     events = await all_events(engine, ex.id)
     assert not any(e.data.get("timed_out") for e in events)
 

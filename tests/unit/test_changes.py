@@ -12,7 +12,8 @@ from tarry.engine import Change, ChangeFilter, InvalidArgument, Status, namespac
 def change(status: Status, previous: Status | None, *, waiting: tuple[str, ...] = (),
            was: tuple[str, ...] = (), execution_id: str = "e1", workflow: str = "wf",
            tags: dict[str, str] | None = None) -> Change:
-    return Change(cursor="1-0", execution_id=execution_id, workflow=workflow, version="1",
+    return Change(partition=0, position="1-0", execution_id=execution_id, workflow=workflow,
+                  version="1",
                   status=status, previous_status=previous, waiting=waiting,
                   previous_waiting=was, tags=tags or {}, time_ms=1, sequence=3)
 
@@ -49,11 +50,13 @@ def test_waiting_node_tags_workflow_and_namespace() -> None:
 
 
 def test_cursors_round_trip_and_strangers_are_refused() -> None:
-    for raw in ("0-0", "1764600000000-0", "1764600000000-17"):
+    for raw in ("0-0", "1764600000000-0", "1764600000000-17", "0-0,1764600000000-3,9-1",
+                ",".join(f"{1764600000000 + 86_400_000 * p}-{p}" for p in range(64))):
         token = encode_cursor(raw)
         assert raw not in token and decode_cursor(token) == raw
-    for bad in ("", "x", encode_cursor("1-0") + "A", "YzEuMS0w" + "%", "YzIuMS0w",
-                encode_cursor("1-0").upper()):
+        assert len(token) <= 1024  # limits.MAX_PAGE_TOKEN: a cursor always fits
+    for bad in ("", "x", encode_cursor("1-0") + "A", "YzEuMS0w" + "%", "YzEuMS0w",
+                encode_cursor("1-0").upper(), encode_cursor("5-1,6-2")[:-2]):
         with pytest.raises(InvalidArgument) as caught:
             decode_cursor(bad)
         assert [v.field for v in caught.value.violations] == ["cursor"]
@@ -65,20 +68,25 @@ def test_a_message_put_together_from_bytes_reads_as_the_one_protobuf_builds() ->
     from tarry_api.v1 import workflow_service_pb2 as pb
 
     a = change(Status.AWAITING, Status.RUNNING, waiting=("w",), tags={"t": "x" * 300})
-    b = Change(cursor="1764600000000-17", execution_id=namespaces.qualify("acme", "e2"),
+    b = Change(partition=1, position="1764600000000-17",
+               execution_id=namespaces.qualify("acme", "e2"),
                workflow="wf", version="2", status=Status.COMPLETED, previous_status=None,
                waiting=(), previous_waiting=("w",), tags={}, time_ms=1764600000000,
                sequence=300)
     messages = ChangeMessages(size=1)  # the cache holds one: both paths are taken
-    for seen in (Seen("1-0"), Seen("2-5", ((a, True), (b, False))),
-                 Seen("9-9", ((b, True), (a, False), (a, True)))):
+    for seen in (Seen("1-0,0-0"), Seen("2-5,1764600000000-17", (
+            (a, True, "1-0,0-0"), (b, False, "1-0,1764600000000-17"))),
+                 Seen("9-9,0-0", ((b, True, "0-0,1764600000000-17"), (a, False, "1-0,0-0"),
+                                  (a, True, "1-0,0-0")))):
         wire = messages.message(seen)
         built = pb.WatchExecutionsResponse(cursor=encode_cursor(seen.cursor))
-        for ch, matches in seen.changes:
+        for ch, matches, after in seen.changes:
             c = built.changes.add()
             c.CopyFrom(change_pb(ch))
             c.matches = matches
+            c.cursor = encode_cursor(after)
         assert pb.WatchExecutionsResponse.FromString(wire) == built
-    parsed = pb.WatchExecutionsResponse.FromString(messages.message(Seen("3-0", ((b, True),))))
+    parsed = pb.WatchExecutionsResponse.FromString(messages.message(
+        Seen("3-0,1764600000000-17", ((b, True, "3-0,1764600000000-17"),))))
     assert parsed.changes[0].execution_id == "e2"  # the namespace is not shown
-    assert decode_cursor(parsed.changes[0].cursor) == "1764600000000-17"
+    assert decode_cursor(parsed.changes[0].cursor) == "3-0,1764600000000-17"

@@ -21,7 +21,6 @@ import base64
 import binascii
 import collections
 import contextlib
-import re
 from collections.abc import AsyncGenerator, Callable
 
 from tarry.engine import (
@@ -33,6 +32,7 @@ from tarry.engine import (
     Execution,
     Seen,
     Status,
+    cursor_places,
     namespaces,
 )
 from tarry_api.v1 import execution_pb2, workflow_service_pb2
@@ -140,62 +140,89 @@ async def _wait(event: asyncio.Event, seconds: float) -> None:
 
 # -- WatchExecutions ---------------------------------------------------------------------
 
-_CURSOR = re.compile(r"c1\.(\d{1,20}-\d{1,20})")
-"""A change-log cursor as callers see it: `c1.` and the log's entry id, in URL-safe base64
-(opaque to them; the version leaves room for a log in several partitions)."""
+_CURSOR_MAGIC = b"c2."
+"""A change-log cursor as callers see it, opaque to them: in URL-safe base64, `c2.` then
+varints: the number of partitions, the earliest place's ms, and for each partition its
+place (`ms-n`) as ms after that one plus 1 (0: nothing yet) and n."""
 
 
 def encode_cursor(cursor: str) -> str:
-    return base64.urlsafe_b64encode(f"c1.{cursor}".encode()).decode().rstrip("=")
+    places = cursor_places(cursor)
+    base = min((ms for ms, _ in places if ms), default=0)
+    out = bytearray(_CURSOR_MAGIC + _varint(len(places)) + _varint(base))
+    for ms, n in places:
+        out += _varint(ms - base + 1 if ms else 0) + _varint(n)
+    return base64.urlsafe_b64encode(bytes(out)).decode().rstrip("=")
 
 
 def decode_cursor(token: str) -> str:
     try:
-        text = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_",
-                                validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        text = ""
-    found = _CURSOR.fullmatch(text)
-    if found is None:
-        raise invalid("cursor", "is not a cursor this service issued")
-    return found.group(1)
+        raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
+        if not raw.startswith(_CURSOR_MAGIC):
+            raise ValueError("not a cursor")
+        numbers = _read_varints(raw[len(_CURSOR_MAGIC):])
+        count, base, rest = numbers[0], numbers[1], numbers[2:]
+        if count < 1 or len(rest) != 2 * count:
+            raise ValueError("not a cursor")
+        return ",".join(f"{base + d - 1 if d else 0}-{n if d else 0}"
+                        for d, n in zip(rest[0::2], rest[1::2], strict=True))
+    except (binascii.Error, ValueError, IndexError):
+        raise invalid("cursor", "is not a cursor this service issued") from None
+
+
+def _read_varints(data: bytes) -> list[int]:
+    out, n, shift = [], 0, 0
+    for byte in data:
+        if shift > 63:
+            raise ValueError("varint too long")
+        n |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            out.append(n)
+            n, shift = 0, 0
+    if shift:
+        raise ValueError("truncated varint")
+    return out
 
 
 class ChangeMessages:
     """WatchExecutions messages, as bytes. Every open stream that matches a change sends
     it, so each change is serialized once (`ExecutionChange`, kept for the last `size`
     changes) and each stream's message is put together from those bytes: the wire format
-    lets a message's fields come in any order, so `matches`, the one field that differs
-    between streams, is appended after the rest."""
+    lets a message's fields come in any order, so `matches` and `cursor`, the fields that
+    differ between streams, are appended after the rest."""
 
     def __init__(self, size: int = 8192) -> None:
         self._size = size
-        self._serialized: collections.OrderedDict[str, bytes] = collections.OrderedDict()
+        self._serialized: collections.OrderedDict[tuple[int, str], bytes] = (
+            collections.OrderedDict())
 
     def message(self, seen: Seen) -> bytes:
         out = bytearray(_length_delimited(_CURSOR_FIELD, encode_cursor(seen.cursor).encode()))
-        for ch, matches in seen.changes:
-            out += _length_delimited(_CHANGES_FIELD,
-                                     self._change(ch) + (_MATCHES_TRUE if matches else b""))
+        for ch, matches, cursor in seen.changes:
+            out += _length_delimited(
+                _CHANGES_FIELD, self._change(ch) + (_MATCHES_TRUE if matches else b"")
+                + _length_delimited(_CHANGE_CURSOR_FIELD, encode_cursor(cursor).encode()))
         return bytes(out)
 
     def _change(self, ch: Change) -> bytes:
-        found = self._serialized.get(ch.cursor)
+        key = (ch.partition, ch.position)
+        found = self._serialized.get(key)
         if found is None:
             found = change_pb(ch).SerializeToString()
-            self._serialized[ch.cursor] = found
+            self._serialized[key] = found
             if len(self._serialized) > self._size:
                 self._serialized.popitem(last=False)
         return found
 
 
 def change_pb(ch: Change) -> workflow_service_pb2.ExecutionChange:
-    """`ch` as the API sends it, `matches` left unset (false)."""
+    """`ch` as the API sends it, `matches` (false) and `cursor` left unset."""
     c = workflow_service_pb2.ExecutionChange(
         execution_id=namespaces.split(ch.execution_id)[1],  # callers see plain ids
         workflow=ch.workflow, workflow_version=ch.version, status=STATUS_TO_PB[ch.status],
         waiting_nodes=ch.waiting, previous_waiting_nodes=ch.previous_waiting,
-        tags=ch.tags, sequence=ch.sequence, cursor=encode_cursor(ch.cursor))
+        tags=ch.tags, sequence=ch.sequence)
     if ch.previous_status is not None:
         c.previous_status = STATUS_TO_PB[ch.previous_status]
     set_time(c.time, ch.time_ms, "time")
@@ -204,6 +231,8 @@ def change_pb(ch: Change) -> workflow_service_pb2.ExecutionChange:
 
 _CURSOR_FIELD, _CHANGES_FIELD = 1, 2
 """WatchExecutionsResponse's field numbers."""
+_CHANGE_CURSOR_FIELD = 12
+"""ExecutionChange.cursor."""
 _MATCHES_TRUE = bytes([11 << 3 | 0, 1])
 """ExecutionChange.matches (field 11, a varint) set to true, as it is on the wire."""
 

@@ -62,6 +62,7 @@ from ._store import (
     Store,
     Stored,
     SuspendRequested,
+    cursor_places,
 )
 from ._transitions import TABLE, Op, lua_statuses
 from ._vocab import EventType, SuspendedBy, WaitKind
@@ -139,6 +140,7 @@ __all__ = [
     "Workflow",
     "WorkflowNotFound",
     "WrongState",
+    "cursor_places",
     "lua_statuses",
     "namespaces",
 ]

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from . import namespaces
 from ._errors import CursorOutOfRange, StoreUnavailable
 from ._model import Status
-from ._store import Change, Store, cursor_key
+from ._store import Change, Store, advance, behind, covers
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,8 @@ class Seen:
     with whether the execution matches the filter after it (else it only did before)."""
 
     cursor: str
-    changes: tuple[tuple[Change, bool], ...] = ()
+    changes: tuple[tuple[Change, bool, str], ...] = ()
+    """(change, matches after it, the stream's cursor just after it)."""
 
 
 class _Subscriber:
@@ -150,7 +151,10 @@ class ChangeFeed:
                 await self._check_rewound()
                 continue
             if changes:
-                self._last = changes[-1].cursor
+                last = self._last
+                for ch in changes:
+                    last = advance(last, ch)
+                self._last = last
                 for sub in list(self._subs):
                     sub.push(changes)
                 # Let the next changes gather for a moment: every wake-up costs each open
@@ -162,7 +166,7 @@ class ChangeFeed:
         failover) ends every stream with OUT_OF_RANGE, never a silent gap."""
         with contextlib.suppress(StoreUnavailable):
             now = await self._store.change_log()
-            if cursor_key(now.last) < cursor_key(self._last):
+            if behind(now.last, self._last):
                 error = _beyond()
                 for sub in list(self._subs):
                     sub.fail(error)
@@ -214,25 +218,29 @@ class ChangeFeed:
                             continue
                     changes = list(sub.queue)
                     sub.queue.clear()
-                matched: list[tuple[Change, bool]] = []
+                matched: list[tuple[Change, bool, str]] = []
                 for ch in changes:
-                    if cursor_key(ch.cursor) <= cursor_key(cursor):
+                    if covers(cursor, ch):
                         continue  # read from the log already
-                    cursor = ch.cursor
+                    cursor = advance(cursor, ch)
                     now, then = f.after(ch), f.before(ch)
                     if now or then:
-                        matched.append((ch, now))
+                        matched.append((ch, now, cursor))
                 for at in range(0, len(matched), self._batch):
                     part = matched[at:at + self._batch]
                     # The last message of the batch stands where the batch ends.
-                    sent = cursor if at + self._batch >= len(matched) else part[-1][0].cursor
+                    sent = cursor if at + self._batch >= len(matched) else part[-1][2]
                     yield Seen(sent, tuple(part))
 
     async def _check(self, cursor: str) -> None:
         bounds = await self._store.change_log()
-        if cursor_key(cursor) > cursor_key(bounds.last):
+        if cursor.count(",") != bounds.last.count(","):
+            raise CursorOutOfRange(
+                "the cursor is of another key layout (its number of partitions); list "
+                "again and watch from the listing's watch_cursor")
+        if behind(bounds.last, cursor):
             raise _beyond()
-        if cursor_key(cursor) < cursor_key(bounds.trimmed):
+        if behind(cursor, bounds.trimmed):
             raise CursorOutOfRange(
                 "the changes after this cursor are no longer kept (the change log is "
                 "capped: TARRY_CHANGE_LOG_LENGTH); list again and watch from the listing's "

@@ -129,9 +129,11 @@ CommitOutcome = Committed | SuspendRequested | Existing | EarlyChanged
 @dataclass(frozen=True)
 class Change:
     """One entry of the change log: a change of an execution's status or waiting nodes.
-    `cursor` is its place in the log (`ms-n`, ordered as `cursor_key` orders it)."""
+    `position` is its place in its partition's log (`ms-n`); a stream's cursor holds one
+    such place per partition (`advance`)."""
 
-    cursor: str
+    partition: int
+    position: str
     execution_id: str
     workflow: str
     version: str
@@ -147,18 +149,42 @@ class Change:
 
 @dataclass(frozen=True)
 class ChangeLog:
-    """Where the change log stands: its last cursor ever written, and the oldest cursor
-    from which no change is missing (a cursor before it may have missed trimmed ones;
-    "0-0" while nothing was trimmed)."""
+    """Where the change log stands (cursors, one place per partition): the last change
+    ever written, and the oldest place from which no change is missing (before it, a
+    cursor may have missed trimmed ones; "0-0" while nothing was trimmed)."""
 
     last: str
     trimmed: str
 
 
-def cursor_key(cursor: str) -> tuple[int, int]:
-    """A change-log cursor as a sortable pair (the log's `ms-n` ids)."""
-    ms, _, n = cursor.partition("-")
-    return int(ms), int(n or 0)
+# A cursor of the change log: the place reached in each partition's log, `ms-n` each,
+# comma-separated in partition order. Plain text, as it is small and compared rarely.
+
+def cursor_places(cursor: str) -> list[tuple[int, int]]:
+    out = []
+    for place in cursor.split(","):
+        ms, _, n = place.partition("-")
+        out.append((int(ms), int(n or 0)))
+    return out
+
+
+def covers(cursor: str, ch: Change) -> bool:
+    """The cursor stands at or after `ch`."""
+    ms, _, n = ch.position.partition("-")
+    return cursor_places(cursor)[ch.partition] >= (int(ms), int(n or 0))
+
+
+def advance(cursor: str, ch: Change) -> str:
+    """The cursor just after `ch`."""
+    places = cursor.split(",")
+    places[ch.partition] = ch.position
+    return ",".join(places)
+
+
+def behind(a: str, b: str) -> bool:
+    """Cursor `a` stands before `b` in some partition (or they are of different layouts)."""
+    pa, pb = cursor_places(a), cursor_places(b)
+    return len(pa) != len(pb) or any(x < y for x, y in zip(pa, pb, strict=True))
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from tarry.engine import Status
+from tarry.engine.namespaces import DEFAULT
 from tarry.store import RedisStore
 
 log = logging.getLogger(__name__)
@@ -63,10 +64,13 @@ class ExecutionCounts(Collector):
         keys = self._store.keys
         async with asyncio.timeout(self._timeout):
             async with self._store.redis.pipeline(transaction=False) as pipe:
-                for status in Status:
-                    pipe.zcard(keys.by_status(status.value))
+                for status in Status:  # the default namespace's, summed over the partitions
+                    for p in range(keys.partitions):
+                        pipe.zcard(keys.by_status(status.value, DEFAULT, p))
                 counts = await pipe.execute()
-        return {status.value: int(n) for status, n in zip(Status, counts, strict=True)}
+        n = keys.partitions
+        return {status.value: sum(int(c) for c in counts[i * n:(i + 1) * n])
+                for i, status in enumerate(Status)}
 
 
 class MetricsEndpoint:

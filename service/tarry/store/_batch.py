@@ -25,6 +25,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 MAX_BATCH = 128
 MAX_IN_FLIGHT = 2
+CLUSTER_CONCURRENCY = 16
+"""On a cluster: the calls one batcher has on the wire at once (each holds a connection of
+the cluster client's pool of its node)."""
 
 
 class NotReplicated(RedisTimeoutError):
@@ -171,3 +174,34 @@ class ScriptBatcher:
             await conn.disconnect()
         self._all.clear()
         self._idle.clear()
+
+
+class ClusterScriptBatcher(ScriptBatcher):
+    """The batcher on a Redis Cluster: a batch's calls go out together, each through
+    redis-py's cluster client, which sends it to the node of its keys' slot and follows MOVED
+    and ASK while slots move. (redis-py's cluster pipeline refuses EVALSHA.)"""
+
+    def __init__(self, redis: aioredis.RedisCluster, script: str, *, timeout: float) -> None:
+        super().__init__(redis, script, timeout=timeout)  # type: ignore[arg-type]
+        self._cluster = redis
+        self._sending = asyncio.Semaphore(CLUSTER_CONCURRENCY)  # connections it may hold
+
+    async def _load_script(self) -> None:
+        async with asyncio.timeout(self._timeout):  # on every primary
+            self._sha = str(await self._cluster.script_load(self._script))
+
+    async def _pipeline(self, batch: list[tuple[Sequence[Any], Sequence[Any],
+                                                asyncio.Future[Any]]]) -> list[Any]:
+        assert self._sha is not None
+        sha = self._sha
+        async def one(keys: Sequence[Any], args: Sequence[Any]) -> Any:
+            async with self._sending:
+                return await self._cluster.evalsha(sha, len(keys), *keys, *args)
+
+        async with asyncio.timeout(self._timeout):
+            results = await asyncio.gather(*(one(keys, args) for keys, args, _ in batch),
+                                           return_exceptions=True)
+        for r in results:  # a Redis error is one call's answer; anything else fails all
+            if isinstance(r, BaseException) and not isinstance(r, RedisError):
+                raise r
+        return list(results)

@@ -8,10 +8,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 
-import redis.asyncio as aioredis
-
 from tarry.engine import BulkState
 
+from ._connect import Client
 from ._keys import Keys
 from ._rows import text
 
@@ -28,7 +27,7 @@ class BulkStore:
     """The batch half of `RedisStore` (which sets `keys`, `_redis` and `_call`)."""
 
     keys: Keys
-    _redis: aioredis.Redis
+    _redis: Client
     _call: Callable[..., Awaitable[Any]]
 
     def __init__(self) -> None:
@@ -100,7 +99,7 @@ class BulkStore:
 
     async def bulk_claim(self, owner: str, lease_ms: int, limit: int) -> list[str]:
         k = self.keys
-        prefix = f"{k.prefix}:bulk:{{"  # a batch's hash key up to its id (`Keys.bulk`)
+        prefix = k.bulk("")  # a batch's hash key up to its id
         rows = await self._call(lambda: self._bulk_claim(
             keys=[k.bulks], args=[owner, lease_ms, limit, prefix]))
         return [text(r) for r in rows]

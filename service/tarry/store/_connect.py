@@ -1,5 +1,6 @@
 """The connection pool a store talks through: a redis-py URL, or a Sentinel URL whose pool
-follows the group's primary; with hiredis's C packer for every command."""
+follows the group's primary, with hiredis's C packer for every command; or a Redis
+Cluster's client."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any, cast
 from urllib.parse import unquote
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
@@ -29,8 +31,36 @@ once; one that does not is skipped for the next, so a silent sentinel (its host 
 no RST) cannot stall finding the primary."""
 
 
+Client = aioredis.Redis | aioredis.RedisCluster
+
+
 def is_sentinel_url(url: str) -> bool:
     return url.split("://", 1)[0] in ("redis+sentinel", "rediss+sentinel")
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.split("://", 1)[0] in ("redis+cluster", "rediss+cluster")
+
+
+def make_cluster(url: str, options: dict[str, Any]) -> aioredis.RedisCluster:
+    """redis-py's cluster client (it follows MOVED and ASK, and refreshes the slot map) for
+    `redis+cluster://[[user]:password@]host:port[,host:port...]`: any of the nodes, from
+    which it learns the rest."""
+    scheme, _, rest = url.partition("://")
+    auth, _, hosts = rest.rpartition("@")
+    hosts = hosts.split("/", 1)[0]
+    if not hosts:
+        raise ValueError("a Cluster URL reads redis+cluster://host:port[,host:port...]")
+    nodes = []
+    for host in hosts.split(","):
+        name, _, port = host.rpartition(":")
+        nodes.append(ClusterNode(name or host, int(port) if port.isdigit() else 6379))
+    user, _, password = auth.partition(":") if auth else ("", "", "")
+    connection: dict[str, Any] = {**({"username": unquote(user)} if user else {}),
+                                  **({"password": unquote(password)} if password else {}),
+                                  **({"ssl": True} if scheme.startswith("rediss") else {})}
+    options = {k: v for k, v in options.items() if k != "health_check_interval"}
+    return aioredis.RedisCluster(startup_nodes=nodes, **connection, **options)
 
 
 def make_pool(url: str, options: dict[str, Any]) -> aioredis.ConnectionPool:
@@ -133,6 +163,21 @@ async def messages(pubsub: aioredis.client.PubSub, quiet: float
             async with asyncio.timeout(quiet):  # a write can block too, on a full buffer
                 await pubsub.ping(ALIVE)
             pinged = True
+
+
+async def sharded_messages(pubsub: aioredis.cluster.ClusterPubSub
+                           ) -> AsyncGenerator[dict[str, Any], None]:
+    """The messages of a cluster's shard channels (SSUBSCRIBE), as they come. redis-py asks
+    each node's connection in turn, each for up to the timeout given: a short one, so that
+    a message on one node does not wait for the others' silence. (No liveness PING as in
+    `messages`: redis-py's cluster pub/sub follows slot moves and failovers itself.)"""
+    while True:
+        reraise_if_cancelling()
+        msg = await pubsub.get_sharded_message(ignore_subscribe_messages=True, timeout=0.01)
+        if msg is None:
+            await asyncio.sleep(0)  # with no subscription yet, it returns at once
+        elif msg.get("type") == "smessage":
+            yield msg
 
 
 class _HiredisPacking:

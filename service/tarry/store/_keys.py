@@ -1,13 +1,17 @@
 """Every Redis key Tarry uses, built in this one module.
 
-Keys of one execution share the hash tag `{<id>}` so that a transition's keys live in one
-Redis Cluster slot. The timer, lease and listing indexes are global sorted sets.
+Layout 2 (`tarry:v2`): the executions are spread over a fixed number of partitions; all
+of a partition's keys share one hash tag, so that a transition's keys live in one Redis
+Cluster slot. Layout 1 (`tarry:v1`: one global index of each kind) is refused at start
+(`RedisStore.check_layout`).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import zlib
+
+from redis.crc import key_slot
 
 from tarry.engine.namespaces import DEFAULT
 
@@ -40,107 +44,132 @@ STORED = (StateField.VERSION, StateField.STATUS, StateField.SEQUENCE,
 """The fields that make a `Stored`, in its order."""
 
 
-@dataclass(frozen=True)
+SLOTS = 16_384
+"""Redis Cluster's hash slots."""
+
+DEFAULT_PARTITIONS = 16
+
+
 class Keys:
-    prefix: str = "tarry:v1"
+    """The key names of one layout: `prefix` (versioned) and its number of partitions.
+
+    Each execution lives in one partition, chosen by a hash of its id. A partition's keys
+    (its executions', and its timers, leases, expiries, change log, listing indexes and
+    channels) share one hash tag, so every transition touches a single Redis Cluster slot.
+    The tags are chosen so that the partitions' slots spread evenly over the slot space
+    (on a cluster whose slots are split in even ranges, so are the partitions)."""
+
+    __slots__ = ("partitions", "prefix", "tags")
+
+    def __init__(self, prefix: str = "tarry:v2", partitions: int = DEFAULT_PARTITIONS) -> None:
+        if not 1 <= partitions <= 256:
+            raise ValueError("partitions: from 1 to 256")
+        self.prefix = prefix
+        self.partitions = partitions
+        self.tags = tuple(_tag(prefix, p, partitions) for p in range(partitions))
+
+    def partition(self, execution_id: str) -> int:
+        return zlib.crc32(execution_id.encode()) % self.partitions
+
+    def _x(self, execution_id: str) -> str:
+        return f"{self.tags[self.partition(execution_id)]}:x:{execution_id}"
+
+    # -- one execution's keys ----------------------------------------------------------
 
     def state(self, execution_id: str) -> str:
-        return f"{self.prefix}:{{{execution_id}}}:state"
+        return f"{self._x(execution_id)}:state"
 
     def events(self, execution_id: str) -> str:
-        return f"{self.prefix}:{{{execution_id}}}:events"
+        return f"{self._x(execution_id)}:events"
 
     def request(self, execution_id: str, request_id: str) -> str:
-        return f"{self.prefix}:{{{execution_id}}}:req:{request_id}"
+        return f"{self._x(execution_id)}:req:{request_id}"
 
-    @property
-    def timers(self) -> str:
-        return f"{self.prefix}:timers"
+    def channel(self, execution_id: str) -> str:
+        """Each commit of the execution publishes its last sequence here."""
+        return f"{self._x(execution_id)}:ch"
 
-    @property
-    def leases(self) -> str:
-        return f"{self.prefix}:leases"
+    # -- one partition's keys (`p`: its number) ----------------------------------------
 
-    def _idx(self, namespace: str) -> str:
-        # The default namespace keeps the index keys from before namespaces existed.
-        return (f"{self.prefix}:idx" if namespace == DEFAULT
-                else f"{self.prefix}:ns:{namespace}:idx")
+    def timers(self, p: int) -> str:
+        return f"{self.tags[p]}:timers"
 
-    def all(self, namespace: str = DEFAULT) -> str:
+    def leases(self, p: int) -> str:
+        return f"{self.tags[p]}:leases"
+
+    def expiry(self, p: int) -> str:
+        """Terminal executions by when their retention ends (ms)."""
+        return f"{self.tags[p]}:expiry"
+
+    def changes(self, p: int) -> str:
+        """The change log: a stream of the status and waiting-node changes of the
+        partition's executions."""
+        return f"{self.tags[p]}:changes"
+
+    def control_channel(self, p: int) -> str:
+        """`<id> <seq>` when an execution is cancelled or asked to suspend: whichever server
+        runs it must react."""
+        return f"{self.tags[p]}:ctl"
+
+    def timers_channel(self, p: int) -> str:
+        """The earliest due time (ms) of the timers a commit set: every timer loop looks."""
+        return f"{self.tags[p]}:timers-set"
+
+    def _idx(self, namespace: str, p: int) -> str:
+        return (f"{self.tags[p]}:idx" if namespace == DEFAULT
+                else f"{self.tags[p]}:ns:{namespace}:idx")
+
+    def all(self, namespace: str, p: int) -> str:
         """The executions of one namespace, by creation time."""
-        return f"{self._idx(namespace)}:all"
+        return f"{self._idx(namespace, p)}:all"
 
-    def by_status(self, status: str, namespace: str = DEFAULT) -> str:
-        return f"{self._idx(namespace)}:status:{status}"
+    def by_status(self, status: str, namespace: str, p: int) -> str:
+        return f"{self._idx(namespace, p)}:status:{status}"
 
-    def by_workflow(self, workflow: str, namespace: str = DEFAULT) -> str:
-        return f"{self._idx(namespace)}:wf:{workflow}"
+    def by_workflow(self, workflow: str, namespace: str, p: int) -> str:
+        return f"{self._idx(namespace, p)}:wf:{workflow}"
 
-    def by_waiting(self, workflow: str, node: str, namespace: str = DEFAULT) -> str:
+    def by_waiting(self, workflow: str, node: str, namespace: str, p: int) -> str:
         """Executions of one workflow with a wait node waiting at `node` (AWAITING, or
         SUSPENDED with the wait still open). Names hold no ':'."""
-        return f"{self._idx(namespace)}:waiting:{workflow}:{node}"
+        return f"{self._idx(namespace, p)}:waiting:{workflow}:{node}"
 
-    def by_tag(self, key: str, value: str, namespace: str = DEFAULT) -> str:
+    def by_tag(self, key: str, value: str, namespace: str, p: int) -> str:
         """Executions that carry one tag (hashed: a tag may hold any character)."""
         digest = hashlib.sha1(f"{key}\0{value}".encode(), usedforsecurity=False).hexdigest()
-        return f"{self._idx(namespace)}:tag:{digest}"
+        return f"{self._idx(namespace, p)}:tag:{digest}"
 
-    def by_workflow_status(self, workflow: str, status: str, namespace: str = DEFAULT) -> str:
+    def by_workflow_status(self, workflow: str, status: str, namespace: str, p: int) -> str:
         """Executions of one workflow in one status (workflow names hold no ':')."""
-        return f"{self._idx(namespace)}:wfst:{workflow}:{status}"
+        return f"{self._idx(namespace, p)}:wfst:{workflow}:{status}"
+
+    # -- the layout's own keys, and the batches (StartBulk), under a tag of their own --
+
+    @property
+    def meta(self) -> str:
+        """The layout: its number of partitions, set by the first server to start."""
+        return f"{self.prefix}:meta"
+
+    @property
+    def _bulk_tag(self) -> str:
+        return f"{{{self.prefix}:bulk}}"
 
     def bulk(self, bulk_id: str) -> str:
         """A batch's hash (StartBulk): spec, status, total, position, counts, lease owner."""
-        return f"{self.prefix}:bulk:{{{bulk_id}}}"
+        return f"{self._bulk_tag}:{bulk_id}"
 
     def bulk_items(self, bulk_id: str) -> str:
         """The execution ids a batch took, in order (a list)."""
-        return f"{self.prefix}:bulk:{{{bulk_id}}}:items"
+        return f"{self._bulk_tag}:{bulk_id}:items"
 
     @property
     def bulks(self) -> str:
         """RUNNING batches by when their lease ends (ms; 0: nobody holds it)."""
-        return f"{self.prefix}:bulks"
+        return f"{self._bulk_tag}:running"
 
     def bulk_request(self, namespace: str, request_id: str) -> str:
         """The batch a StartBulk request id started."""
-        return f"{self._idx(namespace)}:bulkreq:{request_id}"
-
-    @property
-    def changes(self) -> str:
-        """The change log: a stream of every execution's status and waiting-node changes."""
-        return f"{self.prefix}:changes"
-
-    @property
-    def expiry(self) -> str:
-        """Terminal executions by when their retention ends (ms)."""
-        return f"{self.prefix}:expiry"
-
-    @property
-    def waiting_ready(self) -> str:
-        """Set once every waiting execution is in its waiting-node indexes (`migrate`)."""
-        return f"{self.prefix}:idx:waiting-ready"
-
-    @property
-    def pairs_ready(self) -> str:
-        """Set once every execution is in its (workflow, status) index (`RedisStore.migrate`)."""
-        return f"{self.prefix}:idx:wfst-ready"
-
-    def channel(self, execution_id: str) -> str:
-        """Each commit of the execution publishes its last sequence here."""
-        return f"{self.prefix}:{{{execution_id}}}:ch"
-
-    @property
-    def control_channel(self) -> str:
-        """`<id> <seq>` when an execution is cancelled or asked to suspend: whichever server
-        runs it must react."""
-        return f"{self.prefix}:ctl"
-
-    @property
-    def timers_channel(self) -> str:
-        """The earliest due time (ms) of the timers a commit set: every timer loop looks."""
-        return f"{self.prefix}:timers-set"
+        return f"{self._bulk_tag}:req:{namespace}:{request_id}"
 
     @staticmethod
     def timer_member(execution_id: str, node: str) -> str:
@@ -150,3 +179,15 @@ class Keys:
     def split_timer_member(member: str) -> tuple[str, str]:
         execution_id, _, node = member.partition("\n")
         return execution_id, node
+
+
+def _tag(prefix: str, p: int, partitions: int) -> str:
+    """Partition `p`'s hash tag: the first `{<prefix>:p<p>.<n>}` whose slot lies in the
+    p-th of `partitions` even ranges of the slot space."""
+    low, high = p * SLOTS // partitions, (p + 1) * SLOTS // partitions
+    n = 0
+    while True:
+        name = f"{prefix}:p{p}.{n}"
+        if low <= key_slot(name.encode()) < high:
+            return f"{{{name}}}"
+        n += 1

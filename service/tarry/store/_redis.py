@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tarry import _json
@@ -30,28 +30,23 @@ from tarry.engine import (
     Event,
     ExecutionExists,
     Existing,
-    FieldViolation,
-    InvalidArgument,
-    ListFilters,
     Op,
-    Status,
     Stored,
     StoreUnavailable,
     SuspendRequested,
     lua_statuses,
 )
-from tarry.engine.namespaces import DEFAULT, namespace_of
+from tarry.engine.namespaces import namespace_of
 
 from . import _changes
-from ._batch import NotReplicated, ScriptBatcher
+from ._batch import CLUSTER_CONCURRENCY, ClusterScriptBatcher, NotReplicated, ScriptBatcher
 from ._bulk import BulkStore
-from ._connect import close_sentinels, make_pool
-from ._keys import STORED, Keys, StateField
-from ._migrate import backfill_pairs, backfill_waiting
+from ._connect import Client, close_sentinels, is_cluster_url, make_cluster, make_pool
+from ._keys import DEFAULT_PARTITIONS, STORED, Keys, StateField
+from ._listing import Listing
 from ._notify import PubSub
 from ._rows import answer as _answer
 from ._rows import claimed as _claimed
-from ._rows import matches as _matches
 from ._rows import stored_of as _stored
 from ._rows import text as _s
 
@@ -73,15 +68,16 @@ _KEEP_EARLY_FROM = lua_statuses(Op.KEEP_EARLY)
 _FIELDS = STORED
 """The state hash's fields that make a `Stored`, in `_stored`'s order."""
 
-class RedisStore(PubSub, BulkStore):
-    """State, events, timers and leases in one Redis (standalone or Sentinel-managed; see
-    README for Cluster)."""
+class RedisStore(PubSub, BulkStore, Listing):
+    """State, events, timers and leases in Redis: standalone, Sentinel-managed, or a Redis
+    Cluster (README: Deployments)."""
 
     def __init__(
         self,
         url: str,
         *,
-        prefix: str = "tarry:v1",
+        prefix: str = "tarry:v2",
+        partitions: int = DEFAULT_PARTITIONS,
         events_maxlen: int = 10_000,
         changes_maxlen: int = 100_000,
         request_ttl: int = 86_400,
@@ -90,11 +86,13 @@ class RedisStore(PubSub, BulkStore):
         wait_replicas: int = 0,
         wait_timeout: float = 1.0,
     ) -> None:
-        """`url`: a redis-py URL (redis://, rediss://, unix://), or
+        """`url`: a redis-py URL (redis://, rediss://, unix://);
         `redis+sentinel://host:port[,host:port...]/service[/db]` (`rediss+sentinel://` for
         TLS; a password before the hosts is the primary's) to follow the primary of a
-        Sentinel-managed group through failovers."""
-        self.keys = Keys(prefix)
+        Sentinel-managed group through failovers; or
+        `redis+cluster://host:port[,host:port...]` (`rediss+cluster://`) for a Redis Cluster.
+        `partitions`: the layout's, for a prefix that has none yet (`check_layout`)."""
+        self.keys = Keys(prefix, partitions)
         self._events_maxlen = events_maxlen
         self._changes_maxlen = changes_maxlen
         self._request_ttl = request_ttl
@@ -108,32 +106,68 @@ class RedisStore(PubSub, BulkStore):
         options: dict[str, Any] = {"max_connections": max_connections + 3,
                                    "socket_timeout": None, "socket_connect_timeout": 2,
                                    "health_check_interval": 30}
-        pool = make_pool(url, options)
         self._timeout = socket_timeout
         self._slots = asyncio.Semaphore(max_connections)
         PubSub.__init__(self)
-        self._redis = aioredis.Redis.from_pool(pool)  # owns the pool: closed with the client
-        # With `wait_replicas`, a commit is acknowledged only once that many replicas have
-        # it (Redis's WAIT after each batch): an acknowledged transition survives a failover.
-        self._commit = ScriptBatcher(self._redis, _script("commit"), timeout=socket_timeout,
-                                     wait=(wait_replicas, wait_timeout))
-        # Claims go the same way: a plain pipeline of a registered Script would first ask
-        # Redis whether the script exists, a round trip of its own on every timer pass.
-        self._claim = ScriptBatcher(self._redis, _script("claim"), timeout=socket_timeout)
+        self.cluster = is_cluster_url(url)
+        self._redis: Client
+        if self.cluster:
+            if wait_replicas:
+                raise ValueError("TARRY_REDIS_WAIT_REPLICAS is not supported on a Redis "
+                                 "Cluster (README: Known limits)")
+            # The batchers' calls take connections of the pools too (not slots).
+            self._redis = make_cluster(url, {**options, "max_connections": (
+                max_connections + 3 + 2 * CLUSTER_CONCURRENCY)})
+            self._commit: ScriptBatcher = ClusterScriptBatcher(
+                self._redis, _script("commit"), timeout=socket_timeout)
+            self._claim: ScriptBatcher = ClusterScriptBatcher(
+                self._redis, _script("claim"), timeout=socket_timeout)
+        else:
+            redis = aioredis.Redis.from_pool(make_pool(url, options))  # closed with its pool
+            self._redis = redis
+            # With `wait_replicas`, a commit is acknowledged only once that many replicas
+            # have it (Redis's WAIT after each batch): an acknowledged transition survives
+            # a failover.
+            self._commit = ScriptBatcher(redis, _script("commit"), timeout=socket_timeout,
+                                         wait=(wait_replicas, wait_timeout))
+            # Claims go the same way: a plain pipeline of a registered Script would first
+            # ask Redis whether the script exists, a round trip of its own on every timer
+            # pass.
+            self._claim = ScriptBatcher(redis, _script("claim"), timeout=socket_timeout)
+        # Scripts publish with SPUBLISH on a cluster: a channel of the partition's slot,
+        # heard on that slot's node only (PUBLISH would go to every node of the cluster).
+        self._publish = "SPUBLISH" if self.cluster else "PUBLISH"
         self._sreq = self._redis.register_script(_script("suspend_request"))
         self._early = self._redis.register_script(_script("early"))
         self._renew = self._redis.register_script(_script("renew"))
         self._delete = self._redis.register_script(_script("delete"))
         BulkStore.__init__(self)
-        self._pairs_ready = False  # until `migrate` has made sure of the pair indexes
+        self._layout_known = False
+        self._layout_lock = asyncio.Lock()
 
     @property
-    def redis(self) -> aioredis.Redis:
+    def redis(self) -> Client:
         return self._redis
 
     async def _call(self, fn: Callable[[], Awaitable[T]], *, slot: bool = True) -> T:
         """Run one Redis exchange, with Redis errors turned into domain errors. `slot`:
-        take one of the connection slots (group commits have connections of their own)."""
+        take one of the connection slots (group commits have connections of their own).
+        The first one checks the layout (`check_layout`): no key is touched before the
+        number of partitions is known."""
+        if not self._layout_known:
+            await self.ensure_layout()
+        return await self._exchange(fn, slot=slot)
+
+    async def ensure_layout(self) -> None:
+        """`check_layout`, once; StoreUnavailable (saying why) while it cannot be."""
+        async with self._layout_lock:
+            if not self._layout_known:
+                try:
+                    await self.check_layout()
+                except OSError as exc:  # refused: each call says why
+                    raise StoreUnavailable(str(exc)) from exc
+
+    async def _exchange(self, fn: Callable[[], Awaitable[T]], *, slot: bool = True) -> T:
         try:
             if not slot:
                 return await fn()  # the batcher has its own deadline
@@ -147,22 +181,52 @@ class RedisStore(PubSub, BulkStore):
                 "time; it may be applied: retry with the same request_id") from exc
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise StoreUnavailable("the state store (Redis) is unreachable") from exc
-        except RedisError as exc:
+        except (RedisError, RedisClusterException) as exc:
             log.exception("redis error")
             raise StoreUnavailable("the state store (Redis) failed the request") from exc
 
-    async def migrate(self, batch: int = 1000) -> None:
-        """Bring indexes written by earlier versions up to date (`_migrate`)."""
-        await self._call(lambda: backfill_pairs(self._redis, self.keys, batch), slot=False)
-        await self._call(lambda: backfill_waiting(self._redis, self.keys, batch), slot=False)
-        self._pairs_ready = True
+    async def check_layout(self) -> None:
+        """At start: refuse a Redis that cannot hold this layout, or holds the layout
+        before it; record the number of partitions (the first server to start chooses),
+        or take the one recorded."""
+        info = {} if self.cluster else await self._exchange(lambda: self._redis.info("cluster"))
+        if int(info.get("cluster_enabled", 0)):
+            raise OSError(
+                "REDIS_URL points at a Redis Cluster node (cluster_enabled:1) with a plain "
+                "URL: use redis+cluster://host:port[,host:port...] (or a standalone Redis, "
+                "or a Sentinel-managed group: redis+sentinel://host:port,.../service)")
+        old = self.keys.prefix.rsplit(":v", 1)[0] + ":v1"
+        found = 0
+        for key in (f"{old}:idx:all", f"{old}:timers"):  # one by one: a cluster's slots
+            found += int(await self._exchange(
+                lambda key=key: self._redis.exists(key)))  # type: ignore[misc]
+        if old != self.keys.prefix and found:
+            raise OSError(
+                f"Redis holds executions of the earlier key layout ({old}:*), which this "
+                f"version does not read (it uses {self.keys.prefix}:*): finish them with the "
+                f"earlier version, or delete the keys {old}:* (README: Known limits)")
+        meta = self.keys.meta
+        await self._exchange(lambda: self._redis.hsetnx(meta, "partitions", self.keys.partitions))
+        stored = int(await self._exchange(lambda: self._redis.hget(meta, "partitions")) or 0)
+        if stored != self.keys.partitions:
+            log.info("key prefix %s has %d partitions (recorded at its first start); "
+                     "the setting (%d) applies to new prefixes only",
+                     self.keys.prefix, stored, self.keys.partitions)
+            self.keys = Keys(self.keys.prefix, stored)
+        self._layout_known = True
 
     async def change_log(self) -> ChangeLog:
-        return await self._call(lambda: _changes.bounds(self._redis, self.keys.changes))
+        k = self.keys
+        keys = [k.changes(p) for p in range(k.partitions)]
+        return await self._call(lambda: _changes.bounds(self._redis, keys))
 
     async def changes(self, after: str, limit: int, block_ms: int = 0) -> list[Change]:
+        k = self.keys
+        keys = [k.changes(p) for p in range(k.partitions)]
+
         async def read() -> list[Change]:
-            return await _changes.read(self._redis, self.keys.changes, after, limit, block_ms)
+            return await _changes.read(self._redis, keys, after, limit, block_ms,
+                                       cluster=self.cluster)
 
         if block_ms <= 0:
             return await self._call(read)
@@ -174,22 +238,15 @@ class RedisStore(PubSub, BulkStore):
         # A blocking read holds a connection of its own (the pool's spare), not a slot.
         return await self._call(blocking, slot=False)
 
-    async def refuse_cluster(self) -> None:
-        """Raise OSError, with what to use instead, when the URL names a Redis Cluster
-        node: every transition touches keys of several slots (README: Known limits)."""
-        info = await self._call(lambda: self._redis.info("cluster"))
-        if int(info.get("cluster_enabled", 0)):
-            raise OSError(
-                "REDIS_URL points at a Redis Cluster node (cluster_enabled:1), which Tarry "
-                "does not support yet: use a standalone Redis, or a Sentinel-managed group "
-                "(redis+sentinel://host:port,.../service)")
-
     async def ping(self) -> None:
         await self._call(self._redis.ping)
 
     async def close(self) -> None:
         await self._commit.aclose()
         await self._claim.aclose()
+        if isinstance(self._redis, aioredis.RedisCluster):
+            await self._redis.aclose()
+            return
         pool = self._redis.connection_pool
         await self._redis.aclose()
         await close_sentinels(pool)
@@ -213,25 +270,27 @@ class RedisStore(PubSub, BulkStore):
 
     async def commit(self, c: Commit) -> CommitOutcome:
         k, ns = self.keys, namespace_of(c.execution_id)
+        p = k.partition(c.execution_id)
         rid = c.request_id
-        tags = ([k.by_tag(key, value, ns) for key, value in sorted(c.tags.items())]
+        tags = ([k.by_tag(key, value, ns, p) for key, value in sorted(c.tags.items())]
                 if c.expected_version == 0 else [])
         keys = [
-            k.state(c.execution_id), k.events(c.execution_id), k.timers, k.leases, k.all(ns),
-            k.by_status(c.prev_status.value, ns), k.by_status(c.status.value, ns),
-            k.by_workflow(c.workflow, ns),
+            k.state(c.execution_id), k.events(c.execution_id), k.timers(p), k.leases(p),
+            k.all(ns, p), k.by_status(c.prev_status.value, ns, p),
+            k.by_status(c.status.value, ns, p), k.by_workflow(c.workflow, ns, p),
             k.request(c.execution_id, rid) if rid else k.state(c.execution_id),
-            k.by_workflow_status(c.workflow, c.prev_status.value, ns),
-            k.by_workflow_status(c.workflow, c.status.value, ns), k.expiry, k.changes,
-            *tags,
-            *(k.by_waiting(c.workflow, node, ns) for node in c.waiting_join),
-            *(k.by_waiting(c.workflow, node, ns) for node in c.waiting_leave),
+            k.by_workflow_status(c.workflow, c.prev_status.value, ns, p),
+            k.by_workflow_status(c.workflow, c.status.value, ns, p), k.expiry(p),
+            k.changes(p), *tags,
+            *(k.by_waiting(c.workflow, node, ns, p) for node in c.waiting_join),
+            *(k.by_waiting(c.workflow, node, ns, p) for node in c.waiting_leave),
         ]
         args: list[Any] = [
             c.expected_version, c.status.value, c.doc, c.owner, c.lease, c.lease_ttl,
             int(c.check_suspend_request), int(c.clear_suspend_request), c.created_at,
             c.execution_id, c.workflow, self._events_maxlen, int(bool(rid)), self._request_ttl,
-            f"{k.channel(c.execution_id)} {k.control_channel} {k.timers_channel}",
+            f"{self._publish} {k.channel(c.execution_id)} {k.control_channel(p)} "
+            f"{k.timers_channel(p)}",
             c.expire_at, len(c.events),
             # The early Resumes: check them (not at creation), then leave or write them.
             int(c.expected_version != 0), c.early_expected or "",
@@ -273,8 +332,10 @@ class RedisStore(PubSub, BulkStore):
         k = self.keys
         keys = [k.state(execution_id), k.events(execution_id),
                 k.request(execution_id, request_id) if request_id else k.state(execution_id)]
+        p = k.partition(execution_id)
         args: list[Any] = [reason, event, self._events_maxlen,
-                           f"{k.channel(execution_id)} {k.control_channel}", execution_id,
+                           f"{self._publish} {k.channel(execution_id)} {k.control_channel(p)}",
+                           execution_id,
                 int(bool(request_id)), self._request_ttl, _REQUEST_SUSPEND_FROM]
         res = await self._call(lambda: self._sreq(keys=keys, args=args))
         tag = _s(res[0])
@@ -287,9 +348,11 @@ class RedisStore(PubSub, BulkStore):
     async def keep_early(self, execution_id: str, node: str, workflow: str, entry: str,
                          event: str, request_id: str | None) -> Stored | str:
         k, ns = self.keys, namespace_of(execution_id)
-        keys = [k.state(execution_id), k.events(execution_id), k.by_waiting(workflow, node, ns),
+        keys = [k.state(execution_id), k.events(execution_id),
+                k.by_waiting(workflow, node, ns, k.partition(execution_id)),
                 k.request(execution_id, request_id) if request_id else k.state(execution_id)]
-        args: list[Any] = [entry, event, self._events_maxlen, k.channel(execution_id),
+        args: list[Any] = [entry, event, self._events_maxlen,
+                           f"{self._publish} {k.channel(execution_id)}",
                            int(bool(request_id)), self._request_ttl, _KEEP_EARLY_FROM,
                            execution_id]
         res = await self._call(lambda: self._early(keys=keys, args=args))
@@ -303,7 +366,8 @@ class RedisStore(PubSub, BulkStore):
     async def claim(self, execution_id: str, owner: str, lease_ttl: int, *,
                     take_back: bool = False) -> Stored | None:
         k = self.keys
-        keys = [k.state(execution_id), k.timers, k.leases]
+        p = k.partition(execution_id)
+        keys = [k.state(execution_id), k.timers(p), k.leases(p)]
         args: list[Any] = [execution_id, "", owner, lease_ttl, 0, int(take_back),
                            _TAKE_OVER_FROM]
         return _claimed(await self._call(lambda: self._claim.call(keys, args), slot=False))
@@ -311,7 +375,8 @@ class RedisStore(PubSub, BulkStore):
     async def claim_timers(self, timers: Sequence[tuple[str, str]], owner: str,
                            lease_ttl: int, horizon: int) -> list[Stored | None]:
         k = self.keys
-        claims = [self._claim.call([k.state(execution_id), k.timers, k.leases],
+        claims = [self._claim.call([k.state(execution_id), k.timers(k.partition(execution_id)),
+                                    k.leases(k.partition(execution_id))],
                                    [execution_id, k.timer_member(execution_id, node), owner,
                                     lease_ttl, horizon, 0, _CLAIM_TIMER_FROM])
                   for execution_id, node in timers]  # one batch: they are sent together
@@ -322,30 +387,53 @@ class RedisStore(PubSub, BulkStore):
         k = self.keys
 
         async def go() -> tuple[list[tuple[str, str]], int | None]:
-            async with self._redis.pipeline(transaction=False) as p:
-                p.zrangebyscore(k.timers, "-inf", until, start=0, num=limit)
-                p.zrangebyscore(k.timers, f"({until}", "+inf", start=0, num=1, withscores=True)
-                due, after = await p.execute()
-            nxt = int(after[0][1]) if after else None
-            return [k.split_timer_member(_s(m)) for m in due], nxt
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for p in range(k.partitions):
+                    pipe.zrangebyscore(k.timers(p), "-inf", until, start=0, num=limit,
+                                       withscores=True)
+                    pipe.zrangebyscore(k.timers(p), f"({until}", "+inf", start=0, num=1,
+                                       withscores=True)
+                res = await pipe.execute()
+            due = sorted((int(s), _s(m)) for rows in res[0::2] for m, s in rows)
+            later = [int(rows[0][1]) for rows in res[1::2] if rows]
+            # Due ones left out by `limit` come before any later one.
+            nxt = due[limit][0] if len(due) > limit else min(later, default=None)
+            return [k.split_timer_member(m) for _, m in due[:limit]], nxt
+
+        return await self._call(go)
+
+    async def _due(self, key: Callable[[int], str], until: float, limit: int) -> list[str]:
+        """The members of each partition's zset `key(p)` scored up to `until`, earliest
+        first, at most `limit`."""
+        async def go() -> list[str]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for p in range(self.keys.partitions):
+                    pipe.zrangebyscore(key(p), "-inf", until, start=0, num=limit,
+                                       withscores=True)
+                res = await pipe.execute()
+            return [m for _, m in sorted((float(s), _s(m)) for rows in res for m, s in rows)
+                    ][:limit]
 
         return await self._call(go)
 
     async def expired_leases(self, now: float, limit: int) -> list[str]:
-        res = await self._call(
-            lambda: self._redis.zrangebyscore(self.keys.leases, "-inf", now, start=0, num=limit)
-        )
-        return [_s(m) for m in res]
+        return await self._due(self.keys.leases, now, limit)
 
     async def renew_leases(self, execution_ids: Sequence[str], owner: str, lease_ttl: int
                            ) -> list[str]:
-        if not execution_ids:
-            return []
         k = self.keys
-        keys = [k.leases, *(k.state(i) for i in execution_ids)]
-        args: list[str | int] = [owner, lease_ttl, *execution_ids]
-        lost = await self._call(lambda: self._renew(keys=keys, args=args))
-        return [_s(i) for i in lost]
+        by_partition: dict[int, list[str]] = {}
+        for i in execution_ids:
+            by_partition.setdefault(k.partition(i), []).append(i)
+
+        async def renew(p: int, ids: list[str]) -> list[str]:
+            keys = [k.leases(p), *(k.state(i) for i in ids)]
+            args: list[str | int] = [owner, lease_ttl, *ids]
+            return [_s(i) for i in await self._call(
+                lambda: self._renew(keys=keys, args=args))]
+
+        lost = await asyncio.gather(*(renew(p, ids) for p, ids in by_partition.items()))
+        return [i for part in lost for i in part]
 
     async def delete(self, execution_id: str) -> str:
         """Remove a finished execution whole: 'OK'; 'GONE' (there is none); or the status
@@ -359,10 +447,11 @@ class RedisStore(PubSub, BulkStore):
                 st, wf = "", ""
             else:
                 st, wf = _s(h[0]), _s(h[1] or b"")
-            ns = namespace_of(execution_id)
-            keys = [k.state(execution_id), k.events(execution_id), k.expiry, k.all(ns),
-                    k.by_status(st, ns), k.by_workflow(wf, ns), k.by_workflow_status(wf, st, ns),
-                    k.leases, *(_s(h[2]).split() if h[2] else ())]
+            ns, p = namespace_of(execution_id), k.partition(execution_id)
+            keys = [k.state(execution_id), k.events(execution_id), k.expiry(p), k.all(ns, p),
+                    k.by_status(st, ns, p), k.by_workflow(wf, ns, p),
+                    k.by_workflow_status(wf, st, ns, p), k.leases(p),
+                    *(_s(h[2]).split() if h[2] else ())]
             args = [execution_id, st, wf, _DELETE_FROM]
             res = await self._call(lambda: self._delete(keys=keys, args=args))  # noqa: B023
             tag = _s(res[0])
@@ -372,9 +461,7 @@ class RedisStore(PubSub, BulkStore):
                        metadata={"execution_id": execution_id})
 
     async def due_expirations(self, now: int, limit: int) -> list[str]:
-        res = await self._call(
-            lambda: self._redis.zrangebyscore(self.keys.expiry, "-inf", now, start=0, num=limit))
-        return [_s(m) for m in res]
+        return await self._due(self.keys.expiry, now, limit)
 
     async def time(self) -> float:
         seconds, micros = await self._call(self._redis.time)
@@ -398,81 +485,3 @@ class RedisStore(PubSub, BulkStore):
                 metadata={"oldest_sequence": str(out[0].sequence)},
             )
         return out
-
-    async def list_executions(self, workflow: str | None, status: Status | None, limit: int,
-                              cursor: str | None, namespace: str = DEFAULT,
-                              filters: ListFilters | None = None
-                              ) -> tuple[list[Stored], str | None]:
-        k, ns = self.keys, namespace
-        f = filters or ListFilters()
-        # The narrowest index first: a tag's; else the (workflow, status) pair's (namespaces
-        # other than the default were born with it; migrate() is for the default namespace's
-        # executions from before it); else the status's or the workflow's. The other filters
-        # are checked on each row read.
-        if f.tags:
-            key, value = min(f.tags.items())
-            index = k.by_tag(key, value, ns)
-        elif f.waiting_node is not None and workflow is not None:
-            index = k.by_waiting(workflow, f.waiting_node, ns)
-        elif status is not None and workflow is not None and (self._pairs_ready
-                                                              or ns != DEFAULT):
-            index = k.by_workflow_status(workflow, status.value, ns)
-        elif status is not None:
-            index = k.by_status(status.value, ns)
-        elif workflow is not None:
-            index = k.by_workflow(workflow, ns)
-        else:
-            index = k.all(ns)
-        # Newest first. The cursor is the (score, id) of the last row given.
-        max_score: str = "+inf" if f.created_to is None else f"({f.created_to}"
-        min_score: str = "-inf" if f.created_from is None else str(f.created_from)
-        after_id: str | None = None
-        if cursor:
-            score, _, after_id = cursor.partition(":")
-            if not score.isdigit() or not after_id:
-                raise InvalidArgument(
-                    "page_token is not one this server gave out",
-                    violations=[FieldViolation("page_token", "malformed")])
-            max_score = score
-        out: list[Stored] = []
-        last: tuple[int, str] | None = None
-        offset = 0
-        batch_size = max(limit * 2, 50)
-        while len(out) < limit:
-            rows: list[Any] = await self._call(
-                lambda o=offset, n=batch_size: self._redis.zrevrangebyscore(  # type: ignore[misc]
-                    index, max_score, min_score, start=o, num=n, withscores=True)
-            )
-            if not rows:
-                break
-            offset += len(rows)
-            ids = [(_s(m), int(s)) for m, s in rows]
-            if after_id is not None:
-                # Skip rows up to and including the cursor's row (same score, ids at or above).
-                ids = [(i, s) for i, s in ids
-                       if s < int(max_score) or i < after_id]
-            stored = await self._read_many([i for i, _ in ids])
-            for (i, s), (st, wf) in zip(ids, stored, strict=True):
-                # Index entries can lag behind (a backfill racing a commit): check the row.
-                if st is None or (workflow is not None and wf != workflow) or (
-                        status is not None and st.status is not status) or (
-                        f and not _matches(st, f)):
-                    continue
-                out.append(st)
-                last = (s, i)
-                if len(out) == limit:
-                    break
-            if len(rows) < batch_size:
-                break
-        next_cursor = f"{last[0]}:{last[1]}" if last and len(out) == limit else None
-        return out, next_cursor
-
-    async def _read_many(self, ids: list[str]) -> list[tuple[Stored | None, str | None]]:
-        async def go() -> list[tuple[Stored | None, str | None]]:
-            async with self._redis.pipeline(transaction=False) as p:
-                for i in ids:
-                    p.hmget(self.keys.state(i), *_FIELDS, StateField.WORKFLOW)
-                res = await p.execute()
-            return [(None, None) if h[0] is None else (_stored(*h[:6]), _s(h[6])) for h in res]
-
-        return await self._call(go)

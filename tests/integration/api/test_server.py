@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 from grpc_reflection.v1alpha import (  # type: ignore[import-untyped]
     reflection_pb2,
@@ -171,6 +172,7 @@ async def test_a_taken_port_fails_start(api_server: Server, tmp_path: Path,
         raise AssertionError("a second server bound a port in use")
 
 
+@pytest.mark.standalone
 async def test_serve_with_a_managed_redis_survives_a_restart(tmp_path: Path) -> None:
     data_dir = tmp_path / "redis-data"
     port = free_port()
@@ -255,9 +257,10 @@ def processes_using(path: Path) -> list[int]:
     return found
 
 
-async def test_a_redis_cluster_node_is_refused_at_start_saying_what_to_use(
+@pytest.mark.standalone
+async def test_a_plain_url_to_a_redis_cluster_node_is_refused_saying_what_to_use(
         tmp_path: Path) -> None:
-    """(The server calls `refuse_cluster` before anything else of Redis: server.py.)"""
+    """(The server calls `check_layout` before anything else of Redis: server.py.)"""
     from tarry.store import RedisStore
     from tests.redis_procs import cluster_args, start_redis
 
@@ -267,9 +270,9 @@ async def test_a_redis_cluster_node_is_refused_at_start_saying_what_to_use(
     try:
         async with asyncio.timeout(20):
             try:
-                await store.refuse_cluster()
+                await store.check_layout()
             except OSError as exc:
-                assert "Redis Cluster" in str(exc) and "redis+sentinel://" in str(exc)
+                assert "Redis Cluster" in str(exc) and "redis+cluster://" in str(exc)
             else:
                 raise AssertionError("a Redis Cluster node was not refused")
     finally:
@@ -281,4 +284,4 @@ async def test_a_redis_cluster_node_is_refused_at_start_saying_what_to_use(
 async def test_a_standalone_redis_is_not_refused(make_server: ServerFactory) -> None:
     server = await make_server()
     assert server.store is not None
-    await server.store.refuse_cluster()  # no error
+    await server.store.check_layout()  # no error

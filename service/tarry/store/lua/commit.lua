@@ -11,7 +11,7 @@
 --       5 lease mode (hold | release | keep), 6 lease ttl ms (from Redis's clock),
 --       7 check suspend request, 8 clear suspend request, 9 created ms (index score),
 --       10 execution id, 11 workflow, 12 events maxlen, 13 has request id,
---       14 request answer ttl s, 15 channels: "<execution> <control> <timers>",
+--       14 request answer ttl s, 15 "<PUBLISH or SPUBLISH> <execution channel> <control> <timers>",
 --       16 when a terminal execution expires (ms; 0: kept; -1: it is terminal no more,
 --       its expiry goes), 17 n events,
 --       18 check the early Resumes ('1': refuse with EARLY unless the field 'early' is
@@ -145,8 +145,8 @@ if has_request then
 end
 -- Watchers and waiters follow the execution's channel; whoever runs it must hear of a
 -- cancellation; every timer loop must hear of a timer that may be due before it looks.
-local own_ch, ctl_ch, timers_ch = string.match(channels, '(%S+) (%S+) (%S+)')
-redis.call('PUBLISH', own_ch, seq)
-if status == 'CANCELLED' then redis.call('PUBLISH', ctl_ch, id .. ' ' .. seq) end
-if earliest then redis.call('PUBLISH', timers_ch, string.format('%d', earliest)) end
+local pub, own_ch, ctl_ch, timers_ch = string.match(channels, '(%S+) (%S+) (%S+) (%S+)')
+redis.call(pub, own_ch, seq)
+if status == 'CANCELLED' then redis.call(pub, ctl_ch, id .. ' ' .. seq) end
+if earliest then redis.call(pub, timers_ch, string.format('%d', earliest)) end
 return {'OK', nv, seq}

@@ -4,7 +4,7 @@
 -- KEYS: 1 state hash, 2 events stream, 3 the waiting-node index of that node,
 --       4 request answer key (only read / written when has_request is '1')
 -- ARGV: 1 the entry (a JSON object: tarry.engine._model.EarlyInput), 2 event json,
---       3 events maxlen, 4 the execution's channel, 5 has request id,
+--       3 events maxlen, 4 "<PUBLISH|SPUBLISH> <the execution's channel>", 5 has request id,
 --       6 request answer ttl s, 7 the statuses it may be kept in, space-separated (from the
 --       engine's transition table: keep_early), 8 the execution id
 local state = KEYS[1]
@@ -29,7 +29,8 @@ end
 local seq = tonumber(redis.call('HGET', state, 'seq') or '0') + 1
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 't', 'resume_kept', 'd', ARGV[2])
 redis.call('HSET', state, 'early', early, 'seq', seq)
-redis.call('PUBLISH', ARGV[4], seq)
+local pub, ch = string.match(ARGV[4], '(%S+) (%S+)')
+redis.call(pub, ch, seq)
 local h = redis.call('HMGET', state, 'v', 'st', 'seq', 'sreq', 'doc', 'early')
 if ARGV[5] == '1' then
   redis.call('SET', KEYS[4], cjson.encode({v = h[1], st = h[2], seq = h[3], sreq = h[4] or false,

@@ -1,6 +1,6 @@
 -- Ask a RUNNING execution to suspend at its next node boundary.
 -- KEYS: 1 state hash, 2 events stream, 3 request answer key
--- ARGV: 1 reason, 2 event json, 3 events maxlen, 4 "<execution channel> <control channel>",
+-- ARGV: 1 reason, 2 event json, 3 events maxlen, 4 "<PUBLISH|SPUBLISH> <execution channel> <control channel>",
 --       5 execution id,
 --       6 has request id, 7 request answer ttl s,
 --       8 the statuses a suspend request may start from, space-separated (from the engine's
@@ -19,9 +19,9 @@ if not redis.call('HGET', state, 'sreq') then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 't', 'suspend_requested',
              'd', ARGV[2])
   redis.call('HSET', state, 'sreq', ARGV[1], 'seq', seq)
-  local own_ch, ctl_ch = string.match(ARGV[4], '(%S+) (%S+)')
-  redis.call('PUBLISH', own_ch, seq)
-  redis.call('PUBLISH', ctl_ch, ARGV[5] .. ' ' .. seq)
+  local pub, own_ch, ctl_ch = string.match(ARGV[4], '(%S+) (%S+) (%S+)')
+  redis.call(pub, own_ch, seq)
+  redis.call(pub, ctl_ch, ARGV[5] .. ' ' .. seq)
 end
 local h = redis.call('HMGET', state, 'v', 'st', 'seq', 'sreq', 'doc', 'early')
 if ARGV[6] == '1' then
