@@ -56,8 +56,8 @@ def start_redis(port: int, args: list[str], tmp: Path, name: str,
 
 
 def cluster_args(data: Path) -> list[str]:
-    """A cluster node's options (tuned as `LocalRedis` tunes its own). The bus port is chosen too: the default (port + 10000) does
-    not exist for ports above 55535."""
+    """A cluster node's options (tuned as `LocalRedis` tunes its own). The bus port is
+    chosen too: the default (port + 10000) does not exist for ports above 55535."""
     data.mkdir(parents=True, exist_ok=True)
     return ["--cluster-enabled", "yes", "--cluster-config-file", str(data / "nodes.conf"),
             "--cluster-port", str(free_port()), "--cluster-node-timeout", "2000",
