@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
+from typing import NamedTuple
 
 from redis.crc import key_slot
 
@@ -44,6 +45,20 @@ STORED = (StateField.VERSION, StateField.STATUS, StateField.SEQUENCE,
 """The fields that make a `Stored`, in its order."""
 
 
+class ExecutionKeys(NamedTuple):
+    """One execution's keys (`Keys.execution`), and its partition."""
+
+    partition: int
+    state: str
+    events: str
+    channel: str
+    base: str
+
+    def request(self, request_id: str) -> str:
+        """The first answer to a request id."""
+        return f"{self.base}:req:{request_id}"
+
+
 SLOTS = 16_384
 """Redis Cluster's hash slots."""
 
@@ -71,23 +86,26 @@ class Keys:
     def partition(self, execution_id: str) -> int:
         return zlib.crc32(execution_id.encode()) % self.partitions
 
-    def _x(self, execution_id: str) -> str:
-        return f"{self.tags[self.partition(execution_id)]}:x:{execution_id}"
+    def execution(self, execution_id: str) -> ExecutionKeys:
+        """The keys of one execution, built at once (a commit uses several)."""
+        p = zlib.crc32(execution_id.encode()) % self.partitions
+        base = f"{self.tags[p]}:x:{execution_id}"
+        return ExecutionKeys(p, f"{base}:state", f"{base}:events", f"{base}:ch", base)
 
     # -- one execution's keys ----------------------------------------------------------
 
     def state(self, execution_id: str) -> str:
-        return f"{self._x(execution_id)}:state"
+        return self.execution(execution_id).state
 
     def events(self, execution_id: str) -> str:
-        return f"{self._x(execution_id)}:events"
+        return self.execution(execution_id).events
 
     def request(self, execution_id: str, request_id: str) -> str:
-        return f"{self._x(execution_id)}:req:{request_id}"
+        return self.execution(execution_id).request(request_id)
 
     def channel(self, execution_id: str) -> str:
         """Each commit of the execution publishes its last sequence here."""
-        return f"{self._x(execution_id)}:ch"
+        return self.execution(execution_id).channel
 
     # -- one partition's keys (`p`: its number) ----------------------------------------
 

@@ -270,15 +270,16 @@ class RedisStore(PubSub, BulkStore, Listing):
 
     async def commit(self, c: Commit) -> CommitOutcome:
         k, ns = self.keys, namespace_of(c.execution_id)
-        p = k.partition(c.execution_id)
+        e = k.execution(c.execution_id)
+        p = e.partition
         rid = c.request_id
         tags = ([k.by_tag(key, value, ns, p) for key, value in sorted(c.tags.items())]
                 if c.expected_version == 0 else [])
         keys = [
-            k.state(c.execution_id), k.events(c.execution_id), k.timers(p), k.leases(p),
+            e.state, e.events, k.timers(p), k.leases(p),
             k.all(ns, p), k.by_status(c.prev_status.value, ns, p),
             k.by_status(c.status.value, ns, p), k.by_workflow(c.workflow, ns, p),
-            k.request(c.execution_id, rid) if rid else k.state(c.execution_id),
+            e.request(rid) if rid else e.state,
             k.by_workflow_status(c.workflow, c.prev_status.value, ns, p),
             k.by_workflow_status(c.workflow, c.status.value, ns, p), k.expiry(p),
             k.changes(p), *tags,
@@ -289,7 +290,7 @@ class RedisStore(PubSub, BulkStore, Listing):
             c.expected_version, c.status.value, c.doc, c.owner, c.lease, c.lease_ttl,
             int(c.check_suspend_request), int(c.clear_suspend_request), c.created_at,
             c.execution_id, c.workflow, self._events_maxlen, int(bool(rid)), self._request_ttl,
-            f"{self._publish} {k.channel(c.execution_id)} {k.control_channel(p)} "
+            f"{self._publish} {e.channel} {k.control_channel(p)} "
             f"{k.timers_channel(p)}",
             c.expire_at, len(c.events),
             # The early Resumes: check them (not at creation), then leave or write them.
