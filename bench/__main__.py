@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -130,7 +131,7 @@ def ratio_text(value: float, limit: float, unit: str = "ms") -> str:
 
 
 class Bench:
-    def __init__(self, server: BenchServer, redis_url: str, redis_pid: int, tmp: Path,
+    def __init__(self, server: BenchServer, redis_url: str, redis_pids: list[int], tmp: Path,
                  quick: bool) -> None:
         self.quick = quick
         self.tmp = tmp
@@ -144,7 +145,7 @@ class Bench:
         self.rounds: list[Round] = []
         self.empty: dict[str, float] = {}
         self.probe = ProbeClient(server.probe_path)
-        self.meter = Meter({"server": [server.proc.pid], "redis": [redis_pid]}, self.probe,
+        self.meter = Meter({"server": [server.proc.pid], "redis": redis_pids}, self.probe,
                            [self.redis])
 
     def size(self, full: int, quick: int) -> int:
@@ -801,15 +802,18 @@ def markdown(rows: list[Row], rounds: list[Round], meta: dict[str, Any]) -> str:
 
 # -- the run ---------------------------------------------------------------------------------
 
-async def measure(server: BenchServer, redis_url: str, tmp: Path, args: argparse.Namespace
+async def measure(server: BenchServer, redis_url: str, tmp: Path, args: argparse.Namespace,
+                  redis_pids: list[int] | None = None
                   ) -> tuple[list[Row], list[Round], dict[str, Any]]:
+    """`redis_url`: the Redis the bench itself looks at (on a cluster, its first node);
+    `redis_pids`: the Redis processes whose CPU counts as Redis's (default: that one)."""
     await server.ready()
     redis = aioredis.Redis.from_url(redis_url)
     try:
         info = await redis.info("server")
     finally:
         await redis.aclose()
-    bench = Bench(server, redis_url, int(info["process_id"]), tmp, args.quick)
+    bench = Bench(server, redis_url, redis_pids or [int(info["process_id"])], tmp, args.quick)
     hardening = Hardening(bench.add, args.quick)
     processes = Processes(bench.add, bench.record, tmp, args.quick)
     operators = Operators(bench.add, tmp, args.quick)
@@ -817,6 +821,8 @@ async def measure(server: BenchServer, redis_url: str, tmp: Path, args: argparse
     try:
         await bench.empty_rpc()
         meta = provenance(info)
+        if redis_pids is not None:
+            meta["redis"] = f"{meta['redis']} (a cluster of {len(redis_pids)} primaries)"
         if args.service is not None:
             meta["server_code"] = served_commit(args.service)
         faults = hardening.scenarios()
@@ -858,14 +864,26 @@ async def measure(server: BenchServer, redis_url: str, tmp: Path, args: argparse
 def main(args: argparse.Namespace) -> int:
     """Redis and the server run in processes of their own; this one is the load."""
     with tempfile.TemporaryDirectory(prefix="tarry-bench-") as name, \
-            LocalRedis(Path(name) / "redis", appendonly=True) as redis_server:
+            contextlib.ExitStack() as stack:
         tmp = Path(name)
+        pids: list[int] | None = None
+        if args.cluster:
+            # The test suite's cluster (three primaries on loopback, as `make test` runs).
+            from tests.redis_procs import start_cluster
+
+            cluster = stack.enter_context(start_cluster(  # AOF on, as the standalone one
+                tmp / "cluster", extra=["--appendonly", "yes"]))
+            serve_url, look_url = cluster.url, f"redis://127.0.0.1:{cluster.ports[0]}/0"
+            pids = [p.pid for p in cluster.procs]
+        else:
+            redis_server = stack.enter_context(LocalRedis(tmp / "redis", appendonly=True))
+            serve_url = look_url = redis_server.url
 
         async def go() -> tuple[list[Row], list[Round], dict[str, Any]]:
-            server = BenchServer(tmp, "server", redis_server.url, uvloop=args.uvloop,
+            server = BenchServer(tmp, "server", serve_url, uvloop=args.uvloop,
                                  probe=True, service=args.service)
             try:
-                return await measure(server, redis_server.url, tmp, args)
+                return await measure(server, look_url, tmp, args, pids)
             finally:
                 await server.close()
 
@@ -890,6 +908,9 @@ if __name__ == "__main__":
                                        "redis-restart,freeze),admission")
     parser.add_argument("--out", default="bench/results.json")
     parser.add_argument("--uvloop", action="store_true", help="serve on uvloop")
+    parser.add_argument("--cluster", action="store_true",
+                        help="serve on a Redis Cluster of three primaries started here (the "
+                             "Redis CPU is theirs together; run and resume only)")
     parser.add_argument("--service", type=lambda p: Path(p).resolve(),
                         help="serve the tarry package of another checkout (its service/ "
                              "folder, e.g. a git worktree of an older commit) with this "

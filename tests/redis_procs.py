@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -150,7 +150,7 @@ def _formed(ports: list[int]) -> bool:
     return True
 
 
-def start_cluster(tmp: Path, primaries: int = 3) -> Cluster:
+def start_cluster(tmp: Path, primaries: int = 3, extra: Sequence[str] = ()) -> Cluster:
     """A cluster of `primaries` nodes, slots split evenly in contiguous ranges, returned
     once every node sees all of them as primaries owning all the slots."""
     cluster = Cluster(ports=[], procs=[])
@@ -158,7 +158,7 @@ def start_cluster(tmp: Path, primaries: int = 3) -> Cluster:
         bus_ports: list[int] = []
         for i in range(primaries):
             port = free_port()
-            args = cluster_args(tmp / f"node-{i}")
+            args = [*cluster_args(tmp / f"node-{i}"), *extra]  # the last of an option wins
             bus_ports.append(int(args[args.index("--cluster-port") + 1]))
             cluster.procs.append(start_redis(port, args, tmp, f"node-{i}"))
             cluster.ports.append(port)
