@@ -142,10 +142,17 @@ async def test_moving_slots_under_load_loses_nothing(engine: Engine, cluster: Cl
         await retrying(lambda: engine.resume(ex.id, {"n": n}, request_id=rid))
         return str(ex.id)
 
+    moved = asyncio.Event()
+    during = 0  # waves started while slots were moving
+
     async def load() -> list[str]:
+        nonlocal during
         ids: list[str] = []
-        for wave in range(6):
+        wave = 0
+        while not moved.is_set() or wave < 2:
+            during += 0 if moved.is_set() else 1
             ids += await asyncio.gather(*(one(wave * 20 + i) for i in range(20)))
+            wave += 1
         return ids
 
     work = asyncio.create_task(load())
@@ -157,7 +164,9 @@ async def test_moving_slots_under_load_loses_nothing(engine: Engine, cluster: Cl
         targets.setdefault(to, []).append(slot)
     for to, group in targets.items():
         await asyncio.to_thread(move_slots, cluster, group, to)
+    moved.set()
     ids = await work
+    assert during >= 2  # the load went on while the slots moved
     assert not failures, failures
     for slot in slots:
         assert any(slot_owner(cluster, slot) == to and slot in group
@@ -166,7 +175,7 @@ async def test_moving_slots_under_load_loses_nothing(engine: Engine, cluster: Cl
         done = await until(engine, i, Status.COMPLETED, timeout=20)
         assert done.result == "done"
         assert DONE[i] == 1
-    print(f"{len(ids)} executions, {next(retried)} calls retried")
+    print(f"{len(ids)} executions ({during} waves while moving), {next(retried)} retried")
 
 
 def test_the_partitions_spread_evenly_over_the_slots(tmp_path: Path) -> None:

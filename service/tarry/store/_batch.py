@@ -19,15 +19,25 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.crc import key_slot
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    NoScriptError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 MAX_BATCH = 128
 MAX_IN_FLIGHT = 2
 CLUSTER_CONCURRENCY = 16
-"""On a cluster: the calls one batcher has on the wire at once (each holds a connection of
-the cluster client's pool of its node)."""
+"""On a cluster: connections of each node's pool a batcher may hold besides the others'
+(one per batch in flight, and calls sent again one by one)."""
 
 
 class NotReplicated(RedisTimeoutError):
@@ -177,14 +187,16 @@ class ScriptBatcher:
 
 
 class ClusterScriptBatcher(ScriptBatcher):
-    """The batcher on a Redis Cluster: a batch's calls go out together, each through
-    redis-py's cluster client, which sends it to the node of its keys' slot and follows MOVED
-    and ASK while slots move. (redis-py's cluster pipeline refuses EVALSHA.)"""
+    """The batcher on a Redis Cluster: a batch's calls are grouped by the node that owns
+    their keys' slot (in the client's slot map), and each group is written and read on a
+    connection of that node's pool, as the standalone batcher does. A call the node
+    redirects (MOVED, ASK: its slot is moving), or cannot serve now (TRYAGAIN,
+    CLUSTERDOWN), is sent again through redis-py's cluster client, which follows the
+    redirection and refreshes its slot map. (redis-py's cluster pipeline refuses EVALSHA.)"""
 
     def __init__(self, redis: aioredis.RedisCluster, script: str, *, timeout: float) -> None:
         super().__init__(redis, script, timeout=timeout)  # type: ignore[arg-type]
         self._cluster = redis
-        self._sending = asyncio.Semaphore(CLUSTER_CONCURRENCY)  # connections it may hold
 
     async def _load_script(self) -> None:
         async with asyncio.timeout(self._timeout):  # on every primary
@@ -193,15 +205,64 @@ class ClusterScriptBatcher(ScriptBatcher):
     async def _pipeline(self, batch: list[tuple[Sequence[Any], Sequence[Any],
                                                 asyncio.Future[Any]]]) -> list[Any]:
         assert self._sha is not None
-        sha = self._sha
-        async def one(keys: Sequence[Any], args: Sequence[Any]) -> Any:
-            async with self._sending:
-                return await self._cluster.evalsha(sha, len(keys), *keys, *args)
-
+        nodes = self._cluster.nodes_manager
         async with asyncio.timeout(self._timeout):
-            results = await asyncio.gather(*(one(keys, args) for keys, args, _ in batch),
-                                           return_exceptions=True)
-        for r in results:  # a Redis error is one call's answer; anything else fails all
+            if not nodes.slots_cache:
+                await self._cluster.initialize()
+            groups: dict[str, tuple[ClusterNode, list[int]]] = {}
+            for at, (keys, _, _) in enumerate(batch):
+                node = nodes.get_node_from_slot(key_slot(_encoded(keys[0])))
+                groups.setdefault(node.name, (node, []))[1].append(at)
+            results: list[Any] = [None] * len(batch)
+            await asyncio.gather(*(self._on_node(node, self._sha, ats, batch, results)
+                                   for node, ats in groups.values()))
+            again = [at for at, r in enumerate(results)
+                     if isinstance(r, (AskError, TryAgainError, ClusterDownError,
+                                       RedisConnectionError))]
+            redone = await asyncio.gather(
+                *(self._cluster.evalsha(self._sha, len(batch[at][0]), *batch[at][0],
+                                        *batch[at][1]) for at in again),
+                return_exceptions=True)
+        for at, r in zip(again, redone, strict=True):
             if isinstance(r, BaseException) and not isinstance(r, RedisError):
-                raise r
-        return list(results)
+                raise r  # a Redis error is one call's answer; anything else fails all
+            results[at] = r
+        return results
+
+    @staticmethod
+    async def _on_node(node: ClusterNode, sha: str, ats: list[int],
+                       batch: list[tuple[Sequence[Any], Sequence[Any], asyncio.Future[Any]]],
+                       results: list[Any]) -> None:
+        """Send the calls at `ats` to `node` in one write; their replies into `results`
+        (a connection error into each: they are sent again one by one)."""
+        try:
+            conn = node.acquire_connection()
+        except RedisError as exc:  # its pool is full: one by one, through the client
+            for at in ats:
+                results[at] = RedisConnectionError(str(exc))
+            return
+        try:
+            if not conn.is_connected:
+                await conn.connect()  # type: ignore[no-untyped-call]
+            await conn.send_packed_command(conn.pack_commands(
+                [("EVALSHA", sha, len(batch[at][0]), *batch[at][0], *batch[at][1])
+                 for at in ats]))
+            for at in ats:
+                try:
+                    results[at] = await conn.read_response()
+                except ResponseError as err:
+                    results[at] = err
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            await conn.disconnect(nowait=True)  # out of step with its replies
+            for at in ats:
+                if results[at] is None:
+                    results[at] = RedisConnectionError(str(exc))
+        except BaseException:
+            await conn.disconnect(nowait=True)
+            raise
+        finally:
+            node.release(conn)
+
+
+def _encoded(key: Any) -> bytes:
+    return key if isinstance(key, bytes) else str(key).encode()
