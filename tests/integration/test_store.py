@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 
 import pytest
 
 from examples.pausing import conditional_workflow, expense_approval
-from tarry.engine import Conflict, Execution, Status, WrongState
+from tarry.engine import (
+    Conflict,
+    Engine,
+    EngineConfig,
+    Execution,
+    Registry,
+    Status,
+    StoreUnavailable,
+    WrongState,
+)
 from tarry.engine.namespaces import DEFAULT
 from tarry.localredis import LocalRedis
 from tarry.store import RedisStore
@@ -118,3 +128,45 @@ async def test_commits_to_a_frozen_redis_fail_in_time_and_go_again_after(
         finally:
             await engine.stop()
             await store.close()
+
+
+async def test_the_first_server_records_the_partitions_and_later_ones_take_them(
+        redis_server: LocalRedis) -> None:
+    prefix = f"layout{uuid.uuid4().hex[:8]}:v2"
+    first = RedisStore(redis_server.url, prefix=prefix, partitions=4)
+    later = RedisStore(redis_server.url, prefix=prefix, partitions=32)
+    try:
+        await first.check_layout()
+        await later.check_layout()
+        assert first.keys.partitions == later.keys.partitions == 4
+        # Both find an execution the other wrote: the same keys.
+        engine = Engine(Registry([expense_approval]), first, EngineConfig())
+        await engine.start()
+        try:
+            ex = await settled(engine, (await engine.run("expense-approval")).id)
+        finally:
+            await engine.stop()
+        stored, _ = await later.load(ex.id)
+        assert stored is not None and stored.status is Status.AWAITING
+    finally:
+        await first.close()
+        await later.close()
+
+
+async def test_executions_of_the_layout_before_are_refused_naming_it(
+        redis_server: LocalRedis) -> None:
+    base = f"old{uuid.uuid4().hex[:8]}"
+    store = RedisStore(redis_server.url, prefix=f"{base}:v2")
+    try:
+        await store.redis.zadd(f"{base}:v1:idx:all", {"some-execution": 1})
+        with pytest.raises(OSError) as refused:
+            await store.check_layout()
+        assert f"{base}:v1:*" in str(refused.value)
+        assert not await store.redis.exists(store.keys.meta)  # nothing written
+        # Any call says why, as UNAVAILABLE, and touches nothing.
+        with pytest.raises(StoreUnavailable) as unavailable:
+            await store.load("some-execution")
+        assert f"{base}:v1:*" in str(unavailable.value)
+    finally:
+        await store.redis.delete(f"{base}:v1:idx:all")
+        await store.close()

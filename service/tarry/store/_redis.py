@@ -305,7 +305,7 @@ class RedisStore(PubSub, BulkStore, Listing):
         args.append(len(c.timers_clear))
         args += [k.timer_member(c.execution_id, node) for node in c.timers_clear]
         args += [len(tags), len(c.waiting_join), _changes.entry(c) if c.changes else "",
-                 self._changes_maxlen]
+                 -(-self._changes_maxlen // k.partitions)]  # the length, shared out
         res = await self._call(lambda: self._commit.call(keys, args), slot=False)
         tag = _s(res[0])
         if tag == "OK":
