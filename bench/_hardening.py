@@ -60,6 +60,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-un
 from redis.exceptions import RedisError
 
 from bench._common import Row, ms, pct
+from tarry.config import Config
 from tarry.localredis import LocalRedis, free_port
 from tarry.store._keys import Keys
 from tarry_api.v1 import execution_pb2, workflow_service_pb2, workflow_service_pb2_grpc
@@ -67,8 +68,8 @@ from tarry_api.v1 import execution_pb2, workflow_service_pb2, workflow_service_p
 ws = workflow_service_pb2
 COMPLETED = execution_pb2.EXECUTION_STATUS_COMPLETED
 SERVING = health_pb2.HealthCheckResponse.SERVING
-PREFIX = "tarry:v1"
-"""`tarry serve`'s key prefix (it has no setting for another)."""
+PREFIX = Config.key_prefix
+"""`tarry serve`'s default key prefix (these scenarios leave it alone)."""
 LEASE_TTL = 10.0
 SHUTDOWN_GRACE = 10.0
 """`tarry serve`'s default (`Config.shutdown_grace`; no environment variable sets it)."""

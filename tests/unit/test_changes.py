@@ -3,6 +3,8 @@ matches) and its cursors (opaque to callers, refused when not issued here)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from tarry.api._watch import decode_cursor, encode_cursor
@@ -90,3 +92,22 @@ def test_a_message_put_together_from_bytes_reads_as_the_one_protobuf_builds() ->
         Seen("3-0,1764600000000-17", ((b, True, "3-0,1764600000000-17"),))))
     assert parsed.changes[0].execution_id == "e2"  # the namespace is not shown
     assert decode_cursor(parsed.changes[0].cursor) == "3-0,1764600000000-17"
+
+
+def test_a_cursor_moves_one_partition_at_a_time() -> None:
+    from tarry.engine._store import advance, behind, covers
+
+    cursor = "0-0,1700000000000-1,2-2"
+    moved = [advance(cursor, dataclasses.replace(change(Status.RUNNING, None), partition=p,
+                                                 position="1800000000000-0"))
+             for p in range(3)]
+    assert moved == ["1800000000000-0,1700000000000-1,2-2",
+                     "0-0,1800000000000-0,2-2", "0-0,1700000000000-1,1800000000000-0"]
+    at = dataclasses.replace(change(Status.RUNNING, None), partition=1,
+                             position="1700000000000-1")
+    assert covers(cursor, at)
+    assert not covers(cursor, dataclasses.replace(at, position="1700000000000-2"))
+    assert covers(cursor, dataclasses.replace(at, position="999-5"))
+    assert covers(cursor, dataclasses.replace(at, partition=2, position="2-1"))
+    assert behind(cursor, moved[1]) and not behind(moved[1], cursor)
+    assert behind("0-0", cursor)  # another number of partitions

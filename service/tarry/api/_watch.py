@@ -196,14 +196,37 @@ class ChangeMessages:
         self._size = size
         self._serialized: collections.OrderedDict[tuple[int, str], bytes] = (
             collections.OrderedDict())
+        self._cursors: collections.OrderedDict[str, bytes] = collections.OrderedDict()
+        self._fields: collections.OrderedDict[str, bytes] = collections.OrderedDict()
 
     def message(self, seen: Seen) -> bytes:
-        out = bytearray(_length_delimited(_CURSOR_FIELD, encode_cursor(seen.cursor).encode()))
+        out = bytearray(_length_delimited(_CURSOR_FIELD, self._encoded(seen.cursor)))
         for ch, matches, cursor in seen.changes:
             out += _length_delimited(
                 _CHANGES_FIELD, self._change(ch) + (_MATCHES_TRUE if matches else b"")
-                + _length_delimited(_CHANGE_CURSOR_FIELD, encode_cursor(cursor).encode()))
+                + self._cursor(cursor))
         return bytes(out)
+
+    def _cursor(self, cursor: str) -> bytes:
+        """ExecutionChange.cursor on the wire (once per cursor, as `_encoded`)."""
+        found = self._fields.get(cursor)
+        if found is None:
+            found = _length_delimited(_CHANGE_CURSOR_FIELD, encode_cursor(cursor).encode())
+            self._fields[cursor] = found
+            if len(self._fields) > self._size:
+                self._fields.popitem(last=False)
+        return found
+
+    def _encoded(self, cursor: str) -> bytes:
+        """`encode_cursor`, once per cursor: streams that have caught up stand at the same
+        places after each change, so each cursor is encoded once for all of them."""
+        found = self._cursors.get(cursor)
+        if found is None:
+            found = encode_cursor(cursor).encode()
+            self._cursors[cursor] = found
+            if len(self._cursors) > self._size:
+                self._cursors.popitem(last=False)
+        return found
 
     def _change(self, ch: Change) -> bytes:
         key = (ch.partition, ch.position)
@@ -237,11 +260,16 @@ _MATCHES_TRUE = bytes([11 << 3 | 0, 1])
 """ExecutionChange.matches (field 11, a varint) set to true, as it is on the wire."""
 
 
+_SMALL = [bytes([n]) for n in range(0x80)]
+
+
 def _length_delimited(field: int, payload: bytes) -> bytes:
     return _varint(field << 3 | 2) + _varint(len(payload)) + payload
 
 
 def _varint(n: int) -> bytes:
+    if n < 0x80:
+        return _SMALL[n]
     out = bytearray()
     while True:
         byte, n = n & 0x7F, n >> 7

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from . import namespaces
 from ._errors import CursorOutOfRange, StoreUnavailable
 from ._model import Status
-from ._store import Change, Store, advance, behind, covers
+from ._store import Change, Store, advance, behind, place_key
 
 log = logging.getLogger(__name__)
 
@@ -219,13 +219,16 @@ class ChangeFeed:
                     changes = list(sub.queue)
                     sub.queue.clear()
                 matched: list[tuple[Change, bool, str]] = []
+                places = cursor.split(",")  # the cursor, one place per partition
                 for ch in changes:
-                    if covers(cursor, ch):
+                    place = places[ch.partition]
+                    if place == ch.position or place_key(place) >= place_key(ch.position):
                         continue  # read from the log already
-                    cursor = advance(cursor, ch)
+                    places[ch.partition] = ch.position
                     now, then = f.after(ch), f.before(ch)
                     if now or then:
-                        matched.append((ch, now, cursor))
+                        matched.append((ch, now, ",".join(places)))
+                cursor = ",".join(places)
                 for at in range(0, len(matched), self._batch):
                     part = matched[at:at + self._batch]
                     # The last message of the batch stands where the batch ends.

@@ -168,17 +168,28 @@ def cursor_places(cursor: str) -> list[tuple[int, int]]:
     return out
 
 
+def place_key(place: str) -> tuple[int, int]:
+    """One partition's place (`ms-n`) as a sortable pair."""
+    ms, _, n = place.partition("-")
+    return int(ms), int(n or 0)
+
+
 def covers(cursor: str, ch: Change) -> bool:
-    """The cursor stands at or after `ch`."""
+    """The cursor stands at or after `ch`. (Called for every change on every stream:
+    only the change's own partition is parsed.)"""
+    if ch.position == cursor.split(",", ch.partition + 1)[ch.partition]:
+        return True
     ms, _, n = ch.position.partition("-")
-    return cursor_places(cursor)[ch.partition] >= (int(ms), int(n or 0))
+    place_ms, _, place_n = cursor.split(",", ch.partition + 1)[ch.partition].partition("-")
+    return (int(place_ms), int(place_n or 0)) >= (int(ms), int(n or 0))
 
 
 def advance(cursor: str, ch: Change) -> str:
     """The cursor just after `ch`."""
-    places = cursor.split(",")
-    places[ch.partition] = ch.position
-    return ",".join(places)
+    head = cursor.split(",", ch.partition)  # the places before, then the rest
+    rest = head.pop()
+    _, comma, tail = rest.partition(",")
+    return ",".join([*head, ch.position]) + comma + tail
 
 
 def behind(a: str, b: str) -> bool:
