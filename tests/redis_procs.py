@@ -3,10 +3,11 @@ a node with options of its own, and a Redis Cluster of a few primaries on loopba
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -70,10 +71,12 @@ _BAD_FLAGS = {"fail", "fail?", "handshake", "noaddr"}
 
 @dataclass
 class Cluster:
-    """A Redis Cluster of primaries on 127.0.0.1, one process per port."""
+    """A Redis Cluster on 127.0.0.1, one process per port: the primaries' ports, and their
+    replicas' (primary port -> replica ports)."""
 
     ports: list[int]
     procs: list[subprocess.Popen[bytes]]
+    replicas: dict[int, list[int]] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -150,9 +153,11 @@ def _formed(ports: list[int]) -> bool:
     return True
 
 
-def start_cluster(tmp: Path, primaries: int = 3, extra: Sequence[str] = ()) -> Cluster:
+def start_cluster(tmp: Path, primaries: int = 3, extra: Sequence[str] = (),
+                  replicas: int = 0) -> Cluster:
     """A cluster of `primaries` nodes, slots split evenly in contiguous ranges, returned
-    once every node sees all of them as primaries owning all the slots."""
+    once every node sees all of them as primaries owning all the slots; with `replicas`
+    replicas of each, linked to it."""
     cluster = Cluster(ports=[], procs=[])
     try:
         bus_ports: list[int] = []
@@ -170,10 +175,42 @@ def start_cluster(tmp: Path, primaries: int = 3, extra: Sequence[str] = ()) -> C
             for port, bus_port in zip(cluster.ports[1:], bus_ports[1:], strict=True):
                 r.cluster("MEET", "127.0.0.1", port, bus_port)
         wait_until(lambda: _formed(cluster.ports), "cluster formed", 30)
+        for primary in list(cluster.ports):
+            for j in range(replicas):
+                port = free_port()
+                args = [*cluster_args(tmp / f"replica-{primary}-{j}"), *extra]
+                cluster.procs.append(start_redis(port, args, tmp, f"replica-{primary}-{j}"))
+                cluster.replicas.setdefault(primary, []).append(port)
+                with _node(primary) as r:
+                    r.cluster("MEET", "127.0.0.1", port,
+                              int(args[args.index("--cluster-port") + 1]))
+                    primary_id = r.cluster("MYID")
+                node_id = str(primary_id.decode() if isinstance(primary_id, bytes)
+                              else primary_id)
+                wait_until(functools.partial(_knows, port, node_id), "replica met", 30)
+                with _node(port) as r:
+                    r.cluster("REPLICATE", node_id)
+                wait_until(functools.partial(_linked, port), "replica linked", 30)
     except BaseException:
         cluster.stop()
         raise
     return cluster
+
+
+def _knows(port: int, node_id: str) -> bool:
+    try:
+        with _node(port) as r:
+            return any(n.get("node_id") == node_id for n in r.cluster("NODES").values())
+    except redis.RedisError:
+        return False
+
+
+def _linked(port: int) -> bool:
+    try:
+        with _node(port) as r:
+            return bool(r.info("replication").get("master_link_status") == "up")
+    except redis.RedisError:
+        return False
 
 
 def slot_owner(cluster: Cluster, slot: int) -> int:

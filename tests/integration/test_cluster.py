@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import signal
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -185,3 +187,43 @@ def test_the_partitions_spread_evenly_over_the_slots(tmp_path: Path) -> None:
         k = Keys("tarry:v2", n)
         slots = [redis.crc.key_slot(t[1:-1].encode()) for t in k.tags]
         assert all(p * SLOTS // n <= s < (p + 1) * SLOTS // n for p, s in enumerate(slots))
+
+
+async def test_with_wait_replicas_a_cluster_commit_is_acknowledged_once_its_replica_has_it(
+        tmp_path: Path) -> None:
+    """`wait_replicas` on a cluster: each node's batch ends with WAIT. An acknowledged
+    Run is on the primary's replica; with the replica frozen, a Run gets StoreUnavailable
+    within the wait (not acknowledged), and its retry succeeds once the replica is back."""
+    with start_cluster(tmp_path, primaries=1, replicas=1) as c:
+        replica = c.replicas[c.ports[0]][0]
+        store = RedisStore(c.url, prefix="cwait:v2", socket_timeout=5.0, wait_replicas=1,
+                           wait_timeout=3.0)  # room for a loaded machine, within the deadline
+        e = Engine(Registry([flow]), store, EngineConfig(lease_ttl=2.0))
+        await e.start()
+        frozen = False
+        try:
+            ex = await e.run("sharded", execution_id="acked-1")
+            with redis.Redis(port=replica, socket_timeout=1) as r:
+                r.execute_command("READONLY")  # a replica answers reads of its slots
+                assert r.exists(store.keys.state(ex.id))
+            c.procs[-1].send_signal(signal.SIGSTOP)
+            frozen = True
+            began = time.monotonic()
+            with pytest.raises(StoreUnavailable, match="replicas"):
+                await e.run("sharded", execution_id="unacked-1")
+            assert time.monotonic() - began < 5.0 + 3  # the wait, not a hang
+            c.procs[-1].send_signal(signal.SIGCONT)
+            frozen = False
+            again = None
+            for _ in range(50):  # until the replica has caught up again
+                try:
+                    again = await e.run("sharded", execution_id="unacked-1")
+                    break
+                except StoreUnavailable:
+                    await asyncio.sleep(0.2)
+            assert again is not None and again.id == "unacked-1"
+        finally:
+            if frozen:
+                c.procs[-1].send_signal(signal.SIGCONT)
+            await e.stop()
+            await store.close()

@@ -192,10 +192,14 @@ class ClusterScriptBatcher(ScriptBatcher):
     connection of that node's pool, as the standalone batcher does. A call the node
     redirects (MOVED, ASK: its slot is moving), or cannot serve now (TRYAGAIN,
     CLUSTERDOWN), is sent again through redis-py's cluster client, which follows the
-    redirection and refreshes its slot map. (redis-py's cluster pipeline refuses EVALSHA.)"""
+    redirection and refreshes its slot map. (redis-py's cluster pipeline refuses EVALSHA.)
+    With `wait`, each node's pipeline ends with WAIT, as on a standalone Redis; a call sent
+    again elsewhere is not acknowledged (NotReplicated: its retry, with its request id,
+    gets the answer once its node has confirmed it)."""
 
-    def __init__(self, redis: aioredis.RedisCluster, script: str, *, timeout: float) -> None:
-        super().__init__(redis, script, timeout=timeout)  # type: ignore[arg-type]
+    def __init__(self, redis: aioredis.RedisCluster, script: str, *, timeout: float,
+                 wait: tuple[int, float] = (0, 0.0)) -> None:
+        super().__init__(redis, script, timeout=timeout, wait=wait)  # type: ignore[arg-type]
         self._cluster = redis
 
     async def _load_script(self) -> None:
@@ -214,7 +218,8 @@ class ClusterScriptBatcher(ScriptBatcher):
                 node = nodes.get_node_from_slot(key_slot(_encoded(keys[0])))
                 groups.setdefault(node.name, (node, []))[1].append(at)
             results: list[Any] = [None] * len(batch)
-            await asyncio.gather(*(self._on_node(node, self._sha, ats, batch, results)
+            wait = (self._wait_replicas, self._wait_ms)
+            await asyncio.gather(*(self._on_node(node, self._sha, ats, batch, results, wait)
                                    for node, ats in groups.values()))
             again = [at for at, r in enumerate(results)
                      if isinstance(r, (AskError, TryAgainError, ClusterDownError,
@@ -226,13 +231,15 @@ class ClusterScriptBatcher(ScriptBatcher):
         for at, r in zip(again, redone, strict=True):
             if isinstance(r, BaseException) and not isinstance(r, RedisError):
                 raise r  # a Redis error is one call's answer; anything else fails all
+            if self._wait_replicas and not isinstance(r, RedisError):
+                r = NotReplicated("sent again to another node, without WAIT")
             results[at] = r
         return results
 
     @staticmethod
     async def _on_node(node: ClusterNode, sha: str, ats: list[int],
                        batch: list[tuple[Sequence[Any], Sequence[Any], asyncio.Future[Any]]],
-                       results: list[Any]) -> None:
+                       results: list[Any], wait: tuple[int, int]) -> None:
         """Send the calls at `ats` to `node` in one write; their replies into `results`
         (a connection error into each: they are sent again one by one)."""
         try:
@@ -244,14 +251,26 @@ class ClusterScriptBatcher(ScriptBatcher):
         try:
             if not conn.is_connected:
                 await conn.connect()  # type: ignore[no-untyped-call]
-            await conn.send_packed_command(conn.pack_commands(
-                [("EVALSHA", sha, len(batch[at][0]), *batch[at][0], *batch[at][1])
-                 for at in ats]))
+            replicas, wait_ms = wait
+            commands: list[tuple[Any, ...]] = [
+                ("EVALSHA", sha, len(batch[at][0]), *batch[at][0], *batch[at][1])
+                for at in ats]
+            if replicas:
+                commands.append(("WAIT", replicas, wait_ms))
+            await conn.send_packed_command(conn.pack_commands(commands))
             for at in ats:
                 try:
                     results[at] = await conn.read_response()
                 except ResponseError as err:
                     results[at] = err
+            if replicas:
+                acked = int(await conn.read_response())
+                if acked < replicas:
+                    short = NotReplicated(f"{acked} of {replicas} replicas confirmed the "
+                                          f"write within {wait_ms} ms")
+                    for at in ats:
+                        if not isinstance(results[at], RedisError):
+                            results[at] = short
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             await conn.disconnect(nowait=True)  # out of step with its replies
             for at in ats:

@@ -112,14 +112,12 @@ class RedisStore(PubSub, BulkStore, Listing):
         self.cluster = is_cluster_url(url)
         self._redis: Client
         if self.cluster:
-            if wait_replicas:
-                raise ValueError("TARRY_REDIS_WAIT_REPLICAS is not supported on a Redis "
-                                 "Cluster (README: Known limits)")
             # The batchers' calls take connections of the pools too (not slots).
             self._redis = make_cluster(url, {**options, "max_connections": (
                 max_connections + 3 + 2 * CLUSTER_CONCURRENCY)})
             self._commit: ScriptBatcher = ClusterScriptBatcher(
-                self._redis, _script("commit"), timeout=socket_timeout)
+                self._redis, _script("commit"), timeout=socket_timeout,
+                wait=(wait_replicas, wait_timeout))
             self._claim: ScriptBatcher = ClusterScriptBatcher(
                 self._redis, _script("claim"), timeout=socket_timeout)
         else:
