@@ -219,7 +219,9 @@ class ChangeFeed:
                     changes = list(sub.queue)
                     sub.queue.clear()
                 matched: list[tuple[Change, bool, str]] = []
-                places = cursor.split(",")  # the cursor, one place per partition
+                # The cursor as a list while the batch is read (`covers` and `advance`,
+                # without parsing and joining the whole cursor for every change).
+                places = cursor.split(",")
                 for ch in changes:
                     place = places[ch.partition]
                     if place == ch.position or place_key(place) >= place_key(ch.position):

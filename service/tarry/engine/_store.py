@@ -175,13 +175,9 @@ def place_key(place: str) -> tuple[int, int]:
 
 
 def covers(cursor: str, ch: Change) -> bool:
-    """The cursor stands at or after `ch`. (Called for every change on every stream:
-    only the change's own partition is parsed.)"""
-    if ch.position == cursor.split(",", ch.partition + 1)[ch.partition]:
-        return True
-    ms, _, n = ch.position.partition("-")
-    place_ms, _, place_n = cursor.split(",", ch.partition + 1)[ch.partition].partition("-")
-    return (int(place_ms), int(place_n or 0)) >= (int(ms), int(n or 0))
+    """The cursor stands at or after `ch` (only the change's own partition is parsed)."""
+    place = cursor.split(",", ch.partition + 1)[ch.partition]
+    return place == ch.position or place_key(place) >= place_key(ch.position)
 
 
 def advance(cursor: str, ch: Change) -> str:
