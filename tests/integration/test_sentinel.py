@@ -30,6 +30,7 @@ from tarry.engine import (
 )
 from tarry.localredis import find_redis_server, free_port
 from tarry.store import RedisStore
+from tests.redis_procs import answers, wait_until
 
 pytestmark = pytest.mark.standalone  # Redis processes of its own: not in the cluster pass
 
@@ -46,14 +47,6 @@ def start(args: list[str], tmp: Path, name: str) -> subprocess.Popen[bytes]:
     with (tmp / f"{name}.log").open("wb") as log:  # the child keeps its own descriptor
         return subprocess.Popen([find_redis_server(), *args], stdout=log,
                                 stderr=subprocess.STDOUT)
-
-
-def answers(port: int) -> bool:
-    try:
-        with redis.Redis(port=port, socket_timeout=0.5) as r:
-            return bool(r.ping())
-    except redis.RedisError:
-        return False
 
 
 def replica_linked(port: int) -> bool:
@@ -76,13 +69,6 @@ def sentinel_ready(port: int) -> bool:
 def primary_port(sentinel: int) -> int:
     with redis.Redis(port=sentinel, socket_timeout=0.5) as r:
         return int(r.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)[1])
-
-
-def wait_until(ready: Callable[[], bool], what: str, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not ready():
-        assert time.monotonic() < deadline, f"{what}: not within {seconds} s"
-        time.sleep(0.1)
 
 
 @pytest.fixture

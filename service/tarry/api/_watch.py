@@ -21,7 +21,8 @@ import base64
 import binascii
 import collections
 import contextlib
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Hashable
+from typing import Generic, TypeVar
 
 from tarry.engine import (
     Change,
@@ -193,11 +194,9 @@ class ChangeMessages:
     differ between streams, are appended after the rest."""
 
     def __init__(self, size: int = 8192) -> None:
-        self._size = size
-        self._serialized: collections.OrderedDict[tuple[int, str], bytes] = (
-            collections.OrderedDict())
-        self._cursors: collections.OrderedDict[str, bytes] = collections.OrderedDict()
-        self._fields: collections.OrderedDict[str, bytes] = collections.OrderedDict()
+        self._serialized: _Recent[tuple[int, str]] = _Recent(size)
+        self._cursors: _Recent[str] = _Recent(size)
+        self._fields: _Recent[str] = _Recent(size)
 
     def message(self, seen: Seen) -> bytes:
         out = bytearray(_length_delimited(_CURSOR_FIELD, self._encoded(seen.cursor)))
@@ -209,33 +208,36 @@ class ChangeMessages:
 
     def _cursor(self, cursor: str) -> bytes:
         """ExecutionChange.cursor on the wire (once per cursor, as `_encoded`)."""
-        found = self._fields.get(cursor)
-        if found is None:
-            found = _length_delimited(_CHANGE_CURSOR_FIELD, encode_cursor(cursor).encode())
-            self._fields[cursor] = found
-            if len(self._fields) > self._size:
-                self._fields.popitem(last=False)
-        return found
+        return self._fields.get(cursor, lambda: _length_delimited(
+            _CHANGE_CURSOR_FIELD, encode_cursor(cursor).encode()))
 
     def _encoded(self, cursor: str) -> bytes:
         """`encode_cursor`, once per cursor: streams that have caught up stand at the same
         places after each change, so each cursor is encoded once for all of them."""
-        found = self._cursors.get(cursor)
-        if found is None:
-            found = encode_cursor(cursor).encode()
-            self._cursors[cursor] = found
-            if len(self._cursors) > self._size:
-                self._cursors.popitem(last=False)
-        return found
+        return self._cursors.get(cursor, lambda: encode_cursor(cursor).encode())
 
     def _change(self, ch: Change) -> bytes:
-        key = (ch.partition, ch.position)
-        found = self._serialized.get(key)
+        return self._serialized.get((ch.partition, ch.position),
+                                    lambda: change_pb(ch).SerializeToString())
+
+
+K = TypeVar("K", bound=Hashable)
+
+
+class _Recent(Generic[K]):
+    """The bytes made for the last `size` keys. (Not functools.lru_cache: the key is not
+    always the argument, e.g. a change is known by its place in the log.)"""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._made: collections.OrderedDict[K, bytes] = collections.OrderedDict()
+
+    def get(self, key: K, make: Callable[[], bytes]) -> bytes:
+        found = self._made.get(key)
         if found is None:
-            found = change_pb(ch).SerializeToString()
-            self._serialized[key] = found
-            if len(self._serialized) > self._size:
-                self._serialized.popitem(last=False)
+            found = self._made[key] = make()
+            if len(self._made) > self._size:
+                self._made.popitem(last=False)
         return found
 
 

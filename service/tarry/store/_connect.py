@@ -46,19 +46,10 @@ def make_cluster(url: str, options: dict[str, Any]) -> aioredis.RedisCluster:
     """redis-py's cluster client (it follows MOVED and ASK, and refreshes the slot map) for
     `redis+cluster://[[user]:password@]host:port[,host:port...]`: any of the nodes, from
     which it learns the rest."""
-    scheme, _, rest = url.partition("://")
-    auth, _, hosts = rest.rpartition("@")
-    hosts = hosts.split("/", 1)[0]
+    _, hosts, _, connection = _split_url(url, 6379)
     if not hosts:
         raise ValueError("a Cluster URL reads redis+cluster://host:port[,host:port...]")
-    nodes = []
-    for host in hosts.split(","):
-        name, _, port = host.rpartition(":")
-        nodes.append(ClusterNode(name or host, int(port) if port.isdigit() else 6379))
-    user, _, password = auth.partition(":") if auth else ("", "", "")
-    connection: dict[str, Any] = {**({"username": unquote(user)} if user else {}),
-                                  **({"password": unquote(password)} if password else {}),
-                                  **({"ssl": True} if scheme.startswith("rediss") else {})}
+    nodes = [ClusterNode(name, port) for name, port in hosts]
     options = {k: v for k, v in options.items() if k != "health_check_interval"}
     return aioredis.RedisCluster(startup_nodes=nodes, **connection, **options)
 
@@ -76,29 +67,37 @@ def make_pool(url: str, options: dict[str, Any]) -> aioredis.ConnectionPool:
 def sentinel_pool(url: str, options: dict[str, Any]) -> aioredis.ConnectionPool:
     """A pool that follows the primary of a Sentinel-managed group (redis-py's own Sentinel
     support): `redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db]`."""
-    scheme, _, rest = url.partition("://")
-    auth, _, rest = rest.rpartition("@")
-    hosts, _, path = rest.partition("/")
+    secure, hosts, path, connection = _split_url(url, 26379)
     service, _, db = path.partition("/")
     if not hosts or not service:
         raise ValueError("a Sentinel URL reads redis+sentinel://host:port[,host:port...]/service")
-    sentinels: list[tuple[str, int]] = []
-    for host in hosts.split(","):
-        name, _, port = host.rpartition(":")
-        sentinels.append((name or host, int(port) if port.isdigit() else 26379))
-    user, _, password = auth.partition(":") if auth else ("", "", "")
-    secure = scheme.startswith("rediss")
-    connection = {**({"username": unquote(user)} if user else {}),
-                  **({"password": unquote(password)} if password else {}),
-                  **({"ssl": True} if secure else {})}
     # The sentinels' own clients: a deadline on every answer, and no retries (redis-py's
     # default is 3 with backoff of up to 10 s): asking the next sentinel is the retry.
     asking = {"socket_connect_timeout": SENTINEL_TIMEOUT, "socket_timeout": SENTINEL_TIMEOUT,
               "retry": Retry(NoBackoff(), 0), **({"ssl": True} if secure else {})}
-    manager = _Sentinels(sentinels, sentinel_kwargs=asking,
+    manager = _Sentinels(hosts, sentinel_kwargs=asking,
                          **connection)  # type: ignore[no-untyped-call]
     return SentinelConnectionPool(  # type: ignore[no-untyped-call]
         service, manager, db=int(db or 0), **connection, **options)
+
+
+def _split_url(url: str, default_port: int
+               ) -> tuple[bool, list[tuple[str, int]], str, dict[str, Any]]:
+    """A URL naming several hosts, `scheme://[[user]:password@]host:port[,host:port...][/path]`:
+    (TLS or not, the hosts, the path, the connection's credentials and TLS options)."""
+    scheme, _, rest = url.partition("://")
+    auth, _, rest = rest.rpartition("@")
+    names, _, path = rest.partition("/")
+    hosts: list[tuple[str, int]] = []
+    for host in names.split(",") if names else ():
+        name, _, port = host.rpartition(":")
+        hosts.append((name or host, int(port) if port.isdigit() else default_port))
+    user, _, password = auth.partition(":") if auth else ("", "", "")
+    secure = scheme.startswith("rediss")
+    connection: dict[str, Any] = {**({"username": unquote(user)} if user else {}),
+                                  **({"password": unquote(password)} if password else {}),
+                                  **({"ssl": True} if secure else {})}
+    return secure, hosts, path, connection
 
 
 class _Sentinels(Sentinel):
