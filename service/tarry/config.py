@@ -96,6 +96,9 @@ class Config:
     retention: float = 7 * 86_400.0
     """Seconds a finished execution is kept before it is removed whole (0: forever); a
     workflow's own `retention` wins."""
+    first_step_budget: float = 0.005
+    """Seconds a new execution's first step (a lone async one) may run before the Run
+    commits, so that the creation and that step's outcome are one commit; 0: never."""
     max_executions: int = 10_000
     """Executions one server drives at once; a Run or Resume past it gets RESOURCE_EXHAUSTED."""
     max_request_bytes: int = limits.MAX_REQUEST_BYTES
@@ -168,6 +171,7 @@ class _Environment(BaseSettings):
     max_watches: PositiveInt | None = None
     max_step_restarts: NonNegativeInt | None = None
     max_executions: PositiveInt | None = None
+    first_step_budget: NonNegativeFloat | None = None
     retention: NonNegativeFloat | None = None
     change_log_length: PositiveInt | None = None
     redis_partitions: Annotated[int, Field(ge=1, le=64)] | None = None

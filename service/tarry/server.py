@@ -174,7 +174,7 @@ class Server:
         cfg = self.config
         limits = {"lease_ttl": cfg.lease_ttl, "max_step_restarts": cfg.max_step_restarts,
                   "max_drivers": cfg.max_executions, "retention": cfg.retention,
-                  "observer": observer}
+                  "first_step_budget": cfg.first_step_budget, "observer": observer}
         if cfg.owner:
             return EngineConfig(owner=cfg.owner, take_back=cfg.take_back,
                                 **limits)  # type: ignore[arg-type]

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,23 +17,8 @@ from tests.integration.helpers import all_events, started, until
 async def test_killed_process_step_reruns_elsewhere(
         make_engine: EngineFactory, redis_server: LocalRedis, prefix: str, tmp_path: Path
 ) -> None:
-    log = tmp_path / "steps.log"
-    crash_worker.LOG = log  # this process runs the steps after the takeover
-    proc = subprocess.Popen(  # noqa: ASYNC220 - started once, killed below
-        [sys.executable, "-m", "tests.integration.crash_worker", redis_server.url, prefix,
-         str(log)],
-        stdout=subprocess.DEVNULL, cwd=Path(__file__).parents[2],
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
-    )
-    try:
-        for _ in range(200):
-            if log.exists() and "slow:1" in log.read_text():
-                break
-            await asyncio.sleep(0.05)
-        assert "slow:1" in log.read_text()
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    log = tmp_path / "steps.log"  # this process runs the steps after the takeover
+    await crash_worker.killed_once_logged(redis_server.url, prefix, log, "slow:1")
 
     engine = await make_engine(crash_worker.crashy, lease_ttl=1.0)
     mid = await engine.get("crash-1")

@@ -1,13 +1,17 @@
-"""What the store is asked to apply for one transition: the `Commit` of a `Txn`."""
+"""What the store is asked to apply for one transition: the `Commit` of a `Txn`; and how a
+commit whose fate is unknown is sent again."""
 
 from __future__ import annotations
+
+import asyncio
 
 from tarry import _json
 
 from ._definition import Workflow
+from ._errors import Conflict, StoreUnavailable
 from ._machine import DEADLINE, Txn
 from ._model import Status, early_text
-from ._store import Commit, Stored
+from ._store import Commit, CommitOutcome, Committed, Store, Stored
 from ._vocab import WaitKind
 
 
@@ -54,3 +58,28 @@ def expiry(wf: Workflow, status: Status, now: int, retention: float) -> int:
         return 0
     keep = retention if wf.retention is None else wf.retention
     return now + int(keep * 1000) if keep > 0 else 0
+
+
+async def commit_again(store: Store, commit: Commit) -> CommitOutcome | None:
+    """Redis could not be reached, so `commit` may or may not have been applied: try again
+    until Redis answers (the lease cannot run out meanwhile unless Redis's clock moves on,
+    and then the version check refuses the commit). A refusal because the version moved on
+    may mean the first try was applied after all: then the stored document is the one this
+    commit wrote. None: it was not, and the execution moved on without it."""
+    pause = 0.05
+    while True:
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.5)
+        try:
+            return await store.commit(commit)
+        except StoreUnavailable:
+            continue
+        except Conflict:
+            try:
+                stored, _ = await store.load(commit.execution_id)
+            except StoreUnavailable:
+                continue
+            if (stored is not None and stored.version == commit.expected_version + 1
+                    and stored.doc == commit.doc):
+                return Committed(stored.version, stored.seq)
+            return None

@@ -49,6 +49,10 @@ class EngineConfig:
     max_drivers: int = 10_000
     """Executions this process drives at once at most; a Run or Resume that would start one
     more is refused with Overloaded (timers and takeovers are never refused)."""
+    first_step_budget: float = 0.005
+    """Seconds a new execution's first step (a lone async one) may run before its creation
+    is committed, so that both are committed as one transition (`_creation`); past it, the
+    creation is committed on its own. 0: always on its own."""
     observer: Observer = field(default_factory=Observer, compare=False)
     """Told of steps, timers and takeovers (metrics, traces: `tarry.observe`); the default
     does nothing."""

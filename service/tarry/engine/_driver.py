@@ -8,25 +8,28 @@ its version check, and the driver stops.
 A lone async step (a chain's usual case) runs in the driver's own task rather than in a task
 of its own; a notice from outside then makes the driver look at Redis beside the step, and
 stop it at once if the execution was cancelled or taken over.
+
+A driver started with a `Creation` drives an execution not in Redis yet: its first step
+runs before the creation commit (`_creation`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import dataclasses
-import functools
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
-from typing import Any, ParamSpec, Protocol, TypeVar
+from concurrent.futures import Executor
+from typing import Any, Protocol
 
 from tarry import _json
 
 from ._clock import Clock
+from ._commits import commit_again
 from ._config import EngineConfig
 from ._context import Signals, StepContext
+from ._creation import Creation
 from ._definition import Workflow
 from ._errors import (
     Conflict,
@@ -47,6 +50,7 @@ from ._store import (
     Stored,
     SuspendRequested,
 )
+from ._threads import InContext
 from ._vocab import EventType, WaitKind
 
 
@@ -74,25 +78,8 @@ class Port(Protocol):
 
     def driver_done(self, driver: Driver) -> None: ...
 
+
 log = logging.getLogger(__name__)
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-class InContext(Executor):
-    """An executor that runs each call in a copy of the caller's context (contextvars), as
-    asyncio does for a task but `run_in_executor` does not: a plain step's log lines and
-    spans then belong to its execution and attempt like an async step's."""
-
-    def __init__(self, inner: Executor) -> None:
-        self._inner = inner
-
-    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
-        # partial, not a lambda: no frame of this module in a failed step's traceback.
-        run = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
-        return self._inner.submit(run)
-
 
 _TIMER_KINDS = {WaitKind.SLEEP: TimerKind.SLEEP, WaitKind.RETRY: TimerKind.RETRY,
                 WaitKind.WAIT: TimerKind.WAIT}
@@ -104,8 +91,11 @@ class Lost(Exception):
 
 class Driver:
     def __init__(self, engine: Port, wf: Workflow, stored: Stored, *, restart: bool,
-                 doc: Doc | None = None, lease_sent: float | None = None) -> None:
+                 doc: Doc | None = None, lease_sent: float | None = None,
+                 creation: Creation | None = None) -> None:
         self.engine = engine
+        self.creation = creation
+        """Set until the execution's creation is committed (`_creation`)."""
         self.wf = wf
         self.stored = stored
         self.doc = doc or Doc.loads(stored.doc)  # this driver's own: changed in place
@@ -143,6 +133,9 @@ class Driver:
         set_log_fields(execution_id=self.id, workflow=self.wf.name)
         try:
             self.observed = await self.engine.config.observer.driving(self.id, self.wf.name)
+            if self.creation is not None:  # past the budget, the creation goes on its own
+                self.creation.timer = asyncio.get_running_loop().call_later(
+                    self.creation.budget, self._create_alone)
             if self.restart and self.doc.running:
                 await self.transition(self._restart)
             while self.stored.status is Status.RUNNING or self._holding_for_timer():
@@ -218,6 +211,8 @@ class Driver:
     def notify(self) -> None:
         """Someone else wrote to this execution (a Suspend request, a Cancel, a takeover).
         While a step runs inline, nobody waits on `poke`: look now, beside the step."""
+        if self.creation is not None:
+            return  # not in Redis yet: nobody else can have written to it
         self.poke.set()
         if self.inline and self._looking is None:
             self._looking = asyncio.create_task(self._look_while_inline())
@@ -258,6 +253,8 @@ class Driver:
         or starved, or Redis slow — make sure with Redis, and stop if another server has
         taken the execution over, rather than run its step twice."""
         ttl = self.engine.config.lease_ttl
+        if self.creation is not None:
+            return  # not in Redis yet: no other server can run it
         if time.monotonic() < max(self.lease_sent, self.engine.renewed_at) + ttl / 2:
             return
         sent = time.monotonic()
@@ -334,16 +331,27 @@ class Driver:
     async def transition(self, mutate: Callable[[Txn], None]) -> None:
         """Apply `mutate` to the last committed document and commit it."""
         while True:
+            if (self.creation is not None and self.creation.alone is not None
+                    and not await self.creation.created_alone()):
+                raise Lost  # not created (the Run was told why), or by another server
+            creation = self.creation  # set: this transition creates the execution too
+            if creation is not None:
+                creation.stop_timer()  # the step has ended within the budget
             self._fired.clear()  # what this try fires; told once it is committed
             base = self.stored
             doc = self.doc  # changed in place: on a refused commit it is read again from JSON
-            t = Txn(self.wf, doc, base.status, self.engine.clock.now_ms(),
-                    early=early_inputs(base.early))
+            now = self.engine.clock.now_ms()
+            t = (creation.txn(self.wf, doc, now) if creation is not None
+                 else Txn(self.wf, doc, base.status, now, early=early_inputs(base.early)))
             clear = self.sreq is not None
             if self.sreq is not None and doc.suspension is None:
                 t.request_suspension(self.sreq)
             mutate(t)
             status = t.settle()
+            if creation is not None and status is not Status.RUNNING:
+                self.doc = Doc.loads(base.doc)  # the creation first, on its own
+                self._create_alone()
+                continue
             commit = self.engine.commit_for(self.wf, base, t, status, holding=self.holding,
                                             check_suspend_request=not clear,
                                             clear_suspend_request=clear)
@@ -351,12 +359,22 @@ class Driver:
             self.committing = True
             try:
                 outcome = await self.engine.store.commit(commit)
-            except Conflict:
-                raise Lost from None
-            except StoreUnavailable:
+            except Exception as exc:
+                if creation is not None:  # the Run is answered with it, not retried here
+                    creation.refuse(exc)
+                    raise Lost from None
+                if isinstance(exc, Conflict):
+                    raise Lost from None
+                if not isinstance(exc, StoreUnavailable):
+                    raise
                 outcome = await self._commit_again(commit)
             finally:
                 self.committing = False
+            if creation is not None:
+                creation.settle(outcome)
+                if isinstance(outcome, Existing):  # another server created it first
+                    raise Lost
+                self.creation = None
             if isinstance(outcome, SuspendRequested):
                 self.sreq = outcome.reason
                 self.signals.request_suspend(outcome.reason)
@@ -373,29 +391,25 @@ class Driver:
                 self.engine.config.observer.timer_fired(kind, max(late, 0) / 1000)
             return
 
+    def _create_alone(self) -> None:
+        """Commit the creation on its own now (`_creation`); the Run is answered then."""
+        if self.creation is not None:
+            self.creation.send_alone(self.engine.store, self._created)
+
+    def _created(self, outcome: Committed, sent: float) -> None:
+        """The creation, committed on its own while the first step runs."""
+        assert self.creation is not None
+        self.stored = Stored(outcome.version, Status.RUNNING, outcome.seq, None,
+                             self.creation.commit.doc)
+        self.seen_seq = max(self.seen_seq, outcome.seq)
+        self.holding, self.lease_sent, self.creation = True, sent, None
+        self.engine.after_commit(self.id)
+
     async def _commit_again(self, commit: Commit) -> CommitOutcome:
-        """Redis could not be reached, so the commit may or may not have been applied: try
-        again until Redis answers (the lease cannot run out meanwhile unless Redis's clock
-        moves on, and then the version check refuses the commit). A refusal because the
-        version moved on may mean the first try was applied after all: then the stored
-        document is the one this commit wrote."""
-        pause = 0.05
-        while True:
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.5)
-            try:
-                return await self.engine.store.commit(commit)
-            except StoreUnavailable:
-                continue
-            except Conflict:
-                try:
-                    stored, _ = await self.engine.store.load(self.id)
-                except StoreUnavailable:
-                    continue
-                if (stored is not None and stored.version == commit.expected_version + 1
-                        and stored.doc == commit.doc):
-                    return Committed(stored.version, stored.seq)
-                raise Lost from None
+        outcome = await commit_again(self.engine.store, commit)
+        if outcome is None:
+            raise Lost
+        return outcome
 
     def _committed(self, outcome: Committed, status: Status, raw: str, cleared: bool,
                    early: str | None) -> None:

@@ -5,7 +5,9 @@ passes in `_supervisor`, the local waiters in `_hub`, the executions driven here
 
 Every request reads the execution, builds one transition with the state machine, and commits
 it with a version check: two racing requests cannot both apply. Executions that have a step
-to run get a `Driver` in the process that committed the transition, holding the lease.
+to run get a `Driver` in the process that committed the transition, holding the lease. A
+Run whose first node is a lone async step hands its creation to the driver, which runs
+that step first and commits both as one transition (`_creation`). The reads are in `_reads`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from tarry import _json
@@ -21,37 +23,38 @@ from tarry.limits import MAX_PENDING_INPUTS
 
 from . import namespaces
 from ._bulk import Bulks
-from ._changes import ChangeFeed, ChangeFilter, Seen
+from ._changes import ChangeFeed
 from ._cleanup import clean_up, hooks
 from ._clock import Clock
 from ._commits import commit_of
 from ._config import EngineConfig
+from ._creation import Creation, folds
 from ._definition import Workflow
 from ._driver import Driver
 from ._errors import (
     Conflict,
     DefinitionMismatch,
-    ExecutionNotFound,
     InvalidArgument,
     Overloaded,
     StoreUnavailable,
     WorkflowNotFound,
     WrongState,
 )
-from ._hub import Hub, wait_event
+from ._hub import Hub
 from ._machine import CALLER, Txn
-from ._model import FREEZE_MARK, Doc, EarlyInput, Event, Execution, Status, early_inputs
+from ._model import FREEZE_MARK, Doc, EarlyInput, Execution, Status, early_inputs
+from ._reads import Reads
 from ._recent import Recent
 from ._registry import Registry
 from ._requests import KeepEarly, allowed, check_tags, new_id, resume_transition, run_input
 from ._schema import JSON
-from ._store import Commit, Committed, EarlyChanged, Existing, ListFilters, Store, Stored
+from ._store import Commit, Committed, EarlyChanged, Existing, Store, Stored
 from ._supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
 
-class Engine:
+class Engine(Reads):
     def __init__(self, registry: Registry, store: Store, config: EngineConfig | None = None
                  ) -> None:
         self.registry = registry
@@ -143,12 +146,40 @@ class Engine:
         status = t.settle()
         base = Stored(0, Status.RUNNING, 0, None, "")
         commit = self.commit_for(wf, base, t, status)
+        if self.config.first_step_budget > 0 and folds(wf, doc, status):
+            first = await self._first_step_first(wf, commit, t, bool(execution_id or request_id))
+            if first is not None:
+                return first
         outcome = await self.store.commit(commit)
         if isinstance(outcome, Existing):
             return self.snapshot(outcome.stored)
         assert isinstance(outcome, Committed)
         stored = self._after(wf, outcome, status, doc, commit.doc)
         return Execution.of(doc, status=status, version=stored.version, seq=stored.seq,
+                            sreq=None)
+
+    async def _first_step_first(self, wf: Workflow, commit: Commit, t: Txn, named: bool
+                                ) -> Execution | None:
+        """Run the first step before the creation commit (`_creation`); None: the creation
+        is to be committed as usual. An execution whose id the caller named or derived
+        from a request id may exist already: then the commit answers for it."""
+        eid = commit.execution_id
+        if named and (await self.store.load(eid))[0] is not None:
+            return None
+        other = self._drivers.get(eid)  # (no await from here to the spawn)
+        if other is not None:
+            if other.creation is not None:  # the same Run, in flight here: after it
+                await asyncio.wait([other.creation.answer])
+            return None
+        creation = Creation(commit, t.events, self.config.first_step_budget)
+        self.spawn(wf, Stored(0, Status.RUNNING, 0, None, commit.doc), restart=False,
+                   creation=creation)
+        outcome = await asyncio.shield(creation.answer)
+        if isinstance(outcome, Existing):  # another server created it first
+            return self.snapshot(outcome.stored)
+        assert isinstance(outcome, Committed)
+        # As created (what the first step did is in the events after these).
+        return Execution.of(t.doc, status=Status.RUNNING, version=1, seq=len(t.events),
                             sreq=None)
 
     async def resume(
@@ -303,74 +334,6 @@ class Engine:
                 return answer
         raise Conflict(f"execution {execution_id!r} kept changing; try again")
 
-    # -- reads -----------------------------------------------------------------------
-
-    async def get(self, execution_id: str) -> Execution:
-        stored, _ = await self.store.load(execution_id)
-        return self.snapshot(self._found(execution_id, stored))
-
-    async def events(self, execution_id: str, after: int = 0, limit: int = 100) -> list[Event]:
-        events = await self.store.events(execution_id, after, limit)
-        if not events:  # NOT_FOUND for an unknown id
-            self._found(execution_id, (await self.store.load(execution_id))[0])
-        return events
-
-    async def list(self, *, workflow: str | None = None, status: Status | None = None,
-                   limit: int = 50, cursor: str | None = None,
-                   namespace: str = namespaces.DEFAULT, filters: ListFilters | None = None
-                   ) -> tuple[list[Execution], str | None]:
-        """One page of one namespace's executions, newest first (their ids qualified)."""
-        if filters is not None and filters.tags:
-            check_tags(filters.tags)
-        rows, nxt = await self.store.list_executions(workflow, status, limit, cursor,
-                                                     namespace, filters)
-        return [self._listed(r) for r in rows], nxt
-
-    def follow_changes(self, f: ChangeFilter, cursor: str | None, max_seconds: float
-                       ) -> AsyncGenerator[Seen, None]:
-        """WatchExecutions: the changes matching `f` after `cursor` (None: from now)."""
-        if f.tags:
-            check_tags(f.tags)
-        return self.changes.follow(f, cursor, max_seconds)
-
-    def _listed(self, stored: Stored) -> Execution:
-        """One row of a listing: a stored execution that cannot be read (a bug, or data
-        from a newer server) is listed bare, never failing the page."""
-        try:
-            return self.snapshot(stored)
-        except Exception:
-            log.exception("a stored execution could not be read; listed without its details")
-            return Execution.bare(stored.doc, status=stored.status, version=stored.version,
-                                  seq=stored.seq)
-
-    async def wait(self, execution_id: str, *, timeout: float | None = None,
-                   until: Callable[[Execution], bool] | None = None) -> Execution:
-        """Wait until `until(execution)` holds (default: it is no longer RUNNING)."""
-        done = until or (lambda e: e.status is not Status.RUNNING)
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        driver = self._drivers.get(execution_id)
-        if until is None and driver is not None and driver.task is not None:
-            # Driven here: its end is the answer, with no read of Redis.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await asyncio.shield(driver.task)
-            if driver.final is not None:
-                return driver.final
-        async with self.hub.listen(execution_id) as ev:
-            while True:
-                ev.clear()
-                ex = await self.get(execution_id)
-                left = None if deadline is None else deadline - loop.time()
-                if done(ex) or (left is not None and left <= 0):
-                    return ex
-                await wait_event(ev, left)
-
-    def snapshot(self, stored: Stored) -> Execution:
-        return Execution.of(Doc.loads(stored.doc), status=stored.status,
-                            version=stored.version, seq=stored.seq, sreq=stored.suspend_request,
-                            early=stored.early)
-
     # -- transitions -----------------------------------------------------------------
 
     async def _apply(self, wf: Workflow, stored: Stored, doc: Doc,
@@ -446,13 +409,16 @@ class Engine:
                 metadata={"limit": str(self.config.max_drivers)})
 
     def spawn(self, wf: Workflow, stored: Stored, *, restart: bool, doc: Doc | None = None,
-               lease_sent: float | None = None) -> None:
-        d = Driver(self, wf, stored, restart=restart, doc=doc, lease_sent=lease_sent)
+              lease_sent: float | None = None, creation: Creation | None = None) -> None:
+        d = Driver(self, wf, stored, restart=restart, doc=doc, lease_sent=lease_sent,
+                   creation=creation)
         old = self._drivers.get(d.id)
         if old is not None:
             old.stop()  # stale: its next commit would fail anyway
         self._drivers[d.id] = d
         d.task = asyncio.create_task(d.run(), name=f"tarry:drive:{d.id}")
+        if creation is not None:  # stopped before it was created (even before it began)
+            d.task.add_done_callback(lambda _: creation.abandon(d.id))
 
     def driver_done(self, d: Driver) -> None:
         if self._drivers.get(d.id) is d:
@@ -489,12 +455,3 @@ class Engine:
             self.supervisor.release(doc.id)
             return
         self.spawn(wf, stored, restart=True, doc=doc, lease_sent=sent)
-
-    @staticmethod
-    def _found(execution_id: str, stored: Stored | None) -> Stored:
-        if stored is None:
-            raise ExecutionNotFound(f"no execution with id {execution_id!r}",
-                                    metadata={"execution_id": execution_id})
-        return stored
-
-    # -- background loops ------------------------------------------------------------
