@@ -17,6 +17,7 @@ Chain style (VoltAgent) is sugar over a linear graph::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -129,8 +130,9 @@ class Node:
     """Waits: a Resume naming this node before the execution reaches it is kept (in the
     order accepted) and delivered when it does, instead of refused."""
 
-    @property
+    @functools.cached_property
     def is_async(self) -> bool:
+        """(Asked of every step a driver runs: worked out once.)"""
         return self.fn is not None and inspect.iscoroutinefunction(self.fn)
 
 

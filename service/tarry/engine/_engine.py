@@ -174,7 +174,7 @@ class Engine(Reads):
         creation = Creation(commit, t.events, self.config.first_step_budget)
         self.spawn(wf, Stored(0, Status.RUNNING, 0, None, commit.doc), restart=False,
                    creation=creation)
-        outcome = await asyncio.shield(creation.answer)
+        outcome = await creation.answer  # (cancelled with this call: the driver goes on)
         if isinstance(outcome, Existing):  # another server created it first
             return self.snapshot(outcome.stored)
         assert isinstance(outcome, Committed)

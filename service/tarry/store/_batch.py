@@ -69,13 +69,21 @@ class ScriptBatcher:
 
     async def call(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if not self._in_flight and not self._pending:
+            # Idle: no batch to join, so send this call at once from the caller's own task
+            # (a task of its own would start a turn of the loop later). The round trip's
+            # deadline is _pipeline's; calls that come meanwhile gather and go next.
+            self._in_flight += 1
+            try:
+                await self._send([(keys, args, fut)])
+            finally:
+                self._in_flight -= 1
+                if self._pending and not self._in_flight:
+                    self._start_drain()
+            return fut.result()
         self._pending.append((keys, args, fut))
         if self._in_flight < MAX_IN_FLIGHT:
-            # The task starts on the next turn of the loop: callers of this turn join it.
-            self._in_flight += 1
-            task = asyncio.get_running_loop().create_task(self._drain())
-            self._tasks.add(task)  # a task nobody references may be collected mid-flight
-            task.add_done_callback(self._tasks.discard)
+            self._start_drain()
         # One deadline for the whole call, its wait in the queue included: behind batches
         # that run out their own time (a primary gone silent) it would wait for theirs too.
         # One timer for all the calls in flight, not one each (`asyncio.timeout` per call
@@ -85,6 +93,13 @@ class ScriptBatcher:
         if self._expiry is None:
             self._expiry = loop.call_at(self._deadlines[0][0], self._expire)
         return await fut  # past its deadline `fut` fails: if not sent yet, it never is
+
+    def _start_drain(self) -> None:
+        # The task starts on the next turn of the loop: callers of this turn join it.
+        self._in_flight += 1
+        task = asyncio.get_running_loop().create_task(self._drain())
+        self._tasks.add(task)  # a task nobody references may be collected mid-flight
+        task.add_done_callback(self._tasks.discard)
 
     def _expire(self) -> None:
         """Fail the calls past their deadline with TimeoutError; look again at the next."""
