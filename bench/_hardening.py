@@ -621,6 +621,8 @@ class Hardening:
                 early = sum(1 for t in taken if t is not None and t < gone)
                 finished = sum(1 for i in flight if tracker.done_at.get(i, gone) < gone)
                 done = await tracker.all_completed(60)
+                # Taken over after the exit too: when each was (at the exit, not all were).
+                last = latest([tracker.owned(i, b.owner) for i in flight])
                 await tracker.stop()
                 result = await outcome(b.stub, rs.url, ids)
         self.add(Row(sc, "SIGTERM -> exit", seconds(gone - term), "s", "shutdown grace",
@@ -628,7 +630,6 @@ class Hardening:
         self.add(Row(sc, "taken over by the other server before the exit", early,
                      "executions (their step still running on the stopping server)",
                      "in flight at SIGTERM", len(flight), target="0", met=early == 0))
-        last = latest(taken)
         self.add(Row(sc, "all taken over, after SIGTERM",
                      seconds(None if last is None else last - term), "s",
                      "lease left at SIGTERM (TTL - TTL / 3 + 0.4 s)",
