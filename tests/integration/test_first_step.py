@@ -164,7 +164,7 @@ async def test_a_server_stopping_before_the_creation_answers_unavailable(
     run = asyncio.create_task(engine.run("three", execution_id="never"))
     await asyncio.wait_for(entered.wait(), 10)
     await engine.stop()
-    with pytest.raises(StoreUnavailable, match="stopped before execution 'never' was created"):
+    with pytest.raises(StoreUnavailable, match="stopped while starting execution 'never'"):
         await asyncio.wait_for(run, 10)
     with pytest.raises(ExecutionNotFound):
         await reader.get("never")

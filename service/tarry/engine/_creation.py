@@ -129,6 +129,6 @@ class Creation:
             with contextlib.suppress(BaseException):
                 self.alone.result()  # retrieved
         self.refuse(StoreUnavailable(
-            f"the server stopped before execution {execution_id!r} was created; run it "
-            "again (with the same request id, if you gave one)",
-            metadata={"execution_id": execution_id}))
+            f"the server stopped while starting execution {execution_id!r}, which may or "
+            "may not exist: run it again with the same request id or execution id to get "
+            "it either way", metadata={"execution_id": execution_id}))
