@@ -24,7 +24,6 @@ in flight at once on two servers within the budget may each run it (README: Know
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -83,6 +82,8 @@ class Creation:
             self.stop_timer()
             self.alone = asyncio.create_task(self._alone(store, created),
                                              name=f"tarry:create:{self.commit.execution_id}")
+            # Its error reaches the Run through `answer`: retrieved here, whoever waits.
+            self.alone.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def _alone(self, store: Store, created: Callable[[Committed, float], None]
                      ) -> CommitOutcome:
@@ -108,12 +109,10 @@ class Creation:
     def settle(self, outcome: CommitOutcome) -> None:
         if not self.answer.done():
             self.answer.set_result(outcome)
-        self.stop_timer()
 
     def refuse(self, exc: BaseException) -> None:
         if not self.answer.done():
             self.answer.set_exception(exc)
-        self.stop_timer()
 
     def stop_timer(self) -> None:
         if self.timer is not None:
@@ -123,11 +122,8 @@ class Creation:
     def abandon(self, execution_id: str) -> None:
         """The driver stops before the creation was committed (the server stops)."""
         self.stop_timer()
-        if self.alone is not None and not self.alone.done():
-            return  # on its way: the Run is answered with what it gives
         if self.alone is not None:
-            with contextlib.suppress(BaseException):
-                self.alone.result()  # retrieved
+            return  # sent on its own: the Run is answered with what that gives
         self.refuse(StoreUnavailable(
             f"the server stopped while starting execution {execution_id!r}, which may or "
             "may not exist: run it again with the same request id or execution id to get "
